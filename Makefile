@@ -1,0 +1,37 @@
+# drover — the two commands are `make run` and `make test`.
+GO        ?= go
+BIN       ?= bin/drover
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
+# go test flags for `make test`; CI uses the defaults.
+TESTFLAGS ?= -race -count=1 -timeout 20m
+BENCHTIME ?= 1x
+
+.PHONY: all build run test vet fmt bench clean
+
+all: build
+
+## build: compile the drover binary into bin/
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/drover
+
+## run: build and start the whole pipeline on the embedded stack (drover dev)
+run: build
+	./$(BIN) dev $(ARGS)
+
+## test: vet and every test (unit and integration, real PostgreSQL, MQTT, embedded Kafka)
+test: vet
+	$(GO) test $(TESTFLAGS) ./...
+
+vet:
+	$(GO) vet ./...
+
+fmt:
+	gofmt -l -w $$(git ls-files '*.go')
+
+## bench: stage benchmarks with their same-run baselines and ratios
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m ./... | tee .bench.out
+
+clean:
+	rm -rf bin .drover

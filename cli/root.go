@@ -1,0 +1,171 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// DefaultDevEnvFile is where `drover dev` writes its endpoints.
+const DefaultDevEnvFile = ".drover/dev.env"
+
+// Root is drover's root command plus the state its subcommands share.
+type Root struct {
+	Cmd  *cobra.Command
+	Conn *Conn
+
+	logLevel  string
+	logFormat string
+	devEnv    string
+}
+
+// NewRoot builds the root command. Subcommands are added by the caller
+// (package main wires them); Execute runs the tree.
+func NewRoot(version string) *Root {
+	r := &Root{Conn: &Conn{}}
+	r.Cmd = &cobra.Command{
+		Use:   "drover",
+		Short: "Kafka-centric IoT telemetry pipeline: MQTT bridge, processors, TimescaleDB sink, jobs and tools",
+		Long: `drover moves device telemetry from MQTT through Kafka into TimescaleDB.
+
+Devices publish over MQTT; the bridge validates every payload against an Avro
+schema and routes it to raw.* topics or to dlq.events with a reason; goka
+processors derive features, alerts and per-device state; the sink writes it
+all into TimescaleDB. One binary runs every stage as a subcommand.
+
+Every flag can also be set with an environment variable: --kafka-brokers is
+DROVER_KAFKA_BROKERS. Values not set by a flag or the environment are read
+from the env file that 'drover dev' writes (--dev-env), when it exists.
+
+Exit codes: 0 success, 1 failure, 2 bad usage or configuration, 3 a check
+found drift or an incompatibility.`,
+		Example: `  # start the whole pipeline on the embedded stack
+  drover dev
+
+  # in another terminal, against that stack
+  drover topics diff
+  drover schemas check`,
+		Version:       version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	pf := r.Cmd.PersistentFlags()
+	pf.StringVar(&r.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	pf.StringVar(&r.logFormat, "log-format", "json", "log format: json or text")
+	pf.StringVar(&r.devEnv, "dev-env", DefaultDevEnvFile, "env file written by 'drover dev'; read when present for values not set otherwise (empty = never)")
+	r.Cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return &UsageError{Err: fmt.Errorf("%s: %w (see '%s --help')", c.CommandPath(), err, c.CommandPath())}
+	})
+	r.Cmd.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		return r.prepare(cmd, os.Stderr)
+	}
+	return r
+}
+
+// prepare binds the environment (and the dev env file) to unset flags and
+// builds the logger.
+func (r *Root) prepare(cmd *cobra.Command, logOut io.Writer) error {
+	// The dev env path itself may come from the environment.
+	if f := cmd.Flags().Lookup("dev-env"); f != nil && !f.Changed {
+		if v, ok := os.LookupEnv(EnvName("dev-env")); ok {
+			r.devEnv = v
+		}
+	}
+	var defaults map[string]string
+	if r.devEnv != "" && cmd.Annotations["drover.writes-dev-env"] == "" {
+		m, err := ReadEnvFile(r.devEnv)
+		switch {
+		case err == nil:
+			defaults = m
+		case errors.Is(err, os.ErrNotExist):
+		default:
+			return Usagef("--dev-env %s: %w", r.devEnv, err)
+		}
+	}
+	if err := bindEnv(cmd, defaults); err != nil {
+		return err
+	}
+	log, err := NewLogger(logOut, r.logLevel, r.logFormat)
+	if err != nil {
+		return err
+	}
+	r.Conn.Log = log
+	slog.SetDefault(log)
+	return nil
+}
+
+// WritesDevEnv marks a command (drover dev) that writes the dev env file and
+// so must not read it as defaults.
+func WritesDevEnv(cmd *cobra.Command) {
+	if cmd.Annotations == nil {
+		cmd.Annotations = map[string]string{}
+	}
+	cmd.Annotations["drover.writes-dev-env"] = "true"
+}
+
+// NewLogger returns a slog logger writing JSON (or text) at level.
+func NewLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, Usagef("--log-level: unknown level %q (want debug, info, warn or error)", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch strings.ToLower(format) {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return nil, Usagef("--log-format: unknown format %q (want json or text)", format)
+}
+
+// Execute runs the command tree with a context cancelled by SIGINT or
+// SIGTERM; a second signal exits at once with code 130. It prints a failing
+// command's error as one line on stderr and returns the exit code.
+func (r *Root) Execute(args []string) int {
+	annotateEnv(r.Cmd)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop() // restore default handling: the next signal kills the process
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		<-sig
+		fmt.Fprintln(os.Stderr, "drover: second signal, exiting now")
+		os.Exit(130)
+	}()
+	r.Cmd.SetArgs(args)
+	err := r.Cmd.ExecuteContext(ctx)
+	if err != nil && isCobraUsage(err) {
+		err = &UsageError{Err: err}
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintf(os.Stderr, "drover: %v\n", err)
+	}
+	return ExitCode(err)
+}
+
+// isCobraUsage recognises the argument errors cobra itself returns (unknown
+// subcommand, wrong number of arguments), which are usage errors.
+func isCobraUsage(err error) bool {
+	var ue *UsageError
+	if errors.As(err, &ue) {
+		return false
+	}
+	msg := err.Error()
+	for _, p := range []string{"unknown command ", "accepts ", "requires at least ", "requires at most ", "received ", "invalid argument "} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}

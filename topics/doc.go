@@ -1,0 +1,17 @@
+// Package topics owns drover's Kafka topics: their names (constants used by
+// every stage), the catalogue of the DEAL-IoT reference stack (catalogue.yaml,
+// embedded; see Default, Load and Parse), and the reconciler that compares a
+// cluster with the catalogue (Diff) and makes it match (Apply).
+//
+// The reconciler only ever adds: it creates missing topics, raises partition
+// counts and sets the configs the catalogue names. It never deletes a topic,
+// removes partitions or changes replication (a partition reassignment); those
+// differences are reported as drift. Topics the catalogue does not know are
+// listed as unmanaged and left alone.
+//
+// Replication in the catalogue is the production value; WithReplicationCap
+// adapts it (and min.insync.replicas) to a smaller cluster, e.g. 1 for the
+// single-broker dev stack.
+//
+// Command returns the `drover topics` command (list, diff, apply).
+package topics
