@@ -1,0 +1,25 @@
+// Command drover is the one binary of the drover pipeline. It only wires:
+// every subcommand lives beside the code it runs.
+package main
+
+import (
+	"os"
+
+	"github.com/drover-iot/drover/cli"
+	"github.com/drover-iot/drover/devstack"
+	"github.com/drover-iot/drover/schemas"
+	"github.com/drover-iot/drover/topics"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	root := cli.NewRoot(version)
+	root.Cmd.AddCommand(
+		devstack.Command(root.Conn),
+		topics.Command(root.Conn),
+		schemas.Command(root.Conn),
+	)
+	os.Exit(root.Execute(os.Args[1:]))
+}

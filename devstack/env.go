@@ -1,0 +1,90 @@
+package devstack
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// Endpoints are where clients reach the stack's services.
+type Endpoints struct {
+	MQTTURL           string // tcp://127.0.0.1:PORT
+	KafkaBrokers      string // 127.0.0.1:PORT (comma-separated if several)
+	SchemaRegistryURL string // http://127.0.0.1:PORT
+	S3Endpoint        string // http://127.0.0.1:PORT (path-style addressing)
+	S3Bucket          string // the default bucket, DefaultBucket
+	DatabaseURL       string // postgres://...; "" without a database
+}
+
+// Env returns the endpoints as environment variables, in a fixed order:
+// DROVER_MQTT_URL, DROVER_KAFKA_BROKERS, DROVER_SCHEMA_REGISTRY_URL,
+// DROVER_S3_ENDPOINT, DROVER_S3_BUCKET, DROVER_REPLICATION_CAP, DROVER_DATABASE_URL (left out when
+// empty), AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION.
+func (e Endpoints) Env() [][2]string {
+	env := [][2]string{
+		{"DROVER_MQTT_URL", e.MQTTURL},
+		{"DROVER_KAFKA_BROKERS", e.KafkaBrokers},
+		{"DROVER_SCHEMA_REGISTRY_URL", e.SchemaRegistryURL},
+		{"DROVER_S3_ENDPOINT", e.S3Endpoint},
+		{"DROVER_S3_BUCKET", e.S3Bucket},
+		// The embedded Kafka has one broker: cap the catalogue's replication.
+		{"DROVER_REPLICATION_CAP", "1"},
+	}
+	if e.DatabaseURL != "" {
+		env = append(env, [2]string{"DROVER_DATABASE_URL", e.DatabaseURL})
+	}
+	return append(env,
+		[2]string{"AWS_ACCESS_KEY_ID", S3AccessKeyID},
+		[2]string{"AWS_SECRET_ACCESS_KEY", S3SecretAccessKey},
+		[2]string{"AWS_REGION", S3Region},
+	)
+}
+
+// WriteEnvFile writes Env as KEY=VALUE lines (after one comment line) to
+// path, atomically: a temporary file in the same directory renamed over
+// path. The file can be sourced by a shell or used as a compose env_file.
+func (e Endpoints) WriteEnvFile(path string) error {
+	var b bytes.Buffer
+	b.WriteString("# drover dev: endpoints of the embedded stack\n")
+	for _, kv := range e.Env() {
+		fmt.Fprintf(&b, "%s=%s\n", kv[0], kv[1])
+	}
+	if err := writeFileAtomic(path, b.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("write env file: %w", err)
+	}
+	return nil
+}
+
+// ReadEnvFile reads KEY=VALUE lines as written by WriteEnvFile. Blank lines
+// and lines starting with # are skipped, an "export " prefix is allowed, and
+// a value in matching single or double quotes is unquoted.
+func ReadEnvFile(path string) (map[string]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read env file: %w", err)
+	}
+	env := map[string]string{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		line = strings.TrimPrefix(line, "export ")
+		k, v, ok := strings.Cut(line, "=")
+		k = strings.TrimSpace(k)
+		if !ok || k == "" {
+			return nil, fmt.Errorf("read env file %s: line %d: want KEY=VALUE", path, n)
+		}
+		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+			v = v[1 : len(v)-1]
+		}
+		env[k] = v
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read env file %s: %w", path, err)
+	}
+	return env, nil
+}
