@@ -19,8 +19,9 @@ import (
 const DefaultTimeout = 30 * time.Second
 
 type cmdOptions struct {
-	conn    *cli.Conn
-	timeout time.Duration
+	conn      *cli.Conn
+	timeout   time.Duration
+	schemaDir string
 }
 
 // Command returns the `drover schemas` command tree: register, check, list
@@ -57,6 +58,7 @@ of 'drover dev' does not.`,
 func (o *cmdOptions) registryFlags(cmd *cobra.Command) {
 	o.conn.AddRegistryFlags(cmd.Flags())
 	cmd.Flags().DurationVar(&o.timeout, "timeout", DefaultTimeout, "how long the command may wait for the schema registry")
+	cmd.Flags().StringVar(&o.schemaDir, "schema-dir", "", "directory of *.avsc files replacing the embedded schemas of the records they define (check an evolved schema before rebuilding)")
 }
 
 // validTopics refuses topics without a schema, as a usage error.
@@ -94,13 +96,17 @@ Prints one line per subject: subject, schema id, version, created|unchanged.`,
 			if err := validTopics(args); err != nil {
 				return err
 			}
+			opts, err := dirOptions(o.schemaDir)
+			if err != nil {
+				return err
+			}
 			client, err := o.conn.Registry()
 			if err != nil {
 				return err
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
 			defer cancel()
-			results, err := Register(ctx, client, args)
+			results, err := Register(ctx, client, args, opts...)
 			if err != nil {
 				var ie *IncompatibleError
 				if errors.As(err, &ie) {
@@ -137,13 +143,17 @@ The command exits with code 3 when any subject is incompatible or missing.`,
 			if err := validTopics(args); err != nil {
 				return err
 			}
+			opts, err := dirOptions(o.schemaDir)
+			if err != nil {
+				return err
+			}
 			client, err := o.conn.Registry()
 			if err != nil {
 				return err
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
 			defer cancel()
-			results, err := Check(ctx, client, args)
+			results, err := Check(ctx, client, args, opts...)
 			if err != nil {
 				return fmt.Errorf("checking schemas at %s: %w", o.conn.SchemaRegistryURL, err)
 			}
