@@ -129,7 +129,9 @@ func (c *Conn) KafkaOpts() ([]kgo.Opt, error) {
 	if len(brokers) == 0 {
 		return nil, Usagef("--kafka-brokers: no broker given")
 	}
-	opts := []kgo.Opt{kgo.SeedBrokers(brokers...)}
+	// A broker that accepts connections but never answers must not hang a
+	// command: bound the dial and the handshake (callers may override).
+	opts := []kgo.Opt{kgo.SeedBrokers(brokers...), kgo.DialTimeout(10 * time.Second)}
 	if c.KafkaTLS || c.KafkaTLSCA != "" || c.KafkaTLSCert != "" {
 		cfg, err := tlsConfig("kafka-tls", c.KafkaTLSCA, c.KafkaTLSCert, c.KafkaTLSKey)
 		if err != nil {
