@@ -69,7 +69,7 @@ min.insync.replicas to at most the capped replication.`,
 	pf.Int16Var(&o.cap, "replication-cap", 0, "cap every topic's replication (and min.insync.replicas) at N; 0 = no cap, 1 for a single-broker cluster")
 
 	// New subcommands (describe TOPIC, ...) hook in here and reuse o.
-	cmd.AddCommand(o.listCmd(), o.diffCmd(), o.applyCmd())
+	cmd.AddCommand(o.listCmd(), o.diffCmd(), o.applyCmd(), o.describeCmd())
 	return cmd
 }
 

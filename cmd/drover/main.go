@@ -7,6 +7,7 @@ import (
 
 	"github.com/drover-iot/drover/cli"
 	"github.com/drover-iot/drover/devstack"
+	"github.com/drover-iot/drover/inspect"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
 )
@@ -20,6 +21,9 @@ func main() {
 		devstack.Command(root.Conn),
 		topics.Command(root.Conn),
 		schemas.Command(root.Conn),
+		inspect.TailCommand(root.Conn),
+		inspect.LagCommand(root.Conn),
+		inspect.DevicesCommand(root.Conn),
 	)
 	os.Exit(root.Execute(os.Args[1:]))
 }

@@ -220,6 +220,11 @@ func TestIntegrationDevLifecycle(t *testing.T) {
 	}
 	cl.Close()
 
+	// The operator's view: tail decodes it through the registry.
+	if code, out := drover(t, nil, "tail", topics.RawSensor, "--from", "earliest", "--to", "latest", "--format", "json", "--dev-env", p.envFile); code != 0 || !strings.Contains(out, `"device_id":"cow-7"`) {
+		t.Fatalf("tail exit %d, want the record decoded:\n%s", code, out)
+	}
+
 	p.stop(t)
 	if postgresRunning(t, dataDir) {
 		t.Fatalf("postgres still running for %s after drover dev stopped", dataDir)
