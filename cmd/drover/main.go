@@ -8,6 +8,9 @@ import (
 	"github.com/drover-iot/drover/cli"
 	"github.com/drover-iot/drover/devstack"
 	"github.com/drover-iot/drover/inspect"
+	"github.com/drover-iot/drover/processors"
+	"github.com/drover-iot/drover/processors/alerts"
+	"github.com/drover-iot/drover/processors/state"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
 )
@@ -18,12 +21,17 @@ var version = "dev"
 func main() {
 	root := cli.NewRoot(version)
 	root.Cmd.AddCommand(
-		devstack.Command(root.Conn),
+		devstack.Command(root.Conn,
+			processors.DevStage(processors.Options{}, processors.DefaultAdminAddr),
+		),
 		topics.Command(root.Conn),
 		schemas.Command(root.Conn),
 		inspect.TailCommand(root.Conn),
 		inspect.LagCommand(root.Conn),
 		inspect.DevicesCommand(root.Conn),
+		processors.Command(root.Conn),
+		alerts.Command(root.Conn),
+		state.Command(root.Conn),
 	)
 	os.Exit(root.Execute(os.Args[1:]))
 }

@@ -1,0 +1,56 @@
+package processors
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/drover-iot/drover/admin"
+	"github.com/drover-iot/drover/devstack"
+	"github.com/drover-iot/drover/processors/groupkit"
+	"github.com/drover-iot/drover/schemas"
+)
+
+// DevStage returns the processors as a `drover dev` stage named
+// "processors": every group (o.Groups empty) or the chosen ones, on the
+// embedded stack, with an admin server on adminAddr ("" = none; the
+// process default is DefaultAdminAddr; a taken port falls back to a free
+// one, logged).
+func DevStage(o Options, adminAddr string) devstack.Stage {
+	return devstack.Stage{
+		Name: "processors",
+		Run: func(ctx context.Context, ep devstack.Endpoints, log *slog.Logger) error {
+			brokers := strings.Split(ep.KafkaBrokers, ",")
+			reg, err := sr.NewClient(sr.URLs(ep.SchemaRegistryURL))
+			if err != nil {
+				return fmt.Errorf("processors: registry: %w", err)
+			}
+			serde, err := schemas.NewSerde(reg)
+			if err != nil {
+				return fmt.Errorf("processors: %w", err)
+			}
+			o.KafkaOpts = []kgo.Opt{kgo.SeedBrokers(brokers...)}
+			g, gctx := errgroup.WithContext(ctx)
+			var adm *admin.Server
+			if adminAddr != "" {
+				adm = admin.New(adminAddr, log)
+				if err := adm.Listen(); err != nil {
+					// A taken port must not stop the whole dev stack.
+					adm = admin.New("127.0.0.1:0", log)
+					if err := adm.Listen(); err != nil {
+						return fmt.Errorf("processors: %w", err)
+					}
+					log.Warn("processors admin address taken, using another", "wanted", adminAddr, "addr", adm.Addr())
+				}
+				g.Go(func() error { return adm.Run(gctx) })
+			}
+			g.Go(func() error { return Run(gctx, groupkit.NewKafka(brokers), serde, o, adm, log) })
+			return g.Wait()
+		},
+	}
+}

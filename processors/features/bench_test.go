@@ -1,0 +1,233 @@
+package features
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/drover-iot/drover/devstack/devtest"
+	"github.com/drover-iot/drover/processors/groupkit"
+	"github.com/drover-iot/drover/schemas"
+	"github.com/drover-iot/drover/topics"
+)
+
+// benchN is the number of raw.sensor records (DROVER_BENCH_N, default 1M).
+func benchN(b *testing.B) int {
+	n := 1_000_000
+	if s := os.Getenv("DROVER_BENCH_N"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v <= 0 {
+			b.Fatalf("DROVER_BENCH_N=%q: want a positive integer", s)
+		}
+		n = v
+	}
+	return n
+}
+
+const (
+	benchDevices    = 1000
+	benchPartitions = 8
+)
+
+// BenchmarkFeaturesThroughput puts N raw.sensor records (1000 devices, one
+// reading per device per second) into the embedded Kafka, then measures in
+// the same run (1) the features goka group from ready to all N processed,
+// (2) a bare franz-go consumer-group loop decoding the same records with
+// the same serde and aggregating the same windows in memory (the same
+// aggregator), producing the closed features. It reports both rates and
+// their ratio.
+func BenchmarkFeaturesThroughput(b *testing.B) {
+	n := benchN(b)
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		kc := devtest.Kafka(b, kfake.SeedTopics(benchPartitions, topics.RawSensor, topics.RawGPS, topics.Features, "bench-changelog"))
+		brokers := kc.ListenAddrs()
+		serde, _ := newSerde(b)
+		fill(b, brokers, serde, n)
+		b.StartTimer()
+
+		gokaRate, gokaFeatures := benchGoka(b, brokers, serde, n)
+		baseRate, baseFeatures := benchBare(b, brokers, serde, n, false)
+		logRate, logFeatures := benchBare(b, brokers, serde, n, true)
+		if gokaFeatures != baseFeatures || logFeatures != baseFeatures {
+			b.Errorf("the goka group emitted %d features, the bare loops %d and %d: they must agree", gokaFeatures, baseFeatures, logFeatures)
+		}
+		ratio := gokaRate / baseRate
+		b.ReportMetric(gokaRate, "goka-rec/s")
+		b.ReportMetric(baseRate, "franz-go-rec/s")
+		b.ReportMetric(ratio, "ratio")
+		b.ReportMetric(logRate, "franz-go+changelog-rec/s")
+		b.ReportMetric(gokaRate/logRate, "ratio-vs-changelog")
+		fmt.Printf("features throughput, %d records, %d devices, %d partitions: goka group %.0f rec/s, bare franz-go loop %.0f rec/s, ratio %.2f (target >= 0.5); "+
+			"bare loop also writing each device's state to a changelog topic (goka's durability work) %.0f rec/s, goka/that %.2f\n",
+			n, benchDevices, benchPartitions, gokaRate, baseRate, ratio, logRate, gokaRate/logRate)
+	}
+}
+
+var benchT0 = time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+
+func fill(b *testing.B, brokers []string, serde *schemas.Serde, n int) {
+	b.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerLinger(5*time.Millisecond),
+		kgo.ProducerBatchMaxBytes(1<<20), kgo.MaxBufferedRecords(100_000), kgo.DefaultProduceTopic(topics.RawSensor))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	start := time.Now()
+	var failed atomic.Value
+	for i := 0; i < n; i++ {
+		dev := fmt.Sprintf("cow-%04d", i%benchDevices)
+		ts := benchT0.Add(time.Duration(i/benchDevices) * time.Second)
+		v, err := serde.Encode(ctx, topics.RawSensor, &schemas.SensorReading{EventID: strconv.Itoa(i), Tenant: "farm", DeviceID: dev, TS: ts, IngestedAt: ts,
+			Metric: "temperature", Value: 38 + float64(i%17)/10, Source: "bench", Attrs: map[string]string{}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		cl.Produce(ctx, &kgo.Record{Key: []byte(dev), Value: v}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				failed.Store(err)
+			}
+		})
+	}
+	if err := cl.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	if err, _ := failed.Load().(error); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("filled raw.sensor with %d records in %s", n, time.Since(start).Round(time.Millisecond))
+}
+
+func benchGoka(b *testing.B, brokers []string, serde *schemas.Serde, n int) (float64, int) {
+	b.Helper()
+	p, err := New(serde, Config{Registerer: prometheus.NewRegistry(), TickInterval: -1, Clock: groupkit.ClockFunc(func() time.Time { return benchT0 })})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	k := groupkit.NewKafka(brokers)
+	go func() { done <- p.Run(ctx, k) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			b.Errorf("features run: %v", err)
+		}
+	}()
+	deadline := time.Now().Add(30 * time.Minute)
+	for p.Ready(ctx) != nil {
+		if time.Now().After(deadline) {
+			b.Fatal("not ready")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	start := time.Now()
+	processed := p.m.records.WithLabelValues(topics.RawSensor)
+	for counter(processed) < float64(n) {
+		if time.Now().After(deadline) {
+			b.Fatalf("goka group processed %v of %d records in 30 min", counter(processed), n)
+		}
+		select {
+		case err := <-done:
+			b.Fatalf("features run ended: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	el := time.Since(start)
+	emittedN := int(counter(p.m.emitted.WithLabelValues(string(reasonClose))))
+	b.Logf("goka features group: %d records in %s, %d features emitted", n, el.Round(time.Millisecond), emittedN)
+	return float64(n) / el.Seconds(), emittedN
+}
+
+func counter(c prometheus.Counter) float64 {
+	var m dtoMetric
+	_ = c.Write(&m.Metric)
+	return m.GetCounter().GetValue()
+}
+
+// benchBare is the franz-go baseline: a consumer-group loop with the same
+// decoding and window code. With changelog it also writes each device's
+// encoded state to a topic after every record, as goka does for its table.
+func benchBare(b *testing.B, brokers []string, serde *schemas.Serde, n int, changelog bool) (float64, int) {
+	b.Helper()
+	group := "bench-bare"
+	if changelog {
+		group = "bench-bare-changelog"
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topics.RawSensor),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.ProducerLinger(20*time.Millisecond))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	cfg := Config{}.withDefaults()
+	agg := newAggregator(cfg)
+	devices := map[string]*deviceState{}
+	ctx := context.Background()
+	now := benchT0.UnixMilli()
+	var (
+		seen, emittedN int
+		start          time.Time
+		out            []emitted
+		oc             []outcome
+		r              schemas.SensorReading
+	)
+	for seen < n {
+		fs := cl.PollFetches(ctx)
+		if err := fs.Err0(); err != nil {
+			b.Fatal(err)
+		}
+		if start.IsZero() {
+			start = time.Now()
+		}
+		fs.EachRecord(func(rec *kgo.Record) {
+			seen++
+			r = schemas.SensorReading{}
+			if _, err := serde.DecodeTopic(ctx, topics.RawSensor, rec.Value, &r); err != nil {
+				b.Fatal(err)
+			}
+			d := devices[string(rec.Key)]
+			if d == nil {
+				d = &deviceState{}
+				devices[string(rec.Key)] = d
+			}
+			d.Tenant = r.Tenant
+			out, oc = agg.addValue(d, string(rec.Key), r.Metric, r.TS.UnixMilli(), r.Value, now, out[:0], oc[:0])
+			if changelog {
+				st, err := stateCodec.Encode(d)
+				if err != nil {
+					b.Fatal(err)
+				}
+				cl.Produce(ctx, &kgo.Record{Topic: "bench-changelog", Key: rec.Key, Value: st}, func(_ *kgo.Record, err error) {
+					if err != nil {
+						b.Error(err)
+					}
+				})
+			}
+			for _, e := range out {
+				v, err := serde.Encode(ctx, topics.Features, e.f)
+				if err != nil {
+					b.Fatal(err)
+				}
+				cl.Produce(ctx, &kgo.Record{Topic: topics.Features, Key: rec.Key, Value: v}, nil)
+				emittedN++
+			}
+		})
+	}
+	if err := cl.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	el := time.Since(start)
+	b.Logf("bare franz-go loop (changelog %v): %d records in %s, %d features emitted", changelog, seen, el.Round(time.Millisecond), emittedN)
+	return float64(seen) / el.Seconds(), emittedN
+}

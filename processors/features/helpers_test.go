@@ -1,0 +1,150 @@
+package features
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lovoo/goka"
+	"github.com/lovoo/goka/tester"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/drover-iot/drover/devstack/devtest"
+	"github.com/drover-iot/drover/schemas"
+	"github.com/drover-iot/drover/topics"
+)
+
+// fakeClock is a settable wall clock.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *fakeClock) Set(t time.Time) { c.mu.Lock(); c.now = t; c.mu.Unlock() }
+
+// newSerde returns a serde on a fresh embedded registry with drover's
+// schemas registered.
+func newSerde(t testing.TB) (*schemas.Serde, *sr.Client) {
+	t.Helper()
+	_, url := devtest.Registry(t)
+	cl, err := sr.NewClient(sr.URLs(url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := schemas.Register(ctx, cl, schemas.Topics()); err != nil {
+		t.Fatalf("register schemas: %v", err)
+	}
+	s, err := schemas.NewSerde(cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, cl
+}
+
+// testGroup is the features graph running on goka's tester.
+type testGroup struct {
+	p     *Processor
+	proc  *goka.Processor
+	tt    *tester.Tester
+	out   *tester.QueueTracker
+	clock *fakeClock
+	reg   *prometheus.Registry
+}
+
+func startTester(t *testing.T, cfg Config, serde *schemas.Serde) *testGroup {
+	t.Helper()
+	clock := &fakeClock{now: t0}
+	if cfg.Clock == nil {
+		cfg.Clock = clock
+	}
+	reg := prometheus.NewRegistry()
+	cfg.Registerer = reg
+	cfg.TickInterval = -1
+	p, err := New(serde, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tt := tester.New(t)
+	proc, err := goka.NewProcessor(nil, p.Graph(), goka.WithTester(tt), goka.WithLogger(nopLogger{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.proc.Store(proc)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- proc.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("processor: %v", err)
+		}
+	})
+	return &testGroup{p: p, proc: proc, tt: tt, out: tt.NewQueueTracker(string(Stream)), clock: clock, reg: reg}
+}
+
+// t0 is a minute boundary used as the base of event and wall time.
+var t0 = time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+
+func (g *testGroup) sensor(device, metric string, ts time.Time, v float64) {
+	g.tt.Consume(topics.RawSensor, device, &schemas.SensorReading{
+		EventID: device + ts.String() + metric, Tenant: "farm", DeviceID: device, TS: ts, IngestedAt: ts,
+		Metric: metric, Value: v, Source: "test", Attrs: map[string]string{},
+	})
+}
+
+func (g *testGroup) gps(device string, ts time.Time, lat, lon float64) {
+	g.tt.Consume(topics.RawGPS, device, &schemas.GPSFix{
+		EventID: device + ts.String(), Tenant: "farm", DeviceID: device, TS: ts, IngestedAt: ts,
+		Lat: lat, Lon: lon, Source: "test", Attrs: map[string]string{},
+	})
+}
+
+// features drains the emitted features.
+func (g *testGroup) features(t *testing.T) []*schemas.Feature {
+	t.Helper()
+	var fs []*schemas.Feature
+	for {
+		_, v, ok := g.out.Next()
+		if !ok {
+			return fs
+		}
+		f, ok := v.(*schemas.Feature)
+		if !ok {
+			t.Fatalf("output value is %T", v)
+		}
+		fs = append(fs, f)
+	}
+}
+
+func (g *testGroup) tick(t *testing.T, now time.Time) {
+	t.Helper()
+	g.clock.Set(now)
+	if _, err := g.p.Tick(context.Background()); err != nil {
+		t.Fatalf("tick: %v", err)
+	}
+	g.tt.Catchup()
+}
+
+// counterValue reads a counter's value.
+func counterValue(t *testing.T, c prometheus.Metric) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
+
+type nopLogger struct{}
+
+func (nopLogger) Print(...interface{})          {}
+func (nopLogger) Println(...interface{})        {}
+func (nopLogger) Printf(string, ...interface{}) {}
+
+type dtoMetric struct{ dto.Metric }
