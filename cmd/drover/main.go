@@ -11,6 +11,7 @@ import (
 	"github.com/drover-iot/drover/processors"
 	"github.com/drover-iot/drover/processors/alerts"
 	"github.com/drover-iot/drover/processors/state"
+	"github.com/drover-iot/drover/processors/timescale"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
 )
@@ -23,6 +24,7 @@ func main() {
 	root.Cmd.AddCommand(
 		devstack.Command(root.Conn,
 			processors.DevStage(processors.Options{}, processors.DefaultAdminAddr),
+			timescale.DevStage(),
 		),
 		topics.Command(root.Conn),
 		schemas.Command(root.Conn),
@@ -32,6 +34,7 @@ func main() {
 		processors.Command(root.Conn),
 		alerts.Command(root.Conn),
 		state.Command(root.Conn),
+		timescale.Command(root.Conn),
 	)
 	os.Exit(root.Execute(os.Args[1:]))
 }

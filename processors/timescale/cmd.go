@@ -1,0 +1,253 @@
+package timescale
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/drover-iot/drover/admin"
+	"github.com/drover-iot/drover/cli"
+	"github.com/drover-iot/drover/devstack"
+	"github.com/drover-iot/drover/schemas"
+)
+
+// DefaultAdminAddr is where `drover sink` serves /metrics, /healthz and
+// /readyz by default.
+const DefaultAdminAddr = ":9466"
+
+// flags are the settings `drover sink` and `drover sink migrate` share.
+type flags struct {
+	mode     string
+	layout   Layout
+	retryMax time.Duration
+}
+
+func (f *flags) add(fs *pflag.FlagSet) {
+	d := DefaultLayout(PathPostgres)
+	fs.StringVar(&f.mode, "timescale", "auto", "schema path: auto (TimescaleDB when usable), on (require it) or off (plain PostgreSQL)")
+	fs.IntVar(&f.layout.RetentionDays, "retention-days", d.RetentionDays, "drop time-series data older than this many days (0 keeps everything)")
+	fs.IntVar(&f.layout.CompressAfterDays, "compress-after-days", d.CompressAfterDays, "TimescaleDB: compress chunks older than this many days (0 = never)")
+	fs.IntVar(&f.layout.PartitionsAheadDays, "partitions-ahead-days", d.PartitionsAheadDays, "plain PostgreSQL: daily partitions kept created ahead of today")
+	fs.DurationVar(&f.layout.RefreshInterval, "refresh-interval", d.RefreshInterval, "how often the rollup views are refreshed")
+}
+
+func (f *flags) parse() (Mode, Layout, error) {
+	mode, err := ParseMode(f.mode)
+	if err != nil {
+		return "", f.layout, cli.Usagef("%w", err)
+	}
+	f.layout.Schema = "public"
+	if err := f.layout.validate(); err != nil {
+		return "", f.layout, cli.Usagef("%w", err)
+	}
+	return mode, f.layout, nil
+}
+
+// Command returns `drover sink` (and `drover sink migrate`).
+func Command(conn *cli.Conn) *cobra.Command {
+	var (
+		f         flags
+		adminAddr string
+		cfg       Config
+		topicsCSV []string
+		migrate   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "sink",
+		Short: "Write every record from Kafka into TimescaleDB (or PostgreSQL), exactly once per natural key",
+		Long: `sink consumes raw.sensor, raw.gps, raw.*.meta, features.events, alerts.events,
+state.latest and dlq.events with a Kafka consumer group and writes them into the
+database in batches: COPY into staging tables, then INSERT ... ON CONFLICT on
+each table's natural key, one transaction per batch. Offsets are committed only
+after the transaction commits, so a crash loses nothing and a replay writes
+nothing twice.
+
+At start it applies the schema migrations (--migrate=false to skip). With
+--timescale=auto it uses hypertables, compression, retention and continuous
+aggregates when TimescaleDB is usable, and daily partitions, BRIN indexes and
+materialized views on plain PostgreSQL. Records that cannot be decoded land in
+dead_letters with a reason. While the database is down the sink retries with
+backoff and /readyz reports not ready.`,
+		Example: `  # against the embedded stack of 'drover dev'
+  drover sink --database-url postgres://postgres@127.0.0.1:5432/drover
+
+  # apply the schema only
+  drover sink migrate --database-url "$DROVER_DATABASE_URL"`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			mode, layout, err := f.parse()
+			if err != nil {
+				return err
+			}
+			switch {
+			case cfg.BatchSize < 1:
+				return cli.Usagef("--batch-size: %d, want at least 1", cfg.BatchSize)
+			case cfg.FlushInterval <= 0:
+				return cli.Usagef("--flush-interval: %s, want a positive duration", cfg.FlushInterval)
+			case cfg.MaintenanceInterval <= 0:
+				return cli.Usagef("--maintenance-interval: %s, want a positive duration", cfg.MaintenanceInterval)
+			case f.retryMax <= 0:
+				return cli.Usagef("--retry-max: %s, want a positive duration", f.retryMax)
+			case cfg.Group == "":
+				return cli.Usagef("--group: empty")
+			}
+			cfg.Mode, cfg.Layout, cfg.Migrate, cfg.RetryMax = mode, &layout, &migrate, f.retryMax
+			cfg.Topics = topicsCSV
+			return runSink(cmd.Context(), conn, cfg, adminAddr)
+		},
+	}
+	fs := cmd.Flags()
+	conn.AddKafkaFlags(fs)
+	conn.AddRegistryFlags(fs)
+	conn.AddDatabaseFlags(fs)
+	admin.AddFlag(fs, &adminAddr, DefaultAdminAddr)
+	f.add(fs)
+	fs.StringVar(&cfg.Group, "group", DefaultGroup, "Kafka consumer group")
+	fs.StringSliceVar(&topicsCSV, "topics", SinkTopics, "topics to consume, comma separated")
+	fs.IntVar(&cfg.BatchSize, "batch-size", 5000, "most records per database transaction")
+	fs.DurationVar(&cfg.FlushInterval, "flush-interval", time.Second, "longest a record waits for its batch to fill")
+	fs.DurationVar(&cfg.MaintenanceInterval, "maintenance-interval", 10*time.Minute, "how often partitions are created ahead and expired ones dropped")
+	fs.DurationVar(&f.retryMax, "retry-max", 10*time.Second, "longest backoff between retries while the database is down")
+	fs.BoolVar(&migrate, "migrate", true, "apply the schema migrations at start")
+	cmd.AddCommand(migrateCommand(conn))
+	return cmd
+}
+
+func migrateCommand(conn *cli.Conn) *cobra.Command {
+	var f flags
+	cmd := &cobra.Command{
+		Use:   "migrate",
+		Short: "Create or upgrade the sink's database schema (safe to run twice, or from two processes at once)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			mode, layout, err := f.parse()
+			if err != nil {
+				return err
+			}
+			db, err := ParseURL(conn.DatabaseURL)
+			if err != nil {
+				return cli.Usagef("%w", err)
+			}
+			ctx := cmd.Context()
+			c, err := pgx.ConnectConfig(ctx, db)
+			if err != nil {
+				return fmt.Errorf("connecting to the database at %s: %w", safeURL(db), err)
+			}
+			defer c.Close(context.WithoutCancel(ctx))
+			res, err := Migrate(ctx, c, mode, layout, conn.Logger())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "schema at version %d (%s path), %d migration(s) applied\n", res.Current, res.Path, len(res.Applied))
+			for _, m := range res.Applied {
+				fmt.Fprintf(cmd.OutOrStdout(), "  applied %04d_%s\n", m.Version, m.Name)
+			}
+			return nil
+		},
+	}
+	conn.AddDatabaseFlags(cmd.Flags())
+	f.add(cmd.Flags())
+	return cmd
+}
+
+func runSink(ctx context.Context, conn *cli.Conn, cfg Config, adminAddr string) error {
+	log := conn.Logger()
+	db, err := ParseURL(conn.DatabaseURL)
+	if err != nil {
+		return cli.Usagef("%w", err)
+	}
+	kopts, err := conn.KafkaOpts()
+	if err != nil {
+		return err
+	}
+	reg, err := conn.Registry()
+	if err != nil {
+		return err
+	}
+	srv := admin.New(adminAddr, log)
+	cfg.Log, cfg.Registerer = log, srv.Registry
+	return run(ctx, cfg, db, kopts, reg, srv, log)
+}
+
+// run wires the sink to its admin server and runs both until ctx ends.
+func run(ctx context.Context, cfg Config, db *pgx.ConnConfig, kopts []kgo.Opt, reg *sr.Client, srv *admin.Server, log *slog.Logger) error {
+	serde, err := schemas.NewSerde(reg)
+	if err != nil {
+		return err
+	}
+	s, err := New(cfg, db, kopts, serde)
+	if err != nil {
+		return cli.Usagef("%w", err)
+	}
+	if srv != nil {
+		srv.AddCheck("sink", s.Ready)
+		if err := srv.Listen(); err != nil {
+			return cli.Usagef("--admin-addr: %w", err)
+		}
+		go func() {
+			if err := srv.Run(ctx); err != nil {
+				log.Error("admin server", "err", err)
+			}
+		}()
+		log.Info("admin endpoints", "addr", srv.Addr())
+	}
+	log.Info("connect as the read-only analyst role",
+		"create_login", fmt.Sprintf("CREATE ROLE alice LOGIN PASSWORD '...' IN ROLE %s;", AnalystRole),
+		"psql", psqlHint(db, "alice"))
+	err = s.Run(ctx)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// psqlHint is a psql command line reaching db as user.
+func psqlHint(db *pgx.ConnConfig, user string) string {
+	return fmt.Sprintf("psql 'host=%s port=%d dbname=%s user=%s'", db.Host, db.Port, db.Database, user)
+}
+
+// safeURL describes db without its password.
+func safeURL(db *pgx.ConnConfig) string {
+	return fmt.Sprintf("%s@%s:%d/%s", db.User, db.Host, db.Port, db.Database)
+}
+
+// DevStage is the sink as a `drover dev` stage: it migrates the embedded
+// database (plain PostgreSQL unless TimescaleDB is usable) and writes
+// everything the pipeline produces, with batches flushed every 500ms so
+// rows appear quickly. Its metrics go to a private registry; it logs how to
+// connect with psql.
+func DevStage() devstack.Stage {
+	return devstack.Stage{
+		Name: "sink",
+		Run: func(ctx context.Context, ep devstack.Endpoints, log *slog.Logger) error {
+			if ep.DatabaseURL == "" {
+				log.Info("no database: sink not started")
+				<-ctx.Done()
+				return nil
+			}
+			db, err := ParseURL(ep.DatabaseURL)
+			if err != nil {
+				return err
+			}
+			reg, err := sr.NewClient(sr.URLs(ep.SchemaRegistryURL))
+			if err != nil {
+				return err
+			}
+			layout := DefaultLayout(PathPostgres)
+			layout.RefreshInterval = time.Minute
+			cfg := Config{FlushInterval: 500 * time.Millisecond, Layout: &layout, Log: log, Registerer: prometheus.NewRegistry()}
+			log.Info("database for analysts", "psql", fmt.Sprintf("psql '%s'", ep.DatabaseURL))
+			return run(ctx, cfg, db, []kgo.Opt{kgo.SeedBrokers(strings.Split(ep.KafkaBrokers, ",")...)}, reg, nil, log)
+		},
+	}
+}

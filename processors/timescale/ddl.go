@@ -1,0 +1,271 @@
+package timescale
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// Role names created by the migrations. WriterRole may write every table;
+// AnalystRole may only read tables and views.
+const (
+	WriterRole  = "drover_writer"
+	AnalystRole = "drover_analyst"
+)
+
+// Table and view names: the analysts' contract.
+const (
+	TableSensorReadings = "sensor_readings"
+	TableGPSFixes       = "gps_fixes"
+	TableMediaObjects   = "media_objects"
+	TableFeatures       = "features"
+	TableAlerts         = "alerts"
+	TableDeviceState    = "device_state"
+	TableDeadLetters    = "dead_letters"
+
+	ViewReadingsHourly   = "sensor_readings_hourly"
+	ViewReadingsDaily    = "sensor_readings_daily"
+	ViewGPSDistanceDaily = "gps_distance_daily"
+)
+
+// Tables lists every table the sink writes, in write order.
+var Tables = []string{TableSensorReadings, TableGPSFixes, TableMediaObjects, TableFeatures, TableAlerts, TableDeviceState, TableDeadLetters}
+
+// Views lists the rollup views (continuous aggregates or materialized views).
+var Views = []string{ViewReadingsHourly, ViewReadingsDaily, ViewGPSDistanceDaily}
+
+// timeTables are the time-partitioned tables (hypertables on TimescaleDB).
+var timeTables = []string{TableSensorReadings, TableGPSFixes, TableFeatures}
+
+// Path is the database layout a schema was built with.
+type Path string
+
+// The two paths.
+const (
+	PathPostgres  Path = "postgres"
+	PathTimescale Path = "timescale"
+)
+
+// Layout holds the settings that shape the DDL. The zero value is not
+// useful; start from DefaultLayout.
+type Layout struct {
+	// Timescale selects the TimescaleDB path (hypertables, continuous
+	// aggregates); false selects plain PostgreSQL partitions.
+	Timescale bool
+	// Schema is the (quoted) schema the tables live in; default "public".
+	Schema string
+	// RetentionDays drops time-series data older than this many days
+	// (0 keeps everything). Default 365.
+	RetentionDays int
+	// CompressAfterDays compresses hypertable chunks older than this many
+	// days on TimescaleDB (0 disables the policy). Default 7.
+	CompressAfterDays int
+	// PartitionsAheadDays is how many daily partitions the sink keeps
+	// created ahead of today on plain PostgreSQL. Default 7.
+	PartitionsAheadDays int
+	// RefreshInterval is how often rollups are refreshed. Default 5m.
+	RefreshInterval time.Duration
+	// ExtSchema is the (quoted) schema the timescaledb extension lives in;
+	// TimescaleDB functions are called qualified with it, so they resolve
+	// whatever the search_path. Default "public"; Migrate sets it.
+	ExtSchema string
+}
+
+// DefaultLayout returns the default settings for path.
+func DefaultLayout(p Path) Layout {
+	return Layout{
+		Timescale:           p == PathTimescale,
+		Schema:              "public",
+		RetentionDays:       365,
+		CompressAfterDays:   7,
+		PartitionsAheadDays: 7,
+		RefreshInterval:     5 * time.Minute,
+		ExtSchema:           "public",
+	}
+}
+
+// Path returns the layout's path.
+func (l Layout) Path() Path {
+	if l.Timescale {
+		return PathTimescale
+	}
+	return PathPostgres
+}
+
+// validate checks the settings, naming the flag of a bad one.
+func (l Layout) validate() error {
+	switch {
+	case l.RetentionDays < 0:
+		return fmt.Errorf("--retention-days: %d is negative (0 keeps everything)", l.RetentionDays)
+	case l.CompressAfterDays < 0:
+		return fmt.Errorf("--compress-after-days: %d is negative (0 disables compression)", l.CompressAfterDays)
+	case l.PartitionsAheadDays < 1 || l.PartitionsAheadDays > 366:
+		return fmt.Errorf("--partitions-ahead-days: %d is out of range 1..366", l.PartitionsAheadDays)
+	case l.RefreshInterval < time.Second:
+		return fmt.Errorf("--refresh-interval: %s is below 1s", l.RefreshInterval)
+	case l.RetentionDays > 0 && l.RetentionDays <= l.CompressAfterDays && l.Timescale:
+		return fmt.Errorf("--retention-days %d must exceed --compress-after-days %d", l.RetentionDays, l.CompressAfterDays)
+	}
+	return nil
+}
+
+// templateData is what the migration templates see.
+type templateData struct {
+	Timescale       bool
+	Schema          string
+	TS              string // schema of the timescaledb functions
+	Writer          string
+	Analyst         string
+	ChunkInterval   string
+	RefreshInterval string
+}
+
+func (l Layout) data() templateData {
+	schema := l.Schema
+	if schema == "" {
+		schema = "public"
+	}
+	return templateData{
+		Timescale:       l.Timescale,
+		Schema:          schema,
+		TS:              l.ext(),
+		Writer:          WriterRole,
+		Analyst:         AnalystRole,
+		ChunkInterval:   "1 day",
+		RefreshInterval: pgInterval(l.RefreshInterval),
+	}
+}
+
+// ext returns the schema to qualify TimescaleDB functions with.
+func (l Layout) ext() string {
+	if l.ExtSchema == "" {
+		return "public"
+	}
+	return l.ExtSchema
+}
+
+// quoteIdent quotes an SQL identifier unless it is a plain lower-case one.
+func quoteIdent(s string) string {
+	for i, r := range s {
+		if !(r == '_' || r >= 'a' && r <= 'z' || i > 0 && r >= '0' && r <= '9') {
+			return pgx.Identifier{s}.Sanitize()
+		}
+	}
+	if s == "" {
+		return `""`
+	}
+	return s
+}
+
+// pgInterval renders d as a PostgreSQL interval literal body in seconds.
+func pgInterval(d time.Duration) string {
+	return strconv.FormatInt(int64(d/time.Second), 10) + " seconds"
+}
+
+// Migration is one rendered, versioned schema change.
+type Migration struct {
+	Version  int
+	Name     string // file name without the version prefix and .sql
+	SQL      string // rendered for one path
+	Checksum string // sha256 of SQL, hex
+}
+
+// Migrations renders the embedded migrations for layout, in version order.
+func Migrations(l Layout) ([]Migration, error) {
+	names, err := fs.Glob(migrationFS, "migrations/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(names)
+	data := l.data()
+	var out []Migration
+	seen := map[int]string{}
+	for _, name := range names {
+		base := strings.TrimSuffix(path.Base(name), ".sql")
+		num, rest, ok := strings.Cut(base, "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || v <= 0 {
+			return nil, fmt.Errorf("migration %s: name must be NNNN_name.sql", name)
+		}
+		if prev, dup := seen[v]; dup {
+			return nil, fmt.Errorf("migrations %s and %s share version %d", prev, name, v)
+		}
+		seen[v] = name
+		src, err := migrationFS.ReadFile(name)
+		if err != nil {
+			return nil, err
+		}
+		t, err := template.New(name).Option("missingkey=error").Parse(string(src))
+		if err != nil {
+			return nil, fmt.Errorf("migration %s: %w", name, err)
+		}
+		var b bytes.Buffer
+		if err := t.Execute(&b, data); err != nil {
+			return nil, fmt.Errorf("migration %s: %w", name, err)
+		}
+		sql := b.String()
+		sum := sha256.Sum256([]byte(sql))
+		out = append(out, Migration{Version: v, Name: rest, SQL: sql, Checksum: hex.EncodeToString(sum[:])})
+	}
+	return out, nil
+}
+
+// PolicySQL returns the statements that (re)apply the TimescaleDB retention
+// and compression policies for layout; they run at every migrate, so a
+// changed flag takes effect. It returns nil on the plain PostgreSQL path,
+// where the sink's maintenance loop drops partitions instead.
+func PolicySQL(l Layout) []string {
+	if !l.Timescale {
+		return nil
+	}
+	var out []string
+	for _, t := range timeTables {
+		out = append(out, fmt.Sprintf("SELECT %s.remove_retention_policy('%s', if_exists => true)", l.ext(), t))
+		if l.RetentionDays > 0 {
+			out = append(out, fmt.Sprintf("SELECT %s.add_retention_policy('%s', INTERVAL '%d days')", l.ext(), t, l.RetentionDays))
+		}
+		out = append(out, fmt.Sprintf("SELECT %s.remove_compression_policy('%s', if_exists => true)", l.ext(), t))
+		if l.CompressAfterDays > 0 {
+			out = append(out, fmt.Sprintf("SELECT %s.add_compression_policy('%s', INTERVAL '%d days')", l.ext(), t, l.CompressAfterDays))
+		}
+	}
+	return out
+}
+
+// partitionName is the name of the daily partition of table holding day.
+func partitionName(table string, day time.Time) string {
+	return table + "_p" + day.UTC().Format("20060102")
+}
+
+// partitionDDL creates the daily partition of table holding day (UTC) if
+// it does not exist yet.
+func partitionDDL(table string, day time.Time) string {
+	from := day.UTC().Truncate(24 * time.Hour)
+	to := from.AddDate(0, 0, 1)
+	return fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s PARTITION OF %s FOR VALUES FROM ('%s') TO ('%s')",
+		partitionName(table, from), table, from.Format("2006-01-02 15:04:05+00"), to.Format("2006-01-02 15:04:05+00"))
+}
+
+// parsePartitionDay returns the day of a partition named by partitionName.
+func parsePartitionDay(table, name string) (time.Time, bool) {
+	rest, ok := strings.CutPrefix(name, table+"_p")
+	if !ok || len(rest) != 8 {
+		return time.Time{}, false
+	}
+	d, err := time.Parse("20060102", rest)
+	return d, err == nil
+}

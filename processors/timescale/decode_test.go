@@ -1,0 +1,83 @@
+package timescale
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/drover-iot/drover/schemas"
+	"github.com/drover-iot/drover/topics"
+)
+
+func TestDecodeValidation(t *testing.T) {
+	env := newKafkaEnv(t, 1)
+	now := day0.AddDate(0, 0, 3)
+	d := newDecoder(env.serde, func() time.Time { return now })
+	okReading := schemas.SensorReading{EventID: "e", Tenant: "farm", DeviceID: "cow-1", TS: at(1, 0), IngestedAt: at(1, 0), Metric: "body_temp", Value: 38}
+	reading := func(mod func(*schemas.SensorReading)) *kgo.Record {
+		v := okReading
+		mod(&v)
+		return env.record(t, topics.RawSensor, "cow-1", v)
+	}
+	fix := func(lat, lon float64) *kgo.Record {
+		return env.record(t, topics.RawGPS, "cow-1", schemas.GPSFix{EventID: "g", Tenant: "farm", DeviceID: "cow-1", TS: at(1, 0), IngestedAt: at(1, 0), Lat: lat, Lon: lon})
+	}
+	alert := func(state string) *kgo.Record {
+		return env.record(t, topics.Alerts, "cow-1", schemas.Alert{AlertID: "a", Rule: "r", Tenant: "farm", DeviceID: "cow-1", State: state, FiredAt: at(1, 0), TS: at(1, 0), IngestedAt: at(1, 0)})
+	}
+	tests := []struct {
+		name       string
+		rec        *kgo.Record
+		want       outcome
+		wantReason string // dead letter reason
+		wantMsg    string // substring of its message
+	}{
+		{"valid reading", reading(func(*schemas.SensorReading) {}), outRow, "", ""},
+		{"empty tenant", reading(func(v *schemas.SensorReading) { v.Tenant = "" }), outDeadLetter, ReasonInvalid, "tenant is empty"},
+		{"NUL in metric", reading(func(v *schemas.SensorReading) { v.Metric = "a\x00b" }), outDeadLetter, ReasonInvalid, "metric contains a NUL byte"},
+		{"invalid UTF-8 unit", reading(func(v *schemas.SensorReading) { v.Unit = ptr("\xff") }), outDeadLetter, ReasonInvalid, "unit is not valid UTF-8"},
+		{"NUL in attrs", reading(func(v *schemas.SensorReading) { v.Attrs = map[string]string{"k": "\x00"} }), outDeadLetter, ReasonInvalid, "attrs value"},
+		{"ts before 2000", reading(func(v *schemas.SensorReading) { v.TS = time.Date(1999, 12, 31, 0, 0, 0, 0, time.UTC) }), outDeadLetter, ReasonTimeRange, "before 2000"},
+		{"ts two years ahead", reading(func(v *schemas.SensorReading) { v.TS = now.AddDate(2, 0, 0) }), outDeadLetter, ReasonTimeRange, "ahead"},
+		{"valid fix", fix(47, 8), outRow, "", ""},
+		{"latitude out of range", fix(91, 8), outDeadLetter, ReasonInvalid, "not a valid latitude/longitude"},
+		{"longitude out of range", fix(0, -181), outDeadLetter, ReasonInvalid, "not a valid latitude/longitude"},
+		{"alert firing", alert("firing"), outRow, "", ""},
+		{"alert unknown state", alert("snoozed"), outDeadLetter, ReasonInvalid, `"snoozed" is neither firing nor resolved`},
+		{"not wire format", &kgo.Record{Topic: topics.RawSensor, Value: []byte("{}")}, outDeadLetter, ReasonNotWireFormat, "not confluent wire format"},
+		{"unknown schema id", &kgo.Record{Topic: topics.RawSensor, Value: schemas.Header(424242)}, outDeadLetter, ReasonUnknownSchema, "424242"},
+		{"tombstone", &kgo.Record{Topic: topics.StateLatest, Key: []byte("cow-1")}, outSkipped, "", ""},
+		{"dead letter with bad text is cleaned, not rejected", env.record(t, topics.DLQ, "x", schemas.DeadLetter{ID: "d", Stage: "s", Reason: "r", Message: "bad \x00 \xff",
+			ReceivedAt: at(1, 0), TS: at(1, 0), IngestedAt: at(1, 0)}), outRow, "", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.rec.Partition, tc.rec.Offset = 2, 17
+			var b Batch
+			got, err := d.add(context.Background(), &b, tc.rec)
+			if err != nil {
+				t.Fatalf("add: %v", err)
+			}
+			if got != tc.want {
+				t.Fatalf("outcome = %d, want %d (batch %+v)", got, tc.want, b)
+			}
+			if tc.want != outDeadLetter {
+				if tc.rec.Topic == topics.DLQ && (len(b.DeadLetters) != 1 || b.DeadLetters[0].Message != "bad  \uFFFD") {
+					t.Fatalf("cleaned dead letter = %+v", b.DeadLetters)
+				}
+				return
+			}
+			if len(b.DeadLetters) != 1 {
+				t.Fatalf("batch has %d dead letters, want 1", len(b.DeadLetters))
+			}
+			dl := b.DeadLetters[0]
+			if dl.Reason != tc.wantReason || !strings.Contains(dl.Message, tc.wantMsg) || dl.Stage != StageSink ||
+				dl.KafkaTopic != tc.rec.Topic || dl.KafkaPartition != 2 || dl.KafkaOffset != 17 || dl.ID != "sink:"+tc.rec.Topic+":2:17" {
+				t.Fatalf("dead letter = %+v, want reason %s with %q", dl, tc.wantReason, tc.wantMsg)
+			}
+		})
+	}
+}

@@ -1,0 +1,543 @@
+package timescale
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/drover-iot/drover/schemas"
+)
+
+// DeadLetter is one row of dead_letters: a dead letter read from dlq.events,
+// or a record the sink itself could not write (then the Kafka fields name
+// it).
+type DeadLetter struct {
+	schemas.DeadLetter
+	KafkaTopic     string // "" when not from the sink
+	KafkaPartition int32
+	KafkaOffset    int64
+}
+
+// Batch is the rows of one transaction. The zero value is an empty batch.
+type Batch struct {
+	Readings    []schemas.SensorReading
+	Fixes       []schemas.GPSFix
+	Media       []schemas.MediaObject
+	Features    []schemas.Feature
+	Alerts      []schemas.Alert
+	States      []schemas.DeviceState
+	DeadLetters []DeadLetter
+}
+
+// Len returns the number of rows in b.
+func (b *Batch) Len() int {
+	return len(b.Readings) + len(b.Fixes) + len(b.Media) + len(b.Features) + len(b.Alerts) + len(b.States) + len(b.DeadLetters)
+}
+
+// Reset empties b, keeping its capacity.
+func (b *Batch) Reset() {
+	clear(b.Readings)
+	clear(b.Fixes)
+	clear(b.Media)
+	clear(b.Features)
+	clear(b.Alerts)
+	clear(b.States)
+	clear(b.DeadLetters)
+	*b = Batch{
+		Readings: b.Readings[:0], Fixes: b.Fixes[:0], Media: b.Media[:0], Features: b.Features[:0],
+		Alerts: b.Alerts[:0], States: b.States[:0], DeadLetters: b.DeadLetters[:0],
+	}
+}
+
+// Written counts, per table, the rows a Write inserted or updated (rows
+// whose natural key already held the same or newer data are not counted).
+type Written map[string]int64
+
+// Total returns the sum over all tables.
+func (w Written) Total() int64 {
+	var n int64
+	for _, v := range w {
+		n += v
+	}
+	return n
+}
+
+// payloadExcerptMax bounds the payload bytes kept in dead_letters.
+const payloadExcerptMax = 4096
+
+// Writer writes batches into the database over one connection, one
+// transaction per batch; the connection carries temporary staging tables (ON
+// COMMIT DELETE ROWS). A broken connection is replaced on the next call. A
+// Writer is safe for concurrent use; writes are serialised.
+type Writer struct {
+	cfg    *pgx.ConnConfig
+	layout Layout
+
+	mu    sync.Mutex
+	conn  *pgx.Conn
+	parts map[string]bool // partitions known to exist (plain PostgreSQL path)
+	// stagedFor counts, per table, the batches still to go through staging
+	// after a direct COPY met a duplicate (see Write).
+	stagedFor map[string]int
+	// Paths counts the batches of insert-only tables by how they were
+	// written: "direct" (COPY into the table) or "staged" (COPY into the
+	// staging table, then INSERT ... ON CONFLICT DO NOTHING).
+	Paths struct{ Direct, Staged atomic.Int64 }
+}
+
+// stagedAfterConflict is how many batches of a table go straight to the
+// staging path after a direct COPY met an existing key (typically a replay
+// after a crash), before the direct COPY is tried again.
+const stagedAfterConflict = 16
+
+// NewWriter returns a Writer connecting with cfg (see ParseURL).
+// layout.Timescale must match the migrated schema (Migrate reports it); the
+// schema must be migrated before the first Write.
+func NewWriter(cfg *pgx.ConnConfig, layout Layout) *Writer {
+	return &Writer{cfg: cfg, layout: layout, parts: map[string]bool{}, stagedFor: map[string]int{}}
+}
+
+// ParseURL parses a database URL, naming the flag in the error.
+func ParseURL(url string) (*pgx.ConnConfig, error) {
+	if strings.TrimSpace(url) == "" {
+		return nil, errors.New("--database-url: empty (e.g. postgres://drover@127.0.0.1:5432/drover)")
+	}
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("--database-url: %w", err)
+	}
+	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
+		cfg.RuntimeParams["application_name"] = "drover-sink" // visible in pg_stat_activity
+	}
+	return cfg, nil
+}
+
+// connLocked returns the open connection, connecting (and creating the
+// staging tables) when there is none. w.mu must be held.
+func (w *Writer) connLocked(ctx context.Context) (*pgx.Conn, error) {
+	if w.conn != nil && !w.conn.IsClosed() {
+		return w.conn, nil
+	}
+	w.conn = nil
+	c, err := pgx.ConnectConfig(ctx, w.cfg.Copy())
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the database: %w", err)
+	}
+	var b strings.Builder
+	for _, t := range Tables {
+		fmt.Fprintf(&b, "CREATE TEMP TABLE IF NOT EXISTS stage_%s (LIKE %s INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;\n", t, t)
+	}
+	if _, err := c.Exec(ctx, b.String()); err != nil {
+		_ = c.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("creating staging tables: %w", err)
+	}
+	w.conn = c
+	return c, nil
+}
+
+// Ping checks that the database answers on the writer's connection.
+func (w *Writer) Ping(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	c, err := w.connLocked(ctx)
+	if err != nil {
+		return err
+	}
+	if err := c.Ping(ctx); err != nil {
+		w.dropLocked()
+		return fmt.Errorf("database ping: %w", err)
+	}
+	return nil
+}
+
+// Close closes the connection.
+func (w *Writer) Close(ctx context.Context) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.conn != nil {
+		_ = w.conn.Close(ctx)
+		w.conn = nil
+	}
+}
+
+func (w *Writer) dropLocked() {
+	if w.conn != nil {
+		_ = w.conn.Close(context.Background())
+		w.conn = nil
+	}
+}
+
+// table describes how one table is copied and merged.
+type table struct {
+	name  string
+	cols  []string
+	merge string // SQL tail after "INSERT INTO t (cols) SELECT cols FROM stage_t"
+}
+
+var (
+	readingCols = []string{"ts", "tenant", "device_id", "metric", "value", "unit", "ingested_at", "source", "event_id", "replayed", "attrs"}
+	fixCols     = []string{"ts", "tenant", "device_id", "lat", "lon", "alt", "hdop", "speed", "satellites", "ingested_at", "source", "event_id", "replayed", "attrs"}
+	mediaCols   = []string{"bucket", "key", "ts", "tenant", "device_id", "kind", "size", "content_type", "sha256", "etag", "replayed", "event_id", "ingested_at", "attrs"}
+	featureCols = []string{"ts", "feature_id", "tenant", "device_id", "metric", "window_start", "window_end", "window_size_ms", "count",
+		"min", "max", "mean", "stddev", "first", "last", "distance_m", "mean_speed_mps", "max_speed_mps", "moving_s", "stationary_s", "late_updates", "ingested_at"}
+	alertCols = []string{"alert_id", "rule", "kind", "tenant", "device_id", "state", "severity", "value", "threshold", "message", "fired_at", "resolved_at", "ts", "ingested_at"}
+	stateCols = []string{"tenant", "device_id", "ts", "ingested_at", "online", "last_seen", "lat", "lon", "position_ts", "battery", "firmware", "metrics", "active_alerts", "updated_at"}
+	dlCols    = []string{"id", "stage", "reason", "message", "source", "tenant", "device_id", "payload_excerpt", "payload_size", "truncated",
+		"content_type", "headers", "received_at", "ts", "ingested_at", "kafka_topic", "kafka_partition", "kafka_offset"}
+)
+
+const alertMerge = ` ON CONFLICT (alert_id) DO UPDATE SET
+	state = excluded.state, severity = excluded.severity, value = excluded.value, threshold = excluded.threshold,
+	message = excluded.message, fired_at = least(t.fired_at, excluded.fired_at),
+	resolved_at = coalesce(excluded.resolved_at, t.resolved_at), ts = excluded.ts,
+	ingested_at = excluded.ingested_at, written_at = now()
+WHERE excluded.ts > t.ts OR (excluded.ts = t.ts AND excluded.state = 'resolved' AND t.state <> 'resolved')`
+
+const stateMerge = ` ON CONFLICT (tenant, device_id) DO UPDATE SET
+	ts = excluded.ts, ingested_at = excluded.ingested_at, online = excluded.online, last_seen = excluded.last_seen,
+	lat = excluded.lat, lon = excluded.lon, position_ts = excluded.position_ts, battery = excluded.battery,
+	firmware = excluded.firmware, metrics = excluded.metrics, active_alerts = excluded.active_alerts,
+	updated_at = excluded.updated_at, written_at = now()
+WHERE (excluded.ts, excluded.updated_at) > (t.ts, t.updated_at)`
+
+func mergeSQL(name string, cols []string, tail string) string {
+	c := strings.Join(cols, ", ")
+	return fmt.Sprintf("INSERT INTO %s AS t (%s) SELECT %s FROM stage_%s%s", name, c, c, name, tail)
+}
+
+// Write writes b in one transaction and returns the rows written per table.
+// On error nothing of b is written. Errors from the database are returned
+// as they are (wrapped): see IsDataError for the ones retrying cannot fix.
+func (w *Writer) Write(ctx context.Context, b *Batch) (Written, error) {
+	if b.Len() == 0 {
+		return Written{}, nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	conn, err := w.connLocked(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !w.layout.Timescale {
+		if err := w.ensurePartitions(ctx, conn, b); err != nil {
+			w.dropIfBroken()
+			return nil, err
+		}
+	}
+	alerts := latestAlerts(b.Alerts)
+	states := latestStates(b.States)
+	out := Written{}
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		steps := []struct {
+			name string
+			cols []string
+			n    int
+			row  func(i int) []any
+			tail string
+		}{
+			{TableSensorReadings, readingCols, len(b.Readings), func(i int) []any { return readingRow(&b.Readings[i]) }, doNothing},
+			{TableGPSFixes, fixCols, len(b.Fixes), func(i int) []any { return fixRow(&b.Fixes[i]) }, doNothing},
+			{TableMediaObjects, mediaCols, len(b.Media), func(i int) []any { return mediaRow(&b.Media[i]) }, doNothing},
+			{TableFeatures, featureCols, len(b.Features), func(i int) []any { return featureRow(&b.Features[i]) }, doNothing},
+			{TableAlerts, alertCols, len(alerts), func(i int) []any { return alertRow(&alerts[i]) }, alertMerge},
+			{TableDeviceState, stateCols, len(states), func(i int) []any { return stateRow(&states[i]) }, stateMerge},
+			{TableDeadLetters, dlCols, len(b.DeadLetters), func(i int) []any { return deadLetterRow(&b.DeadLetters[i]) }, doNothing},
+		}
+		for _, s := range steps {
+			if s.n == 0 {
+				continue
+			}
+			src := func() pgx.CopyFromSource {
+				return pgx.CopyFromSlice(s.n, func(i int) ([]any, error) { return s.row(i), nil })
+			}
+			if s.tail == doNothing {
+				ok, err := w.copyDirect(ctx, tx, s.name, s.cols, s.n, src())
+				if err != nil {
+					return err
+				}
+				if ok {
+					out[s.name] = int64(s.n)
+					w.Paths.Direct.Add(1)
+					continue
+				}
+				w.Paths.Staged.Add(1)
+			}
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"stage_" + s.name}, s.cols, src()); err != nil {
+				return fmt.Errorf("copying %d rows into stage_%s: %w", s.n, s.name, err)
+			}
+			tag, err := tx.Exec(ctx, mergeSQL(s.name, s.cols, s.tail))
+			if err != nil {
+				return fmt.Errorf("merging stage_%s into %s: %w", s.name, s.name, err)
+			}
+			out[s.name] = tag.RowsAffected()
+		}
+		return nil
+	})
+	if err != nil {
+		if isNoPartition(err) {
+			clear(w.parts)
+		}
+		w.dropIfBroken()
+		return nil, err
+	}
+	return out, nil
+}
+
+// doNothing is the merge tail of the insert-only tables.
+const doNothing = " ON CONFLICT DO NOTHING"
+
+// copyDirect is the fast path of an insert-only table: COPY straight into
+// it inside a savepoint. Any existing key (a duplicate) fails the COPY with
+// unique_violation, which rolls back to the savepoint and reports false, so
+// the caller takes the staging path; the outcome is the same either way,
+// because COPY is all or nothing. After a duplicate the table skips the fast
+// path for stagedAfterConflict batches. w.mu must be held.
+func (w *Writer) copyDirect(ctx context.Context, tx pgx.Tx, table string, cols []string, n int, src pgx.CopyFromSource) (bool, error) {
+	if w.stagedFor[table] > 0 {
+		w.stagedFor[table]--
+		return false, nil
+	}
+	if _, err := tx.Exec(ctx, "SAVEPOINT direct_copy"); err != nil {
+		return false, err
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{table}, cols, src); err != nil {
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "23505" {
+			return false, fmt.Errorf("copying %d rows into %s: %w", n, table, err)
+		}
+		if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT direct_copy"); err != nil {
+			return false, err
+		}
+		w.stagedFor[table] = stagedAfterConflict
+		return false, nil
+	}
+	if _, err := tx.Exec(ctx, "RELEASE SAVEPOINT direct_copy"); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// IsDataError reports whether err is the database rejecting the data itself
+// (SQLSTATE classes 22 data exception and 23 integrity violation), which a
+// retry of the same rows cannot fix. A missing partition is not one: the
+// writer recreates it on the next attempt.
+func IsDataError(err error) bool {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || isNoPartition(err) {
+		return false
+	}
+	return strings.HasPrefix(pe.Code, "22") || strings.HasPrefix(pe.Code, "23")
+}
+
+func isNoPartition(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23514" && strings.Contains(pe.Message, "no partition")
+}
+
+// ensurePartitions creates the daily partitions the batch's rows fall in
+// (plain PostgreSQL path), each in its own short transaction.
+func (w *Writer) ensurePartitions(ctx context.Context, conn *pgx.Conn, b *Batch) error {
+	type key struct {
+		table string
+		day   int64 // Unix day
+	}
+	days := map[key]bool{}
+	add := func(table string, ts time.Time) {
+		sec := ts.Unix()
+		day := sec / 86400
+		if sec < 0 && sec%86400 != 0 {
+			day-- // floor, for times before 1970
+		}
+		days[key{table, day}] = true
+	}
+	for i := range b.Readings {
+		add(TableSensorReadings, b.Readings[i].TS)
+	}
+	for i := range b.Fixes {
+		add(TableGPSFixes, b.Fixes[i].TS)
+	}
+	for i := range b.Features {
+		add(TableFeatures, b.Features[i].TS)
+	}
+	need := make(map[string]time.Time, len(days))
+	for k := range days {
+		day := time.Unix(k.day*86400, 0).UTC()
+		need[partitionName(k.table, day)] = day
+	}
+	for name := range need {
+		if w.parts[name] {
+			delete(need, name)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(need)) {
+		table := name[:strings.LastIndex(name, "_p")]
+		if err := createPartition(ctx, conn, table, need[name]); err != nil {
+			return err
+		}
+		w.parts[name] = true
+	}
+	return nil
+}
+
+// forgetPartitions empties the cache of known partitions (after retention
+// dropped some).
+func (w *Writer) forgetPartitions() {
+	w.mu.Lock()
+	clear(w.parts)
+	w.mu.Unlock()
+}
+
+// dropIfBroken closes the connection unless it is healthy and idle, so the
+// next Write reconnects. w.mu must be held.
+func (w *Writer) dropIfBroken() {
+	if w.conn == nil {
+		return
+	}
+	if w.conn.IsClosed() || w.conn.PgConn().TxStatus() != 'I' {
+		w.dropLocked()
+	}
+}
+
+// beginner is what createPartition needs (a connection).
+type beginner interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// createPartition creates table's partition for day if missing, serialised
+// with other sinks by a transaction-scoped advisory lock.
+func createPartition(ctx context.Context, db beginner, table string, day time.Time) error {
+	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", migrateLockKey+1); err != nil {
+			return err
+		}
+		var exists bool
+		if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", partitionName(table, day)).Scan(&exists); err != nil {
+			return err
+		}
+		if exists {
+			return nil
+		}
+		_, err := tx.Exec(ctx, partitionDDL(table, day))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("creating partition %s: %w", partitionName(table, day), err)
+	}
+	return nil
+}
+
+// latestAlerts keeps one event per alert id: the one the upsert would keep
+// last (newest ts; at equal ts, resolved over firing), so one statement
+// never touches a row twice.
+func latestAlerts(in []schemas.Alert) []schemas.Alert {
+	if len(in) < 2 {
+		return in
+	}
+	idx := make(map[string]int, len(in))
+	out := make([]schemas.Alert, 0, len(in))
+	for _, a := range in {
+		j, ok := idx[a.AlertID]
+		if !ok {
+			idx[a.AlertID] = len(out)
+			out = append(out, a)
+			continue
+		}
+		cur := out[j]
+		if a.TS.After(cur.TS) || (a.TS.Equal(cur.TS) && a.State == "resolved" && cur.State != "resolved") {
+			out[j] = a
+		}
+	}
+	return out
+}
+
+// latestStates keeps the newest state per device (by ts, then updated_at).
+func latestStates(in []schemas.DeviceState) []schemas.DeviceState {
+	if len(in) < 2 {
+		return in
+	}
+	type key struct{ tenant, device string }
+	idx := make(map[key]int, len(in))
+	out := make([]schemas.DeviceState, 0, len(in))
+	for _, s := range in {
+		k := key{s.Tenant, s.DeviceID}
+		j, ok := idx[k]
+		if !ok {
+			idx[k] = len(out)
+			out = append(out, s)
+			continue
+		}
+		cur := out[j]
+		if c := cmp.Or(s.TS.Compare(cur.TS), s.UpdatedAt.Compare(cur.UpdatedAt)); c > 0 {
+			out[j] = s
+		}
+	}
+	return out
+}
+
+func attrsValue(m map[string]string) any {
+	if len(m) == 0 {
+		return nil
+	}
+	return m
+}
+
+func readingRow(r *schemas.SensorReading) []any {
+	return []any{r.TS, r.Tenant, r.DeviceID, r.Metric, r.Value, r.Unit, r.IngestedAt, r.Source, r.EventID, r.Replayed, attrsValue(r.Attrs)}
+}
+
+func fixRow(r *schemas.GPSFix) []any {
+	return []any{r.TS, r.Tenant, r.DeviceID, r.Lat, r.Lon, r.Alt, r.HDOP, r.Speed, r.Satellites, r.IngestedAt, r.Source, r.EventID, r.Replayed, attrsValue(r.Attrs)}
+}
+
+func mediaRow(r *schemas.MediaObject) []any {
+	return []any{r.Bucket, r.Key, r.TS, r.Tenant, r.DeviceID, r.Kind, r.Size, r.ContentType, r.SHA256, r.ETag, r.Replayed, r.EventID, r.IngestedAt, attrsValue(r.Attrs)}
+}
+
+func featureRow(r *schemas.Feature) []any {
+	return []any{r.TS, r.FeatureID, r.Tenant, r.DeviceID, r.Metric, r.WindowStart, r.WindowEnd, r.WindowSizeMS, r.Count,
+		r.Min, r.Max, r.Mean, r.Stddev, r.First, r.Last, r.DistanceM, r.MeanSpeedMPS, r.MaxSpeedMPS, r.MovingS, r.StationaryS, r.LateUpdates, r.IngestedAt}
+}
+
+func alertRow(r *schemas.Alert) []any {
+	return []any{r.AlertID, r.Rule, r.Kind, r.Tenant, r.DeviceID, r.State, r.Severity, r.Value, r.Threshold, r.Message, r.FiredAt, r.ResolvedAt, r.TS, r.IngestedAt}
+}
+
+func stateRow(r *schemas.DeviceState) []any {
+	metrics := r.Metrics
+	if metrics == nil {
+		metrics = map[string]float64{}
+	}
+	return []any{r.Tenant, r.DeviceID, r.TS, r.IngestedAt, r.Online, r.LastSeen, r.Lat, r.Lon, r.PositionTS, r.Battery, r.Firmware, metrics, r.ActiveAlerts, r.UpdatedAt}
+}
+
+func deadLetterRow(r *DeadLetter) []any {
+	payload := r.Payload
+	truncated := r.Truncated
+	if len(payload) > payloadExcerptMax {
+		payload, truncated = payload[:payloadExcerptMax], true
+	}
+	if payload == nil {
+		payload = []byte{}
+	}
+	headers := r.Headers
+	if headers == nil {
+		headers = map[string]string{}
+	}
+	var topic any
+	var part, off any
+	if r.KafkaTopic != "" {
+		topic, part, off = r.KafkaTopic, r.KafkaPartition, r.KafkaOffset
+	}
+	return []any{r.ID, r.Stage, r.Reason, r.Message, r.Source, r.Tenant, r.DeviceID, payload, r.PayloadSize, truncated,
+		r.ContentType, headers, r.ReceivedAt, r.TS, r.IngestedAt, topic, part, off}
+}
