@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"sync"
 
@@ -281,7 +282,7 @@ func (s *Serde) DecodeAny(ctx context.Context, b []byte) (id int, value any, err
 	if err != nil {
 		return id, nil, err
 	}
-	if err := s.api.Unmarshal(writer, body, &value); err != nil {
+	if err := s.unmarshal(writer, body, &value); err != nil {
 		return id, nil, &DecodeError{ID: id, Err: err}
 	}
 	return id, value, nil
@@ -302,10 +303,38 @@ func (s *Serde) decode(ctx context.Context, b []byte, v any, reader avro.Schema)
 			return id, &DecodeError{ID: id, Err: err}
 		}
 	}
-	if err := s.api.Unmarshal(sch, body, v); err != nil {
+	if err := s.unmarshal(sch, body, v); err != nil {
 		return id, &DecodeError{ID: id, Err: err}
 	}
 	return id, nil
+}
+
+// readerPool holds avro readers for unmarshal; their config is set per use.
+var readerPool = sync.Pool{New: func() any { return avro.NewReader(nil, 0) }}
+
+// errTruncated is returned for a body that ends inside the record.
+var errTruncated = errors.New("avro body is truncated")
+
+// unmarshal decodes body with sch into v. Unlike avro.API.Unmarshal, which
+// treats running out of input as success (leaving the rest of v at its zero
+// values), a body that ends before the record does is an error: a truncated
+// record must become a dead letter, not a row of zeros.
+func (s *Serde) unmarshal(sch avro.Schema, body []byte, v any) error {
+	r := readerPool.Get().(*avro.Reader)
+	defer readerPool.Put(r)
+	avro.WithReaderConfig(s.api)(r)
+	r.Reset(body)
+	r.Error = nil
+	r.ReadVal(sch, v)
+	err := r.Error
+	r.Reset(nil)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return errTruncated
+	}
+	return err
 }
 
 // resolve returns the schema that reads data written with writer (schema
