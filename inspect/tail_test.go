@@ -312,7 +312,7 @@ func TestIntegrationTailUndecodable(t *testing.T) {
 	}{
 		{"plain JSON", lines[0], plain, "not Avro in the Confluent wire format"},
 		{"unknown schema id", lines[1], unknown, "schema id 9999 is not in the registry"},
-		{"truncated body", lines[2], truncated, fmt.Sprintf("decoding avro body (schema id %d): unexpected EOF", id)},
+		{"truncated body", lines[2], truncated, fmt.Sprintf("decoding avro body (schema id %d): avro body is truncated", id)},
 		{"too short", lines[3], binary, "not Avro in the Confluent wire format"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -313,7 +313,7 @@ func (s *Serde) decode(ctx context.Context, b []byte, v any, reader avro.Schema)
 var readerPool = sync.Pool{New: func() any { return avro.NewReader(nil, 0) }}
 
 // errTruncated is returned for a body that ends inside the record.
-var errTruncated = errors.New("avro body is truncated")
+var errTruncated = fmt.Errorf("avro body is truncated (%w)", io.ErrUnexpectedEOF)
 
 // unmarshal decodes body with sch into v. Unlike avro.API.Unmarshal, which
 // treats running out of input as success (leaving the rest of v at its zero
