@@ -5,6 +5,8 @@ package main
 import (
 	"os"
 
+	"github.com/drover-iot/drover/bridge"
+	"github.com/drover-iot/drover/bridge/simulate"
 	"github.com/drover-iot/drover/cli"
 	"github.com/drover-iot/drover/devstack"
 	"github.com/drover-iot/drover/inspect"
@@ -23,10 +25,14 @@ func main() {
 	root := cli.NewRoot(version)
 	root.Cmd.AddCommand(
 		devstack.Command(root.Conn,
+			bridge.DevStage(0),
 			processors.DevStage(processors.Options{}, processors.DefaultAdminAddr),
 			timescale.DevStage(),
+			simulate.DevStage(simulate.Config{}),
 		),
 		topics.Command(root.Conn),
+		bridge.Command(root.Conn),
+		simulate.Command(root.Conn),
 		schemas.Command(root.Conn),
 		inspect.TailCommand(root.Conn),
 		inspect.LagCommand(root.Conn),

@@ -1,0 +1,20 @@
+// Package decode turns one MQTT payload into normalised drover records
+// (schemas.SensorReading, schemas.GPSFix, schemas.MediaObject) or into an
+// *Error that says, with a machine-readable Reason and a Stage, why the
+// payload cannot be accepted.
+//
+// Decoders are pure functions of their Input: the same payload on the same
+// topic received at the same time yields the same records with the same
+// deterministic event ids, so a redelivered MQTT message produces
+// recognisable duplicates. Identity (tenant and device) comes from the MQTT
+// topic and is passed in; a payload that names another device is rejected
+// with ReasonDeviceMismatch.
+//
+// Accepted forms (see bridge/README.md for examples): JSON sensor objects
+// (one metric, or a "measurements" object), SenML packs (RFC 8428), GPS
+// fixes, media object metadata, heartbeats, and WildFi collar JSON.
+// Validation (finite numbers, coordinate ranges, the ts window, non-empty
+// metric names, the size limit) is applied by Decode after decoding.
+//
+// Everything in this package is safe for concurrent use.
+package decode

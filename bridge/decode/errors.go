@@ -1,0 +1,79 @@
+package decode
+
+import "fmt"
+
+// Stage is the pipeline stage at which a message was rejected.
+type Stage string
+
+// Stages, as written to DeadLetter.stage and the drover.stage header.
+const (
+	StageDecode   Stage = "decode"
+	StageValidate Stage = "validate"
+	StageRoute    Stage = "route"
+	StageProduce  Stage = "produce"
+)
+
+// Reason is the machine-readable code of a rejection (DeadLetter.reason,
+// header drover.reason). The table in bridge/README.md lists them all.
+type Reason string
+
+// Reasons of the decode stage.
+const (
+	ReasonEmptyPayload     Reason = "empty_payload"      // zero-length payload
+	ReasonPayloadTooLarge  Reason = "payload_too_large"  // payload above the size limit
+	ReasonNotUTF8          Reason = "not_utf8"           // bytes are not valid UTF-8
+	ReasonNotJSON          Reason = "not_json"           // not a JSON document
+	ReasonWrongShape       Reason = "wrong_shape"        // valid JSON, wrong structure or field type
+	ReasonMissingField     Reason = "missing_field"      // ts, metric, value, lat, lon, bucket, ... absent
+	ReasonInvalidTS        Reason = "invalid_ts"         // ts neither RFC 3339 nor epoch milliseconds
+	ReasonSenMLMissingName Reason = "senml_missing_name" // SenML record without bn+n
+	ReasonSenMLInvalidName Reason = "senml_invalid_name" // SenML name with characters RFC 8428 forbids
+	ReasonSenMLUnknownUnit Reason = "senml_unknown_unit" // SenML unit not in the SenML units registry
+	ReasonSenMLUnsupported Reason = "senml_unsupported"  // string/data values, must-understand fields, newer bver
+)
+
+// Reasons of the validate stage.
+const (
+	ReasonInvalidValue   Reason = "invalid_value"            // not a finite number (string, null, NaN, Infinity, overflow)
+	ReasonOutOfRange     Reason = "coordinates_out_of_range" // latitude or longitude out of range
+	ReasonTSFuture       Reason = "ts_in_future"             // ts later than now + max skew
+	ReasonTSTooOld       Reason = "ts_too_old"               // ts earlier than now - max age
+	ReasonEmptyMetric    Reason = "empty_metric"             // metric name empty or blank
+	ReasonDeviceMismatch Reason = "device_mismatch"          // payload names another device than the topic
+	ReasonSchemaInvalid  Reason = "schema_invalid"           // record does not encode with the topic's Avro schema
+	ReasonNoRecords      Reason = "no_records"               // a well-formed payload that carries no value at all
+)
+
+// Reasons of the route stage.
+const (
+	ReasonUnknownTopic   Reason = "unknown_topic"    // MQTT topic matches no route and names no device
+	ReasonUnknownChannel Reason = "unknown_channel"  // device topic with a channel (or media kind, WildFi type) no route knows
+	ReasonBadIdentity    Reason = "invalid_identity" // empty or over-long tenant or device id in the topic
+)
+
+// ReasonInternalError is a decoder failure that is a bug in drover (a
+// recovered panic): the message is kept as a dead letter for a re-drive
+// after the fix.
+const ReasonInternalError Reason = "internal_error"
+
+// Reasons of the produce stage.
+const (
+	ReasonProduceFailed Reason = "produce_failed" // Kafka refused the record for good (e.g. too large)
+)
+
+// Error is a rejected message: the stage and reason for the dead letter and
+// a human-readable message. Field names the offending payload field, if any.
+type Error struct {
+	Stage   Stage
+	Reason  Reason
+	Field   string
+	Message string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("%s: %s: %s", e.Stage, e.Reason, e.Message)
+}
+
+func fail(stage Stage, reason Reason, field, format string, args ...any) *Error {
+	return &Error{Stage: stage, Reason: reason, Field: field, Message: fmt.Sprintf(format, args...)}
+}

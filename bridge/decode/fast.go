@@ -1,0 +1,239 @@
+package decode
+
+import (
+	"encoding/json"
+	"strings"
+	"unicode/utf8"
+)
+
+// The sensor channel carries most of the traffic, and encoding/json's
+// reflection was a quarter of the bridge's CPU time. fastSensor decodes the
+// common flat form ({"ts", "metric", "value", "unit", "device_id", "device",
+// "attrs": {string: string}} with plain strings) without reflection and
+// gives up (ok = false) on anything else — escapes, non-ASCII or
+// differently-cased keys, duplicates, measurements, other value types — so
+// that the general path decides, with its error messages. A differential
+// fuzz test (FuzzSensorFastPath) checks that whenever it succeeds its result
+// equals encoding/json's.
+
+// sensorFields are sensorJSON's JSON names. encoding/json matches keys case
+// insensitively, so a key that folds to one of these without being it must
+// take the general path.
+var sensorFields = []string{"ts", "metric", "value", "unit", "measurements", "units", "device_id", "device", "attrs"}
+
+func fastSensor(b []byte, p *sensorJSON) bool {
+	if !json.Valid(b) {
+		return false
+	}
+	i := skipWS(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return false
+	}
+	i = skipWS(b, i+1)
+	seen := 0 // bit per sensorFields index
+	if i < len(b) && b[i] == '}' {
+		return true
+	}
+	for i < len(b) {
+		key, next, ok := plainString(b, i)
+		if !ok {
+			return false
+		}
+		i = skipWS(b, next)
+		if i >= len(b) || b[i] != ':' {
+			return false
+		}
+		i = skipWS(b, i+1)
+		end := skipValue(b, i)
+		if end < 0 {
+			return false
+		}
+		val := b[i:end]
+		field := -1
+		for k, f := range sensorFields {
+			if strings.EqualFold(key, f) {
+				if key != f {
+					return false
+				}
+				field = k
+			}
+		}
+		if field >= 0 {
+			if seen&(1<<field) != 0 {
+				return false // duplicate key
+			}
+			seen |= 1 << field
+		}
+		switch field {
+		case -1:
+			for j := 0; j < len(key); j++ {
+				if key[j] >= 0x80 {
+					return false // might fold to a field name
+				}
+			}
+		case 0:
+			p.TS = json.RawMessage(val)
+		case 1, 3:
+			var sp **string = &p.Metric
+			if field == 3 {
+				sp = &p.Unit
+			}
+			if string(val) == "null" {
+				*sp = nil
+				break
+			}
+			s, n, ok := plainString(val, 0)
+			if !ok || n != len(val) {
+				return false
+			}
+			*sp = &s
+		case 2:
+			p.Value = json.RawMessage(val)
+		case 6:
+			p.DeviceID = json.RawMessage(val)
+		case 7:
+			p.Device = json.RawMessage(val)
+		case 8:
+			if string(val) == "null" {
+				break
+			}
+			m, ok := flatStringMap(val)
+			if !ok {
+				return false
+			}
+			p.Attrs = m
+		default: // measurements, units: the general path
+			return false
+		}
+		i = skipWS(b, end)
+		if i < len(b) && b[i] == ',' {
+			i = skipWS(b, i+1)
+			continue
+		}
+		if i < len(b) && b[i] == '}' {
+			return skipWS(b, i+1) == len(b)
+		}
+		return false
+	}
+	return false
+}
+
+func skipWS(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// plainString reads a JSON string at b[i] without escapes or control
+// characters and returns it and the index after its closing quote.
+func plainString(b []byte, i int) (string, int, bool) {
+	if i >= len(b) || b[i] != '"' {
+		return "", 0, false
+	}
+	ascii := true
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			s := b[i+1 : j]
+			if !ascii && !utf8.Valid(s) {
+				return "", 0, false // encoding/json would replace the bad bytes
+			}
+			return string(s), j + 1, true
+		case c == '\\' || c < 0x20:
+			return "", 0, false
+		case c >= 0x80:
+			ascii = false
+		}
+	}
+	return "", 0, false
+}
+
+// skipValue returns the index after the JSON value starting at b[i] (the
+// document is known to be valid), or -1.
+func skipValue(b []byte, i int) int {
+	if i >= len(b) {
+		return -1
+	}
+	switch b[i] {
+	case '"':
+		for j := i + 1; j < len(b); j++ {
+			switch b[j] {
+			case '\\':
+				j++
+			case '"':
+				return j + 1
+			}
+		}
+		return -1
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				k := skipValue(b, j)
+				if k < 0 {
+					return -1
+				}
+				j = k - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return -1
+	}
+	j := i
+	for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\t' && b[j] != '\n' && b[j] != '\r' {
+		j++
+	}
+	if j == i {
+		return -1
+	}
+	return j
+}
+
+// flatStringMap decodes {"k": "v", ...} with plain strings; anything else
+// (other value types, escapes, duplicate keys) is not ok.
+func flatStringMap(b []byte) (map[string]string, bool) {
+	if len(b) == 0 || b[0] != '{' {
+		return nil, false
+	}
+	m := map[string]string{}
+	i := skipWS(b, 1)
+	if i < len(b) && b[i] == '}' {
+		return m, i+1 == len(b)
+	}
+	for i < len(b) {
+		k, next, ok := plainString(b, i)
+		if !ok {
+			return nil, false
+		}
+		i = skipWS(b, next)
+		if i >= len(b) || b[i] != ':' {
+			return nil, false
+		}
+		v, next, ok := plainString(b, skipWS(b, i+1))
+		if !ok {
+			return nil, false
+		}
+		if _, dup := m[k]; dup {
+			return nil, false
+		}
+		m[k] = v
+		i = skipWS(b, next)
+		if i < len(b) && b[i] == ',' {
+			i = skipWS(b, i+1)
+			continue
+		}
+		if i < len(b) && b[i] == '}' {
+			return m, i+1 == len(b)
+		}
+		return nil, false
+	}
+	return nil, false
+}

@@ -1,0 +1,48 @@
+package bridge
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+
+	"github.com/drover-iot/drover/bridge/decode"
+	"github.com/drover-iot/drover/cli"
+)
+
+// TestReadmeDocumentsEverything keeps README.md in step with the flags and
+// the dead-letter reasons.
+func TestReadmeDocumentsEverything(t *testing.T) {
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	Command(&cli.Conn{}).Flags().VisitAll(func(f *pflag.Flag) {
+		if !strings.Contains(readme, "| `--"+f.Name+"` |") {
+			t.Errorf("README.md flags table lacks --%s", f.Name)
+		}
+	})
+	reasons := []decode.Reason{ReasonCommandExpired, ReasonCommandInvalid}
+	for _, r := range []decode.Reason{
+		decode.ReasonEmptyPayload, decode.ReasonPayloadTooLarge, decode.ReasonNotUTF8, decode.ReasonNotJSON,
+		decode.ReasonWrongShape, decode.ReasonMissingField, decode.ReasonInvalidTS, decode.ReasonSenMLMissingName,
+		decode.ReasonSenMLInvalidName, decode.ReasonSenMLUnknownUnit, decode.ReasonSenMLUnsupported,
+		decode.ReasonInvalidValue, decode.ReasonOutOfRange, decode.ReasonTSFuture, decode.ReasonTSTooOld,
+		decode.ReasonEmptyMetric, decode.ReasonDeviceMismatch, decode.ReasonSchemaInvalid, decode.ReasonNoRecords,
+		decode.ReasonUnknownTopic, decode.ReasonUnknownChannel, decode.ReasonBadIdentity, decode.ReasonProduceFailed, decode.ReasonInternalError,
+	} {
+		reasons = append(reasons, r)
+	}
+	for _, r := range reasons {
+		if !strings.Contains(readme, "| `"+string(r)+"` |") {
+			t.Errorf("README.md reason table lacks %s", r)
+		}
+	}
+	for _, name := range decode.Names() {
+		if !strings.Contains(readme, name) {
+			t.Errorf("README.md does not mention decoder %s", name)
+		}
+	}
+}

@@ -1,0 +1,481 @@
+package bridge
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/drover-iot/drover/bridge/decode"
+	"github.com/drover-iot/drover/schemas"
+	"github.com/drover-iot/drover/topics"
+)
+
+//go:embed routes.yaml
+var defaultRoutes []byte
+
+// DefaultRoutesYAML returns the embedded default routing table.
+func DefaultRoutesYAML() []byte { return bytes.Clone(defaultRoutes) }
+
+// Routes is a parsed routing table. It is immutable and safe for
+// concurrent use.
+type Routes struct {
+	routes []*Route
+}
+
+// Route maps an MQTT topic pattern to a decoder and a Kafka topic.
+type Route struct {
+	Name    string
+	Match   string
+	Decoder decode.Decoder
+	Topic   string // may contain {var}
+	Source  string // may contain {var}
+	Tenant  string // fixed tenant when Match has no {tenant}
+	// Ignore makes the bridge acknowledge matching messages without
+	// producing anything (e.g. the downlink's own command topics).
+	Ignore bool
+
+	segs []segment
+}
+
+type segment struct {
+	lit    string   // literal segment, when name == ""
+	name   string   // variable name
+	values []string // allowed values; nil = any non-empty segment
+}
+
+// RoutesError is a problem in a routes file: File, Line (1-based, 0 when
+// unknown), Route (name or index) and Field locate it.
+type RoutesError struct {
+	File  string
+	Line  int
+	Route string
+	Field string
+	Err   error
+}
+
+func (e *RoutesError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	if e.Route != "" {
+		fmt.Fprintf(&b, ": route %s", e.Route)
+	}
+	if e.Field != "" {
+		fmt.Fprintf(&b, ": %s", e.Field)
+	}
+	fmt.Fprintf(&b, ": %v", e.Err)
+	return b.String()
+}
+
+func (e *RoutesError) Unwrap() error { return e.Err }
+
+// DefaultRoutes returns the embedded default routing table.
+func DefaultRoutes() *Routes {
+	r, err := ParseRoutes("routes.yaml (embedded)", defaultRoutes)
+	if err != nil {
+		panic(err) // the embedded table is tested
+	}
+	return r
+}
+
+// LoadRoutes reads and validates a routes file.
+func LoadRoutes(path string) (*Routes, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &RoutesError{File: path, Err: err}
+	}
+	return ParseRoutes(path, b)
+}
+
+type routesFile struct {
+	Routes []yaml.Node `yaml:"routes"`
+}
+
+type routeYAML struct {
+	Name    string `yaml:"name"`
+	Match   string `yaml:"match"`
+	Decoder string `yaml:"decoder"`
+	Topic   string `yaml:"topic"`
+	Source  string `yaml:"source"`
+	Tenant  string `yaml:"tenant"`
+	Ignore  bool   `yaml:"ignore"`
+}
+
+var (
+	varRE  = regexp.MustCompile(`^\{([a-z][a-z0-9_]*)(?::([^{}]+))?\}$`)
+	tmplRE = regexp.MustCompile(`\{([^{}]*)\}`)
+	nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
+)
+
+// ParseRoutes parses and validates a routing table; file names the source
+// in errors, which are *RoutesError.
+func ParseRoutes(file string, b []byte) (*Routes, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return nil, &RoutesError{File: file, Line: yamlLine(err), Err: errors.New(cleanYAMLErr(err))}
+	}
+	if len(doc.Content) == 0 {
+		return nil, &RoutesError{File: file, Err: errors.New("file is empty; want a top-level routes: list")}
+	}
+	var f routesFile
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil {
+		return nil, &RoutesError{File: file, Line: yamlLine(err), Err: errors.New(cleanYAMLErr(err))}
+	}
+	if len(f.Routes) == 0 {
+		return nil, &RoutesError{File: file, Line: 1, Field: "routes", Err: errors.New("no routes given")}
+	}
+	rs := &Routes{}
+	names := map[string]int{}
+	for i := range f.Routes {
+		node := &f.Routes[i]
+		var ry routeYAML
+		if err := node.Decode(&ry); err != nil {
+			return nil, &RoutesError{File: file, Line: node.Line, Route: fmt.Sprintf("#%d", i+1), Err: errors.New(cleanYAMLErr(err))}
+		}
+		if err := strictFields(node); err != nil {
+			err.File, err.Route = file, routeLabel(ry.Name, i)
+			return nil, err
+		}
+		line := func(field string) int {
+			for j := 0; j+1 < len(node.Content); j += 2 {
+				if node.Content[j].Value == field {
+					return node.Content[j].Line
+				}
+			}
+			return node.Line
+		}
+		bad := func(field, format string, args ...any) error {
+			return &RoutesError{File: file, Line: line(field), Route: routeLabel(ry.Name, i), Field: field, Err: fmt.Errorf(format, args...)}
+		}
+		if ry.Name == "" {
+			return nil, bad("name", "missing")
+		}
+		if !nameRE.MatchString(ry.Name) {
+			return nil, bad("name", "%q must be lowercase letters, digits, '.', '_' or '-'", ry.Name)
+		}
+		if prev, dup := names[ry.Name]; dup {
+			return nil, bad("name", "duplicate of route #%d", prev+1)
+		}
+		names[ry.Name] = i
+		r := &Route{Name: ry.Name, Match: ry.Match, Topic: ry.Topic, Source: ry.Source, Tenant: ry.Tenant, Ignore: ry.Ignore}
+		if ry.Match == "" {
+			return nil, bad("match", "missing")
+		}
+		vars := map[string]*segment{}
+		for _, s := range strings.Split(ry.Match, "/") {
+			switch {
+			case s == "":
+				return nil, bad("match", "%q has an empty segment", ry.Match)
+			case strings.ContainsAny(s, "+#"):
+				return nil, bad("match", "%q: MQTT wildcards are not allowed; use {var}", ry.Match)
+			case strings.ContainsAny(s, "{}"):
+				m := varRE.FindStringSubmatch(s)
+				if m == nil {
+					return nil, bad("match", "segment %q: want {name} or {name:a|b}", s)
+				}
+				seg := segment{name: m[1]}
+				if m[2] != "" {
+					seg.values = strings.Split(m[2], "|")
+					if slices.Contains(seg.values, "") {
+						return nil, bad("match", "segment %q: empty alternative", s)
+					}
+				}
+				if len(vars) == 8 {
+					return nil, bad("match", "more than 8 variables")
+				}
+				if _, dup := vars[seg.name]; dup {
+					return nil, bad("match", "variable {%s} appears twice", seg.name)
+				}
+				r.segs = append(r.segs, seg)
+				vars[seg.name] = &r.segs[len(r.segs)-1]
+			default:
+				r.segs = append(r.segs, segment{lit: s})
+			}
+		}
+		// Re-point vars at the final slice elements (append may have moved them).
+		for j := range r.segs {
+			if r.segs[j].name != "" {
+				vars[r.segs[j].name] = &r.segs[j]
+			}
+		}
+		if vars["device"] == nil {
+			return nil, bad("match", "%q has no {device} segment (identity comes from the topic)", ry.Match)
+		}
+		if vars["tenant"] != nil && ry.Tenant != "" {
+			return nil, bad("tenant", "set, but match already has {tenant}")
+		}
+		if ry.Ignore {
+			for _, f := range []struct{ name, v string }{{"decoder", ry.Decoder}, {"topic", ry.Topic}, {"source", ry.Source}} {
+				if f.v != "" {
+					return nil, bad(f.name, "must be empty when ignore is true")
+				}
+			}
+			rs.routes = append(rs.routes, r)
+			continue
+		}
+		if ry.Decoder == "" {
+			return nil, bad("decoder", "missing (one of %s)", strings.Join(decode.Names(), ", "))
+		}
+		d, ok := decode.Lookup(ry.Decoder)
+		if !ok {
+			return nil, bad("decoder", "unknown decoder %q (want one of %s)", ry.Decoder, strings.Join(decode.Names(), ", "))
+		}
+		r.Decoder = d
+		if ry.Topic == "" {
+			return nil, bad("topic", "missing")
+		}
+		if ry.Source == "" {
+			r.Source = ry.Name
+		}
+		for _, f := range []struct{ field, v string }{{"topic", ry.Topic}, {"source", r.Source}} {
+			for _, m := range tmplRE.FindAllStringSubmatch(f.v, -1) {
+				if vars[m[1]] == nil {
+					return nil, bad(f.field, "%q uses {%s}, which match does not define", f.v, m[1])
+				}
+			}
+		}
+		// Every topic the route can produce to must have the decoder's schema.
+		for _, t := range expand(r.Topic, vars) {
+			if strings.Contains(t, "{") {
+				continue // unconstrained variable: checked per message
+			}
+			if err := checkTopic(t, d.Produces); err != nil {
+				return nil, bad("topic", "%v", err)
+			}
+		}
+		rs.routes = append(rs.routes, r)
+	}
+	return rs, nil
+}
+
+func routeLabel(name string, i int) string {
+	if name != "" {
+		return name
+	}
+	return fmt.Sprintf("#%d", i+1)
+}
+
+// strictFields rejects unknown keys in a route mapping.
+func strictFields(node *yaml.Node) *RoutesError {
+	if node.Kind != yaml.MappingNode {
+		return &RoutesError{Line: node.Line, Err: errors.New("route must be a mapping")}
+	}
+	known := []string{"name", "match", "decoder", "topic", "source", "tenant", "ignore"}
+	seen := map[string]bool{}
+	for j := 0; j+1 < len(node.Content); j += 2 {
+		k := node.Content[j]
+		if !slices.Contains(known, k.Value) {
+			return &RoutesError{Line: k.Line, Field: k.Value, Err: fmt.Errorf("unknown field (want %s)", strings.Join(known, ", "))}
+		}
+		if seen[k.Value] {
+			return &RoutesError{Line: k.Line, Field: k.Value, Err: errors.New("given twice")}
+		}
+		seen[k.Value] = true
+	}
+	return nil
+}
+
+var yamlLineRE = regexp.MustCompile(`line (\d+)`)
+
+func yamlLine(err error) int {
+	m := yamlLineRE.FindStringSubmatch(err.Error())
+	if m == nil {
+		return 0
+	}
+	var n int
+	fmt.Sscanf(m[1], "%d", &n)
+	return n
+}
+
+func cleanYAMLErr(err error) string {
+	s := strings.TrimPrefix(err.Error(), "yaml: ")
+	return strings.TrimPrefix(s, "unmarshal errors:\n  ")
+}
+
+// expand returns every string tmpl can become with the constrained values
+// of vars; unconstrained variables stay as {name}.
+func expand(tmpl string, vars map[string]*segment) []string {
+	out := []string{tmpl}
+	for _, m := range tmplRE.FindAllStringSubmatch(tmpl, -1) {
+		seg := vars[m[1]]
+		if seg == nil || seg.values == nil {
+			continue
+		}
+		var next []string
+		for _, o := range out {
+			for _, v := range seg.values {
+				next = append(next, strings.ReplaceAll(o, m[0], v))
+			}
+		}
+		out = next
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+var recordOf = map[decode.Kind]string{
+	decode.KindSensor: topics.RawSensor,
+	decode.KindGPS:    topics.RawGPS,
+	decode.KindMedia:  topics.RawImage2D,
+}
+
+// checkTopic checks that topic's schema is the record kind produces.
+func checkTopic(topic string, kind decode.Kind) error {
+	got := schemas.RecordName(topic)
+	if got == "" {
+		return fmt.Errorf("topic %q has no schema", topic)
+	}
+	if want := schemas.RecordName(recordOf[kind]); got != want {
+		return fmt.Errorf("topic %q carries %s, but the decoder produces %s", topic, got, want)
+	}
+	return nil
+}
+
+// Topics returns every concrete Kafka topic the routes produce to (routes
+// with unconstrained variables in their topic contribute nothing).
+func (rs *Routes) Topics() []string {
+	var out []string
+	for _, r := range rs.routes {
+		if r.Ignore {
+			continue
+		}
+		vars := map[string]*segment{}
+		for i := range r.segs {
+			if r.segs[i].name != "" {
+				vars[r.segs[i].name] = &r.segs[i]
+			}
+		}
+		for _, t := range expand(r.Topic, vars) {
+			if !strings.Contains(t, "{") {
+				out = append(out, t)
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// All returns the routes in match order.
+func (rs *Routes) All() []*Route { return slices.Clone(rs.routes) }
+
+// Match is the result of routing one MQTT topic.
+type Match struct {
+	Route  *Route
+	Tenant string
+	Device string
+	Kind   string // value of {kind}, if the pattern has one
+	Topic  string // Kafka topic
+	Source string
+}
+
+// maxIDLen bounds tenant and device ids taken from topics.
+const maxIDLen = 128
+
+// Route finds the first route matching the MQTT topic. defaultTenant is
+// used when the route has no {tenant} and no fixed tenant. On failure it
+// returns a *decode.Error of stage route (with the identity it could tell,
+// for the dead letter).
+func (rs *Routes) Route(mqttTopic, defaultTenant string) (Match, error) {
+	var vals [8]string
+	parts := strings.Split(mqttTopic, "/")
+outer:
+	for _, r := range rs.routes {
+		if len(r.segs) != len(parts) {
+			continue
+		}
+		n := 0
+		for i, s := range r.segs {
+			p := parts[i]
+			if s.name == "" {
+				if p != s.lit {
+					continue outer
+				}
+				continue
+			}
+			if p == "" || (s.values != nil && !slices.Contains(s.values, p)) {
+				continue outer
+			}
+			if n < len(vals) {
+				vals[n] = p
+			}
+			n++
+		}
+		m := Match{Route: r, Tenant: r.Tenant}
+		if m.Tenant == "" {
+			m.Tenant = defaultTenant
+		}
+		topic, source := r.Topic, r.Source
+		n = 0
+		for _, s := range r.segs {
+			if s.name == "" {
+				continue
+			}
+			v := vals[n]
+			n++
+			switch s.name {
+			case "tenant":
+				m.Tenant = v
+			case "device":
+				m.Device = v
+			case "kind":
+				m.Kind = v
+			}
+			if strings.Contains(topic, "{") {
+				topic = strings.ReplaceAll(topic, "{"+s.name+"}", v)
+			}
+			if strings.Contains(source, "{") {
+				source = strings.ReplaceAll(source, "{"+s.name+"}", v)
+			}
+		}
+		m.Topic, m.Source = topic, source
+		if r.Ignore {
+			return m, nil
+		}
+		if len(m.Tenant) > maxIDLen || len(m.Device) > maxIDLen || m.Tenant == "" {
+			return m, &decode.Error{Stage: decode.StageRoute, Reason: decode.ReasonBadIdentity,
+				Message: fmt.Sprintf("tenant %q or device %q in topic %q is empty or longer than %d bytes", clipID(m.Tenant), clipID(m.Device), mqttTopic, maxIDLen)}
+		}
+		if err := checkTopic(topic, r.Decoder.Produces); err != nil {
+			return m, &decode.Error{Stage: decode.StageRoute, Reason: decode.ReasonUnknownChannel,
+				Message: fmt.Sprintf("route %s: %v", r.Name, err)}
+		}
+		return m, nil
+	}
+	// No route. Tell a device topic with an unknown channel from an
+	// unknown topic, and keep the identity for the dead letter.
+	m := Match{}
+	switch {
+	case len(parts) >= 4 && parts[0] == "devices":
+		m.Tenant, m.Device = parts[1], parts[2]
+		if m.Tenant == "" || m.Device == "" {
+			return m, &decode.Error{Stage: decode.StageRoute, Reason: decode.ReasonBadIdentity,
+				Message: fmt.Sprintf("topic %q has an empty tenant or device segment", mqttTopic)}
+		}
+		return m, &decode.Error{Stage: decode.StageRoute, Reason: decode.ReasonUnknownChannel,
+			Message: fmt.Sprintf("no route for channel %q of device %s/%s", strings.Join(parts[3:], "/"), m.Tenant, m.Device)}
+	case len(parts) >= 3 && parts[0] == "wildfi" && parts[1] != "":
+		m.Tenant, m.Device = defaultTenant, parts[1]
+		return m, &decode.Error{Stage: decode.StageRoute, Reason: decode.ReasonUnknownChannel,
+			Message: fmt.Sprintf("no route for WildFi type %q of device %s", strings.Join(parts[2:], "/"), m.Device)}
+	}
+	return m, &decode.Error{Stage: decode.StageRoute, Reason: decode.ReasonUnknownTopic,
+		Message: fmt.Sprintf("no route matches MQTT topic %q", mqttTopic)}
+}
+
+func clipID(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
+}

@@ -1,0 +1,121 @@
+package bridge
+
+import (
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/drover-iot/drover/bridge/decode"
+	"github.com/drover-iot/drover/topics"
+)
+
+func TestBadRoutes(t *testing.T) {
+	tests := []struct {
+		name   string
+		errSub []string
+	}{
+		{"unknown_field", []string{"unknown_field.bad.yaml:6", "route sensor", "colour", "unknown field"}},
+		{"unknown_decoder", []string{":4", "route sensor", "decoder", `unknown decoder "csv"`}},
+		{"wrong_topic_schema", []string{":5", "topic", `"raw.gps" carries io.drover.GPSFix`}},
+		{"topic_without_schema", []string{"topic", `"raw.nothing" has no schema`}},
+		{"wildcard", []string{":3", "match", "wildcards"}},
+		{"no_device", []string{"match", "no {device}"}},
+		{"duplicate_name", []string{":6", "route a", "name", "duplicate of route #1"}},
+		{"missing_name", []string{"route #1", "name: missing"}},
+		{"undefined_var", []string{"topic", "{type}"}},
+		{"not_yaml", []string{"not_yaml.bad.yaml"}},
+		{"empty_list", []string{"no routes given"}},
+		{"empty", []string{"file is empty"}},
+		{"ignore_with_topic", []string{"topic", "must be empty when ignore is true"}},
+		{"unknown_top_level", []string{"rules"}},
+		{"empty_alternative", []string{"empty alternative"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := LoadRoutes(filepath.Join("testdata", tc.name+".bad.yaml"))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			var re *RoutesError
+			if !errors.As(err, &re) {
+				t.Fatalf("error %T is not a *RoutesError: %v", err, err)
+			}
+			for _, s := range tc.errSub {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("error %q does not contain %q", err, s)
+				}
+			}
+		})
+	}
+}
+
+func TestRouteMatching(t *testing.T) {
+	def := DefaultRoutes()
+	custom, err := LoadRoutes("testdata/custom.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		routes  *Routes
+		topic   string
+		route   string
+		tenant  string
+		device  string
+		kafka   string
+		source  string
+		reason  decode.Reason
+		ignored bool
+	}{
+		{name: "sensor", routes: def, topic: "devices/farm1/cow-7/sensor", route: "sensor", tenant: "farm1", device: "cow-7", kafka: topics.RawSensor, source: "sensor"},
+		{name: "gps", routes: def, topic: "devices/farm1/cow-7/gps", route: "gps", tenant: "farm1", device: "cow-7", kafka: topics.RawGPS, source: "gps"},
+		{name: "media", routes: def, topic: "devices/farm1/cam-1/media/video3d", route: "media", tenant: "farm1", device: "cam-1", kafka: topics.RawVideo3D, source: "media/video3d"},
+		{name: "heartbeat", routes: def, topic: "devices/farm1/cow-7/heartbeat", route: "heartbeat", tenant: "farm1", device: "cow-7", kafka: topics.RawSensor, source: "heartbeat"},
+		{name: "wildfi gnss", routes: def, topic: "wildfi/tag-3/gnss", route: "wildfi-gps", tenant: "default", device: "tag-3", kafka: topics.RawGPS, source: "wildfi/gnss"},
+		{name: "wildfi imu", routes: def, topic: "wildfi/tag-3/imu", route: "wildfi-sensor", tenant: "default", device: "tag-3", kafka: topics.RawSensor, source: "wildfi/imu"},
+		{name: "commands ignored", routes: def, topic: "devices/farm1/cow-7/commands", route: "commands", tenant: "farm1", device: "cow-7", ignored: true},
+		{name: "unknown channel", routes: def, topic: "devices/farm1/cow-7/events", reason: decode.ReasonUnknownChannel, tenant: "farm1", device: "cow-7"},
+		{name: "unknown media kind", routes: def, topic: "devices/farm1/cow-7/media/audio", reason: decode.ReasonUnknownChannel},
+		{name: "unknown wildfi type", routes: def, topic: "wildfi/tag-3/sonar", reason: decode.ReasonUnknownChannel, device: "tag-3", tenant: "default"},
+		{name: "extra segment", routes: def, topic: "devices/farm1/cow-7/sensor/extra", reason: decode.ReasonUnknownChannel},
+		{name: "unknown topic", routes: def, topic: "telemetry/cow-7", reason: decode.ReasonUnknownTopic},
+		{name: "empty device", routes: def, topic: "devices/farm1//sensor", reason: decode.ReasonBadIdentity},
+		{name: "long device", routes: def, topic: "devices/farm1/" + strings.Repeat("x", 200) + "/sensor", reason: decode.ReasonBadIdentity},
+		{name: "custom fixed tenant", routes: custom, topic: "wildfi/tag-1/gps", route: "w", tenant: "herd", device: "tag-1", kafka: topics.RawGPS, source: "w"},
+		{name: "custom media", routes: custom, topic: "cams/t1/c1/video2d", route: "m", tenant: "t1", device: "c1", kafka: topics.RawVideo2D, source: "cam/video2d"},
+		{name: "custom unknown", routes: custom, topic: "devices/farm1/cow-7/sensor", reason: decode.ReasonUnknownChannel},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := tc.routes.Route(tc.topic, "default")
+			if tc.reason != "" {
+				var de *decode.Error
+				if !errors.As(err, &de) || de.Reason != tc.reason || de.Stage != decode.StageRoute {
+					t.Fatalf("err = %v, want route/%s", err, tc.reason)
+				}
+				if tc.device != "" && (m.Device != tc.device || m.Tenant != tc.tenant) {
+					t.Errorf("identity %s/%s, want %s/%s", m.Tenant, m.Device, tc.tenant, tc.device)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Route.Name != tc.route || m.Tenant != tc.tenant || m.Device != tc.device || m.Route.Ignore != tc.ignored {
+				t.Fatalf("match = %+v (route %s)", m, m.Route.Name)
+			}
+			if !tc.ignored && (m.Topic != tc.kafka || m.Source != tc.source) {
+				t.Errorf("topic %s source %s, want %s %s", m.Topic, m.Source, tc.kafka, tc.source)
+			}
+		})
+	}
+}
+
+func TestDefaultRoutesTopics(t *testing.T) {
+	got := strings.Join(DefaultRoutes().Topics(), ",")
+	want := "raw.gps,raw.image2d.meta,raw.image3d.meta,raw.sensor,raw.video2d.meta,raw.video3d.meta"
+	if got != want {
+		t.Errorf("Topics() = %s, want %s", got, want)
+	}
+}

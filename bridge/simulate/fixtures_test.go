@@ -1,0 +1,138 @@
+package simulate
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/drover-iot/drover/topics"
+)
+
+func TestFixturesCoverEveryClassAndForm(t *testing.T) {
+	fx := Fixtures()
+	seen := map[Class]int{}
+	names := map[string]bool{}
+	valid := 0
+	for _, f := range fx {
+		if names[f.Name] {
+			t.Errorf("duplicate fixture name %q", f.Name)
+		}
+		names[f.Name] = true
+		if f.Valid {
+			valid++
+			if f.Class != "" || f.ExpectTopic == topics.DLQ || f.Records < 1 {
+				t.Errorf("%s: valid fixture with class %q, expect %q, records %d", f.Name, f.Class, f.ExpectTopic, f.Records)
+			}
+			continue
+		}
+		seen[f.Class]++
+		if f.ExpectTopic != topics.DLQ {
+			t.Errorf("%s: invalid fixture expects %q, want %q", f.Name, f.ExpectTopic, topics.DLQ)
+		}
+	}
+	for _, c := range Classes() {
+		if seen[c] == 0 {
+			t.Errorf("class %s has no fixture", c)
+		}
+	}
+	if seen[ClassSchemaInvalid] != 0 {
+		t.Errorf("schema_invalid must have no fixture")
+	}
+	for _, kind := range MediaKinds {
+		if !names["media/"+kind] {
+			t.Errorf("no media fixture for %s", kind)
+		}
+	}
+	if valid < 15 {
+		t.Errorf("only %d valid fixtures", valid)
+	}
+}
+
+// TestFixturesBridgeVerdict feeds every fixture to the bridge's decoders:
+// valid ones must decode into the promised number of records for the
+// promised topic, invalid ones must be rejected with their class as reason.
+func TestFixturesBridgeVerdict(t *testing.T) {
+	now := epoch
+	for _, f := range FixturesAt(now, FixtureTenant, FixtureDevice) {
+		t.Run(f.Name, func(t *testing.T) {
+			kt, n, reason, err := bridgeVerdict(t, f.Topic, f.Payload, now)
+			if f.Valid {
+				if reason != "" {
+					t.Fatalf("valid fixture rejected: %s (%v)\npayload %s", reason, err, f.Payload)
+				}
+				if kt != f.ExpectTopic || n != f.Records {
+					t.Fatalf("landed %d records on %s, fixture promises %d on %s", n, kt, f.Records, f.ExpectTopic)
+				}
+				return
+			}
+			if string(reason) != string(f.Class) {
+				t.Fatalf("rejected with %q (%v), fixture claims %q\npayload %.200s", reason, err, f.Class, f.Payload)
+			}
+		})
+	}
+}
+
+// TestFixturesReallyMalformed checks the claims independently of the
+// bridge's decoders, by parsing the payloads.
+func TestFixturesReallyMalformed(t *testing.T) {
+	now := epoch
+	for _, f := range FixturesAt(now, FixtureTenant, FixtureDevice) {
+		if f.Valid {
+			if !json.Valid(f.Payload) || !utf8.Valid(f.Payload) || len(f.Payload) > MaxPayload {
+				t.Errorf("%s: valid fixture is not small valid JSON", f.Name)
+			}
+			continue
+		}
+		var v any
+		jsonErr := json.Unmarshal(f.Payload, &v)
+		obj, _ := v.(map[string]any)
+		arr, _ := v.([]any)
+		ok := true
+		switch f.Class {
+		case ClassNotJSON:
+			ok = utf8.Valid(f.Payload) && len(f.Payload) > 0 && !json.Valid(f.Payload)
+		case ClassNotUTF8:
+			ok = len(f.Payload) > 0 && !utf8.Valid(f.Payload)
+		case ClassEmptyPayload:
+			ok = len(f.Payload) == 0
+		case ClassWrongShape:
+			ok = jsonErr == nil && obj == nil && (arr == nil || strings.HasSuffix(f.Topic, "/gps"))
+		case ClassMissingField:
+			_, hasTS := obj["ts"]
+			_, hasMetric := obj["metric"]
+			_, hasValue := obj["value"]
+			_, hasLat := obj["lat"]
+			ok = jsonErr == nil && obj != nil && (!hasTS || (strings.HasSuffix(f.Topic, "/sensor") && (!hasMetric || !hasValue)) || (strings.HasSuffix(f.Topic, "/gps") && !hasLat))
+		case ClassNotFinite:
+			// a string, null, "NaN"/"Infinity", or a literal that overflows float64
+			ok = bytes.Contains(f.Payload, []byte(`"38.5"`)) || bytes.Contains(f.Payload, []byte(`null`)) ||
+				bytes.Contains(f.Payload, []byte(`"NaN"`)) || bytes.Contains(f.Payload, []byte(`"Infinity"`)) ||
+				(jsonErr != nil && strings.Contains(jsonErr.Error(), "1e999"))
+		case ClassOutOfRange:
+			lat, _ := obj["lat"].(float64)
+			lon, _ := obj["lon"].(float64)
+			ok = lat < -90 || lat > 90 || lon < -180 || lon > 180
+		case ClassTSFuture, ClassTSPast:
+			ts, err := parseAnyTS(obj["ts"])
+			ok = err == nil && (f.Class == ClassTSFuture && ts.Sub(now).Hours() > 1 || f.Class == ClassTSPast && now.Sub(ts).Hours() > 24*31)
+		case ClassDeviceMismatch:
+			id, _ := obj["device_id"].(string)
+			ok = id != "" && !strings.Contains(f.Topic, "/"+id+"/")
+		case ClassUnknownChannel:
+			ok = !strings.HasSuffix(f.Topic, "/sensor") && !strings.HasSuffix(f.Topic, "/gps") && !strings.HasSuffix(f.Topic, "/heartbeat")
+		case ClassTooLarge:
+			ok = len(f.Payload) > MaxPayload
+		case ClassSenMLUnknownUnit:
+			ok = len(arr) > 0 && arr[0].(map[string]any)["u"] == "furlong"
+		case ClassSenMLMissingName:
+			_, hasN := arr[0].(map[string]any)["n"]
+			_, hasBN := arr[0].(map[string]any)["bn"]
+			ok = len(arr) > 0 && !hasN && !hasBN
+		}
+		if !ok {
+			t.Errorf("%s: payload is not malformed as %s claims: %.120q", f.Name, f.Class, f.Payload)
+		}
+	}
+}
