@@ -35,7 +35,7 @@ func benchReadings(n int) []schemas.SensorReading {
 		dev := "cow-" + strconv.Itoa(i%50)
 		ts := day0.Add(time.Duration(i) * 250 * time.Millisecond)
 		out[i] = schemas.SensorReading{EventID: strconv.Itoa(i), Tenant: "farm", DeviceID: dev, TS: ts, IngestedAt: ts,
-			Metric: "body_temp", Value: 38 + float64(i%20)/10, Unit: ptr("Cel"), Source: "sensor"}
+			Metric: "temperature", Value: 38 + float64(i%20)/10, Unit: ptr("Cel"), Source: "sensor"}
 	}
 	return out
 }
@@ -170,7 +170,7 @@ func BenchmarkSinkLag(b *testing.B) {
 		n := steadyProduce(b, env, rate, secs, func(i int, now time.Time) *kgo.Record {
 			dev := "cow-" + strconv.Itoa(i%50)
 			return env.record(b, topics.RawSensor, dev, schemas.SensorReading{EventID: strconv.Itoa(i), Tenant: "farm", DeviceID: dev,
-				TS: day0.Add(time.Duration(i) * time.Millisecond), IngestedAt: now, Metric: "body_temp", Value: 38, Source: "sensor"})
+				TS: day0.Add(time.Duration(i) * time.Millisecond), IngestedAt: now, Metric: "temperature", Value: 38, Source: "sensor"})
 		})
 		waitRows(b, rs, n)
 		b.StopTimer()

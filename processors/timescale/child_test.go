@@ -82,7 +82,7 @@ func readings(t testing.TB, env *kafkaEnv, from, n int) {
 			dev := fmt.Sprintf("cow-%d", i%20)
 			recs = append(recs, env.record(t, topics.RawSensor, dev, schemas.SensorReading{
 				EventID: strconv.Itoa(i), Tenant: "farm", DeviceID: dev, TS: day0.Add(time.Duration(i) * time.Second),
-				IngestedAt: day0, Metric: "body_temp", Value: float64(i), Source: "test"}))
+				IngestedAt: day0, Metric: "temperature", Value: float64(i), Source: "test"}))
 		}
 		env.produce(t, recs...)
 	}

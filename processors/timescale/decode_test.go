@@ -16,7 +16,7 @@ func TestDecodeValidation(t *testing.T) {
 	env := newKafkaEnv(t, 1)
 	now := day0.AddDate(0, 0, 3)
 	d := newDecoder(env.serde, func() time.Time { return now })
-	okReading := schemas.SensorReading{EventID: "e", Tenant: "farm", DeviceID: "cow-1", TS: at(1, 0), IngestedAt: at(1, 0), Metric: "body_temp", Value: 38}
+	okReading := schemas.SensorReading{EventID: "e", Tenant: "farm", DeviceID: "cow-1", TS: at(1, 0), IngestedAt: at(1, 0), Metric: "temperature", Value: 38}
 	reading := func(mod func(*schemas.SensorReading)) *kgo.Record {
 		v := okReading
 		mod(&v)

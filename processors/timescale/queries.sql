@@ -2,7 +2,7 @@
 -- Hourly mean body temperature per device over the last 7 days.
 SELECT bucket, device_id, round(mean::numeric, 2) AS mean_celsius, n
 FROM sensor_readings_hourly
-WHERE tenant = 'farm' AND metric = 'body_temp'
+WHERE tenant = 'farm' AND metric = 'temperature'
   AND bucket >= now() - INTERVAL '7 days'
 ORDER BY device_id, bucket;
 

@@ -65,7 +65,7 @@ func TestReadmeHasExampleQueries(t *testing.T) {
 func analystDataset() *Batch {
 	d1 := day0.AddDate(0, 0, 1)
 	reading := func(dev string, ts time.Time, v float64) schemas.SensorReading {
-		return schemas.SensorReading{EventID: dev + ts.String(), Tenant: "farm", DeviceID: dev, TS: ts, IngestedAt: ts, Metric: "body_temp", Value: v, Unit: ptr("Cel"), Source: "mqtt"}
+		return schemas.SensorReading{EventID: dev + ts.String(), Tenant: "farm", DeviceID: dev, TS: ts, IngestedAt: ts, Metric: "temperature", Value: v, Unit: ptr("Cel"), Source: "mqtt"}
 	}
 	fix := func(dev string, ts time.Time, lat float64) schemas.GPSFix {
 		return schemas.GPSFix{EventID: dev + ts.String(), Tenant: "farm", DeviceID: dev, TS: ts, IngestedAt: ts, Lat: lat, Lon: 8, Source: "mqtt"}

@@ -114,7 +114,7 @@ func dataset(t testing.TB, env *kafkaEnv) map[string]int64 {
 		for i := range perDevice {
 			recs = append(recs, env.record(t, topics.RawSensor, dev, schemas.SensorReading{
 				EventID: fmtID(dev, "-", i), Tenant: "farm", DeviceID: dev, TS: at(0, i), IngestedAt: at(0, i),
-				Metric: "body_temp", Value: 38 + float64(i%10)/10, Unit: ptr("Cel"), Source: "mqtt"}))
+				Metric: "temperature", Value: 38 + float64(i%10)/10, Unit: ptr("Cel"), Source: "mqtt"}))
 		}
 		for i := range 10 {
 			recs = append(recs, env.record(t, topics.RawGPS, dev, schemas.GPSFix{
@@ -122,7 +122,7 @@ func dataset(t testing.TB, env *kafkaEnv) map[string]int64 {
 				Lat: 47 + float64(i)/1000, Lon: 8, Source: "mqtt"}))
 		}
 		recs = append(recs,
-			env.record(t, topics.Features, dev, schemas.Feature{FeatureID: "f-" + dev, Tenant: "farm", DeviceID: dev, Metric: "body_temp",
+			env.record(t, topics.Features, dev, schemas.Feature{FeatureID: "f-" + dev, Tenant: "farm", DeviceID: dev, Metric: "temperature",
 				WindowStart: at(0, 0), WindowEnd: at(1, 0), WindowSizeMS: 3600000, Count: perDevice, TS: at(1, 0), IngestedAt: at(1, 0)}),
 			env.record(t, topics.Alerts, dev, schemas.Alert{AlertID: "a-" + dev, Rule: "fever", Kind: "threshold", Tenant: "farm", DeviceID: dev,
 				State: "firing", Severity: "warning", Message: "fever", FiredAt: at(2, 0), TS: at(2, 0), IngestedAt: at(2, 0)}),

@@ -12,10 +12,10 @@ import (
 func sampleBatch() *Batch {
 	return &Batch{
 		Readings: []schemas.SensorReading{
-			{EventID: "r1", Tenant: "farm", DeviceID: "cow-1", TS: at(1, 0), IngestedAt: at(1, 1), Metric: "body_temp", Value: 38.5, Unit: ptr("Cel"), Source: "mqtt", Attrs: map[string]string{"fw": "1.2"}},
-			{EventID: "r2", Tenant: "farm", DeviceID: "cow-1", TS: at(1, 10), IngestedAt: at(1, 11), Metric: "body_temp", Value: 38.7, Unit: ptr("Cel"), Source: "mqtt"},
+			{EventID: "r1", Tenant: "farm", DeviceID: "cow-1", TS: at(1, 0), IngestedAt: at(1, 1), Metric: "temperature", Value: 38.5, Unit: ptr("Cel"), Source: "mqtt", Attrs: map[string]string{"fw": "1.2"}},
+			{EventID: "r2", Tenant: "farm", DeviceID: "cow-1", TS: at(1, 10), IngestedAt: at(1, 11), Metric: "temperature", Value: 38.7, Unit: ptr("Cel"), Source: "mqtt"},
 			// Same natural key as r1, replayed by backfill: writes nothing.
-			{EventID: "r1", Tenant: "farm", DeviceID: "cow-1", TS: at(1, 0), IngestedAt: at(5, 0), Metric: "body_temp", Value: 38.5, Unit: ptr("Cel"), Source: "backfill", Replayed: true},
+			{EventID: "r1", Tenant: "farm", DeviceID: "cow-1", TS: at(1, 0), IngestedAt: at(5, 0), Metric: "temperature", Value: 38.5, Unit: ptr("Cel"), Source: "backfill", Replayed: true},
 			// A day long gone: its partition is created on demand.
 			{EventID: "r3", Tenant: "farm", DeviceID: "cow-2", TS: time.Date(2001, 5, 5, 12, 0, 0, 0, time.UTC), IngestedAt: at(1, 0), Metric: "battery", Value: 3.9, Source: "mqtt"},
 		},
@@ -27,13 +27,13 @@ func sampleBatch() *Batch {
 			{EventID: "m1", Tenant: "farm", DeviceID: "cam-1", TS: at(3, 0), IngestedAt: at(3, 0), Kind: "image2d", Bucket: "media", Key: "farm/cam-1/1.jpg", Size: 1234, ContentType: "image/jpeg", SHA256: ptr("abc")},
 		},
 		Features: []schemas.Feature{
-			{FeatureID: "f1", Tenant: "farm", DeviceID: "cow-1", Metric: "body_temp", WindowStart: at(1, 0), WindowEnd: at(2, 0), WindowSizeMS: 3600000, Count: 2, Mean: ptr(38.6), TS: at(2, 0), IngestedAt: at(2, 0)},
+			{FeatureID: "f1", Tenant: "farm", DeviceID: "cow-1", Metric: "temperature", WindowStart: at(1, 0), WindowEnd: at(2, 0), WindowSizeMS: 3600000, Count: 2, Mean: ptr(38.6), TS: at(2, 0), IngestedAt: at(2, 0)},
 		},
 		Alerts: []schemas.Alert{
 			{AlertID: "a1", Rule: "fever", Kind: "threshold", Tenant: "farm", DeviceID: "cow-1", State: "firing", Severity: "warning", Value: ptr(40.1), Threshold: ptr(39.5), Message: "fever", FiredAt: at(4, 0), TS: at(4, 0), IngestedAt: at(4, 0)},
 		},
 		States: []schemas.DeviceState{
-			{Tenant: "farm", DeviceID: "cow-1", TS: at(4, 0), IngestedAt: at(4, 0), Online: true, LastSeen: at(4, 0), Lat: ptr(47.001), Lon: ptr(8.0), Battery: ptr(3.8), Metrics: map[string]float64{"body_temp": 38.7}, ActiveAlerts: 1, UpdatedAt: at(4, 0)},
+			{Tenant: "farm", DeviceID: "cow-1", TS: at(4, 0), IngestedAt: at(4, 0), Online: true, LastSeen: at(4, 0), Lat: ptr(47.001), Lon: ptr(8.0), Battery: ptr(3.8), Metrics: map[string]float64{"temperature": 38.7}, ActiveAlerts: 1, UpdatedAt: at(4, 0)},
 			// Older state of the same device in the same batch: loses.
 			{Tenant: "farm", DeviceID: "cow-1", TS: at(3, 0), IngestedAt: at(3, 0), Online: false, LastSeen: at(3, 0), UpdatedAt: at(3, 0)},
 		},
@@ -78,7 +78,7 @@ func TestIntegrationWriterAllTables(t *testing.T) {
 		{"media", "SELECT count(*) FROM media_objects WHERE key = 'farm/cam-1/1.jpg' AND size = 1234 AND kind = 'image2d' AND sha256 = 'abc'", 1},
 		{"features", "SELECT count(*) FROM features WHERE feature_id = 'f1' AND mean = 38.6 AND min IS NULL", 1},
 		{"alerts", "SELECT count(*) FROM alerts WHERE alert_id = 'a1' AND state = 'firing' AND resolved_at IS NULL", 1},
-		{"state newest", "SELECT count(*) FROM device_state WHERE device_id = 'cow-1' AND online AND active_alerts = 1 AND (metrics->>'body_temp')::float8 = 38.7", 1},
+		{"state newest", "SELECT count(*) FROM device_state WHERE device_id = 'cow-1' AND online AND active_alerts = 1 AND (metrics->>'temperature')::float8 = 38.7", 1},
 		{"dead letters", "SELECT count(*) FROM dead_letters WHERE id = 'dl1' AND payload_excerpt = '{\"x\":1}'::bytea AND kafka_topic IS NULL", 1},
 	}
 	for _, ch := range checks {
