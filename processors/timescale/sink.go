@@ -262,6 +262,9 @@ func (s *Sink) Run(ctx context.Context) error {
 	err = s.consume(ctx)
 	stopMaint()
 	wg.Wait()
+	// With BlockRebalanceOnPoll, leaving the group waits for the last poll's
+	// rebalance to be allowed: without this, Close blocks forever.
+	cl.AllowRebalance()
 	cl.Close() // leaves the group; onRevoked commits anything written
 	if err != nil {
 		return err
