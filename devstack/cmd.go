@@ -24,6 +24,9 @@ import (
 type Stage struct {
 	Name string
 	Run  func(ctx context.Context, ep Endpoints, log *slog.Logger) error
+	// OnObjectCreated, if set, is called for every object the embedded S3
+	// stores (the stand-in for S3 bucket notifications).
+	OnObjectCreated func(bucket, key string, size int64, etag, contentType string, meta map[string]string)
 }
 
 type devFlags struct {
@@ -113,6 +116,23 @@ func runDev(ctx context.Context, log *slog.Logger, f devFlags, stages []Stage) e
 	if err := os.Remove(f.envFile); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("--env-file %s: %w", f.envFile, err)
 	}
+	skip := map[string]bool{}
+	for _, s := range f.skip {
+		skip[s] = true
+	}
+	var hooks []func(string, string, int64, string, string, map[string]string)
+	for _, s := range stages {
+		if s.OnObjectCreated != nil && !f.noPipeline && !skip[s.Name] {
+			hooks = append(hooks, s.OnObjectCreated)
+		}
+	}
+	if len(hooks) > 0 {
+		f.cfg.OnObjectCreated = func(b, k string, n int64, e, ct string, m map[string]string) {
+			for _, h := range hooks {
+				h(b, k, n, e, ct, m)
+			}
+		}
+	}
 	f.cfg.Logger = log
 	start := time.Now()
 	stack, err := Start(ctx, f.cfg)
@@ -145,10 +165,6 @@ func runDev(ctx context.Context, log *slog.Logger, f devFlags, stages []Stage) e
 	if f.noPipeline {
 		<-ctx.Done()
 		return nil
-	}
-	skip := map[string]bool{}
-	for _, s := range f.skip {
-		skip[s] = true
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	for _, s := range stages {

@@ -5,6 +5,10 @@ package main
 import (
 	"os"
 
+	"github.com/drover-iot/drover/backfill"
+	"github.com/drover-iot/drover/backfill/dlq"
+	"github.com/drover-iot/drover/backfill/replay"
+	"github.com/drover-iot/drover/backfill/schedule"
 	"github.com/drover-iot/drover/bridge"
 	"github.com/drover-iot/drover/bridge/simulate"
 	"github.com/drover-iot/drover/cli"
@@ -29,6 +33,7 @@ func main() {
 			processors.DevStage(processors.Options{}, processors.DefaultAdminAddr),
 			timescale.DevStage(),
 			simulate.DevStage(simulate.Config{}),
+			backfill.DevStage(backfill.NewNotifier(nil), ""),
 		),
 		topics.Command(root.Conn),
 		bridge.Command(root.Conn),
@@ -41,6 +46,11 @@ func main() {
 		alerts.Command(root.Conn),
 		state.Command(root.Conn),
 		timescale.Command(root.Conn),
+		backfill.BackfillCommand(root.Conn),
+		backfill.MediaCommand(root.Conn),
+		dlq.DLQCommand(root.Conn),
+		replay.ReplayCommand(root.Conn),
+		schedule.ScheduleCommand(root.Conn),
 	)
 	os.Exit(root.Execute(os.Args[1:]))
 }

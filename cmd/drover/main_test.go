@@ -15,11 +15,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/drover-iot/drover/cli"
+	"github.com/drover-iot/drover/devstack/devtest"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
 )
@@ -364,6 +367,15 @@ func TestIntegrationDevPipeline(t *testing.T) {
 		"device state":    "SELECT count(*) FROM device_state",
 		"dead letters":    "SELECT count(*) FROM dead_letters WHERE stage IN ('decode','validate','route')",
 	}
+	// A camera trap uploads an image: the embedded S3's notification goes
+	// through the media stage to raw.image2d.meta and the sink.
+	s3c := devtest.S3Client(t, env["DROVER_S3_ENDPOINT"])
+	key := "image2d/farm1/trap-3/" + time.Now().UTC().Format("2006/01/02") + "/frame-0001.jpg"
+	if _, err := s3c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(env["DROVER_S3_BUCKET"]), Key: aws.String(key),
+		Body: strings.NewReader("not really a jpeg"), ContentType: aws.String("image/jpeg")}); err != nil {
+		t.Fatalf("put object: %v", err)
+	}
+	want["media object"] = "SELECT count(*) FROM media_objects WHERE key = '" + key + "' AND device_id = 'trap-3' AND kind = 'image2d'"
 	deadline := time.Now().Add(2 * time.Minute)
 	missing := map[string]bool{}
 	for k := range want {
@@ -387,7 +399,7 @@ func TestIntegrationDevPipeline(t *testing.T) {
 	if postgresRunning(t, dataDir) {
 		t.Fatal("postgres orphaned after drover dev stopped")
 	}
-	for _, stage := range []string{"bridge", "processors", "sink", "simulator"} {
+	for _, stage := range []string{"bridge", "processors", "sink", "simulator", "media"} {
 		if !strings.Contains(p.Log(), `"msg":"stage stopped","stage":"`+stage+`"`) {
 			t.Errorf("stage %s did not report a clean stop", stage)
 		}

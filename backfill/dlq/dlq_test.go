@@ -1,0 +1,184 @@
+package dlq
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/drover-iot/drover/devstack/devtest"
+	"github.com/drover-iot/drover/schemas"
+	"github.com/drover-iot/drover/topics"
+)
+
+func setup(t *testing.T) (*kgo.Client, *schemas.Serde) {
+	t.Helper()
+	c := devtest.Kafka(t, kfake.SeedTopics(2, topics.DLQ, topics.RawSensor, topics.RawGPS))
+	_, url := devtest.Registry(t)
+	reg, err := sr.NewClient(sr.URLs(url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := schemas.Register(ctx, reg, nil); err != nil {
+		t.Fatal(err)
+	}
+	serde, err := schemas.NewSerde(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kc.Close)
+	return kc, serde
+}
+
+func putLetter(t *testing.T, kc *kgo.Client, serde *schemas.Serde, id, stage, reason, source, payload string, recv time.Time) {
+	t.Helper()
+	dl := schemas.DeadLetter{ID: id, Stage: stage, Reason: reason, Message: "failed: " + reason, Source: source,
+		Payload: []byte(payload), PayloadSize: int64(len(payload)), Headers: map[string]string{}, ReceivedAt: recv, TS: recv, IngestedAt: recv}
+	v, err := serde.Encode(context.Background(), topics.DLQ, &dl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kc.ProduceSync(context.Background(), &kgo.Record{Topic: topics.DLQ, Key: []byte(source), Value: v, Timestamp: recv}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func endSum(t *testing.T, kc *kgo.Client, ts ...string) int64 {
+	t.Helper()
+	ends, err := kadm.NewClient(kc).ListEndOffsets(context.Background(), ts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
+	return n
+}
+
+func TestIntegrationRedriveAfterFix(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	kc, serde := setup(t)
+	recv := time.Now().Add(-time.Hour).UTC().Truncate(time.Millisecond)
+	ts := recv.Add(-time.Minute).Format(time.RFC3339)
+	// A payload an older decoder rejected but the current one accepts.
+	putLetter(t, kc, serde, "a", "decode", "senml_unknown_unit", "devices/farm/cow-1/sensor",
+		`{"ts":"`+ts+`","metric":"temperature","value":38.6,"unit":"Cel"}`, recv)
+	// Rejected by an older schema (schema_invalid); the current one takes it.
+	putLetter(t, kc, serde, "e", "validate", "schema_invalid", "devices/farm/cow-2/gps",
+		`{"ts":"`+ts+`","lat":47.37,"lon":8.54}`, recv)
+	// Still bad.
+	putLetter(t, kc, serde, "b", "decode", "not_json", "devices/farm/cow-1/sensor", `not json`, recv)
+	// Not the bridge's: a backfill dead letter.
+	putLetter(t, kc, serde, "c", "backfill", "no_device", "s3://media/x.jpg", `{}`, recv)
+	// Too old for the window.
+	putLetter(t, kc, serde, "d", "decode", "not_json", "devices/farm/cow-1/sensor", `{}`, recv.Add(-48*time.Hour))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	state := filepath.Join(t.TempDir(), "redriven.txt")
+	o := RedriveOptions{Since: recv.Add(-time.Hour), StateFile: state, DryRun: true}
+	res, err := Redrive(ctx, kc, serde, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Scanned != 4 || res.Redriven != 2 || res.StillFailing != 1 || res.NotRedrivable != 1 || endSum(t, kc, topics.RawSensor, topics.RawGPS) != 0 {
+		t.Fatalf("dry run %+v", res)
+	}
+	o.DryRun = false
+	if res, err = Redrive(ctx, kc, serde, o); err != nil || res.Redriven != 2 || res.Records != 2 {
+		t.Fatalf("redrive %+v %v", res, err)
+	}
+	if n := endSum(t, kc, topics.RawSensor); n != 1 {
+		t.Fatalf("raw.sensor holds %d records, want 1", n)
+	}
+	if n := endSum(t, kc, topics.RawGPS); n != 1 {
+		t.Fatalf("raw.gps holds %d records, want 1", n)
+	}
+	if n := endSum(t, kc, topics.DLQ); n != 5 {
+		t.Fatalf("redrive wrote to the DLQ: %d records", n)
+	}
+	// Second re-drive: nothing new.
+	if res, err = Redrive(ctx, kc, serde, o); err != nil || res.Redriven != 0 || res.AlreadyDone != 2 {
+		t.Fatalf("second redrive %+v %v", res, err)
+	}
+	if n := endSum(t, kc, topics.RawSensor, topics.RawGPS); n != 2 {
+		t.Fatalf("second redrive wrote: raw topics hold %d", n)
+	}
+	// The re-driven record carries the bridge's id and the header.
+	cl, _ := kgo.NewClient(append(kc.Opts(), kgo.ConsumeTopics(topics.RawSensor), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+	defer cl.Close()
+	var r *kgo.Record
+	for r == nil {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatal("no record")
+		}
+		fs.EachRecord(func(x *kgo.Record) { r = x })
+	}
+	var sr schemas.SensorReading
+	if _, err := serde.Decode(ctx, r.Value, &sr); err != nil {
+		t.Fatal(err)
+	}
+	if string(r.Key) != "cow-1" || sr.Tenant != "farm" || sr.Metric != "temperature" || sr.EventID == "" {
+		t.Fatalf("record %+v key %s", sr, r.Key)
+	}
+	found := false
+	for _, h := range r.Headers {
+		found = found || (h.Key == HeaderRedriven && string(h.Value) == "a")
+	}
+	if !found {
+		t.Fatalf("headers %v", r.Headers)
+	}
+
+	s, err := Stats(ctx, kc, serde, topics.DLQ, recv.Add(-72*time.Hour), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Total != 5 || s.ByStage[0].Key != "decode" || s.ByStage[0].Count != 3 || len(s.ByReason) != 4 {
+		t.Fatalf("stats %+v", s)
+	}
+	if s, err := Stats(ctx, kc, serde, topics.DLQ, time.Now().Add(time.Hour), 2); err != nil || s.Total != 0 {
+		t.Fatalf("stats after every record: %+v %v", s, err)
+	}
+	src := map[string]int{}
+	for _, c := range s.BySource {
+		src[c.Key] = c.Count
+	}
+	if src["devices/+/+/sensor"] != 3 || src["s3://media"] != 1 {
+		t.Fatalf("by source %v", src)
+	}
+}
+
+func TestRedriveOptions(t *testing.T) {
+	now := time.Date(2026, 11, 23, 6, 0, 0, 0, time.UTC)
+	cases := []struct {
+		name, since, until, wantErr string
+	}{
+		{name: "ok duration", since: "24h"},
+		{name: "ok times", since: "2026-11-22", until: "2026-11-23T00:00:00Z"},
+		{name: "missing", since: "", wantErr: "--since: required"},
+		{name: "garbage", since: "yesterday", wantErr: "--since"},
+		{name: "reversed", since: "2026-11-23", until: "2026-11-22", wantErr: "must be before"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := redriveOptions(c.since, c.until, "", "", "", false, time.Hour, time.Minute, now)
+			if c.wantErr == "" && err != nil || c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr)) {
+				t.Fatalf("err %v, want %q", err, c.wantErr)
+			}
+		})
+	}
+}

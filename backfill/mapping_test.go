@@ -1,0 +1,115 @@
+package backfill
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseMapping(t *testing.T) {
+	cases := []struct{ name, yaml, wantErr string }{
+		{name: "default", yaml: string(DefaultMappingYAML())},
+		{name: "minimal", yaml: "extensions: {jpg: image2d}\n"},
+		{name: "unknown key", yaml: "layuot: x\n", wantErr: "field layuot not found"},
+		{name: "bad kind", yaml: "extensions: {foo: hologram}\n", wantErr: "extensions.foo: unknown media kind"},
+		{name: "bad slack", yaml: "partition_slack: soon\n", wantErr: "partition_slack"},
+		{name: "rule without effect", yaml: "rules: [{bucket: b}]\n", wantErr: "rules[0]: a rule needs kind or tenant"},
+		{name: "rule kind", yaml: "rules: [{prefix: a/, kind: photo}]\n", wantErr: "rules[0].kind"},
+		{name: "rule tenant", yaml: "rules: [{prefix: a/, tenant: 'a/b'}]\n", wantErr: "rules[0].tenant"},
+		{name: "bad content type", yaml: "content_types: {jpg: jpeg}\n", wantErr: "content_types.jpg"},
+		{name: "layout date order", yaml: "layout: '{device}/MM/YYYY/...'\n", wantErr: "layout: "},
+		{name: "layout partial var", yaml: "layout: 'cam-{device}/...'\n", wantErr: "a variable is a whole segment"},
+		{name: "layout rest not last", yaml: "layout: '{device}/.../x'\n", wantErr: "... must be the last"},
+		{name: "empty bucket", yaml: "buckets: ['']\n", wantErr: "buckets[0]"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseMapping("m.yaml", []byte(c.yaml))
+			if c.wantErr == "" && err != nil || c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr)) {
+				t.Fatalf("err %v, want %q", err, c.wantErr)
+			}
+			var me *MappingError
+			if err != nil && !errors.As(err, &me) {
+				t.Fatalf("error %T is not a *MappingError", err)
+			}
+		})
+	}
+}
+
+func TestResolve(t *testing.T) {
+	m, err := ParseMapping("m.yaml", []byte(`
+layout: "{kind}/{tenant}/{device}/YYYY/MM/DD/..."
+extensions: {jpg: image2d, mp4: video2d}
+content_types: {jpg: image/jpeg}
+rules:
+  - {bucket: traps, prefix: "site-a/", kind: image3d, tenant: farm-a}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, bucket, key string
+		meta              map[string]string
+		want              Target
+		wantReason        string
+	}{
+		{name: "layout", bucket: "b", key: "image2d/farm/cow-1/2026/11/22/x.jpg",
+			want: Target{Kind: "image2d", Topic: "raw.image2d.meta", Tenant: "farm", DeviceID: "cow-1", ContentType: "image/jpeg"}},
+		{name: "layout kind beats extension", bucket: "b", key: "video3d/farm/cow-1/2026/11/22/x.jpg",
+			want: Target{Kind: "video3d", Topic: "raw.video3d.meta", Tenant: "farm", DeviceID: "cow-1", ContentType: "image/jpeg"}},
+		{name: "unknown kind segment", bucket: "b", key: "thermal/farm/cow-1/2026/11/22/x.jpg", wantReason: ReasonUnknownKind},
+		{name: "bad date is off-layout", bucket: "b", key: "image2d/farm/cow-1/2026/13x/22/x.jpg", wantReason: ReasonNoTenant},
+		{name: "rule and metadata", bucket: "traps", key: "site-a/x.bin", meta: map[string]string{"Device-Id": "trap-3"},
+			want: Target{Kind: "image3d", Topic: "raw.image3d.meta", Tenant: "farm-a", DeviceID: "trap-3", ContentType: "application/octet-stream"}},
+		{name: "rule other bucket", bucket: "other", key: "site-a/x.bin", wantReason: ReasonNoKind},
+		{name: "metadata only", bucket: "b", key: "up/x.mp4", meta: map[string]string{"x-amz-meta-tenant": "t", "x-amz-meta-device-id": "d"},
+			want: Target{Kind: "video2d", Topic: "raw.video2d.meta", Tenant: "t", DeviceID: "d", ContentType: "application/octet-stream"}},
+		{name: "no device", bucket: "b", key: "up/x.mp4", meta: map[string]string{"tenant": "t"}, wantReason: ReasonNoDevice},
+		{name: "bad kind metadata", bucket: "b", key: "up/x", meta: map[string]string{"kind": "hologram"}, wantReason: ReasonUnknownKind},
+		{name: "too long device", bucket: "b", key: "image2d/farm/" + strings.Repeat("d", 200) + "/2026/11/22/x.jpg", wantReason: ReasonBadIdentity},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := m.Resolve(c.bucket, c.key, c.meta)
+			if c.wantReason != "" {
+				var ue *UnmappableError
+				if !errors.As(err, &ue) || ue.Reason != c.wantReason {
+					t.Fatalf("err %v, want reason %s", err, c.wantReason)
+				}
+				return
+			}
+			if err != nil || got != c.want {
+				t.Fatalf("got %+v, %v; want %+v", got, err, c.want)
+			}
+		})
+	}
+	if m.NeedsMetadata("b", "image2d/farm/cow-1/2026/11/22/x.jpg") || !m.NeedsMetadata("b", "up/x.mp4") {
+		t.Fatal("NeedsMetadata: HEAD only when the layout does not name everything")
+	}
+}
+
+func TestDatePrefixes(t *testing.T) {
+	l, err := ParseLayout("{kind}/YYYY/MM/DD/...")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := func(s string) time.Time { t, _ := ParseTime(s); return t }
+	cases := []struct {
+		name     string
+		from, to string
+		want     string
+	}{
+		{"one hour", "2026-11-22T10:00", "2026-11-22T11:00", "2026/11/22/"},
+		{"midnight end is exclusive", "2026-11-21T23:00", "2026-11-22T00:00", "2026/11/21/"},
+		{"month edge", "2026-11-30T23:00", "2026-12-01T01:00", "2026/11/30/ 2026/12/01/"},
+		{"long window coarsens to months", "2025-01-01", "2026-03-01", "2025/01/ 2025/02/ 2025/03/ 2025/04/ 2025/05/ 2025/06/ 2025/07/ 2025/08/ 2025/09/ 2025/10/ 2025/11/ 2025/12/ 2026/01/ 2026/02/"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := strings.Join(l.datePrefixes(d(c.from), d(c.to)), " "); got != c.want {
+				t.Fatalf("got %s, want %s", got, c.want)
+			}
+		})
+	}
+}

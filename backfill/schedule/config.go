@@ -1,0 +1,166 @@
+package schedule
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"gopkg.in/yaml.v3"
+)
+
+// Job types.
+const (
+	TypeBackfillMedia = "backfill-media"
+	TypeDLQRedrive    = "dlq-redrive"
+)
+
+// Job is one configured job.
+type Job struct {
+	Name     string `yaml:"name"`
+	Schedule string `yaml:"schedule"` // cron: 5 fields, or @hourly, @every 10m
+	Type     string `yaml:"type"`
+	// Backfill: Window is previous-hour, previous-day or last:<duration>
+	// (e.g. last:30m), aligned to the scheduled time.
+	Window  string   `yaml:"window"`
+	Buckets []string `yaml:"buckets"`
+	Prefix  string   `yaml:"prefix"`
+	Rate    float64  `yaml:"rate"`
+	Mapping string   `yaml:"mapping"`
+	// Redrive: Since is a duration back from the scheduled time; Reason
+	// optional.
+	Since  string `yaml:"since"`
+	Reason string `yaml:"reason"`
+	DryRun bool   `yaml:"dry_run"`
+
+	sched cron.Schedule
+}
+
+// File is a jobs file.
+type File struct {
+	Jobs []*Job `yaml:"jobs"`
+}
+
+// ConfigError locates a problem in a jobs file.
+type ConfigError struct {
+	File, Job, Field string
+	Err              error
+}
+
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Job != "" {
+		fmt.Fprintf(&b, ": job %s", e.Job)
+	}
+	if e.Field != "" {
+		fmt.Fprintf(&b, ": %s", e.Field)
+	}
+	fmt.Fprintf(&b, ": %v", e.Err)
+	return b.String()
+}
+
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+var parser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+// Load reads and validates a jobs file.
+func Load(path string) (*File, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &ConfigError{File: path, Err: err}
+	}
+	return Parse(path, b)
+}
+
+// Parse validates a jobs file strictly (unknown keys are errors); errors
+// are *ConfigError naming the job and field.
+func Parse(name string, b []byte) (*File, error) {
+	var f File
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil {
+		return nil, &ConfigError{File: name, Err: err}
+	}
+	if len(f.Jobs) == 0 {
+		return nil, &ConfigError{File: name, Field: "jobs", Err: errors.New("no jobs")}
+	}
+	seen := map[string]bool{}
+	for i, j := range f.Jobs {
+		id := j.Name
+		if id == "" {
+			id = fmt.Sprintf("#%d", i+1)
+		}
+		fail := func(field, format string, args ...any) (*File, error) {
+			return nil, &ConfigError{File: name, Job: id, Field: field, Err: fmt.Errorf(format, args...)}
+		}
+		if j.Name == "" {
+			return fail("name", "required")
+		}
+		if seen[j.Name] {
+			return fail("name", "duplicate job name")
+		}
+		seen[j.Name] = true
+		if j.Schedule == "" {
+			return fail("schedule", "required (cron like \"5 * * * *\", or @hourly)")
+		}
+		s, err := parser.Parse(j.Schedule)
+		if err != nil {
+			return fail("schedule", "%v", err)
+		}
+		j.sched = s
+		switch j.Type {
+		case TypeBackfillMedia:
+			if _, _, err := WindowAt(j.Window, time.Now()); err != nil {
+				return fail("window", "%v", err)
+			}
+			if j.Rate < 0 {
+				return fail("rate", "negative")
+			}
+			if j.Since != "" || j.Reason != "" {
+				return fail("since", "only for type %s", TypeDLQRedrive)
+			}
+		case TypeDLQRedrive:
+			d, err := time.ParseDuration(j.Since)
+			if err != nil || d <= 0 {
+				return fail("since", "want a positive duration like 1h, got %q", j.Since)
+			}
+			if j.Window != "" || len(j.Buckets) > 0 || j.Prefix != "" || j.Mapping != "" {
+				return fail("window", "only for type %s", TypeBackfillMedia)
+			}
+		case "":
+			return fail("type", "required (%s or %s)", TypeBackfillMedia, TypeDLQRedrive)
+		default:
+			return fail("type", "unknown %q (want %s or %s)", j.Type, TypeBackfillMedia, TypeDLQRedrive)
+		}
+	}
+	return &f, nil
+}
+
+// WindowAt returns the backfill window of spec for a run scheduled at t:
+// previous-hour = the last whole hour before t, previous-day = the last
+// whole UTC day, last:<d> = [t-d, t) with t truncated to the minute.
+func WindowAt(spec string, t time.Time) (start, end time.Time, err error) {
+	t = t.UTC()
+	switch {
+	case spec == "previous-hour":
+		end = t.Truncate(time.Hour)
+		return end.Add(-time.Hour), end, nil
+	case spec == "previous-day":
+		end = time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+		return end.AddDate(0, 0, -1), end, nil
+	case strings.HasPrefix(spec, "last:"):
+		d, perr := time.ParseDuration(strings.TrimPrefix(spec, "last:"))
+		if perr != nil || d <= 0 {
+			return start, end, fmt.Errorf("%q: want last:<positive duration>, e.g. last:30m", spec)
+		}
+		end = t.Truncate(time.Minute)
+		return end.Add(-d), end, nil
+	case spec == "":
+		return start, end, errors.New("required (previous-hour, previous-day or last:<duration>)")
+	}
+	return start, end, fmt.Errorf("unknown window %q (want previous-hour, previous-day or last:<duration>)", spec)
+}
