@@ -26,6 +26,18 @@ const (
 	MinInsyncReplicas = "min.insync.replicas"
 )
 
+// Value formats of a catalogue topic (the format field).
+const (
+	// FormatAvro (the default) marks a topic whose values are Avro in the
+	// Confluent wire format, with a schema registered under <topic>-value.
+	FormatAvro = "avro"
+	// FormatGoka marks a processor group's internal topic (a goka group
+	// table "<group>-table" or loop "<group>-loop"): its values are written
+	// and read only by that group, with the group's own codec, and have no
+	// registered schema.
+	FormatGoka = "goka"
+)
+
 // maxNameLen is Kafka's limit on a topic name's length.
 const maxNameLen = 249
 
@@ -38,7 +50,14 @@ type Topic struct {
 	// name keep the broker default and are never touched.
 	Configs     map[string]string
 	Description string
+	// Format is the value format: FormatAvro (the default) or FormatGoka
+	// for a processor group's internal topic.
+	Format string
 }
+
+// Internal reports whether the topic is a processor group's internal
+// topic (FormatGoka): no schema, not for other consumers.
+func (t Topic) Internal() bool { return t.Format == FormatGoka }
 
 // Catalogue is the list of topics drover manages, in file order. Load it
 // with Default, Load or Parse; a loaded catalogue is valid. A Catalogue is
@@ -116,6 +135,19 @@ func (c *Catalogue) Names() []string {
 	names := make([]string, len(c.Topics))
 	for i, t := range c.Topics {
 		names[i] = t.Name
+	}
+	return names
+}
+
+// SchemaTopics returns, in catalogue order, the names of the topics whose
+// values are Avro in the Confluent wire format (every topic but the
+// internal ones): each must have a registered schema.
+func (c *Catalogue) SchemaTopics() []string {
+	var names []string
+	for _, t := range c.Topics {
+		if !t.Internal() {
+			names = append(names, t.Name)
+		}
 	}
 	return names
 }
@@ -372,6 +404,16 @@ func (p *parser) topic(item *yaml.Node, index int) (Topic, error) {
 				return Topic{}, p.errAt(v, t.Name, "description", "must be a string, got %s", kindName(v))
 			}
 			t.Description = strings.TrimSpace(v.Value)
+		case "format":
+			if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
+				return Topic{}, p.errAt(v, t.Name, "format", "must be a string, got %s", kindName(v))
+			}
+			switch v.Value {
+			case FormatAvro, FormatGoka:
+				t.Format = v.Value
+			default:
+				return Topic{}, p.errAt(v, t.Name, "format", "must be %q or %q, got %q", FormatAvro, FormatGoka, v.Value)
+			}
 		case "configs":
 			cfgs, err := p.configs(v, t.Name)
 			if err != nil {
@@ -379,7 +421,7 @@ func (p *parser) topic(item *yaml.Node, index int) (Topic, error) {
 			}
 			t.Configs = cfgs
 		default:
-			return Topic{}, p.errAt(k, t.Name, k.Value, "unknown field (want name, partitions, replication, description, configs)")
+			return Topic{}, p.errAt(k, t.Name, k.Value, "unknown field (want name, partitions, replication, description, format, configs)")
 		}
 	}
 	switch {
@@ -392,6 +434,9 @@ func (p *parser) topic(item *yaml.Node, index int) (Topic, error) {
 	}
 	if t.Configs == nil {
 		t.Configs = map[string]string{}
+	}
+	if t.Format == "" {
+		t.Format = FormatAvro
 	}
 	// Cross-field check: min.insync.replicas against replication.
 	if v, ok := t.Configs[MinInsyncReplicas]; ok {
@@ -590,6 +635,7 @@ type topicYAML struct {
 	Partitions  int32             `yaml:"partitions"`
 	Replication int16             `yaml:"replication"`
 	Description string            `yaml:"description"`
+	Format      string            `yaml:"format"`
 	Configs     map[string]string `yaml:"configs"`
 }
 

@@ -14,8 +14,8 @@ func TestDefaultCatalogue(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Default: %v", err)
 	}
-	if got, want := len(cat.Topics), 41; got != want {
-		t.Errorf("topics: got %d, want %d (11 pipeline + 29 governance-family + commands.devices)", got, want)
+	if got, want := len(cat.Topics), 46; got != want {
+		t.Errorf("topics: got %d, want %d (11 pipeline + 29 governance-family + commands.devices + 5 goka internals)", got, want)
 	}
 	want := map[string][2]int{ // name → partitions, replication
 		RawGPS: {24, 3}, RawSensor: {24, 3}, RawImage2D: {12, 3}, RawImage3D: {12, 3},
@@ -36,7 +36,11 @@ func TestDefaultCatalogue(t *testing.T) {
 		"compliance.scope.decisions": {3, 3}, "compliance.control.assessments": {6, 3},
 		"compliance.reporting.channels": {3, 3}, "compliance.legal.dossier": {3, 3},
 		"cra.product.lifecycle": {3, 3},
+		// goka internals: co-partitioned with raw.sensor and raw.gps.
+		"features-table": {24, 3}, "alerts-table": {24, 3}, "alerts-loop": {24, 3},
+		"state-table": {24, 3}, "state-loop": {24, 3},
 	}
+	internal := map[string]bool{"features-table": true, "alerts-table": true, "alerts-loop": true, "state-table": true, "state-loop": true}
 	for name, pr := range want {
 		tp, ok := cat.Lookup(name)
 		if !ok {
@@ -60,8 +64,14 @@ func TestDefaultCatalogue(t *testing.T) {
 			}
 		}
 		wantPolicy := "delete"
-		if tp.Name == StateLatest {
+		if tp.Name == StateLatest || strings.HasSuffix(tp.Name, "-table") {
 			wantPolicy = "compact"
+		}
+		if tp.Internal() != internal[tp.Name] {
+			t.Errorf("%s: Internal() = %v (format %q)", tp.Name, tp.Internal(), tp.Format)
+		}
+		if !tp.Internal() && tp.Format != FormatAvro {
+			t.Errorf("%s: format %q, want the default %q", tp.Name, tp.Format, FormatAvro)
 		}
 		if got := tp.Configs[CleanupPolicy]; got != wantPolicy {
 			t.Errorf("%s: cleanup.policy %q, want %q", tp.Name, got, wantPolicy)
@@ -73,7 +83,8 @@ func TestDefaultCatalogue(t *testing.T) {
 	for name, ms := range map[string]string{
 		RawGPS: "604800000", RawVideo3D: "604800000", Features: "2592000000", Alerts: "2592000000",
 		DLQ: "1209600000", Commands: "86400000", "governance.intermediation.log": "-1",
-		"governance.data.products": "31536000000",
+		"governance.data.products": "31536000000", "alerts-loop": "86400000", "state-loop": "604800000",
+		"features-table": "-1",
 	} {
 		if tp, _ := cat.Lookup(name); tp.Configs[RetentionMs] != ms {
 			t.Errorf("%s: retention.ms %q, want %q", name, tp.Configs[RetentionMs], ms)
@@ -132,6 +143,7 @@ func TestBadCatalogues(t *testing.T) {
 		{"empty.bad.yaml", `empty.bad.yaml: empty catalogue`},
 		{"not_yaml.bad.yaml", `not_yaml.bad.yaml:`},
 		{"bad_bool.bad.yaml", `topic "raw.gps": configs.unclean.leader.election.enable: must be true or false, got "maybe"`},
+		{"bad_format.bad.yaml", `bad_format.bad.yaml:5: topic "features-table": format: must be "avro" or "goka", got "protobuf"`},
 	}
 	files, _ := filepath.Glob("testdata/*.bad.yaml")
 	var listed []string
@@ -197,6 +209,17 @@ func TestParse(t *testing.T) {
 		{name: "min.insync via alias is checked per topic", yaml: "topics:\n  - name: a\n    partitions: 1\n    replication: 3\n    description: d\n    configs: &c\n      min.insync.replicas: 2\n  - name: b\n    partitions: 1\n    replication: 1\n    description: d\n    configs: *c\n",
 			errMsg: `src.yaml:12: topic "b": configs.min.insync.replicas: must be ≤ replication (1), got 2`},
 		{name: "topic not a mapping", yaml: "topics:\n  - raw.gps\n", errMsg: `src.yaml:2: topics[0]: must be a mapping, got a scalar`},
+		{name: "format goka", yaml: head + "    format: goka\n", check: func(t *testing.T, c *Catalogue) {
+			if !c.Topics[0].Internal() || len(c.SchemaTopics()) != 0 || len(c.Names()) != 1 {
+				t.Errorf("format goka: %+v, schema topics %v", c.Topics[0], c.SchemaTopics())
+			}
+		}},
+		{name: "format defaults to avro", yaml: head, check: func(t *testing.T, c *Catalogue) {
+			if c.Topics[0].Format != FormatAvro || c.Topics[0].Internal() || len(c.SchemaTopics()) != 1 {
+				t.Errorf("default format: %+v", c.Topics[0])
+			}
+		}},
+		{name: "format list", yaml: head + "    format: [goka]\n", errMsg: `src.yaml:6: topic "t": format: must be a string, got a list`},
 		{name: "dot name", yaml: "topics:\n  - name: ..\n    partitions: 1\n    replication: 1\n    description: d\n", errMsg: `".." is not a valid topic name`},
 	}
 	for _, c := range cases {

@@ -253,16 +253,21 @@ func (o *cmdOptions) kafkaErr(err error) error {
 }
 
 // WriteTable prints the catalogue as an aligned table: name, partitions,
-// replication, cleanup policy, retention.
+// replication, cleanup policy, retention, value format (avro, or goka for
+// a processor group's internal topic).
 func WriteTable(w io.Writer, cat *Catalogue) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tPARTITIONS\tREPLICATION\tCLEANUP\tRETENTION")
+	fmt.Fprintln(tw, "NAME\tPARTITIONS\tREPLICATION\tCLEANUP\tRETENTION\tFORMAT")
 	for _, t := range cat.Topics {
 		cleanup := t.Configs[CleanupPolicy]
 		if cleanup == "" {
 			cleanup = "(default)"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\n", t.Name, t.Partitions, t.Replication, cleanup, humanRetention(t.Configs[RetentionMs]))
+		format := t.Format
+		if format == "" {
+			format = FormatAvro
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\n", t.Name, t.Partitions, t.Replication, cleanup, humanRetention(t.Configs[RetentionMs]), format)
 	}
 	return tw.Flush()
 }

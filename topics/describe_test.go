@@ -112,6 +112,19 @@ func TestIntegrationDescribe(t *testing.T) {
 			}
 		}
 	})
+	t.Run("goka table", func(t *testing.T) {
+		table, _ := cat.Lookup("features-table")
+		mustApply(t, adm, mustDiff(t, adm, &Catalogue{Topics: []Topic{table}}), false)
+		out, _, err := run(t, append([]string{"describe", "features-table"}, conn...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"Catalogue:    ", "format goka", "no registered schema", "cleanup.policy"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("output lacks %q:\n%s", want, out)
+			}
+		}
+	})
 	t.Run("unmanaged", func(t *testing.T) {
 		out, _, err := run(t, append([]string{"describe", "scratch"}, conn...)...)
 		if err != nil || !strings.Contains(out, "not in the catalogue (unmanaged)") {

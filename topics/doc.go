@@ -9,6 +9,13 @@
 // differences are reported as drift. Topics the catalogue does not know are
 // listed as unmanaged and left alone.
 //
+// Most topics carry Avro in the Confluent wire format (format avro, the
+// default; SchemaTopics lists them). The processor groups' goka tables and
+// loops are in the catalogue too, so production creates them with the
+// right partitions, replication and compaction, but are marked format goka
+// (Topic.Internal): their values use the group's own codec and have no
+// registered schema.
+//
 // Replication in the catalogue is the production value; WithReplicationCap
 // adapts it (and min.insync.replicas) to a smaller cluster, e.g. 1 for the
 // single-broker dev stack.

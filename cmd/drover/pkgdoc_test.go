@@ -22,7 +22,7 @@ func TestPackageDocs(t *testing.T) {
 		}
 		if d.IsDir() {
 			name := d.Name()
-			if path != root && (strings.HasPrefix(name, ".") || name == "testdata" || name == "bin") {
+			if path != root && (strings.HasPrefix(name, ".") || name == "testdata" || name == "bin" || name == "third_party") {
 				return filepath.SkipDir
 			}
 			return nil

@@ -146,7 +146,9 @@ var (
 
 // tableCodec stores a device's state in the group table: a format byte and
 // the Avro body (compact and about three times faster than JSON, which
-// matters: every record reads and writes its device's state).
+// matters: every record reads and writes its device's state). The group
+// wraps it in a groupkit.CachedCodec, which skips the decode of the state
+// the group wrote itself one record earlier.
 type tableCodec struct{}
 
 func (tableCodec) Encode(v any) ([]byte, error) {
@@ -166,6 +168,11 @@ func (tableCodec) Encode(v any) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("alerts table codec: %w", err)
 	}
+	// st now equals what the table holds: nothing is left to write. (The
+	// group's groupkit.CachedCodec hands this very object back for the
+	// next record of the device instead of decoding the bytes, and a fresh
+	// decode is not dirty either.)
+	st.dirty = false
 	return append([]byte{tableFormat}, body...), nil
 }
 

@@ -2,19 +2,15 @@ package alerts
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/lovoo/goka"
-	"github.com/lovoo/goka/storage"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/drover-iot/drover/processors/groupkit"
@@ -49,6 +45,7 @@ type Processor struct {
 	log     *slog.Logger
 	graph   *goka.GroupGraph
 	stores  *storeSet
+	cache   *groupkit.CachedCodec[deviceState] // group-table codec with the decoded-state cache
 
 	brokers []string
 	gp      *goka.Processor
@@ -95,12 +92,8 @@ func NewProcessor(brokers []string, opts ...Option) (*Processor, error) {
 		if len(k.Brokers) == 0 {
 			return nil, errors.New("alerts: no Kafka brokers")
 		}
-		sb := memoryBuilder()
-		if k.StorageDir != "" {
-			sb = storage.DefaultBuilder(filepath.Join(k.StorageDir, string(Group)))
-		}
 		gopts = append(gopts, k.ProcessorOptions(string(Group))...)
-		gopts = append(gopts, goka.WithStorageBuilder(p.stores.wrap(sb)))
+		gopts = append(gopts, goka.WithStorageBuilder(p.stores.wrap(k.TableStorage(string(Group)))), p.cache.RebalanceOption())
 		brokers = k.Brokers
 	}
 	gopts = append(gopts, p.cfg.gokaOpts...)
@@ -148,13 +141,14 @@ func newProcessor(brokers []string, opts []Option) (*Processor, error) {
 		stores:  &storeSet{m: map[*trackedStorage]struct{}{}, table: string(Table)},
 		brokers: brokers,
 		behind:  map[int32]time.Duration{},
+		cache:   groupkit.NewCachedCodec[deviceState](tableCodec{}),
 	}
 	edges := []goka.Edge{
 		goka.Input(InputSensor, inputCodec{serde: cfg.serde, topic: topics.RawSensor}, p.consume),
 		goka.Input(InputGPS, inputCodec{serde: cfg.serde, topic: topics.RawGPS}, p.consume),
 		goka.Loop(loopCodec{}, p.tick),
 		goka.Output(Output, serdeCodec[schemas.Alert]{serde: cfg.serde, topic: topics.Alerts}),
-		goka.Persist(tableCodec{}),
+		goka.Persist(p.cache),
 	}
 	if cfg.deadLetters {
 		edges = append(edges, goka.Output(DeadLetter, serdeCodec[schemas.DeadLetter]{serde: cfg.serde, topic: topics.DLQ}))
@@ -394,40 +388,22 @@ func (p *Processor) tick(ctx goka.Context, _ any) {
 }
 
 // deadLetter counts, logs and (unless disabled) writes an input record the
-// rules cannot be evaluated on to dlq.events, keeping its bytes.
+// rules cannot be evaluated on to dlq.events, keeping its bytes: stage
+// "process" (groupkit.DeadLetterStage), reason "undecodable" or
+// "unknown_schema" for a value that cannot be decoded, else the metric's
+// reason ("missing_device", "key_mismatch").
 func (p *Processor) deadLetter(ctx goka.Context, reason string, raw []byte, cause error) {
 	p.metrics.evalErrors.WithLabelValues("", reason).Inc()
 	p.log.Warn("record not evaluated", "topic", string(ctx.Topic()), "partition", ctx.Partition(), "offset", ctx.Offset(), "key", ctx.Key(), "reason", reason, "err", cause)
 	if !p.cfg.deadLetters {
 		return
 	}
-	now := p.cfg.clock.Now().UTC().Truncate(time.Millisecond)
-	sum := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%s\x00%d\x00%d", Group, ctx.Topic(), ctx.Partition(), ctx.Offset())))
-	stage := "validate"
+	dlReason := reason
 	if reason == "decode" {
-		stage = "decode"
+		dlReason = groupkit.DecodeReason(cause)
 	}
-	dl := &schemas.DeadLetter{
-		ID:          hex.EncodeToString(sum[:16]),
-		Stage:       stage,
-		Reason:      reason,
-		Message:     cause.Error(),
-		Source:      fmt.Sprintf("kafka:%s/%d@%d", ctx.Topic(), ctx.Partition(), ctx.Offset()),
-		Payload:     raw,
-		PayloadSize: int64(len(raw)),
-		Headers: map[string]string{
-			"group":     string(Group),
-			"topic":     string(ctx.Topic()),
-			"partition": strconv.Itoa(int(ctx.Partition())),
-			"offset":    strconv.FormatInt(ctx.Offset(), 10),
-		},
-		ReceivedAt: now,
-		TS:         now,
-		IngestedAt: now,
-	}
-	if k := ctx.Key(); k != "" {
-		dl.DeviceID = &k
-	}
+	dl := groupkit.NewDeadLetter(groupkit.Origin{Group: string(Group), Topic: string(ctx.Topic()), Partition: ctx.Partition(), Offset: ctx.Offset(), Key: ctx.Key()},
+		raw, dlReason, cause, p.cfg.clock.Now())
 	ctx.Emit(DeadLetter, ctx.Key(), dl)
 	p.metrics.deadLetters.Inc()
 }

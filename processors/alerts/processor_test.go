@@ -2,12 +2,14 @@ package alerts
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/lovoo/goka/tester"
 
+	"github.com/drover-iot/drover/processors/groupkit"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
 )
@@ -344,7 +346,10 @@ func TestUndecodableRecordGoesToDeadLetters(t *testing.T) {
 		t.Fatal("no dead letter")
 	}
 	dl := v.(*schemas.DeadLetter)
-	if string(dl.Payload) != "not avro" || dl.Reason != "decode" || dl.DeviceID == nil || *dl.DeviceID != "cow-9" {
+	off, _ := strconv.ParseInt(dl.Headers["offset"], 10, 64)
+	part, _ := strconv.Atoi(dl.Headers["partition"])
+	if string(dl.Payload) != "not avro" || dl.Stage != "process" || dl.Reason != "undecodable" || dl.DeviceID == nil || *dl.DeviceID != "cow-9" ||
+		dl.ID != groupkit.DeadLetterID(topics.RawSensor, int32(part), off) || dl.Headers["group"] != "alerts" {
 		t.Errorf("dead letter: %+v", dl)
 	}
 	if n := h.counter("drover_alerts_evaluation_errors_total", map[string]string{"reason": "decode"}); n != 1 {

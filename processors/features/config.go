@@ -51,6 +51,13 @@ type Config struct {
 	// of the wall clock (default 1h), so one bad device clock cannot
 	// close every window early.
 	MaxFuture time.Duration
+	// DeadLetters writes undecodable input records (not wire format,
+	// unknown schema id, body not matching) to dlq.events, stage
+	// "process" (default false: counted and logged only). drover's
+	// default is that only the alerts group dead-letters bad raw.* input,
+	// so a bad record is dead-lettered once; turn this on only where the
+	// alerts group does not run (see processors/README.md).
+	DeadLetters bool
 	// Clock is the wall clock (default the system clock).
 	Clock groupkit.Clock
 	// Registerer receives the group's metrics (default none).

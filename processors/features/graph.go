@@ -27,6 +27,10 @@ var Table = goka.GroupTable(Group)
 // metric, key = device id.
 const Stream goka.Stream = topics.Features
 
+// DeadLetterStream receives undecodable input when Config.DeadLetters is
+// set.
+const DeadLetterStream goka.Stream = topics.DLQ
+
 // Inputs are the streams the group consumes; they must have the same
 // number of partitions.
 var Inputs = goka.Streams{topics.RawSensor, topics.RawGPS}
@@ -38,6 +42,8 @@ type Processor struct {
 	cfg    Config
 	serde  *schemas.Serde
 	agg    *aggregator
+	codec  goka.Codec                         // group-table codec: cache, or stateCodec without it
+	cache  *groupkit.CachedCodec[deviceState] // decoded-state cache (nil: off; benchmarks compare)
 	m      *metrics
 	labels []string // window size labels, same order as agg.sizes
 
@@ -56,6 +62,8 @@ func New(serde *schemas.Serde, cfg Config) (*Processor, error) {
 	}
 	cfg = cfg.withDefaults()
 	p := &Processor{cfg: cfg, serde: serde, agg: newAggregator(cfg), m: newMetrics(cfg.Registerer)}
+	p.cache = groupkit.NewCachedCodec[deviceState](stateCodec)
+	p.codec = p.cache
 	p.recSensor = p.m.records.WithLabelValues(topics.RawSensor)
 	p.recGPS = p.m.records.WithLabelValues(topics.RawGPS)
 	for _, s := range p.agg.sizes {
@@ -65,15 +73,21 @@ func New(serde *schemas.Serde, cfg Config) (*Processor, error) {
 }
 
 // Graph returns the group graph: inputs raw.sensor and raw.gps, the tick
-// visitor, the persisted device state (JSON) and the features output.
+// visitor, the persisted device state (versioned Avro, behind the
+// decoded-state cache), the features output and, with
+// Config.DeadLetters, dlq.events.
 func (p *Processor) Graph() *goka.GroupGraph {
-	return goka.DefineGroup(Group,
+	edges := []goka.Edge{
 		goka.Input(topics.RawSensor, groupkit.AvroCodec[schemas.SensorReading]{Serde: p.serde, Topic: topics.RawSensor}, p.onSensor),
 		goka.Input(topics.RawGPS, groupkit.AvroCodec[schemas.GPSFix]{Serde: p.serde, Topic: topics.RawGPS}, p.onGPS),
 		goka.Visitor(groupkit.TickVisitor, p.onTick),
-		goka.Persist(stateCodec),
+		goka.Persist(p.codec),
 		goka.Output(Stream, groupkit.AvroCodec[schemas.Feature]{Serde: p.serde, Topic: topics.Features}),
-	)
+	}
+	if p.cfg.DeadLetters {
+		edges = append(edges, goka.Output(DeadLetterStream, groupkit.AvroCodec[schemas.DeadLetter]{Serde: p.serde, Topic: topics.DLQ}))
+	}
+	return goka.DefineGroup(Group, edges...)
 }
 
 func state(ctx goka.Context) *deviceState {
@@ -103,6 +117,11 @@ func (p *Processor) accept(ctx goka.Context, topic string, msg interface{}, devi
 	}
 	if bad, ok := msg.(*groupkit.BadRecord); ok {
 		p.bad(ctx, topic, "undecodable", bad.Err)
+		if p.cfg.DeadLetters {
+			ctx.Emit(DeadLetterStream, ctx.Key(), groupkit.NewDeadLetter(groupkit.Origin{Group: string(Group), Topic: topic, Partition: ctx.Partition(), Offset: ctx.Offset(), Key: ctx.Key()},
+				bad.Raw, groupkit.DecodeReason(bad.Err), bad.Err, p.cfg.Clock.Now()))
+			p.m.deadLetters.Inc()
+		}
 		return 0, false
 	}
 	if ctx.Key() == "" || device == "" {
@@ -254,12 +273,20 @@ func (p *Processor) Ready(context.Context) error {
 // nil after a clean stop.
 func (p *Processor) Run(ctx context.Context, k groupkit.Kafka, extra ...goka.ProcessorOption) error {
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err := p.serde.Prepare(pctx, topics.RawSensor, topics.RawGPS, topics.Features)
+	prep := []string{topics.RawSensor, topics.RawGPS, topics.Features}
+	if p.cfg.DeadLetters {
+		prep = append(prep, topics.DLQ)
+	}
+	err := p.serde.Prepare(pctx, prep...)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("features: %w", err)
 	}
-	opts := append(k.ProcessorOptions(string(Group)), extra...)
+	opts := k.ProcessorOptions(string(Group))
+	if p.cache != nil {
+		opts = append(opts, p.cache.RebalanceOption())
+	}
+	opts = append(opts, extra...)
 	proc, err := goka.NewProcessor(k.Brokers, p.Graph(), opts...)
 	if err != nil {
 		return fmt.Errorf("features processor: %w", err)

@@ -26,7 +26,7 @@ type cluster struct {
 
 func newCluster(t *testing.T, partitions int32) *cluster {
 	t.Helper()
-	kc := devtest.Kafka(t, kfake.SeedTopics(partitions, topics.RawSensor, topics.RawGPS, topics.Features, topics.StateLatest, topics.Alerts))
+	kc := devtest.Kafka(t, kfake.SeedTopics(partitions, topics.RawSensor, topics.RawGPS, topics.Features, topics.StateLatest, topics.Alerts, topics.DLQ))
 	serde, _ := newSerde(t)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(kc.ListenAddrs()...), kgo.ProducerLinger(time.Millisecond))
 	if err != nil {

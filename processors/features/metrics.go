@@ -13,6 +13,7 @@ type metrics struct {
 	duplicates  *prometheus.CounterVec // topic
 	ticks       prometheus.Counter
 	tickVisited prometheus.Counter
+	deadLetters prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -44,9 +45,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		tickVisited: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "drover_features_tick_visited_total", Help: "Device entries visited by wall-clock ticks.",
 		}),
+		deadLetters: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "drover_features_dead_letters_total", Help: "Undecodable input records written to dlq.events (only with dead letters on; off by default, the alerts group writes them).",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.records, m.bad, m.lateUpdates, m.lateDropped, m.future, m.emitted, m.duplicates, m.ticks, m.tickVisited)
+		reg.MustRegister(m.records, m.bad, m.lateUpdates, m.lateDropped, m.future, m.emitted, m.duplicates, m.ticks, m.tickVisited, m.deadLetters)
 	}
 	return m
 }

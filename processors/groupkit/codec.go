@@ -21,6 +21,9 @@ type BadRecord struct {
 	Err error
 	// Size is the value's length in bytes.
 	Size int
+	// Raw is the value as read (shared with the consumed message, not
+	// copied), for a dead letter.
+	Raw []byte
 }
 
 // Error implements error.
@@ -57,7 +60,7 @@ func (c AvroCodec[T]) Decode(b []byte) (interface{}, error) {
 	v := new(T)
 	if _, err := c.Serde.DecodeTopic(context.Background(), c.Topic, b, v); err != nil {
 		if Permanent(err) {
-			return &BadRecord{Topic: c.Topic, Err: err, Size: len(b)}, nil
+			return &BadRecord{Topic: c.Topic, Err: err, Size: len(b), Raw: b}, nil
 		}
 		return nil, fmt.Errorf("decoding %s value: %w", c.Topic, err)
 	}

@@ -3,8 +3,12 @@
 // configuration built from the command line's Kafka settings (explicit
 // protocol version, TLS, SASL), a partition hasher that matches Kafka's
 // default partitioner, goka codecs around the shared Avro serde and for
-// group-table state (versioned raw Avro, or JSON), an injectable clock, and
-// the wall-clock tick that drives timers in groups that have none.
+// group-table state (versioned raw Avro, or JSON) with an identity cache
+// that saves goka's per-record state decode (CachedCodec), an in-memory
+// table storage without goka's quadratic insert (MemoryBuilder), the dead
+// letters a group writes for input it cannot decode (NewDeadLetter), an
+// injectable clock, and the wall-clock tick that drives timers in groups
+// that have none.
 //
 // # Partitioning
 //

@@ -38,6 +38,10 @@ type Kafka struct {
 	// directory, so a restart only replays the table's tail; "" (default)
 	// keeps them in memory and restores from Kafka on every start.
 	StorageDir string
+	// Storage, when set, builds the local copy of every table partition
+	// instead of the default (MemoryBuilder, or LevelDB below StorageDir);
+	// e.g. goka's storage.MemoryBuilder to compare restore times.
+	Storage storage.Builder
 	// Log receives goka's own log lines at debug level; nil discards them.
 	Log *slog.Logger
 	// KgoOpts connect franz-go clients to the same cluster (brokers, TLS,
@@ -151,9 +155,15 @@ func (k Kafka) topicManagerConfig() *goka.TopicManagerConfig {
 	return tm
 }
 
-func (k Kafka) storage(group string) storage.Builder {
+// TableStorage returns the storage builder for group's table partitions:
+// Storage if set, else LevelDB below StorageDir/group if StorageDir is set,
+// else MemoryBuilder.
+func (k Kafka) TableStorage(group string) storage.Builder {
+	if k.Storage != nil {
+		return k.Storage
+	}
 	if k.StorageDir == "" {
-		return storage.MemoryBuilder()
+		return MemoryBuilder()
 	}
 	return storage.DefaultBuilder(filepath.Join(k.StorageDir, group))
 }
@@ -177,7 +187,7 @@ func (k Kafka) ProcessorOptions(group string) []goka.ProcessorOption {
 		goka.WithTopicManagerBuilder(func(brokers []string) (goka.TopicManager, error) {
 			return goka.NewTopicManager(brokers, k.copyConfig(group+"-topic-manager"), k.topicManagerConfig())
 		}),
-		goka.WithStorageBuilder(k.storage(group)),
+		goka.WithStorageBuilder(k.TableStorage(group)),
 		goka.WithLogger(slogLogger{k.Log}),
 		// goka's default of 10 hands records to each partition's
 		// goroutine almost one by one.
@@ -190,7 +200,7 @@ func (k Kafka) ProcessorOptions(group string) []goka.ProcessorOption {
 const partitionChannelSize = 2048
 
 // ViewOptions returns the goka options that connect a view to the
-// cluster, with the Kafka hasher and in-memory storage.
+// cluster, with the Kafka hasher and in-memory storage (MemoryBuilder).
 func (k Kafka) ViewOptions(clientID string) []goka.ViewOption {
 	return []goka.ViewOption{
 		goka.WithViewHasher(KafkaHasher()),
@@ -201,7 +211,7 @@ func (k Kafka) ViewOptions(clientID string) []goka.ViewOption {
 		goka.WithViewTopicManagerBuilder(func(brokers []string) (goka.TopicManager, error) {
 			return goka.NewTopicManager(brokers, k.copyConfig(clientID+"-topic-manager"), k.topicManagerConfig())
 		}),
-		goka.WithViewStorageBuilder(storage.MemoryBuilder()),
+		goka.WithViewStorageBuilder(MemoryBuilder()),
 		goka.WithViewLogger(slogLogger{k.Log}),
 	}
 }
@@ -215,6 +225,9 @@ func producerBuilder(k Kafka) goka.ProducerBuilder {
 		if !k.SaramaProducer {
 			// TLS and SASL from KgoOpts; the brokers goka was given win.
 			opts := append(append([]kgo.Opt(nil), k.KgoOpts...), kgo.SeedBrokers(brokers...))
+			if k.Config != nil {
+				opts = append(opts, kgo.ProducerBatchCompression(kgoCompression(k.Config.Producer.Compression)))
+			}
 			return newKgoProducer(opts, clientID, hasher)
 		}
 		c := k.copyConfig(clientID)

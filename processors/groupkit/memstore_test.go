@@ -1,4 +1,4 @@
-package alerts
+package groupkit
 
 import (
 	"fmt"
@@ -10,7 +10,7 @@ import (
 )
 
 func TestMemStorage(t *testing.T) {
-	st, err := memoryBuilder()("alerts-table", 0)
+	st, err := MemoryBuilder()("alerts-table", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func BenchmarkMemStorageInsert(b *testing.B) {
 		return time.Since(start)
 	}
 	for i := 0; i < b.N; i++ {
-		ours, _ := memoryBuilder()("t", 0)
+		ours, _ := MemoryBuilder()("t", 0)
 		mine := fill(ours)
 		base := fill(storage.NewMemory())
 		b.ReportMetric(mine.Seconds(), "memstore-s")

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lovoo/goka/storage"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -23,10 +24,12 @@ import (
 
 // BenchmarkStateRestore fills the state group table with one entry per
 // device (DROVER_BENCH_DEVICES, default 100k) and measures how long a new
-// instance takes from start to ready: (1) with in-memory storage, which
-// replays the whole table topic from Kafka, and (2) with --state-dir
-// (LevelDB), which replays only what the local copy lacks. It also reports
-// the first instance's processing rate.
+// instance takes from start to ready: (1) with in-memory storage
+// (groupkit.MemoryBuilder), which replays the whole table topic from Kafka,
+// (2) with --state-dir (LevelDB), which replays only what the local copy
+// lacks, and (3) the baseline, goka's own storage.MemoryBuilder, whose
+// insert re-sorts all keys (quadratic; set DROVER_BENCH_GOKA_MEMORY=0 to
+// skip it). It also reports the first instance's processing rate.
 func BenchmarkStateRestore(b *testing.B) {
 	n := 100_000
 	if s := os.Getenv("DROVER_BENCH_DEVICES"); s != "" {
@@ -57,6 +60,19 @@ func BenchmarkStateRestore(b *testing.B) {
 		stop, _ = benchStart(b, brokers, serde, "")
 		fromKafka := time.Since(start)
 		stop()
+
+		// The same with goka's in-memory storage (the former default).
+		var gokaMem time.Duration
+		if os.Getenv("DROVER_BENCH_GOKA_MEMORY") != "0" {
+			start = time.Now()
+			stop, _ = benchStartStorage(b, brokers, serde, "", storage.MemoryBuilder())
+			gokaMem = time.Since(start)
+			stop()
+			b.ReportMetric(gokaMem.Seconds(), "restore-goka-memory-s")
+			b.ReportMetric(gokaMem.Seconds()/fromKafka.Seconds(), "goka-memory/memory")
+			fmt.Printf("state restore, %d devices: start-to-ready %.2fs with groupkit.MemoryBuilder vs %.2fs with goka's storage.MemoryBuilder (%.1fx faster)\n",
+				n, fromKafka.Seconds(), gokaMem.Seconds(), gokaMem.Seconds()/fromKafka.Seconds())
+		}
 
 		// A fresh instance with the LevelDB copy of the first one.
 		start = time.Now()
@@ -110,12 +126,19 @@ func benchFill(b *testing.B, brokers []string, serde *schemas.Serde, n int) {
 // benchStart starts a state processor and returns once it is ready.
 func benchStart(b *testing.B, brokers []string, serde *schemas.Serde, dir string) (stop func(), p *Processor) {
 	b.Helper()
+	return benchStartStorage(b, brokers, serde, dir, nil)
+}
+
+// benchStartStorage is benchStart with a storage builder (nil: the default).
+func benchStartStorage(b *testing.B, brokers []string, serde *schemas.Serde, dir string, sb storage.Builder) (stop func(), p *Processor) {
+	b.Helper()
 	p, err := New(serde, Config{Registerer: prometheus.NewRegistry(), TickInterval: -1})
 	if err != nil {
 		b.Fatal(err)
 	}
 	k := groupkit.NewKafka(brokers)
 	k.StorageDir = dir
+	k.Storage = sb
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx, k) }()

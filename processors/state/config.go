@@ -40,6 +40,13 @@ type Config struct {
 	// FirmwareAttrs name the record attributes that carry the firmware
 	// version (default DefaultFirmwareAttrs).
 	FirmwareAttrs []string
+	// DeadLetters writes undecodable raw.sensor and raw.gps records (not
+	// wire format, unknown schema id, body not matching) to dlq.events,
+	// stage "process" (default false: counted and logged only). drover's
+	// default is that only the alerts group dead-letters bad raw.* input,
+	// so a bad record is dead-lettered once; turn this on only where the
+	// alerts group does not run (see processors/README.md).
+	DeadLetters bool
 	// Clock is the wall clock (default the system clock).
 	Clock groupkit.Clock
 	// Registerer receives the group's metrics (default none).

@@ -25,6 +25,10 @@ const Group goka.Group = "state"
 // state group's loop topic, keyed by device.
 const RelayGroup goka.Group = "state-alerts"
 
+// DeadLetterStream receives undecodable raw.* input when
+// Config.DeadLetters is set.
+const DeadLetterStream goka.Stream = topics.DLQ
+
 // Table is the state group table.
 var Table = goka.GroupTable(Group)
 
@@ -42,6 +46,7 @@ type Processor struct {
 	cfg   Config
 	serde *schemas.Serde
 	m     *metrics
+	codec *groupkit.CachedCodec[shadow] // group-table codec (JSON) with the decoded-state cache
 
 	proc    atomic.Pointer[goka.Processor]
 	ready   atomic.Bool
@@ -57,6 +62,7 @@ type metrics struct {
 	visited prometheus.Counter
 	relayed prometheus.Counter
 	lookups *prometheus.CounterVec // source
+	dead    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -69,9 +75,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		visited: prometheus.NewCounter(prometheus.CounterOpts{Name: "drover_state_tick_visited_total", Help: "Device entries visited by wall-clock ticks."}),
 		relayed: prometheus.NewCounter(prometheus.CounterOpts{Name: "drover_state_alerts_relayed_total", Help: "Alert events forwarded from alerts.events to the state group."}),
 		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drover_state_lookups_total", Help: "Device state lookups served, by source: table (this instance's partitions) or topic (state.latest)."}, []string{"source"}),
+		dead:    prometheus.NewCounter(prometheus.CounterOpts{Name: "drover_state_dead_letters_total", Help: "Undecodable raw.* records written to dlq.events (only with dead letters on; off by default, the alerts group writes them)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.records, m.bad, m.offline, m.emitted, m.ticks, m.visited, m.relayed, m.lookups)
+		reg.MustRegister(m.records, m.bad, m.offline, m.emitted, m.ticks, m.visited, m.relayed, m.lookups, m.dead)
 	}
 	return m
 }
@@ -82,21 +89,38 @@ func New(serde *schemas.Serde, cfg Config) (*Processor, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	return &Processor{cfg: cfg, serde: serde, m: newMetrics(cfg.Registerer)}, nil
+	return &Processor{cfg: cfg, serde: serde, m: newMetrics(cfg.Registerer), codec: groupkit.NewCachedCodec[shadow](groupkit.JSONCodec[shadow]{})}, nil
 }
 
 // Graph returns the state group graph: inputs raw.sensor and raw.gps, the
-// loop of relayed alerts, the tick visitor, the persisted shadow (JSON)
-// and the state.latest output.
+// loop of relayed alerts, the tick visitor, the persisted shadow (JSON,
+// behind the decoded-state cache), the state.latest output and, with
+// Config.DeadLetters, dlq.events.
 func (p *Processor) Graph() *goka.GroupGraph {
-	return goka.DefineGroup(Group,
+	edges := []goka.Edge{
 		goka.Input(topics.RawSensor, groupkit.AvroCodec[schemas.SensorReading]{Serde: p.serde, Topic: topics.RawSensor}, p.onSensor),
 		goka.Input(topics.RawGPS, groupkit.AvroCodec[schemas.GPSFix]{Serde: p.serde, Topic: topics.RawGPS}, p.onGPS),
 		goka.Loop(groupkit.JSONCodec[alertNote]{}, p.onAlert),
 		goka.Visitor(groupkit.TickVisitor, p.onTick),
-		goka.Persist(groupkit.JSONCodec[shadow]{}),
+		goka.Persist(p.codec),
 		goka.Output(Stream, groupkit.AvroCodec[schemas.DeviceState]{Serde: p.serde, Topic: topics.StateLatest}),
-	)
+	}
+	if p.cfg.DeadLetters {
+		edges = append(edges, goka.Output(DeadLetterStream, groupkit.AvroCodec[schemas.DeadLetter]{Serde: p.serde, Topic: topics.DLQ}))
+	}
+	return goka.DefineGroup(Group, edges...)
+}
+
+// deadLetter writes an undecodable input record to dlq.events when
+// Config.DeadLetters is set.
+func (p *Processor) deadLetter(ctx goka.Context, topic string, msg interface{}) {
+	bad, ok := msg.(*groupkit.BadRecord)
+	if !ok || !p.cfg.DeadLetters {
+		return
+	}
+	ctx.Emit(DeadLetterStream, ctx.Key(), groupkit.NewDeadLetter(groupkit.Origin{Group: string(Group), Topic: topic, Partition: ctx.Partition(), Offset: ctx.Offset(), Key: ctx.Key()},
+		bad.Raw, groupkit.DecodeReason(bad.Err), bad.Err, p.cfg.Clock.Now()))
+	p.m.dead.Inc()
 }
 
 // RelayGraph returns the relay group graph: alerts.events in, alert notes
@@ -129,6 +153,7 @@ func (p *Processor) onSensor(ctx goka.Context, msg interface{}) {
 	switch {
 	case !ok:
 		p.bad(ctx, topics.RawSensor, "undecodable", badErr(msg))
+		p.deadLetter(ctx, topics.RawSensor, msg)
 		return
 	case ctx.Key() == "":
 		p.bad(ctx, topics.RawSensor, "no device id key", nil)
@@ -152,6 +177,7 @@ func (p *Processor) onGPS(ctx goka.Context, msg interface{}) {
 	switch {
 	case !ok:
 		p.bad(ctx, topics.RawGPS, "undecodable", badErr(msg))
+		p.deadLetter(ctx, topics.RawGPS, msg)
 		return
 	case ctx.Key() == "":
 		p.bad(ctx, topics.RawGPS, "no device id key", nil)
@@ -287,12 +313,16 @@ func (p *Processor) Local(device string) (*schemas.DeviceState, error) {
 // are applied to both processors after the connection options.
 func (p *Processor) Run(ctx context.Context, k groupkit.Kafka, extra ...goka.ProcessorOption) error {
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err := p.serde.Prepare(pctx, topics.RawSensor, topics.RawGPS, topics.Alerts, topics.StateLatest)
+	prep := []string{topics.RawSensor, topics.RawGPS, topics.Alerts, topics.StateLatest}
+	if p.cfg.DeadLetters {
+		prep = append(prep, topics.DLQ)
+	}
+	err := p.serde.Prepare(pctx, prep...)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
-	proc, err := goka.NewProcessor(k.Brokers, p.Graph(), append(k.ProcessorOptions(string(Group)), extra...)...)
+	proc, err := goka.NewProcessor(k.Brokers, p.Graph(), append(append(k.ProcessorOptions(string(Group)), p.codec.RebalanceOption()), extra...)...)
 	if err != nil {
 		return fmt.Errorf("state processor: %w", err)
 	}
