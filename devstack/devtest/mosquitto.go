@@ -21,7 +21,9 @@ import (
 // the per-client queue and in-flight limits (max_queued_messages 0,
 // max_inflight_messages 0: unlimited), because Mosquitto's default queue of
 // 1000 silently drops QoS 1 backlog. extraConf lines are appended. A
-// missing mosquitto fails the test.
+// missing mosquitto fails the test. Mosquitto is killed when the test
+// process dies, even by SIGKILL (parent-death signal; as root it is kept
+// from dropping privileges, which would clear that signal).
 func Mosquitto(t testing.TB, extraConf ...string) string {
 	t.Helper()
 	bin, err := exec.LookPath("mosquitto")
@@ -38,7 +40,15 @@ func Mosquitto(t testing.TB, extraConf ...string) string {
 		if err != nil {
 			t.Fatalf("devtest: mosquitto: %v", err)
 		}
-		conf := strings.Join(append([]string{
+		var user []string
+		if os.Geteuid() == 0 {
+			// Run as root, mosquitto switches to the mosquitto user, and
+			// the kernel clears the parent-death signal on that credential
+			// change: a killed test process would leave mosquitto behind.
+			// "user root" keeps it from dropping privileges (mosquitto.conf(5)).
+			user = []string{"user root"}
+		}
+		conf := strings.Join(append(append(user,
 			fmt.Sprintf("listener %d 127.0.0.1", port),
 			"allow_anonymous true",
 			"max_queued_messages 0",
@@ -47,12 +57,12 @@ func Mosquitto(t testing.TB, extraConf ...string) string {
 			"log_dest stderr",
 			"log_type error",
 			"log_type warning",
-		}, extraConf...), "\n") + "\n"
+		), extraConf...), "\n") + "\n"
 		confPath := filepath.Join(dir, "mosquitto.conf")
 		if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 			t.Fatalf("devtest: mosquitto: %v", err)
 		}
-		if err := os.Chmod(dir, 0o755); err != nil { // readable if mosquitto drops root
+		if err := os.Chmod(dir, 0o755); err != nil { // readable if extraConf makes mosquitto drop root
 			t.Fatalf("devtest: mosquitto: %v", err)
 		}
 		url, stop, err := startMosquitto(bin, confPath, port)
