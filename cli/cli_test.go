@@ -212,3 +212,30 @@ func TestKafkaOptsErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestRegistryTLSErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		conn    Conn
+		wantErr string
+	}{
+		{name: "missing ca", conn: Conn{SchemaRegistryURL: "https://r:8081", SchemaRegistryTLSCA: "/nonexistent/ca.pem"}, wantErr: "--schema-registry-tls-ca"},
+		{name: "cert without key", conn: Conn{SchemaRegistryURL: "https://r:8081", SchemaRegistryTLSCert: "/x.pem"}, wantErr: "--schema-registry-tls-cert and --schema-registry-tls-key go together"},
+		{name: "not pem", conn: Conn{SchemaRegistryURL: "https://r:8081", SchemaRegistryTLSCA: "cli_test.go"}, wantErr: "no PEM certificate"},
+		{name: "plain", conn: Conn{SchemaRegistryURL: "http://r:8081"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := tt.conn.Registry()
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || ExitCode(err) != 2 {
+				t.Fatalf("err = %v (exit %d), want usage error with %q", err, ExitCode(err), tt.wantErr)
+			}
+		})
+	}
+}

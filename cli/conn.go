@@ -45,6 +45,9 @@ type Conn struct {
 	SchemaRegistryURL      string
 	SchemaRegistryUser     string
 	SchemaRegistryPassFile string
+	SchemaRegistryTLSCA    string
+	SchemaRegistryTLSCert  string
+	SchemaRegistryTLSKey   string
 
 	MQTTURL string
 
@@ -89,6 +92,9 @@ func (c *Conn) AddRegistryFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.SchemaRegistryURL, "schema-registry-url", DefaultSchemaRegistryURL, "Confluent-compatible schema registry URL")
 	fs.StringVar(&c.SchemaRegistryUser, "schema-registry-user", "", "schema registry basic-auth user")
 	fs.StringVar(&c.SchemaRegistryPassFile, "schema-registry-password-file", "", "file holding the schema registry basic-auth password")
+	fs.StringVar(&c.SchemaRegistryTLSCA, "schema-registry-tls-ca", "", "PEM file of CAs to trust for an https:// schema registry (default: system roots)")
+	fs.StringVar(&c.SchemaRegistryTLSCert, "schema-registry-tls-cert", "", "PEM client certificate for schema registry mTLS")
+	fs.StringVar(&c.SchemaRegistryTLSKey, "schema-registry-tls-key", "", "PEM client key for schema registry mTLS")
 }
 
 // AddMQTTFlags registers --mqtt-url.
@@ -202,6 +208,13 @@ func (c *Conn) Registry() (*sr.Client, error) {
 		return nil, Usagef("--schema-registry-url: empty")
 	}
 	opts := []sr.ClientOpt{sr.URLs(c.SchemaRegistryURL)}
+	if c.SchemaRegistryTLSCA != "" || c.SchemaRegistryTLSCert != "" || c.SchemaRegistryTLSKey != "" {
+		cfg, err := tlsConfig("schema-registry-tls", c.SchemaRegistryTLSCA, c.SchemaRegistryTLSCert, c.SchemaRegistryTLSKey)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, sr.DialTLSConfig(cfg))
+	}
 	if c.SchemaRegistryUser != "" {
 		pass, err := readSecret("schema-registry-password-file", c.SchemaRegistryPassFile)
 		if err != nil {
