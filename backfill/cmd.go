@@ -37,17 +37,22 @@ func ParseTime(s string) (time.Time, error) {
 // MediaOptions are the flags of `drover backfill media`.
 type MediaOptions struct {
 	WindowStart, WindowEnd string
-	Buckets                []string
-	Prefix                 string
-	DryRun                 bool
-	Rate                   float64
-	StateDir               string
-	MappingFile            string
-	Concurrency            int
-	NoPrune                bool
-	ProgressInterval       time.Duration
-	Progress               string // auto, bar, log, none
-	Creds                  S3Credentials
+	// Window is a relative window (previous-hour, previous-day,
+	// last:<duration>) resolved against Now; it replaces WindowStart/End.
+	Window string
+	// Now is the clock for Window (default time.Now).
+	Now              func() time.Time
+	Buckets          []string
+	Prefix           string
+	DryRun           bool
+	Rate             float64
+	StateDir         string
+	MappingFile      string
+	Concurrency      int
+	NoPrune          bool
+	ProgressInterval time.Duration
+	Progress         string // auto, bar, log, none
+	Creds            S3Credentials
 }
 
 // BackfillCommand returns `drover backfill` with its subcommand `media`.
@@ -85,6 +90,9 @@ the exit code is 1 when any object failed.`,
 		Example: `  # the previous day, from the embedded stack's bucket
   drover backfill media --window-start 2026-11-22 --window-end 2026-11-23
 
+  # the previous whole hour (UTC), e.g. from a Kubernetes CronJob
+  drover backfill media --window previous-hour
+
   # what would an hour of one tenant publish?
   drover backfill media --window-start 2026-11-23T05:00:00Z --window-end 2026-11-23T06:00:00Z \
       --bucket cams --prefix image2d/farm-1/ --dry-run`,
@@ -100,6 +108,7 @@ the exit code is 1 when any object failed.`,
 	o.Creds.AddFlags(fs)
 	fs.StringVar(&o.WindowStart, "window-start", "", "window start, inclusive (RFC 3339, or 2026-11-23T05:00 / 2026-11-23 in UTC); required")
 	fs.StringVar(&o.WindowEnd, "window-end", "", "window end, exclusive; required")
+	fs.StringVar(&o.Window, "window", "", "relative window instead of --window-start/--window-end: previous-hour, previous-day (UTC) or last:<duration> (for CronJobs)")
 	fs.StringSliceVar(&o.Buckets, "bucket", nil, "bucket to list (repeatable; default: the mapping's buckets, drover-media)")
 	fs.StringVar(&o.Prefix, "prefix", "", "list only keys under this prefix")
 	fs.BoolVar(&o.DryRun, "dry-run", false, "list and map, publish nothing and write no checkpoint")
@@ -117,6 +126,20 @@ the exit code is 1 when any object failed.`,
 // Kafka reachable, schemas resolvable): every bad input fails here, before
 // any work. close releases the clients.
 func PrepareMedia(ctx context.Context, conn *cli.Conn, o MediaOptions) (job *Job, closeFn func(), err error) {
+	if o.Window != "" {
+		if o.WindowStart != "" || o.WindowEnd != "" {
+			return nil, nil, cli.Usagef("--window: give either --window or --window-start/--window-end, not both")
+		}
+		now := time.Now
+		if o.Now != nil {
+			now = o.Now
+		}
+		start, end, err := WindowAt(o.Window, now())
+		if err != nil {
+			return nil, nil, cli.Usagef("--window: %w", err)
+		}
+		o.WindowStart, o.WindowEnd = start.Format(time.RFC3339Nano), end.Format(time.RFC3339Nano)
+	}
 	if o.WindowStart == "" {
 		return nil, nil, cli.Usagef("--window-start: required")
 	}

@@ -70,6 +70,10 @@ func TestBackfillMediaBadInput(t *testing.T) {
 		{name: "key without secret", args: []string{"--window-start", "2026-11-22", "--window-end", "2026-11-23", "--s3-access-key-id", "k"}, wantErr: "--s3-secret-access-key-file: required"},
 		{name: "bad mapping", args: []string{"--window-start", "2026-11-22", "--window-end", "2026-11-23", "--mapping", "testdata/bad-kind.yaml"}, wantErr: "extensions.foo: unknown media kind"},
 		{name: "ok", args: []string{"--window-start", "2026-11-22", "--window-end", "2026-11-23", "--bucket", "media", "--s3-access-key-id", "k", "--s3-secret-access-key-file", secret}},
+		{name: "relative window", args: []string{"--window", "previous-hour", "--bucket", "media"}},
+		{name: "relative last", args: []string{"--window", "last:90m", "--bucket", "media"}},
+		{name: "bad relative window", args: []string{"--window", "yesterday"}, wantErr: "--window: unknown window \"yesterday\""},
+		{name: "both windows", args: []string{"--window", "previous-day", "--window-start", "2026-11-22"}, wantErr: "give either --window or --window-start/--window-end"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -149,7 +149,7 @@ func TestOverlaysBuildAndDecodeStrictly(t *testing.T) {
 					t.Errorf("%s renders Secret %s: only references to secrets belong here", dir, o.Name)
 				}
 			}
-			want := map[string]int{"Deployment": 4, "StatefulSet": 1, "Job": 3, "CronJob": 1,
+			want := map[string]int{"Deployment": 4, "StatefulSet": 1, "Job": 3, "CronJob": 2,
 				"HorizontalPodAutoscaler": 2, "PodDisruptionBudget": 4, "NetworkPolicy": 3, "Service": 5}
 			if dir == "overlays/dev" { // plus the simulator
 				want["Deployment"]++

@@ -10,6 +10,8 @@ import (
 
 	"github.com/robfig/cron/v3"
 	"gopkg.in/yaml.v3"
+
+	"github.com/drover-iot/drover/backfill"
 )
 
 // Job types.
@@ -140,27 +142,8 @@ func Parse(name string, b []byte) (*File, error) {
 	return &f, nil
 }
 
-// WindowAt returns the backfill window of spec for a run scheduled at t:
-// previous-hour = the last whole hour before t, previous-day = the last
-// whole UTC day, last:<d> = [t-d, t) with t truncated to the minute.
+// WindowAt returns the backfill window of spec for a run scheduled at t
+// (see backfill.WindowAt).
 func WindowAt(spec string, t time.Time) (start, end time.Time, err error) {
-	t = t.UTC()
-	switch {
-	case spec == "previous-hour":
-		end = t.Truncate(time.Hour)
-		return end.Add(-time.Hour), end, nil
-	case spec == "previous-day":
-		end = time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
-		return end.AddDate(0, 0, -1), end, nil
-	case strings.HasPrefix(spec, "last:"):
-		d, perr := time.ParseDuration(strings.TrimPrefix(spec, "last:"))
-		if perr != nil || d <= 0 {
-			return start, end, fmt.Errorf("%q: want last:<positive duration>, e.g. last:30m", spec)
-		}
-		end = t.Truncate(time.Minute)
-		return end.Add(-d), end, nil
-	case spec == "":
-		return start, end, errors.New("required (previous-hour, previous-day or last:<duration>)")
-	}
-	return start, end, fmt.Errorf("unknown window %q (want previous-hour, previous-day or last:<duration>)", spec)
+	return backfill.WindowAt(spec, t)
 }
