@@ -7,7 +7,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 TESTFLAGS ?= -race -count=1 -timeout 20m
 BENCHTIME ?= 1x
 
-.PHONY: all build run test vet fmt bench clean
+.PHONY: all build run test vet fmt bench smoke chaos clean
 
 all: build
 
@@ -32,6 +32,15 @@ fmt:
 ## bench: stage benchmarks with their same-run baselines and ratios
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m ./... | tee .bench.out
+
+## smoke: fresh drover dev on free ports, the smoke suite against it, stop
+smoke: build
+	$(GO) test -count=1 -run '^TestIntegrationSmoke$$' -v -timeout 15m ./smoke/
+
+## chaos: kill -9 and restart stages under load; loss and duplicates must be 0
+CHAOS_N ?= 3000
+chaos: build
+	DROVER_CHAOS=1 DROVER_CHAOS_N=$(CHAOS_N) $(GO) test -count=1 -run '^TestIntegrationChaos$$' -v -timeout 30m ./smoke/chaos/
 
 clean:
 	rm -rf bin .drover

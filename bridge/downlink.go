@@ -52,7 +52,17 @@ func (b *Bridge) runDownlink(ctx context.Context, cm *autopaho.ConnectionManager
 	if err != nil {
 		return fmt.Errorf("downlink consumer: %w", err)
 	}
-	defer cl.Close()
+	defer func() {
+		// Leave the group within a bound: Close alone waits for the leave,
+		// which hangs while the coordinator is unreachable (seen in the
+		// chaos run: a bridge ignored SIGTERM for over a minute).
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if err := cl.LeaveGroupContext(lctx); err != nil {
+			b.log.Warn("downlink: leaving the consumer group", "err", err)
+		}
+		cancel()
+		cl.Close()
+	}()
 	b.log.Info("downlink consuming", "topic", b.cfg.CommandsTopic, "group", b.cfg.CommandsGroup)
 	for {
 		fetches := cl.PollRecords(ctx, 256)

@@ -19,6 +19,7 @@ import (
 	"github.com/drover-iot/drover/processors/state"
 	"github.com/drover-iot/drover/processors/timescale"
 	"github.com/drover-iot/drover/schemas"
+	"github.com/drover-iot/drover/smoke"
 	"github.com/drover-iot/drover/topics"
 )
 
@@ -51,6 +52,7 @@ func main() {
 		dlq.DLQCommand(root.Conn),
 		replay.ReplayCommand(root.Conn),
 		schedule.ScheduleCommand(root.Conn),
+		smoke.Command(root.Conn),
 	)
 	os.Exit(root.Execute(os.Args[1:]))
 }
