@@ -80,4 +80,3 @@ func dirOptions(dir string) ([]Option, error) {
 	}
 	return []Option{WithSchemas(m)}, nil
 }
-
