@@ -88,7 +88,7 @@ func ParseEnv(data []byte, source string) (map[string]string, error) {
 		line = strings.TrimPrefix(line, "export ")
 		k, v, ok := strings.Cut(line, "=")
 		if !ok || k == "" {
-			return nil, fmt.Errorf("%s:%d: expected KEY=VALUE on line %d, got %q", source, n, n, line)
+			return nil, fmt.Errorf("%s:%d: expected KEY=VALUE, got %q", source, n, line)
 		}
 		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
 			v = v[1 : len(v)-1]

@@ -1,6 +1,7 @@
 package compose
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -12,8 +13,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/drover-iot/drover/cli"
 )
 
 // testVersion is stamped into the test binary through the Dockerfile's
@@ -295,4 +294,23 @@ func runDrover(t testing.TB, args []string, env ...string) (string, error) {
 }
 
 // readEnvFile reads KEY=VALUE lines (the file `drover dev` writes).
-func readEnvFile(path string) (map[string]string, error) { return cli.ReadEnvFile(path) }
+func readEnvFile(path string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	out := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if ok {
+			out[k] = strings.Trim(v, `"'`)
+		}
+	}
+	return out, sc.Err()
+}
