@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/drover-iot/drover/cli"
@@ -27,6 +29,13 @@ type Stage struct {
 	// OnObjectCreated, if set, is called for every object the embedded S3
 	// stores (the stand-in for S3 bucket notifications).
 	OnObjectCreated func(bucket, key string, size int64, etag, contentType string, meta map[string]string)
+	// Flags, if set, adds the stage's own flags to `drover dev` (e.g. the
+	// processors' --alert-rules).
+	Flags func(fs *pflag.FlagSet)
+	// Check, if set, validates those flags before anything starts, so a
+	// bad value fails fast (exit 2) instead of after the stack is up. It is
+	// not called for stages that will not run (--skip, --no-pipeline).
+	Check func() error
 }
 
 type devFlags struct {
@@ -80,6 +89,11 @@ cleanly; records, schemas and the database survive a restart.`,
 	fs.StringVar(&f.cfg.DatabaseURL, "database-url", "", "use this database instead of a throwaway PostgreSQL cluster")
 	fs.BoolVar(&f.noPipeline, "no-pipeline", false, "start the infrastructure only, no pipeline stages")
 	fs.StringSliceVar(&f.skip, "skip", nil, "pipeline stages not to run, comma separated (e.g. simulator)")
+	for _, s := range stages {
+		if s.Flags != nil {
+			s.Flags(fs)
+		}
+	}
 	return cmd
 }
 
@@ -100,6 +114,16 @@ func (f *devFlags) validate(stages []Stage) error {
 	for _, s := range f.skip {
 		if !known[s] {
 			return cli.Usagef("--skip: unknown stage %q", s)
+		}
+	}
+	if f.noPipeline {
+		return nil
+	}
+	for _, s := range stages {
+		if s.Check != nil && !slices.Contains(f.skip, s.Name) {
+			if err := s.Check(); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -5,13 +5,17 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
+	"github.com/spf13/pflag"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/drover-iot/drover/admin"
+	"github.com/drover-iot/drover/cli"
 	"github.com/drover-iot/drover/devstack"
+	"github.com/drover-iot/drover/processors/alerts"
 	"github.com/drover-iot/drover/processors/groupkit"
 	"github.com/drover-iot/drover/schemas"
 )
@@ -21,9 +25,35 @@ import (
 // embedded stack, with an admin server on adminAddr ("" = none; the
 // process default is DefaultAdminAddr; a taken port falls back to a free
 // one, logged).
+//
+// The stage adds two flags to `drover dev`: --alert-rules (a YAML rule file
+// instead of the embedded defaults, checked before the stack starts) and
+// --alert-check-interval (the offline sweep), so a smoke run or a demo with
+// short offline rules needs no separate `drover process`.
 func DevStage(o Options, adminAddr string) devstack.Stage {
+	var rulesFile string
+	var checkEvery time.Duration
 	return devstack.Stage{
 		Name: "processors",
+		Flags: func(fs *pflag.FlagSet) {
+			fs.StringVar(&rulesFile, "alert-rules", "", "processors: YAML alert rule file (empty = the embedded default rules)")
+			fs.DurationVar(&checkEvery, "alert-check-interval", alerts.DefaultCheckInterval, "processors: how often the offline sweep runs")
+		},
+		Check: func() error {
+			if checkEvery <= 0 {
+				return cli.Usagef("--alert-check-interval: %v is not positive", checkEvery)
+			}
+			o.AlertCheckInterval = checkEvery
+			if rulesFile == "" {
+				return nil
+			}
+			rs, err := alerts.LoadRules(rulesFile)
+			if err != nil {
+				return cli.Usagef("--alert-rules: %w", err)
+			}
+			o.Alerts = append(o.Alerts, alerts.WithRules(rs))
+			return nil
+		},
 		Run: func(ctx context.Context, ep devstack.Endpoints, log *slog.Logger) error {
 			brokers := strings.Split(ep.KafkaBrokers, ",")
 			reg, err := sr.NewClient(sr.URLs(ep.SchemaRegistryURL))

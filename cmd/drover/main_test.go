@@ -323,6 +323,9 @@ func TestCLIBadInput(t *testing.T) {
 		{name: "missing catalogue file", args: []string{"topics", "list", "--catalogue", "/nonexistent/cat.yaml", "--dev-env", ""}, wantCode: 2, wantOut: "/nonexistent/cat.yaml"},
 		{name: "unreachable broker", args: []string{"topics", "diff", "--kafka-brokers", "127.0.0.1:1", "--dev-env", ""}, wantCode: 1, wantOut: "127.0.0.1:1"},
 		{name: "unreachable registry", args: []string{"schemas", "check", "--schema-registry-url", "http://127.0.0.1:1", "--dev-env", ""}, wantCode: 1, wantOut: "127.0.0.1:1"},
+		{name: "bad dev alert rules", args: []string{"dev", "--alert-rules", "../../processors/alerts/testdata/bad-name.bad.yaml", "--dev-env", ""}, wantCode: 2, wantOut: `bad-name.bad.yaml: rule "Fever Alert": name`},
+		{name: "missing dev alert rules", args: []string{"dev", "--alert-rules", "/nonexistent/rules.yaml", "--dev-env", ""}, wantCode: 2, wantOut: "/nonexistent/rules.yaml"},
+		{name: "bad dev check interval", args: []string{"dev", "--alert-check-interval", "0s", "--dev-env", ""}, wantCode: 2, wantOut: "--alert-check-interval"},
 		{name: "help", args: []string{"--help"}, wantCode: 0, wantOut: "DROVER_"},
 	}
 	for _, tt := range tests {

@@ -53,6 +53,14 @@ type Kafka struct {
 	SaramaProducer bool
 }
 
+// SessionTimeout is how long the group coordinator keeps a silent member
+// (e.g. one killed with SIGKILL) before it rebalances without it.
+const SessionTimeout = 10 * time.Second
+
+// RebalanceTimeout bounds how long a rebalance waits for members to rejoin
+// and how long a member may take to hand its partitions back.
+const RebalanceTimeout = 20 * time.Second
+
 // NewKafka returns plain-text settings for brokers with drover's sarama
 // defaults: protocol ProtocolVersion, streams read from the oldest offset
 // when a group has no committed offset, acks from all in-sync replicas,
@@ -72,8 +80,17 @@ func NewKafka(brokers []string) Kafka {
 	c.ChannelBufferSize = 4096
 	c.Consumer.Fetch.Default = 4 << 20
 	c.Metadata.RefreshFrequency = time.Minute
-	c.Consumer.Group.Session.Timeout = 30 * time.Second
-	c.Consumer.Group.Heartbeat.Interval = 3 * time.Second
+	// A member killed with SIGKILL stays in the group until its session
+	// times out, and a JoinGroup blocks until every known member rejoined
+	// or left (at most the rebalance timeout). sarama applies
+	// Net.ReadTimeout to that JoinGroup too, so it must outlast both, or a
+	// restarted processor fails with "i/o timeout" while the coordinator
+	// still waits for the dead one (seen in the chaos test with sarama's
+	// defaults: session 30 s, rebalance 60 s, read 30 s).
+	c.Consumer.Group.Session.Timeout = SessionTimeout
+	c.Consumer.Group.Heartbeat.Interval = SessionTimeout / 5
+	c.Consumer.Group.Rebalance.Timeout = RebalanceTimeout
+	c.Net.ReadTimeout = RebalanceTimeout + 15*time.Second
 	c.Consumer.MaxProcessingTime = 10 * time.Second
 	return Kafka{Brokers: brokers, Config: c, TableReplication: 1, KgoOpts: []kgo.Opt{kgo.SeedBrokers(brokers...)}}
 }
