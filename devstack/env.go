@@ -1,11 +1,11 @@
 package devstack
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"os"
-	"strings"
+
+	"github.com/drover-iot/drover/cli"
 )
 
 // Endpoints are where clients reach the stack's services.
@@ -57,34 +57,18 @@ func (e Endpoints) WriteEnvFile(path string) error {
 	return nil
 }
 
-// ReadEnvFile reads KEY=VALUE lines as written by WriteEnvFile. Blank lines
-// and lines starting with # are skipped, an "export " prefix is allowed, and
-// a value in matching single or double quotes is unquoted.
+// ReadEnvFile reads KEY=VALUE lines as written by WriteEnvFile, with the
+// parser every drover command uses for --dev-env (cli.ParseEnv): blank
+// lines and # comments skipped, an "export " prefix allowed, a value in
+// matching quotes unquoted; errors name the file and line.
 func ReadEnvFile(path string) (map[string]string, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read env file: %w", err)
 	}
-	env := map[string]string{}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		line = strings.TrimPrefix(line, "export ")
-		k, v, ok := strings.Cut(line, "=")
-		k = strings.TrimSpace(k)
-		if !ok || k == "" {
-			return nil, fmt.Errorf("read env file %s: line %d: want KEY=VALUE", path, n)
-		}
-		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
-			v = v[1 : len(v)-1]
-		}
-		env[k] = v
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read env file %s: %w", path, err)
+	env, err := cli.ParseEnv(data, path)
+	if err != nil {
+		return nil, fmt.Errorf("read env file %w", err)
 	}
 	return env, nil
 }

@@ -240,7 +240,7 @@ func TestReadEnvFile(t *testing.T) {
 		{name: "comments and blanks", content: "# c\n\nA=1\n", want: map[string]string{"A": "1"}},
 		{name: "export and quotes", content: "export A=\"x y\"\nB='z'\nC=a=b\n", want: map[string]string{"A": "x y", "B": "z", "C": "a=b"}},
 		{name: "empty value", content: "A=\n", want: map[string]string{"A": ""}},
-		{name: "no equals", content: "A=1\nnonsense\n", wantErr: "line 2"},
+		{name: "no equals", content: "A=1\nnonsense\n", wantErr: ":2: expected KEY=VALUE"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

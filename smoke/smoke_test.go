@@ -176,7 +176,7 @@ func TestIntegrationSmokeBadEnvFile(t *testing.T) {
 	}{
 		{name: "missing file", args: []string{"--env-file", filepath.Join(dir, "none.env")}, wantErr: "none.env does not exist"},
 		{name: "missing variables", args: []string{"--env-file", partial}, wantErr: "missing variable: DROVER_KAFKA_BROKERS"},
-		{name: "garbled file", args: []string{"--env-file", garbled}, wantErr: "line 1: want KEY=VALUE"},
+		{name: "garbled file", args: []string{"--env-file", garbled}, wantErr: "garbled.env:1: expected KEY=VALUE"},
 		{name: "offline too long", args: []string{"--env-file", complete, "--offline-after", "1h"}, wantErr: "offline-after: 1h0m0s outside [0, 5m0s]"},
 		{name: "negative timeout", args: []string{"--env-file", complete, "--timeout", "-1s"}, wantErr: "timeout: -1s is negative"},
 	}
