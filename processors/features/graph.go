@@ -2,10 +2,8 @@ package features
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
-	"sync/atomic"
 	"time"
 
 	"github.com/lovoo/goka"
@@ -47,8 +45,7 @@ type Processor struct {
 	m      *metrics
 	labels []string // window size labels, same order as agg.sizes
 
-	proc    atomic.Pointer[goka.Processor]
-	ready   atomic.Bool
+	groupkit.Handle
 	limiter groupkit.Limiter // bad-record log lines
 
 	recSensor, recGPS prometheus.Counter // p.m.records by topic, resolved once
@@ -61,7 +58,7 @@ func New(serde *schemas.Serde, cfg Config) (*Processor, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	p := &Processor{cfg: cfg, serde: serde, agg: newAggregator(cfg), m: newMetrics(cfg.Registerer)}
+	p := &Processor{Handle: groupkit.Handle{Name: string(Group)}, cfg: cfg, serde: serde, agg: newAggregator(cfg), m: newMetrics(cfg.Registerer)}
 	p.cache = groupkit.NewCachedCodec[deviceState](stateCodec)
 	p.codec = p.cache
 	p.recSensor = p.m.records.WithLabelValues(topics.RawSensor)
@@ -245,26 +242,10 @@ func (p *Processor) onTick(ctx goka.Context, msg interface{}) {
 // time, and returns the number of devices visited. Run ticks by itself
 // every TickInterval; Tick is for tests and tools.
 func (p *Processor) Tick(ctx context.Context) (int64, error) {
-	proc := p.proc.Load()
-	if proc == nil {
-		return 0, errors.New("features processor is not running")
-	}
 	p.m.ticks.Inc()
-	n, err := proc.VisitAllWithStats(ctx, groupkit.TickVisitor, p.cfg.Clock.Now())
+	n, err := p.TickAll(ctx, p.cfg.Clock.Now())
 	p.m.tickVisited.Add(float64(n))
 	return n, err
-}
-
-// Ready reports nil once the processor has recovered its table and is
-// processing; it is the /readyz check.
-func (p *Processor) Ready(context.Context) error {
-	if !p.ready.Load() {
-		return errors.New("features group not running yet")
-	}
-	if proc := p.proc.Load(); proc != nil && !proc.Recovered() {
-		return errors.New("features group recovering its table (rebalance)")
-	}
-	return nil
 }
 
 // Run runs the group against the cluster until ctx is done or the
@@ -291,14 +272,14 @@ func (p *Processor) Run(ctx context.Context, k groupkit.Kafka, extra ...goka.Pro
 	if err != nil {
 		return fmt.Errorf("features processor: %w", err)
 	}
-	p.proc.Store(proc)
+	p.Proc.Store(proc)
 	return groupkit.Run(ctx, proc, groupkit.RunOptions{
 		Name: string(Group), Every: p.cfg.TickInterval, Clock: p.cfg.Clock, Log: p.cfg.Log,
 		OnReady: func() {
-			p.ready.Store(true)
+			p.Running.Store(true)
 			p.cfg.Log.Info("features group running", "windows", p.labels, "lateness", p.cfg.Lateness, "idle_timeout", p.cfg.IdleTimeout)
 		},
-		OnStop: func() { p.ready.Store(false) },
+		OnStop: func() { p.Running.Store(false) },
 		OnTick: func(n int64, _ error) {
 			p.m.ticks.Inc()
 			p.m.tickVisited.Add(float64(n))

@@ -75,7 +75,7 @@ func startTester(t *testing.T, cfg Config, serde *schemas.Serde) *testGroup {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.proc.Store(proc)
+	p.Proc.Store(proc)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- proc.Run(ctx) }()

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"sync/atomic"
 	"time"
 
 	"github.com/lovoo/goka"
@@ -48,8 +47,7 @@ type Processor struct {
 	m     *metrics
 	codec *groupkit.CachedCodec[shadow] // group-table codec (JSON) with the decoded-state cache
 
-	proc    atomic.Pointer[goka.Processor]
-	ready   atomic.Bool
+	groupkit.Handle
 	limiter groupkit.Limiter // bad-record log lines
 }
 
@@ -89,7 +87,7 @@ func New(serde *schemas.Serde, cfg Config) (*Processor, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	return &Processor{cfg: cfg, serde: serde, m: newMetrics(cfg.Registerer), codec: groupkit.NewCachedCodec[shadow](groupkit.JSONCodec[shadow]{})}, nil
+	return &Processor{Handle: groupkit.Handle{Name: string(Group)}, cfg: cfg, serde: serde, m: newMetrics(cfg.Registerer), codec: groupkit.NewCachedCodec[shadow](groupkit.JSONCodec[shadow]{})}, nil
 }
 
 // Graph returns the state group graph: inputs raw.sensor and raw.gps, the
@@ -260,26 +258,10 @@ func badErr(msg interface{}) error {
 // time. Run ticks by itself every TickInterval; Tick is for tests and
 // tools.
 func (p *Processor) Tick(ctx context.Context) (int64, error) {
-	proc := p.proc.Load()
-	if proc == nil {
-		return 0, errors.New("state processor is not running")
-	}
 	p.m.ticks.Inc()
-	n, err := proc.VisitAllWithStats(ctx, groupkit.TickVisitor, p.cfg.Clock.Now())
+	n, err := p.TickAll(ctx, p.cfg.Clock.Now())
 	p.m.visited.Add(float64(n))
 	return n, err
-}
-
-// Ready reports nil once the state group has recovered its table and is
-// processing; it is the /readyz check.
-func (p *Processor) Ready(context.Context) error {
-	if !p.ready.Load() {
-		return errors.New("state group not running yet")
-	}
-	if proc := p.proc.Load(); proc != nil && !proc.Recovered() {
-		return errors.New("state group recovering its table (rebalance)")
-	}
-	return nil
 }
 
 // ErrNotLocal means the device's partition is not assigned to this
@@ -293,8 +275,8 @@ var ErrNotFound = errors.New("device not found")
 // error wraps ErrNotLocal when another instance owns the device's
 // partition, ErrNotFound when the device is unknown.
 func (p *Processor) Local(device string) (*schemas.DeviceState, error) {
-	proc := p.proc.Load()
-	if proc == nil || !p.ready.Load() {
+	proc := p.Proc.Load()
+	if proc == nil || !p.Running.Load() {
 		return nil, fmt.Errorf("%w: state group not running", ErrNotLocal)
 	}
 	v, err := proc.Get(device)
@@ -330,18 +312,18 @@ func (p *Processor) Run(ctx context.Context, k groupkit.Kafka, extra ...goka.Pro
 	if err != nil {
 		return fmt.Errorf("state alert relay: %w", err)
 	}
-	p.proc.Store(proc)
+	p.Proc.Store(proc)
 	g, gctx := errgroup.WithContext(ctx)
 	relayReady := make(chan struct{})
 	g.Go(func() error {
 		return groupkit.Run(gctx, proc, groupkit.RunOptions{
 			Name: string(Group), Every: p.cfg.TickInterval, Clock: p.cfg.Clock, Log: p.cfg.Log,
 			OnReady: func() {
-				p.ready.Store(true)
+				p.Running.Store(true)
 				close(relayReady)
 				p.cfg.Log.Info("state group running", "offline_after", p.cfg.OfflineAfter, "tick", p.cfg.TickInterval)
 			},
-			OnStop: func() { p.ready.Store(false) },
+			OnStop: func() { p.Running.Store(false) },
 			OnTick: func(n int64, _ error) {
 				p.m.ticks.Inc()
 				p.m.visited.Add(float64(n))

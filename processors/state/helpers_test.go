@@ -80,8 +80,8 @@ func startTester(t *testing.T, cfg Config, serde *schemas.Serde) *testGroup {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.proc.Store(proc)
-	p.ready.Store(true)
+	p.Proc.Store(proc)
+	p.Running.Store(true)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 2)
 	go func() { done <- proc.Run(ctx) }()
