@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -118,6 +119,8 @@ func TestComposeLoads(t *testing.T) {
 	}
 }
 
+var secretPathRe = regexp.MustCompile(`/run/secrets/[A-Za-z0-9._-]+`)
+
 // TestComposeReferencesExist checks that every file a service mounts, every
 // secret file and every env file exists on disk, and every named volume,
 // network and secret used is declared.
@@ -165,6 +168,26 @@ func TestComposeReferencesExist(t *testing.T) {
 					case types.ServiceConditionCompletedSuccessfully:
 						if target.Restart == "always" || target.Restart == "unless-stopped" {
 							t.Errorf("service %s: waits for %s to complete, which restarts forever (%s)", name, dep, target.Restart)
+						}
+					}
+				}
+				// Every /run/secrets/<file> a service's environment,
+				// command or healthcheck names is mounted into it.
+				var refs []string
+				for _, v := range s.Environment {
+					if v != nil {
+						refs = append(refs, *v)
+					}
+				}
+				refs = append(refs, s.Command...)
+				refs = append(refs, s.Entrypoint...)
+				if s.HealthCheck != nil {
+					refs = append(refs, s.HealthCheck.Test...)
+				}
+				for _, r := range refs {
+					for _, path := range secretPathRe.FindAllString(r, -1) {
+						if mountedAt(s, path) == "" {
+							t.Errorf("service %s: uses %s, which is not mounted", name, path)
 						}
 					}
 				}
@@ -230,7 +253,7 @@ func TestComposeTopology(t *testing.T) {
 	for _, o := range overlays(t) {
 		t.Run(o.name, func(t *testing.T) {
 			p := mustLoad(t, o)
-			for _, s := range []string{"kafka", "schema-registry", "mosquitto", "timescaledb", "minio", "minio-init",
+			for _, s := range []string{"kafka", "schema-registry", "timescaledb", "minio", "minio-init",
 				"topics-apply", "schemas-register", "sink-migrate", "bridge", "process", "sink", "media", "schedule", "prometheus", "grafana"} {
 				if _, ok := p.Services[s]; !ok {
 					t.Errorf("service %s missing", s)
@@ -243,8 +266,37 @@ func TestComposeTopology(t *testing.T) {
 			if got := networks(p, "kafka"); !slices.Equal(got, []string{"kafka"}) {
 				t.Errorf("kafka networks = %v, want [kafka]", got)
 			}
-			if got := networks(p, "mosquitto"); !slices.Equal(got, []string{"ingest"}) {
-				t.Errorf("mosquitto networks = %v, want [ingest]", got)
+			// The MQTT edge: Mosquitto everywhere but prod, an EMQX cluster in prod.
+			edge := []string{"mosquitto"}
+			if strings.HasPrefix(o.name, "prod") {
+				edge = []string{"emqx-1", "emqx-2", "emqx-3"}
+				if _, ok := p.Services["mosquitto"]; ok {
+					t.Errorf("%s runs mosquitto; prod's MQTT edge is the EMQX cluster", o.name)
+				}
+				if _, ok := p.Volumes["mosquitto-data"]; ok {
+					t.Errorf("%s declares mosquitto-data, which nothing uses", o.name)
+				}
+			} else if got := emqxNodes(p); len(got) != 0 {
+				t.Errorf("%s runs EMQX nodes %v; only prod does", o.name, got)
+			}
+			if got := append(emqxNodes(p), func() []string {
+				if _, ok := p.Services["mosquitto"]; ok {
+					return []string{"mosquitto"}
+				}
+				return nil
+			}()...); !slices.Equal(got, edge) {
+				t.Errorf("%s: MQTT brokers %v, want %v", o.name, got, edge)
+			}
+			for _, b := range edge {
+				if _, ok := p.Services[b]; !ok {
+					continue
+				}
+				if got := networks(p, b); !slices.Equal(got, []string{"ingest"}) {
+					t.Errorf("%s networks = %v, want [ingest]", b, got)
+				}
+				if d, ok := p.Services["bridge"].DependsOn[b]; !ok || d.Condition != types.ServiceConditionHealthy {
+					t.Errorf("bridge does not wait for %s to be healthy", b)
+				}
 			}
 			switch o.name {
 			case "base":
@@ -287,11 +339,14 @@ func TestComposeTopology(t *testing.T) {
 				if got := env(p, "bridge", "DROVER_MQTT_URL"); !strings.HasPrefix(got, "ssl://") {
 					t.Errorf("%s: bridge MQTT URL %q is not TLS", o.name, got)
 				}
+				checkRegistryTLS(t, o.name, p)
 			}
 			if strings.HasPrefix(o.name, "prod") {
-				if got := published(p); !slices.Equal(got, []string{"grafana", "mosquitto"}) {
-					t.Errorf("prod publishes %v, want only [grafana mosquitto]", got)
+				if got := published(p); !slices.Equal(got, []string{"emqx-1", "emqx-2", "emqx-3", "grafana"}) {
+					t.Errorf("prod publishes %v, want only [emqx-1 emqx-2 emqx-3 grafana]", got)
 				}
+				checkEMQXCluster(t, p)
+				checkNoSecretValues(t, p)
 				for name, s := range p.Services {
 					if s.Deploy == nil || s.Deploy.Resources.Limits == nil || s.Deploy.Resources.Limits.MemoryBytes == 0 {
 						t.Errorf("prod: service %s has no memory limit", name)

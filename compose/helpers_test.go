@@ -280,9 +280,13 @@ func help(t testing.TB, path []string) (*commandHelp, error) {
 // runDrover runs the test binary with args and returns its combined output.
 func runDrover(t testing.TB, args []string, env ...string) (string, error) {
 	t.Helper()
+	// Build first: the first call builds the binary (minutes on a cold cache,
+	// since -trimpath and CGO_ENABLED=0 share no cache entries with 'go test'),
+	// which must not count against the command's own timeout.
+	bin := droverBin(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, droverBin(t), args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = cliEnv(env...)
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
