@@ -31,6 +31,7 @@ type flags struct {
 	windows     []time.Duration
 	lateness    time.Duration
 	idle        time.Duration
+	tableFlush  time.Duration
 	featureTick time.Duration
 	movingSpeed float64
 	gpsMaxGap   time.Duration
@@ -94,6 +95,7 @@ runs) and, with the state group, GET /devices/{id}.`,
 	fs.DurationSliceVar(&f.windows, "window", []time.Duration{features.DefaultWindow}, "features: tumbling window size; repeat or comma-separate for several (e.g. 1m,1h)")
 	fs.DurationVar(&f.lateness, "lateness", features.DefaultLateness, "features: how long after a window's end (device event time) late records still update it")
 	fs.DurationVar(&f.idle, "idle-timeout", features.DefaultIdleTimeout, "features: wall-clock silence after which a device's due windows close")
+	fs.DurationVar(&f.tableFlush, "features-table-flush", features.DefaultTableFlush, "features: write the group table behind, the latest state per device this often, committing offsets after it (negative = every change, goka's default)")
 	fs.DurationVar(&f.featureTick, "features-tick", features.DefaultTickInterval, "features: how often the wall clock checks every device for idle windows")
 	fs.Float64Var(&f.movingSpeed, "moving-speed", features.DefaultMovingSpeed, "features: speed (m/s) from which a GPS segment counts as moving")
 	fs.DurationVar(&f.gpsMaxGap, "gps-max-gap", features.DefaultGPSMaxGap, "features: longest gap between two fixes that still counts as a motion segment")
@@ -122,7 +124,7 @@ func (f flags) options() (Options, error) {
 		Groups: groups,
 		Features: features.Config{
 			Windows: f.windows, Lateness: f.lateness, ExactLateness: true, IdleTimeout: f.idle,
-			TickInterval: f.featureTick, MovingSpeed: f.movingSpeed, GPSMaxGap: f.gpsMaxGap, MaxFuture: f.maxFuture,
+			TickInterval: f.featureTick, TableFlush: f.tableFlush, MovingSpeed: f.movingSpeed, GPSMaxGap: f.gpsMaxGap, MaxFuture: f.maxFuture,
 		},
 		State: state.Config{
 			OfflineAfter: f.offlineAfter, TickInterval: f.stateTick, BatteryMetrics: f.battery, FirmwareAttrs: f.firmware,

@@ -18,6 +18,7 @@ const (
 	DefaultLateness     = 30 * time.Second
 	DefaultIdleTimeout  = 2 * time.Minute
 	DefaultTickInterval = 10 * time.Second
+	DefaultTableFlush   = 100 * time.Millisecond
 	DefaultMovingSpeed  = 0.3 // m/s; a grazing cow walks at 0.3–1 m/s
 	DefaultGPSMaxGap    = 5 * time.Minute
 	DefaultMaxFuture    = time.Hour
@@ -58,6 +59,13 @@ type Config struct {
 	// so a bad record is dead-lettered once; turn this on only where the
 	// alerts group does not run (see processors/README.md).
 	DeadLetters bool
+	// TableFlush writes the group table behind (groupkit.WriteBehind):
+	// the latest state of every changed device goes to the changelog this
+	// often, and input offsets are committed after it (default 100ms;
+	// negative writes every state change through, goka's own behaviour).
+	// Re-applying a record after a crash is harmless: the state keeps the
+	// next input offset per device and skips older records.
+	TableFlush time.Duration
 	// Clock is the wall clock (default the system clock).
 	Clock groupkit.Clock
 	// Registerer receives the group's metrics (default none).
@@ -101,6 +109,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.TickInterval == 0 {
 		c.TickInterval = DefaultTickInterval
+	}
+	if c.TableFlush == 0 {
+		c.TableFlush = DefaultTableFlush
 	}
 	if c.MovingSpeed == 0 {
 		c.MovingSpeed = DefaultMovingSpeed
@@ -147,6 +158,8 @@ func (c Config) Validate() error {
 		return configErr("gps-max-gap", c.GPSMaxGap, "must be positive")
 	case c.MaxFuture < 0:
 		return configErr("max-future", c.MaxFuture, "must be positive")
+	case c.TableFlush > time.Minute:
+		return configErr("features-table-flush", c.TableFlush, "must be at most 1m (offsets are committed only after a flush)")
 	}
 	return nil
 }

@@ -264,6 +264,9 @@ func (p *Processor) Run(ctx context.Context, k groupkit.Kafka, extra ...goka.Pro
 		return fmt.Errorf("features: %w", err)
 	}
 	opts := k.ProcessorOptions(string(Group))
+	if p.cfg.TableFlush > 0 {
+		opts = append(opts, k.WriteBehindOptions(string(Group), p.cfg.TableFlush)...)
+	}
 	if p.cache != nil {
 		opts = append(opts, p.cache.RebalanceOption())
 	}
