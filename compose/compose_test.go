@@ -291,8 +291,14 @@ func TestComposeTopology(t *testing.T) {
 				if _, ok := p.Services[b]; !ok {
 					continue
 				}
-				if got := networks(p, b); !slices.Equal(got, []string{"ingest"}) {
-					t.Errorf("%s networks = %v, want [ingest]", b, got)
+				// Devices and the bridge reach the broker on ingest; EMQX's
+				// metrics endpoint is scraped on orchestration.
+				want := []string{"ingest"}
+				if b != "mosquitto" {
+					want = []string{"ingest", "orchestration"}
+				}
+				if got := networks(p, b); !slices.Equal(got, want) {
+					t.Errorf("%s networks = %v, want %v", b, got, want)
 				}
 				if d, ok := p.Services["bridge"].DependsOn[b]; !ok || d.Condition != types.ServiceConditionHealthy {
 					t.Errorf("bridge does not wait for %s to be healthy", b)

@@ -128,72 +128,127 @@ func TestMosquittoConfigs(t *testing.T) {
 	}
 }
 
-// TestPrometheusConfig runs promtool on the configuration and the rules, and
-// checks that every scrape target is a compose service listening there.
+// TestPrometheusConfig runs promtool on each Prometheus configuration (the
+// base one, and prod's with the EMQX cluster) and its rule files, and checks
+// that every drover scrape target is a compose service of that overlay
+// listening there, that prod scrapes every EMQX node on the network
+// Prometheus is on, and that the overlay mounts the configuration it is
+// meant to run.
 func TestPrometheusConfig(t *testing.T) {
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
 		t.Fatal("promtool not found: apt-get install prometheus (.ci/run installs it)")
 	}
+	all := overlays(t)
+	for _, c := range []struct {
+		file    string
+		overlay overlay
+		rules   []string
+		emqx    bool
+	}{
+		{"prometheus.yml", all[0], []string{"alerts.yml"}, false},
+		{"prometheus.prod.yml", all[3], []string{"alerts.yml", "emqx-alerts.yml"}, true},
+	} {
+		t.Run(c.file, func(t *testing.T) {
+			checkPrometheusConfig(t, promtool, c.file, c.overlay, c.rules, c.emqx)
+		})
+	}
+}
+
+// promConfig is the part of a Prometheus configuration the tests read.
+type promConfig struct {
+	RuleFiles     []string `yaml:"rule_files"`
+	ScrapeConfigs []struct {
+		JobName       string `yaml:"job_name"`
+		MetricsPath   string `yaml:"metrics_path"`
+		StaticConfigs []struct {
+			Targets []string          `yaml:"targets"`
+			Labels  map[string]string `yaml:"labels"`
+		} `yaml:"static_configs"`
+	} `yaml:"scrape_configs"`
+}
+
+func checkPrometheusConfig(t *testing.T, promtool, file string, o overlay, rules []string, emqx bool) {
 	dir := t.TempDir()
-	cfg, err := os.ReadFile(filepath.Join("config", "prometheus", "prometheus.yml"))
+	cfg, err := os.ReadFile(filepath.Join("config", "prometheus", file))
 	if err != nil {
 		t.Fatal(err)
 	}
-	rules, err := filepath.Abs(filepath.Join("config", "prometheus", "alerts.yml"))
-	if err != nil {
-		t.Fatal(err)
+	// The container paths of the rule files become repository paths.
+	local := string(cfg)
+	for _, r := range rules {
+		abs, err := filepath.Abs(filepath.Join("config", "prometheus", r))
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := local
+		local = strings.ReplaceAll(local, "/etc/prometheus/"+r, abs)
+		if local == before {
+			t.Fatalf("%s does not load /etc/prometheus/%s", file, r)
+		}
+		if out, err := exec.Command(promtool, "check", "rules", abs).CombinedOutput(); err != nil {
+			t.Errorf("promtool check rules %s: %v\n%s", r, err, out)
+		}
 	}
-	// The container path of the rules file becomes the repository path.
-	local := strings.ReplaceAll(string(cfg), "/etc/prometheus/alerts.yml", rules)
-	if local == string(cfg) {
-		t.Fatal("prometheus.yml does not load /etc/prometheus/alerts.yml")
-	}
-	localCfg := filepath.Join(dir, "prometheus.yml")
+	localCfg := filepath.Join(dir, file)
 	if err := os.WriteFile(localCfg, []byte(local), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, args := range [][]string{{"check", "config", localCfg}, {"check", "rules", rules}} {
-		if out, err := exec.Command(promtool, args...).CombinedOutput(); err != nil {
-			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
+	if out, err := exec.Command(promtool, "check", "config", localCfg).CombinedOutput(); err != nil {
+		t.Errorf("promtool check config %s: %v\n%s", file, err, out)
 	}
 
-	var pc struct {
-		ScrapeConfigs []struct {
-			JobName       string `yaml:"job_name"`
-			StaticConfigs []struct {
-				Targets []string          `yaml:"targets"`
-				Labels  map[string]string `yaml:"labels"`
-			} `yaml:"static_configs"`
-		} `yaml:"scrape_configs"`
-	}
+	var pc promConfig
 	if err := yaml.Unmarshal(cfg, &pc); err != nil {
 		t.Fatal(err)
 	}
-	p := mustLoad(t, overlays(t)[0])
-	scraped := map[string]bool{}
-	for _, sc := range pc.ScrapeConfigs {
-		if sc.JobName != "drover" {
-			continue
+	p := mustLoad(t, o)
+	prom, ok := p.Services["prometheus"]
+	if !ok {
+		t.Fatalf("%s: no prometheus service", o.name)
+	}
+	mounted := false
+	for _, v := range prom.Volumes {
+		if v.Target == "/etc/prometheus/prometheus.yml" && filepath.Base(v.Source) == file {
+			mounted = true
 		}
+	}
+	if !mounted {
+		t.Errorf("%s: prometheus does not mount %s at /etc/prometheus/prometheus.yml", o.name, file)
+	}
+	scraped := map[string]bool{}
+	var emqxNodes []string
+	for _, sc := range pc.ScrapeConfigs {
 		for _, st := range sc.StaticConfigs {
 			for _, target := range st.Targets {
 				host, port, _ := strings.Cut(target, ":")
 				s, ok := p.Services[host]
-				if !ok {
-					t.Errorf("target %s: no compose service %s", target, host)
+				if sc.JobName == "prometheus" {
 					continue
 				}
-				scraped[host] = true
-				if !slices.Contains(s.Command, ":"+port) {
-					t.Errorf("target %s: service %s does not run --admin-addr :%s (command %v)", target, host, port, s.Command)
+				if !ok {
+					t.Errorf("job %s, target %s: no compose service %s in %s", sc.JobName, target, host, o.name)
+					continue
 				}
 				if _, ok := s.Networks["orchestration"]; !ok {
 					t.Errorf("target %s: service %s is not on the orchestration network", target, host)
 				}
-				if st.Labels["stage"] != host {
-					t.Errorf("target %s: stage label %q, want %q", target, st.Labels["stage"], host)
+				switch sc.JobName {
+				case "drover":
+					scraped[host] = true
+					if !slices.Contains(s.Command, ":"+port) {
+						t.Errorf("target %s: service %s does not run --admin-addr :%s (command %v)", target, host, port, s.Command)
+					}
+					if st.Labels["stage"] != host {
+						t.Errorf("target %s: stage label %q, want %q", target, st.Labels["stage"], host)
+					}
+				case "emqx":
+					emqxNodes = append(emqxNodes, host)
+					if port != "18083" || sc.MetricsPath != "/api/v5/prometheus/stats" {
+						t.Errorf("emqx target %s%s: want port 18083 and path /api/v5/prometheus/stats", target, sc.MetricsPath)
+					}
+				default:
+					t.Errorf("unexpected scrape job %s", sc.JobName)
 				}
 			}
 		}
@@ -202,6 +257,12 @@ func TestPrometheusConfig(t *testing.T) {
 		if s.Image == testImage && s.Restart != "on-failure:5" && !scraped[name] {
 			t.Errorf("long-running drover service %s is not scraped", name)
 		}
+		if emqx && strings.HasPrefix(s.Image, "emqx/") && !slices.Contains(emqxNodes, name) {
+			t.Errorf("EMQX node %s is not scraped", name)
+		}
+	}
+	if emqx && len(emqxNodes) == 0 {
+		t.Error("no EMQX node is scraped")
 	}
 }
 
