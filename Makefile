@@ -6,6 +6,9 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 # go test flags for `make test`; CI uses the defaults.
 TESTFLAGS ?= -race -count=1 -timeout 20m
 BENCHTIME ?= 1x
+# runs of every benchmark for `make bench` (the report shows medians); BENCHARGS adds report flags, e.g. -pkgs ./bridge/,./bench/
+COUNT     ?= 3
+BENCHARGS ?=
 
 .PHONY: all build run test vet fmt bench smoke chaos clean
 
@@ -29,9 +32,9 @@ vet:
 fmt:
 	gofmt -l -w $$(git ls-files '*.go')
 
-## bench: stage benchmarks with their same-run baselines and ratios
+## bench: every stage benchmark and the end-to-end one, COUNT runs each; writes BENCHMARKS.md (medians, baselines, ratios, targets) and the raw output to .bench.out
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m ./... | tee .bench.out
+	$(GO) run ./bench/report -count $(COUNT) -benchtime $(BENCHTIME) -o BENCHMARKS.md -raw .bench.out $(BENCHARGS)
 
 ## smoke: fresh drover dev on free ports, the smoke suite against it, stop
 smoke: build
