@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
@@ -17,10 +18,19 @@ import (
 // subscriber does not lose messages: 65535 in-flight messages per client
 // (the protocol's packet id limit) and as many pending writes. Sessions
 // live in memory: they survive reconnects (clean start off) but not a
-// restart of the broker. Close the server with Close.
+// restart of the broker. A QoS 1/2 publish for a subscriber whose
+// in-flight store is full waits for room instead of being acknowledged and
+// dropped, and shared groups deliver to connected members first (see
+// flowControl). Close the server with Close.
 func NewMQTT(l net.Listener, log *slog.Logger) (*mqtt.Server, error) {
+	return newMQTT(l, log, math.MaxUint16, 30*time.Second)
+}
+
+// newMQTT is NewMQTT with the per-client in-flight limit and the longest
+// wait for room as parameters (tests use small ones).
+func newMQTT(l net.Listener, log *slog.Logger, maxInflight int, maxWait time.Duration) (*mqtt.Server, error) {
 	caps := mqtt.NewDefaultServerCapabilities()
-	caps.MaximumInflight = math.MaxUint16
+	caps.MaximumInflight = uint16(maxInflight)
 	caps.ReceiveMaximum = math.MaxUint16
 	caps.MaximumClientWritesPending = math.MaxUint16 + 1
 	caps.MaximumSessionExpiryInterval = math.MaxUint32
@@ -35,6 +45,9 @@ func NewMQTT(l net.Listener, log *slog.Logger) (*mqtt.Server, error) {
 		InlineClient: true,
 	})
 	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+		return nil, fmt.Errorf("mqtt: %w", err)
+	}
+	if err := srv.AddHook(newFlowControl(srv, maxInflight, maxWait, log.With("component", "mqtt")), nil); err != nil {
 		return nil, fmt.Errorf("mqtt: %w", err)
 	}
 	if err := srv.AddListener(listeners.NewNet("tcp", l)); err != nil {
