@@ -38,6 +38,8 @@ func payloadCases() []payloadCase {
 		{name: "media video2d", topic: "devices/farm1/%s/media/video2d", payload: `{"ts":%d,"bucket":"drover-media","key":"a.mp4","size":1024,"content_type":"video/mp4"}`, topicTo: topics.RawVideo2D, records: 1},
 		{name: "media video3d", topic: "devices/farm1/%s/media/video3d", payload: `{"ts":%d,"bucket":"drover-media","key":"a.bin","size":1024,"content_type":"application/octet-stream"}`, topicTo: topics.RawVideo3D, records: 1},
 		{name: "heartbeat", topic: "devices/farm1/%s/heartbeat", payload: `{"ts":%d,"battery":87,"rssi":-71,"firmware":"1.4.2"}`, topicTo: topics.RawSensor, records: 3},
+		{name: "event", topic: "devices/farm1/%s/events", payload: `{"ts":%d,"event":"tamper","severity":"warning","message":"case opened","value":1,"attrs":{"zone":"b"}}`, topicTo: topics.RawSensor, records: 1},
+		{name: "event array", topic: "devices/farm1/%s/events", payload: `[{"ts":%d,"event":"button"},{"ts":%[1]d,"event":"collar_removed","severity":"critical"}]`, topicTo: topics.RawSensor, records: 2},
 		{name: "wildfi gps", topic: "wildfi/%s/gps", payload: `{"ts":%d,"lat":47.1,"lon":8.2}`, topicTo: topics.RawGPS, records: 1},
 		{name: "wildfi gnss", topic: "wildfi/%s/gnss", payload: `{"timestamp":%d,"latitude":47.1,"longitude":8.2}`, topicTo: topics.RawGPS, records: 1},
 		{name: "wildfi rawgps", topic: "wildfi/%s/rawgps", payload: `[{"ts":%d,"lat":47.1,"lon":8.2,"sats":5}]`, topicTo: topics.RawGPS, records: 1},
@@ -60,6 +62,12 @@ func payloadCases() []payloadCase {
 		{name: "ts future", topic: "devices/farm1/%s/sensor", payload: `{"ts":"2999-01-01T00:00:00Z","metric":"t","value":1}`, reason: decode.ReasonTSFuture, stage: decode.StageValidate},
 		{name: "ts past", topic: "devices/farm1/%s/sensor", payload: `{"ts":"2001-01-01T00:00:00Z","metric":"t","value":1}`, reason: decode.ReasonTSTooOld, stage: decode.StageValidate},
 		{name: "device mismatch", topic: "devices/farm1/%s/sensor", payload: `{"ts":%d,"metric":"t","value":1,"device_id":"someone-else"}`, reason: decode.ReasonDeviceMismatch, stage: decode.StageValidate},
+		{name: "event missing name", topic: "devices/farm1/%s/events", payload: `{"ts":%d,"severity":"warning"}`, reason: decode.ReasonMissingField, stage: decode.StageDecode},
+		{name: "event bad name", topic: "devices/farm1/%s/events", payload: `{"ts":%d,"event":"Door Open"}`, reason: decode.ReasonEventInvalidName, stage: decode.StageDecode},
+		{name: "event bad severity", topic: "devices/farm1/%s/events", payload: `{"ts":%d,"event":"tamper","severity":"urgent"}`, reason: decode.ReasonEventInvalidSeverity, stage: decode.StageDecode},
+		{name: "event message too long", topic: "devices/farm1/%s/events", payload: `{"ts":%d,"event":"tamper","message":"` + strings.Repeat("m", decode.MaxEventMessage+1) + `"}`, reason: decode.ReasonEventMessageTooLong, stage: decode.StageDecode},
+		{name: "event value string", topic: "devices/farm1/%s/events", payload: `{"ts":%d,"event":"tamper","value":"one"}`, reason: decode.ReasonInvalidValue, stage: decode.StageValidate},
+		{name: "event device mismatch", topic: "devices/farm1/%s/events", payload: `[{"ts":%d,"event":"tamper","device":"someone-else"}]`, reason: decode.ReasonDeviceMismatch, stage: decode.StageValidate},
 		{name: "unknown channel", topic: "devices/farm1/%s/telepathy", payload: `{"ts":%d}`, reason: decode.ReasonUnknownChannel, stage: decode.StageRoute},
 		{name: "unknown media kind", topic: "devices/farm1/%s/media/hologram", payload: `{"ts":%d}`, reason: decode.ReasonUnknownChannel, stage: decode.StageRoute},
 		{name: "unknown wildfi type", topic: "wildfi/%s/sonar", payload: `{"ts":%d}`, reason: decode.ReasonUnknownChannel, stage: decode.StageRoute},
@@ -170,6 +178,13 @@ func TestIntegrationBridgePayloads(t *testing.T) {
 							t.Errorf("headers %v", r.headers)
 						}
 						checkIdentity(t, r.value, wantTenant, dev)
+						if c.name == "event" {
+							sr, ok := r.value.(*schemas.SensorReading)
+							if !ok || sr.Metric != "event.tamper" || sr.Value != 1 || sr.Source != "events" || sr.Attrs["severity"] != "warning" ||
+								sr.Attrs["message"] != "case opened" || sr.Attrs["zone"] != "b" || sr.TS.UnixMilli() != nowMS {
+								t.Errorf("event record %+v", r.value)
+							}
+						}
 					}
 				})
 			}

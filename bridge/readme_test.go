@@ -29,6 +29,7 @@ func TestReadmeDocumentsEverything(t *testing.T) {
 		decode.ReasonEmptyPayload, decode.ReasonPayloadTooLarge, decode.ReasonNotUTF8, decode.ReasonNotJSON,
 		decode.ReasonWrongShape, decode.ReasonMissingField, decode.ReasonInvalidTS, decode.ReasonSenMLMissingName,
 		decode.ReasonSenMLInvalidName, decode.ReasonSenMLUnknownUnit, decode.ReasonSenMLUnsupported,
+		decode.ReasonEventInvalidName, decode.ReasonEventInvalidSeverity, decode.ReasonEventMessageTooLong,
 		decode.ReasonInvalidValue, decode.ReasonOutOfRange, decode.ReasonTSFuture, decode.ReasonTSTooOld,
 		decode.ReasonEmptyMetric, decode.ReasonDeviceMismatch, decode.ReasonSchemaInvalid, decode.ReasonNoRecords,
 		decode.ReasonUnknownTopic, decode.ReasonUnknownChannel, decode.ReasonBadIdentity, decode.ReasonProduceFailed, decode.ReasonInternalError,

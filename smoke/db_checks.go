@@ -2,6 +2,7 @@ package smoke
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -124,6 +125,28 @@ func checkDatabase(w *waiter, p *plan, col *collector, conn *pgx.Conn) {
 			err := r.Scan(&t, &d, &m, &ts, &v)
 			return strings.Join([]string{t, d, m, us(ts)}, "|"), fmt.Sprint(v), err
 		})
+
+	// The device event fixture: its row carries severity and message in
+	// attrs (the generic check above compares keys and values only).
+	w.check("db: sensor_readings holds the event row of "+p.dev+" (event.tamper, severity warning)", func() string {
+		qctx, cancel := context.WithTimeout(w.parent, 10*time.Second)
+		defer cancel()
+		var n int
+		var value float64
+		var source, severity, message, zone string
+		err := db(w).QueryRow(qctx, `SELECT count(*) OVER (), value, source, coalesce(attrs->>'severity', ''), coalesce(attrs->>'message', ''), coalesce(attrs->>'zone', '')
+			FROM sensor_readings WHERE tenant = $1 AND device_id = $2 AND metric = 'event.tamper' AND ts = $3`,
+			p.tenant, p.dev, p.now.Truncate(time.Millisecond)).Scan(&n, &value, &source, &severity, &message, &zone)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return "no event.tamper row"
+		case err != nil:
+			return "sensor_readings: " + err.Error()
+		case n != 1 || value != 1 || source != "events" || severity != "warning" || message != "case opened" || zone != "b":
+			return fmt.Sprintf("%d rows; value %v source %q severity %q message %q zone %q", n, value, source, severity, message, zone)
+		}
+		return ""
+	})
 
 	dbCheck(w, "gps_fixes", func() rowSet {
 		want, seen := rowSet{}, map[string]int{}

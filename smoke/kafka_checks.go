@@ -19,6 +19,7 @@ var reasonStage = map[simulate.Class]string{
 	simulate.ClassNotJSON: "decode", simulate.ClassWrongShape: "decode", simulate.ClassMissingField: "decode",
 	simulate.ClassInvalidTS: "decode", simulate.ClassSenMLMissingName: "decode", simulate.ClassSenMLInvalidName: "decode",
 	simulate.ClassSenMLUnknownUnit: "decode", simulate.ClassSenMLUnsupported: "decode",
+	simulate.ClassEventInvalidName: "decode", simulate.ClassEventInvalidSeverity: "decode", simulate.ClassEventMessageTooLong: "decode",
 	simulate.ClassNotFinite: "validate", simulate.ClassOutOfRange: "validate", simulate.ClassTSFuture: "validate",
 	simulate.ClassTSPast: "validate", simulate.ClassEmptyMetric: "validate", simulate.ClassDeviceMismatch: "validate",
 	simulate.ClassNoRecords:    "validate",
@@ -144,6 +145,9 @@ func checkKafka(w *waiter, c Config, p *plan, col *collector) {
 				if _, ok := st.Metrics["temperature"]; !ok {
 					return fmt.Sprintf("no temperature in metrics %v", st.Metrics)
 				}
+				if v, ok := st.Metrics["event.tamper"]; !ok || v != 1 {
+					return fmt.Sprintf("event.tamper %v (present %v), want the last event's value 1 in metrics", v, ok)
+				}
 			case p.fever:
 				if v := st.Metrics["temperature"]; v != feverNormal {
 					return fmt.Sprintf("temperature %v, want the latest reading %v", v, feverNormal)
@@ -244,6 +248,20 @@ func fieldExpectations(name string, v any) string {
 		if d := eq("lat", g.Lat, 52.4712) + eq("lon", g.Lon, -7.8601) + eq("alt", *g.Alt, 87.5); d != "" {
 			return d
 		}
+	case "events/tamper":
+		s := v.(*schemas.SensorReading)
+		if s.Metric != "event.tamper" || s.Source != "events" || s.Unit != nil || len(s.Attrs) != 3 ||
+			s.Attrs["severity"] != "warning" || s.Attrs["message"] != "case opened" || s.Attrs["zone"] != "b" {
+			return fmt.Sprintf("metric %q source %q unit %v attrs %v, want event.tamper from events with severity, message and zone", s.Metric, s.Source, s.Unit, s.Attrs)
+		}
+		return eq("value", s.Value, 1)
+	case "events/array":
+		s := v.(*schemas.SensorReading)
+		want := map[string]string{"event.button": "info", "event.collar_removed": "critical"}
+		if sev, ok := want[s.Metric]; !ok || s.Attrs["severity"] != sev || s.Source != "events" {
+			return fmt.Sprintf("metric %q severity %q source %q, want event.button/info or event.collar_removed/critical", s.Metric, s.Attrs["severity"], s.Source)
+		}
+		return eq("value", s.Value, 1)
 	case "gps/minimal":
 		g := v.(*schemas.GPSFix)
 		if g.Alt != nil || g.HDOP != nil || g.Satellites != nil {

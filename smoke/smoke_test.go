@@ -228,7 +228,9 @@ func TestIntegrationSmoke(t *testing.T) {
 		t.Fatalf("drover smoke exited %d", code)
 	}
 	for _, want := range []string{"✓ alerts: fever fires", "✓ alerts: fever resolves", "✓ alerts: offline fires",
-		"✓ db: sensor_readings holds exactly", "✓ registry: a schema for every topic", "0 failed, 0 skipped"} {
+		"✓ db: sensor_readings holds exactly", "✓ registry: a schema for every topic", "✓ raw: events/tamper → raw.sensor",
+		"✓ dlq: event_invalid_severity/urgent → decode/event_invalid_severity", "✓ db: sensor_readings holds the event row of ",
+		"0 failed, 0 skipped"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q", want)
 		}

@@ -89,6 +89,7 @@ var decoders = map[string]Decoder{
 	"gps":           {"gps", KindGPS, decodeGPS},
 	"media":         {"media", KindMedia, decodeMedia},
 	"heartbeat":     {"heartbeat", KindSensor, decodeHeartbeat},
+	"event":         {"event", KindSensor, decodeEvent},
 	"wildfi-gps":    {"wildfi-gps", KindGPS, decodeWildFiGPS},
 	"wildfi-sensor": {"wildfi-sensor", KindSensor, decodeWildFiSensor},
 }

@@ -112,6 +112,67 @@ func TestDecode(t *testing.T) {
 				}
 			}},
 		{name: "heartbeat bare", decoder: "heartbeat", payload: `{"ts":1777636740000}`, records: 1},
+		{name: "event full", decoder: "event", payload: `{"ts":1777636740000,"event":"tamper","severity":"warning","message":"case opened","value":2,"unit":"count","attrs":{"zone":"b"}}`, records: 1,
+			check: func(t *testing.T, out *Output) {
+				r := out.Sensor[0]
+				if r.Metric != "event.tamper" || r.Value != 2 || r.Unit == nil || *r.Unit != "count" || !r.TS.Equal(now.Add(-time.Minute)) || r.Source != "event" {
+					t.Errorf("record = %+v", r)
+				}
+				if len(r.Attrs) != 3 || r.Attrs["severity"] != "warning" || r.Attrs["message"] != "case opened" || r.Attrs["zone"] != "b" {
+					t.Errorf("attrs = %v", r.Attrs)
+				}
+			}},
+		{name: "event minimal defaults", decoder: "event", payload: `{"ts":"2026-05-01T11:59:00Z","event":"button"}`, records: 1,
+			check: func(t *testing.T, out *Output) {
+				r := out.Sensor[0]
+				if r.Metric != "event.button" || r.Value != 1 || r.Unit != nil || len(r.Attrs) != 1 || r.Attrs["severity"] != "info" {
+					t.Errorf("record = %+v", r)
+				}
+			}},
+		{name: "event nulls are defaults", decoder: "event", payload: `{"ts":1777636740000,"event":"door_open","value":null,"severity":null,"message":null,"unit":null,"attrs":null,"device_id":null}`, records: 1,
+			check: func(t *testing.T, out *Output) {
+				r := out.Sensor[0]
+				if r.Value != 1 || r.Attrs["severity"] != "info" || r.Attrs["message"] != "" || r.Unit != nil {
+					t.Errorf("record = %+v", r)
+				}
+			}},
+		{name: "event value zero and negative", decoder: "event", payload: `[{"ts":1777636740000,"event":"door_open","value":0},{"ts":1777636741000,"event":"firmware_update_failed","value":-3,"severity":"critical"}]`, records: 2,
+			check: func(t *testing.T, out *Output) {
+				a, b := out.Sensor[0], out.Sensor[1]
+				if a.Metric != "event.door_open" || a.Value != 0 || b.Metric != "event.firmware_update_failed" || b.Value != -3 || b.Attrs["severity"] != "critical" {
+					t.Errorf("records = %+v", out.Sensor)
+				}
+				if !b.TS.Equal(now.Add(-59 * time.Second)) {
+					t.Errorf("second ts = %v", b.TS)
+				}
+			}},
+		{name: "event array same name and ts distinct ids", decoder: "event", payload: `[{"ts":1777636740000,"event":"button"},{"ts":1777636740000,"event":"button"}]`, records: 2,
+			check: func(t *testing.T, out *Output) {
+				if out.Sensor[0].EventID == out.Sensor[1].EventID {
+					t.Error("two events of one array share an event id")
+				}
+			}},
+		{name: "event top-level fields win over attrs", decoder: "event", payload: `{"ts":1777636740000,"event":"tamper","severity":"critical","message":"m","attrs":{"severity":"info","message":"x","k":"v"}}`, records: 1,
+			check: func(t *testing.T, out *Output) {
+				a := out.Sensor[0].Attrs
+				if a["severity"] != "critical" || a["message"] != "m" || a["k"] != "v" {
+					t.Errorf("attrs = %v", a)
+				}
+			}},
+		{name: "event attrs severity kept when top-level absent is default", decoder: "event", payload: `{"ts":1777636740000,"event":"x","attrs":{"severity":"bogus"}}`, records: 1,
+			check: func(t *testing.T, out *Output) {
+				if out.Sensor[0].Attrs["severity"] != "info" {
+					t.Errorf("attrs = %v", out.Sensor[0].Attrs)
+				}
+			}},
+		{name: "event name charset", decoder: "event", payload: `{"ts":1777636740000,"event":"0a.b-c_d","device":"cow-7","message":"` + strings.Repeat("é", MaxEventMessage) + `"}`, records: 1},
+		{name: "event name 64 bytes", decoder: "event", payload: `{"ts":1777636740000,"event":"` + strings.Repeat("a", 64) + `"}`, records: 1},
+		{name: "event empty message omitted", decoder: "event", payload: `{"ts":1777636740000,"event":"a","message":"","severity":""}`, records: 1,
+			check: func(t *testing.T, out *Output) {
+				if _, ok := out.Sensor[0].Attrs["message"]; ok || out.Sensor[0].Attrs["severity"] != "info" {
+					t.Errorf("attrs = %v", out.Sensor[0].Attrs)
+				}
+			}},
 		{name: "wildfi gps", decoder: "wildfi-gps", kind: "gnss", payload: `{"timestamp":1777636740000,"latitude":47.1,"lng":8.2,"sats":7,"fix":"3d"}`, records: 1,
 			check: func(t *testing.T, out *Output) {
 				g := out.GPS[0]
@@ -182,6 +243,38 @@ func TestDecode(t *testing.T) {
 		{name: "media negative size", decoder: "media", kind: "video2d", payload: `{"ts":1777636740000,"bucket":"b","key":"k","size":-1,"content_type":"video/mp4"}`, reason: ReasonInvalidValue},
 		{name: "media bad sha", decoder: "media", kind: "video2d", payload: `{"ts":1777636740000,"bucket":"b","key":"k","size":1,"content_type":"video/mp4","sha256":"xyz"}`, reason: ReasonInvalidValue},
 		{name: "heartbeat battery string", decoder: "heartbeat", payload: `{"ts":1777636740000,"battery":"full"}`, reason: ReasonInvalidValue},
+		{name: "event missing name", decoder: "event", payload: `{"ts":1777636740000,"severity":"warning"}`, reason: ReasonMissingField, stage: StageDecode, errSub: "event (the event's name"},
+		{name: "event blank name", decoder: "event", payload: `{"ts":1777636740000,"event":"  "}`, reason: ReasonMissingField, errSub: "missing or empty"},
+		{name: "event null name", decoder: "event", payload: `{"ts":1777636740000,"event":null}`, reason: ReasonMissingField},
+		{name: "event name number", decoder: "event", payload: `{"ts":1777636740000,"event":42}`, reason: ReasonWrongShape, stage: StageDecode, errSub: `"event"`},
+		{name: "event name upper case", decoder: "event", payload: `{"ts":1777636740000,"event":"Tamper"}`, reason: ReasonEventInvalidName, stage: StageDecode, errSub: `character "T" at offset 0`},
+		{name: "event name space", decoder: "event", payload: `{"ts":1777636740000,"event":"door open"}`, reason: ReasonEventInvalidName, errSub: `" " at offset 4`},
+		{name: "event name leading dot", decoder: "event", payload: `{"ts":1777636740000,"event":".x"}`, reason: ReasonEventInvalidName},
+		{name: "event name unicode", decoder: "event", payload: `{"ts":1777636740000,"event":"tür"}`, reason: ReasonEventInvalidName, errSub: `"ü"`},
+		{name: "event name too long", decoder: "event", payload: `{"ts":1777636740000,"event":"` + strings.Repeat("a", 65) + `"}`, reason: ReasonEventInvalidName, errSub: "65 bytes, limit 64"},
+		{name: "event bad severity", decoder: "event", payload: `{"ts":1777636740000,"event":"tamper","severity":"urgent"}`, reason: ReasonEventInvalidSeverity, stage: StageDecode, errSub: `"urgent" is not one of info, warning, critical`},
+		{name: "event severity upper case", decoder: "event", payload: `{"ts":1777636740000,"event":"tamper","severity":"WARNING"}`, reason: ReasonEventInvalidSeverity},
+		{name: "event severity number", decoder: "event", payload: `{"ts":1777636740000,"event":"tamper","severity":2}`, reason: ReasonWrongShape, errSub: `"severity"`},
+		{name: "event message too long", decoder: "event", payload: `{"ts":1777636740000,"event":"tamper","message":"` + strings.Repeat("x", MaxEventMessage+1) + `"}`, reason: ReasonEventMessageTooLong, stage: StageDecode, errSub: "257 characters, limit 256"},
+		{name: "event message object", decoder: "event", payload: `{"ts":1777636740000,"event":"tamper","message":{"a":1}}`, reason: ReasonWrongShape},
+		{name: "event value string", decoder: "event", payload: `{"ts":1777636740000,"event":"tamper","value":"1"}`, reason: ReasonInvalidValue, stage: StageValidate, errSub: "value is a string"},
+		{name: "event value boolean", decoder: "event", payload: `{"ts":1777636740000,"event":"door_open","value":true}`, reason: ReasonInvalidValue, errSub: "boolean"},
+		{name: "event value overflow", decoder: "event", payload: `{"ts":1777636740000,"event":"tamper","value":1e999}`, reason: ReasonInvalidValue, errSub: "Infinity"},
+		{name: "event device mismatch", decoder: "event", payload: `{"ts":1777636740000,"event":"tamper","device_id":"cow-8"}`, reason: ReasonDeviceMismatch, stage: StageValidate, errSub: `"cow-8"`},
+		{name: "event missing ts", decoder: "event", payload: `{"event":"tamper"}`, reason: ReasonMissingField, errSub: "ts is missing"},
+		{name: "event bad ts", decoder: "event", payload: `{"ts":"soon","event":"tamper"}`, reason: ReasonInvalidTS},
+		{name: "event ts future", decoder: "event", payload: `{"ts":"2026-05-02T00:00:00Z","event":"tamper"}`, reason: ReasonTSFuture, stage: StageValidate},
+		{name: "event ts seconds", decoder: "event", payload: `{"ts":1777636740,"event":"tamper"}`, reason: ReasonTSTooOld, errSub: "not seconds"},
+		{name: "event attrs not strings", decoder: "event", payload: `{"ts":1777636740000,"event":"tamper","attrs":{"zone":2}}`, reason: ReasonWrongShape, errSub: "attrs"},
+		{name: "event not json", decoder: "event", payload: `tamper!`, reason: ReasonNotJSON},
+		{name: "event trailing data", decoder: "event", payload: `{"ts":1777636740000,"event":"a"} {}`, reason: ReasonNotJSON},
+		{name: "event string payload", decoder: "event", payload: `"tamper"`, reason: ReasonWrongShape, errSub: "event payload must be a JSON object"},
+		{name: "event empty array", decoder: "event", payload: ` [ ]`, reason: ReasonNoRecords, stage: StageValidate},
+		{name: "event array of numbers", decoder: "event", payload: `[1]`, reason: ReasonWrongShape, errSub: "event 0 of the array is a number"},
+		{name: "event array with null", decoder: "event", payload: `[{"ts":1777636740000,"event":"a"},null]`, reason: ReasonWrongShape, errSub: "event 1 of the array is null"},
+		{name: "event array element bad severity", decoder: "event", payload: `[{"ts":1777636740000,"event":"a"},{"ts":1777636740000,"event":"b","severity":"meh"}]`, reason: ReasonEventInvalidSeverity, errSub: "event 1 of the array: severity"},
+		{name: "event array nested", decoder: "event", payload: `[[{"ts":1777636740000,"event":"a"}]]`, reason: ReasonWrongShape, errSub: "an array"},
+		{name: "event array truncated", decoder: "event", payload: `[{"ts":1777636740000,"event":"a"}`, reason: ReasonNotJSON},
 		{name: "wildfi not object", decoder: "wildfi-gps", kind: "gps", payload: `42`, reason: ReasonWrongShape},
 		{name: "wildfi trailing data", decoder: "wildfi-gps", kind: "gps", payload: `{"ts":1} {}`, reason: ReasonNotJSON},
 		{name: "wildfi missing ts", decoder: "wildfi-sensor", kind: "env", payload: `{"t":1}`, reason: ReasonMissingField},
@@ -262,5 +355,32 @@ func TestSenMLUnitsIncludeCommon(t *testing.T) {
 		if !SenMLUnit(u) {
 			t.Errorf("unit %q not accepted", u)
 		}
+	}
+}
+
+// TestEventArrayErrorNamesElement checks that a rejected event inside an
+// array names the element in the field and the message.
+func TestEventArrayErrorNamesElement(t *testing.T) {
+	d, _ := Lookup("event")
+	var out Output
+	err := Decode(d.Func, input("events", "", `[{"ts":1777636740000,"event":"a"},{"ts":1777636740000,"event":"b","value":"x"}]`), DefaultLimits(), &out)
+	var de *Error
+	if !errors.As(err, &de) || de.Reason != ReasonInvalidValue || de.Field != "[1].value" || !strings.HasPrefix(de.Message, "event 1 of the array: value") {
+		t.Fatalf("err = %#v", err)
+	}
+	// Deterministic ids: the same message gives the same ids, another
+	// index another id.
+	p := `[{"ts":1777636740000,"event":"a"},{"ts":1777636740000,"event":"a"}]`
+	var o1, o2 Output
+	if err := Decode(d.Func, input("events", "", p), DefaultLimits(), &o1); err != nil {
+		t.Fatal(err)
+	}
+	in2 := input("events", "", p)
+	in2.ReceivedAt = now.Add(time.Hour)
+	if err := Decode(d.Func, in2, DefaultLimits(), &o2); err != nil {
+		t.Fatal(err)
+	}
+	if o1.Sensor[0].EventID != o2.Sensor[0].EventID || o1.Sensor[1].EventID != o2.Sensor[1].EventID || o1.Sensor[0].EventID == o1.Sensor[1].EventID {
+		t.Errorf("ids %s %s / %s %s", o1.Sensor[0].EventID, o1.Sensor[1].EventID, o2.Sensor[0].EventID, o2.Sensor[1].EventID)
 	}
 }

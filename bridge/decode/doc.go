@@ -12,7 +12,8 @@
 //
 // Accepted forms (see bridge/README.md for examples): JSON sensor objects
 // (one metric, or a "measurements" object), SenML packs (RFC 8428), GPS
-// fixes, media object metadata, heartbeats, and WildFi collar JSON.
+// fixes, media object metadata, heartbeats, device events (one object or
+// an array; metric "event.<name>"), and WildFi collar JSON.
 // Validation (finite numbers, coordinate ranges, the ts window, non-empty
 // metric names, the size limit) is applied by Decode after decoding.
 //

@@ -30,6 +30,10 @@ const (
 	ReasonSenMLInvalidName Reason = "senml_invalid_name" // SenML name with characters RFC 8428 forbids
 	ReasonSenMLUnknownUnit Reason = "senml_unknown_unit" // SenML unit not in the SenML units registry
 	ReasonSenMLUnsupported Reason = "senml_unsupported"  // string/data values, must-understand fields, newer bver
+
+	ReasonEventInvalidName     Reason = "event_invalid_name"     // event name outside [a-z0-9][a-z0-9_.-]*, or longer than 64 bytes
+	ReasonEventInvalidSeverity Reason = "event_invalid_severity" // event severity not info, warning or critical
+	ReasonEventMessageTooLong  Reason = "event_message_too_long" // event message longer than MaxEventMessage characters
 )
 
 // Reasons of the validate stage.

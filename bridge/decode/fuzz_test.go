@@ -87,6 +87,15 @@ func FuzzDecodeHeartbeat(f *testing.F) {
 		`{"ts":1777636740000,"battery":87,"rssi":-71,"firmware":"1.4.2"}`, `{"ts":1777636740000,"uptime":null}`)
 }
 
+func FuzzDecodeEvent(f *testing.F) {
+	fuzzDecoder(f, "event", "",
+		`{"ts":1777636740000,"event":"tamper","severity":"warning","message":"case opened","value":1,"attrs":{"zone":"b"}}`,
+		`{"ts":"2026-05-01T11:59:00Z","event":"button"}`,
+		`[{"ts":1777636740000,"event":"door_open","value":0},{"ts":1777636741000,"event":"firmware_update_failed","value":-3,"severity":"critical","unit":"count"}]`,
+		`{"ts":1777636740000,"event":"Tamper","severity":"urgent"}`, `{"ts":1777636740000,"event":"a","value":true}`,
+		`[]`, `[null]`, `[[]]`, `{"ts":1777636740000,"event":"a.b-c_d","device_id":"d","message":"\u00e9"}`)
+}
+
 func FuzzDecodeWildFiGPS(f *testing.F) {
 	fuzzDecoder(f, "wildfi-gps", "gnss",
 		`{"timestamp":1777636740000,"latitude":47.1,"lng":8.2,"sats":7,"fix":"3d"}`,

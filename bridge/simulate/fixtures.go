@@ -42,6 +42,10 @@ const (
 	ClassUnknownTopic     Class = "unknown_topic"      // topic under devices/ that names no device channel
 	ClassBadIdentity      Class = "invalid_identity"   // over-long device id in the topic
 
+	ClassEventInvalidName     Class = "event_invalid_name"     // event name with characters outside [a-z0-9_.-]
+	ClassEventInvalidSeverity Class = "event_invalid_severity" // event severity not info, warning or critical
+	ClassEventMessageTooLong  Class = "event_message_too_long" // event message above 256 characters
+
 	// ClassSchemaInvalid is a record that passed decoding and the semantic
 	// checks but not the Avro schema. A device cannot provoke it through the
 	// documented payloads, so the simulator never sends it and Fixtures has
@@ -58,7 +62,7 @@ func Classes() []Class {
 		ClassNotFinite, ClassOutOfRange, ClassTSFuture, ClassTSPast, ClassDeviceMismatch,
 		ClassUnknownChannel, ClassTooLarge, ClassSenMLUnknownUnit, ClassSenMLMissingName,
 		ClassInvalidTS, ClassEmptyMetric, ClassNoRecords, ClassSenMLInvalidName, ClassSenMLUnsupported,
-		ClassUnknownTopic, ClassBadIdentity,
+		ClassUnknownTopic, ClassBadIdentity, ClassEventInvalidName, ClassEventInvalidSeverity, ClassEventMessageTooLong,
 	}
 }
 
@@ -181,6 +185,12 @@ var validForms = []form{
 	{name: "heartbeat/minimal", expect: topics.RawSensor, records: 1, build: func(c fixtureCtx) (string, []byte) {
 		return raw(c.topic("heartbeat"), `{"ts":%s}`, c.rfc())
 	}},
+	{name: "events/tamper", expect: topics.RawSensor, records: 1, build: func(c fixtureCtx) (string, []byte) {
+		return raw(c.topic("events"), `{"ts":%s,"event":"tamper","severity":"warning","message":"case opened","value":1,"attrs":{"zone":"b"}}`, c.ms())
+	}},
+	{name: "events/array", expect: topics.RawSensor, records: 2, build: func(c fixtureCtx) (string, []byte) {
+		return raw(c.topic("events"), `[{"ts":%s,"event":"button"},{"ts":%s,"event":"collar_removed","severity":"critical"}]`, c.at(-time.Second).rfc(), c.ms())
+	}},
 	{name: "media/image2d", expect: topics.RawImage2D, records: 1, build: mediaFixture("image2d")},
 	{name: "media/image3d", expect: topics.RawImage3D, records: 1, build: mediaFixture("image3d")},
 	{name: "media/video2d", expect: topics.RawVideo2D, records: 1, build: mediaFixture("video2d")},
@@ -256,6 +266,9 @@ var invalidForms = []form{
 	{class: ClassMissingField, name: "lat", build: func(c fixtureCtx) (string, []byte) {
 		return raw(c.topic("gps"), `{"ts":%s,"lon":-7.86}`, c.ms())
 	}},
+	{class: ClassMissingField, name: "event-name", build: func(c fixtureCtx) (string, []byte) {
+		return raw(c.topic("events"), `{"ts":%s,"severity":"warning","message":"case opened"}`, c.ms())
+	}},
 	{class: ClassNotFinite, name: "string", build: func(c fixtureCtx) (string, []byte) {
 		return raw(c.topic("sensor"), `{"ts":%s,"metric":"temperature","value":"38.5"}`, c.ms())
 	}},
@@ -270,6 +283,9 @@ var invalidForms = []form{
 	}},
 	{class: ClassNotFinite, name: "overflow", build: func(c fixtureCtx) (string, []byte) {
 		return raw(c.topic("sensor"), `{"ts":%s,"metric":"temperature","value":1e999}`, c.ms())
+	}},
+	{class: ClassNotFinite, name: "event-value", build: func(c fixtureCtx) (string, []byte) {
+		return raw(c.topic("events"), `{"ts":%s,"event":"tamper","value":"NaN"}`, c.ms())
 	}},
 	{class: ClassOutOfRange, name: "lat", build: func(c fixtureCtx) (string, []byte) {
 		return raw(c.topic("gps"), `{"ts":%s,"lat":91.5,"lon":-7.86}`, c.ms())
@@ -288,6 +304,9 @@ var invalidForms = []form{
 	}},
 	{class: ClassDeviceMismatch, name: "gps", build: func(c fixtureCtx) (string, []byte) {
 		return raw(c.topic("gps"), `{"ts":%s,"device_id":%q,"lat":52.47,"lon":-7.86}`, c.ms(), "stray-"+c.device)
+	}},
+	{class: ClassDeviceMismatch, name: "event", build: func(c fixtureCtx) (string, []byte) {
+		return raw(c.topic("events"), `{"ts":%s,"device_id":%q,"event":"tamper"}`, c.ms(), c.device+"-impostor")
 	}},
 	{class: ClassUnknownChannel, name: "channel", build: func(c fixtureCtx) (string, []byte) {
 		return raw(c.topic("telemetry"), `{"ts":%s,"metric":"temperature","value":38.5}`, c.ms())
@@ -330,6 +349,15 @@ var invalidForms = []form{
 	}},
 	{class: ClassBadIdentity, name: "long-device", build: func(c fixtureCtx) (string, []byte) {
 		return raw("devices/"+c.tenant+"/"+strings.Repeat("d", 300)+"/sensor", `{"ts":%s,"metric":"temperature","value":38.5}`, c.ms())
+	}},
+	{class: ClassEventInvalidName, name: "upper-case-space", build: func(c fixtureCtx) (string, []byte) {
+		return raw(c.topic("events"), `{"ts":%s,"event":"Door Open"}`, c.ms())
+	}},
+	{class: ClassEventInvalidSeverity, name: "urgent", build: func(c fixtureCtx) (string, []byte) {
+		return raw(c.topic("events"), `{"ts":%s,"event":"tamper","severity":"urgent"}`, c.ms())
+	}},
+	{class: ClassEventMessageTooLong, name: "300-chars", build: func(c fixtureCtx) (string, []byte) {
+		return raw(c.topic("events"), `{"ts":%s,"event":"tamper","message":"%s"}`, c.ms(), strings.Repeat("m", 300))
 	}},
 }
 

@@ -104,7 +104,9 @@ func TestFixturesReallyMalformed(t *testing.T) {
 			_, hasMetric := obj["metric"]
 			_, hasValue := obj["value"]
 			_, hasLat := obj["lat"]
-			ok = jsonErr == nil && obj != nil && (!hasTS || (strings.HasSuffix(f.Topic, "/sensor") && (!hasMetric || !hasValue)) || (strings.HasSuffix(f.Topic, "/gps") && !hasLat))
+			_, hasEvent := obj["event"]
+			ok = jsonErr == nil && obj != nil && (!hasTS || (strings.HasSuffix(f.Topic, "/sensor") && (!hasMetric || !hasValue)) ||
+				(strings.HasSuffix(f.Topic, "/gps") && !hasLat) || (strings.HasSuffix(f.Topic, "/events") && !hasEvent))
 		case ClassNotFinite:
 			// a string, null, "NaN"/"Infinity", or a literal that overflows float64
 			ok = bytes.Contains(f.Payload, []byte(`"38.5"`)) || bytes.Contains(f.Payload, []byte(`null`)) ||
@@ -121,11 +123,20 @@ func TestFixturesReallyMalformed(t *testing.T) {
 			id, _ := obj["device_id"].(string)
 			ok = id != "" && !strings.Contains(f.Topic, "/"+id+"/")
 		case ClassUnknownChannel:
-			ok = !strings.HasSuffix(f.Topic, "/sensor") && !strings.HasSuffix(f.Topic, "/gps") && !strings.HasSuffix(f.Topic, "/heartbeat")
+			ok = !strings.HasSuffix(f.Topic, "/sensor") && !strings.HasSuffix(f.Topic, "/gps") && !strings.HasSuffix(f.Topic, "/heartbeat") && !strings.HasSuffix(f.Topic, "/events")
 		case ClassTooLarge:
 			ok = len(f.Payload) > MaxPayload
 		case ClassSenMLUnknownUnit:
 			ok = len(arr) > 0 && arr[0].(map[string]any)["u"] == "furlong"
+		case ClassEventInvalidName:
+			name, _ := obj["event"].(string)
+			ok = strings.HasSuffix(f.Topic, "/events") && name != "" && strings.ToLower(name) != name
+		case ClassEventInvalidSeverity:
+			sev, _ := obj["severity"].(string)
+			ok = strings.HasSuffix(f.Topic, "/events") && sev != "" && sev != "info" && sev != "warning" && sev != "critical"
+		case ClassEventMessageTooLong:
+			msg, _ := obj["message"].(string)
+			ok = strings.HasSuffix(f.Topic, "/events") && utf8.RuneCountInString(msg) > 256
 		case ClassSenMLMissingName:
 			_, hasN := arr[0].(map[string]any)["n"]
 			_, hasBN := arr[0].(map[string]any)["bn"]

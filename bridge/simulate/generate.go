@@ -16,6 +16,7 @@ const (
 	ChannelHeartbeat = "heartbeat" // heartbeats
 	ChannelMedia     = "media"     // media metadata messages (after the S3 upload)
 	ChannelWildFi    = "wildfi"    // WildFi collar messages
+	ChannelEvents    = "events"    // device events (tamper, button, ...)
 )
 
 // Message is one generated MQTT message.
@@ -174,9 +175,71 @@ func (g *Generator) valid(d *device, now time.Time) Message {
 		return Message{Topic: base + "sensor", Payload: d.sensorJSON(now), Device: d.id, Channel: ChannelSensor}
 	case p < 0.85:
 		return Message{Topic: base + "gps", Payload: d.gpsJSON(now, true), Device: d.id, Channel: ChannelGPS}
-	default:
+	case p < 1-eventShare:
 		return Message{Topic: base + "heartbeat", Payload: d.heartbeat(now), Device: d.id, Channel: ChannelHeartbeat}
+	default:
+		return Message{Topic: base + "events", Payload: d.event(now), Device: d.id, Channel: ChannelEvents}
 	}
+}
+
+// eventShare is the share of a JSON or SenML device's turns that send a
+// device event (about one event every 20 s at drover dev's 5 msg/s).
+const eventShare = 0.01
+
+// simEvents are the events a collar reports, with their weights.
+var simEvents = []struct {
+	name, severity, message string
+	weight                  float64
+}{
+	{"button", "info", "button pressed", 0.4},
+	{"tamper", "warning", "case opened", 0.25},
+	{"collar_removed", "critical", "collar strap open", 0.15},
+	{"firmware_update_failed", "warning", "image checksum mismatch", 0.1},
+	{"low_signal", "info", "", 0.1},
+}
+
+// event is a device event on the events channel; now and then two in one
+// message (an array: the second a second later).
+func (d *device) event(now time.Time) []byte {
+	one := func(b []byte, at time.Time) []byte {
+		p := d.rng.Float64()
+		e := simEvents[len(simEvents)-1]
+		for _, x := range simEvents {
+			if p < x.weight {
+				e = x
+				break
+			}
+			p -= x.weight
+		}
+		b = d.appendTS(append(b, `{"ts":`...), at)
+		b = append(b, `,"event":`...)
+		b = strconv.AppendQuote(b, e.name)
+		b = append(b, `,"severity":`...)
+		b = strconv.AppendQuote(b, e.severity)
+		if e.message != "" {
+			b = append(b, `,"message":`...)
+			b = strconv.AppendQuote(b, e.message)
+		}
+		switch e.name {
+		case "firmware_update_failed":
+			b = append(b, `,"value":`...)
+			b = strconv.AppendInt(b, int64(1+d.rng.IntN(5)), 10)
+			b = append(b, `,"attrs":{"from":`...)
+			b = strconv.AppendQuote(b, d.firmware)
+			b = append(b, `,"to":"1.5.0"}`...)
+		case "low_signal":
+			b = append(b, `,"value":`...)
+			b = strconv.AppendInt(b, int64(math.Round(d.rssi)), 10)
+			b = append(b, `,"unit":"dBm"`...)
+		}
+		return append(b, '}')
+	}
+	if d.rng.IntN(5) > 0 {
+		return one(nil, now)
+	}
+	b := one([]byte{'['}, now.Add(-time.Second))
+	b = one(append(b, ','), now)
+	return append(b, ']')
 }
 
 func (g *Generator) media(d *device, now time.Time) Message {

@@ -183,7 +183,7 @@ func TestTrafficMix(t *testing.T) {
 			t.Fatalf("invalid message of class %s rejected as %q (%v): %s %.100s", m.Class, reason, err, m.Topic, m.Payload)
 		}
 	}
-	for _, ch := range []string{ChannelSensor, ChannelSenML, ChannelGPS, ChannelHeartbeat, ChannelMedia, ChannelWildFi} {
+	for _, ch := range []string{ChannelSensor, ChannelSenML, ChannelGPS, ChannelHeartbeat, ChannelEvents, ChannelMedia, ChannelWildFi} {
 		if channels[ch] == 0 {
 			t.Errorf("no %s messages in %d", ch, n)
 		}

@@ -66,7 +66,7 @@ func (s Summary) String() string {
 	return b.String()
 }
 
-var channels = []string{ChannelSensor, ChannelSenML, ChannelGPS, ChannelHeartbeat, ChannelMedia, ChannelWildFi}
+var channels = []string{ChannelSensor, ChannelSenML, ChannelGPS, ChannelHeartbeat, ChannelEvents, ChannelMedia, ChannelWildFi}
 
 // counters is the live, concurrency-safe form of a Summary.
 type counters struct {
