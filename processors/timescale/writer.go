@@ -203,6 +203,17 @@ const alertMerge = ` ON CONFLICT (alert_id) DO UPDATE SET
 	ingested_at = excluded.ingested_at, written_at = now()
 WHERE excluded.ts > t.ts OR (excluded.ts = t.ts AND excluded.state = 'resolved' AND t.state <> 'resolved')`
 
+// featureMerge keeps the latest version of a window: the features group
+// re-emits a window (same feature_id and ts, late_updates one higher) when a
+// late record within the allowed lateness updates it, and a replay
+// re-delivers versions already stored, which change nothing.
+const featureMerge = ` ON CONFLICT (feature_id, ts) DO UPDATE SET
+	count = excluded.count, min = excluded.min, max = excluded.max, mean = excluded.mean, stddev = excluded.stddev,
+	first = excluded.first, last = excluded.last, distance_m = excluded.distance_m, mean_speed_mps = excluded.mean_speed_mps,
+	max_speed_mps = excluded.max_speed_mps, moving_s = excluded.moving_s, stationary_s = excluded.stationary_s,
+	late_updates = excluded.late_updates, ingested_at = excluded.ingested_at, written_at = now()
+	WHERE excluded.late_updates > t.late_updates`
+
 const stateMerge = ` ON CONFLICT (tenant, device_id) DO UPDATE SET
 	ts = excluded.ts, ingested_at = excluded.ingested_at, online = excluded.online, last_seen = excluded.last_seen,
 	lat = excluded.lat, lon = excluded.lon, position_ts = excluded.position_ts, battery = excluded.battery,
@@ -236,6 +247,7 @@ func (w *Writer) Write(ctx context.Context, b *Batch) (Written, error) {
 	}
 	alerts := latestAlerts(b.Alerts)
 	states := latestStates(b.States)
+	features := latestFeatures(b.Features)
 	out := Written{}
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		steps := []struct {
@@ -248,7 +260,7 @@ func (w *Writer) Write(ctx context.Context, b *Batch) (Written, error) {
 			{TableSensorReadings, readingCols, len(b.Readings), func(i int) []any { return readingRow(&b.Readings[i]) }, doNothing},
 			{TableGPSFixes, fixCols, len(b.Fixes), func(i int) []any { return fixRow(&b.Fixes[i]) }, doNothing},
 			{TableMediaObjects, mediaCols, len(b.Media), func(i int) []any { return mediaRow(&b.Media[i]) }, doNothing},
-			{TableFeatures, featureCols, len(b.Features), func(i int) []any { return featureRow(&b.Features[i]) }, doNothing},
+			{TableFeatures, featureCols, len(features), func(i int) []any { return featureRow(&features[i]) }, featureMerge},
 			{TableAlerts, alertCols, len(alerts), func(i int) []any { return alertRow(&alerts[i]) }, alertMerge},
 			{TableDeviceState, stateCols, len(states), func(i int) []any { return stateRow(&states[i]) }, stateMerge},
 			{TableDeadLetters, dlCols, len(b.DeadLetters), func(i int) []any { return deadLetterRow(&b.DeadLetters[i]) }, doNothing},
@@ -260,7 +272,7 @@ func (w *Writer) Write(ctx context.Context, b *Batch) (Written, error) {
 			src := func() pgx.CopyFromSource {
 				return pgx.CopyFromSlice(s.n, func(i int) ([]any, error) { return s.row(i), nil })
 			}
-			if s.tail == doNothing {
+			if s.tail == doNothing || s.tail == featureMerge {
 				ok, err := w.copyDirect(ctx, tx, s.name, s.cols, s.n, src())
 				if err != nil {
 					return err
@@ -455,6 +467,33 @@ func latestAlerts(in []schemas.Alert) []schemas.Alert {
 		cur := out[j]
 		if a.TS.After(cur.TS) || (a.TS.Equal(cur.TS) && a.State == "resolved" && cur.State != "resolved") {
 			out[j] = a
+		}
+	}
+	return out
+}
+
+// latestFeatures keeps the latest version of every window (the highest
+// late_updates per feature_id and ts), so one merge never meets a key twice.
+func latestFeatures(in []schemas.Feature) []schemas.Feature {
+	if len(in) < 2 {
+		return in
+	}
+	type key struct {
+		id string
+		ts int64
+	}
+	idx := make(map[key]int, len(in))
+	out := make([]schemas.Feature, 0, len(in))
+	for _, f := range in {
+		k := key{f.FeatureID, f.TS.UnixMicro()}
+		j, ok := idx[k]
+		if !ok {
+			idx[k] = len(out)
+			out = append(out, f)
+			continue
+		}
+		if f.LateUpdates > out[j].LateUpdates {
+			out[j] = f
 		}
 	}
 	return out

@@ -233,3 +233,52 @@ func TestIntegrationMaintainPartitions(t *testing.T) {
 		t.Fatalf("retried write into a dropped day: %v", err)
 	}
 }
+
+// TestIntegrationWriterFeatureLateUpdates: the features group re-emits a
+// window when a late record within the allowed lateness updates it (same
+// feature_id and ts, late_updates one higher); the row must show the
+// latest version, whatever order replays and batches bring them in.
+func TestIntegrationWriterFeatureLateUpdates(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	url, layout := migratedDB(t)
+	cfg, _ := ParseURL(url)
+	w := NewWriter(cfg, layout)
+	defer w.Close(context.Background())
+	c := connect(t, url)
+	ctx := context.Background()
+	first := schemas.Feature{FeatureID: "f1", Tenant: "farm", DeviceID: "cow-1", Metric: "temperature", WindowStart: at(1, 0), WindowEnd: at(1, 1),
+		WindowSizeMS: 60000, Count: 1, Mean: ptr(38.5), TS: at(1, 1), IngestedAt: at(1, 2)}
+	late := first
+	late.Count, late.Mean, late.LateUpdates, late.IngestedAt = 2, ptr(38.75), 1, at(1, 3)
+	later := late
+	later.Count, later.Mean, later.LateUpdates, later.IngestedAt = 3, ptr(39.0), 2, at(1, 4)
+	steps := []struct {
+		name      string
+		batch     []schemas.Feature
+		wantCount int64
+	}{
+		{"first emission", []schemas.Feature{first}, 1},
+		{"late update replaces it", []schemas.Feature{late}, 2},
+		{"replay of the first emission changes nothing", []schemas.Feature{first}, 2},
+		{"two versions in one batch, out of order", []schemas.Feature{later, first, late}, 3},
+		{"replay of everything", []schemas.Feature{first, late, later}, 3},
+	}
+	for _, s := range steps {
+		if _, err := w.Write(ctx, &Batch{Features: s.batch}); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		var n, lateN int64
+		var mean float64
+		if err := c.QueryRow(ctx, "SELECT count, mean, late_updates FROM features WHERE feature_id = 'f1'").Scan(&n, &mean, &lateN); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		if n != s.wantCount || lateN != s.wantCount-1 {
+			t.Errorf("%s: row has count %d (late_updates %d, mean %v), want count %d", s.name, n, lateN, mean, s.wantCount)
+		}
+	}
+	if n := count(t, c, "SELECT count(*) FROM features"); n != 1 {
+		t.Errorf("features has %d rows, want 1 per window", n)
+	}
+}
