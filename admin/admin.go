@@ -72,6 +72,17 @@ func (s *Server) AddCheck(name string, c Check) {
 	s.mu.Unlock()
 }
 
+// Checks returns the names of the registered readiness checks.
+func (s *Server) Checks() map[string]bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]bool, len(s.checks))
+	for k := range s.checks {
+		out[k] = true
+	}
+	return out
+}
+
 // Handle adds an HTTP handler for pattern (net/http ServeMux syntax).
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -360,8 +361,25 @@ func DevStage(interval time.Duration) devstack.Stage {
 	if interval <= 0 {
 		interval = 10 * time.Second
 	}
+	// The bridge is ready once serve registered its check and the check
+	// passes (connected, subscribed, Kafka reachable).
+	var bridgeReady atomic.Pointer[admin.Server]
 	return devstack.Stage{
 		Name: "bridge",
+		Ready: func(ctx context.Context) error {
+			adm := bridgeReady.Load()
+			if adm == nil {
+				return errors.New("bridge not started")
+			}
+			failed := adm.Ready(ctx)
+			if len(failed) == 0 {
+				if _, registered := adm.Checks()["bridge"]; !registered {
+					return errors.New("bridge not started")
+				}
+				return nil
+			}
+			return fmt.Errorf("bridge not ready: %v", failed)
+		},
 		Run: func(ctx context.Context, ep devstack.Endpoints, log *slog.Logger) error {
 			reg, err := sr.NewClient(sr.URLs(ep.SchemaRegistryURL))
 			if err != nil {
@@ -375,6 +393,7 @@ func DevStage(interval time.Duration) devstack.Stage {
 				Log:       log,
 			}
 			adm := admin.New("", log)
+			bridgeReady.Store(adm)
 			stop := make(chan struct{})
 			defer close(stop)
 			go func() {

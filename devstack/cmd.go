@@ -36,7 +36,16 @@ type Stage struct {
 	// bad value fails fast (exit 2) instead of after the stack is up. It is
 	// not called for stages that will not run (--skip, --no-pipeline).
 	Check func() error
+	// Ready, if set, reports nil once the stage accepts work (the bridge:
+	// subscribed). `drover dev` writes the env file only when every running
+	// stage is ready, so a script that waits for the file and then
+	// publishes loses nothing to a bridge that has not subscribed yet.
+	Ready func(ctx context.Context) error
 }
+
+// stageReadyTimeout bounds the wait for the stages before the env file is
+// written anyway (with a warning naming the stage).
+const stageReadyTimeout = 2 * time.Minute
 
 type devFlags struct {
 	cfg        Config
@@ -176,26 +185,34 @@ func runDev(ctx context.Context, log *slog.Logger, f devFlags, stages []Stage) e
 	if err := Provision(ctx, ep, log); err != nil {
 		return err
 	}
-	if err := ep.WriteEnvFile(f.envFile); err != nil {
-		return fmt.Errorf("--env-file %s: %w", f.envFile, err)
+	ready := func() error {
+		if err := ep.WriteEnvFile(f.envFile); err != nil {
+			return fmt.Errorf("--env-file %s: %w", f.envFile, err)
+		}
+		log.Info("drover dev ready",
+			"mqtt", ep.MQTTURL, "kafka", ep.KafkaBrokers, "schema_registry", ep.SchemaRegistryURL,
+			"s3", ep.S3Endpoint, "database", ep.DatabaseURL, "env_file", f.envFile,
+			"startup", time.Since(start).Round(time.Millisecond).String())
+		fmt.Fprintf(os.Stdout, "drover dev is ready\n  MQTT             %s\n  Kafka            %s\n  schema registry  %s\n  S3               %s\n  database         %s\n  env file         %s  (. %s)\n",
+			ep.MQTTURL, ep.KafkaBrokers, ep.SchemaRegistryURL, ep.S3Endpoint, ep.DatabaseURL, f.envFile, f.envFile)
+		return nil
 	}
-	log.Info("drover dev ready",
-		"mqtt", ep.MQTTURL, "kafka", ep.KafkaBrokers, "schema_registry", ep.SchemaRegistryURL,
-		"s3", ep.S3Endpoint, "database", ep.DatabaseURL, "env_file", f.envFile,
-		"startup", time.Since(start).Round(time.Millisecond).String())
-	fmt.Fprintf(os.Stdout, "drover dev is ready\n  MQTT             %s\n  Kafka            %s\n  schema registry  %s\n  S3               %s\n  database         %s\n  env file         %s  (. %s)\n",
-		ep.MQTTURL, ep.KafkaBrokers, ep.SchemaRegistryURL, ep.S3Endpoint, ep.DatabaseURL, f.envFile, f.envFile)
 
 	if f.noPipeline {
+		if err := ready(); err != nil {
+			return err
+		}
 		<-ctx.Done()
 		return nil
 	}
 	g, gctx := errgroup.WithContext(ctx)
+	var running []Stage
 	for _, s := range stages {
 		if skip[s.Name] {
 			continue
 		}
 		s := s
+		running = append(running, s)
 		slg := log.With("stage", s.Name)
 		g.Go(func() error {
 			slg.Info("stage starting")
@@ -206,8 +223,48 @@ func runDev(ctx context.Context, log *slog.Logger, f devFlags, stages []Stage) e
 			return nil
 		})
 	}
+	g.Go(func() error {
+		waitStages(gctx, running, log)
+		if gctx.Err() != nil {
+			return nil
+		}
+		return ready()
+	})
 	g.Go(func() error { <-gctx.Done(); return nil })
 	return g.Wait()
+}
+
+// waitStages polls every stage's Ready until all report nil, ctx ends or
+// stageReadyTimeout passes (then it logs the stages still not ready).
+func waitStages(ctx context.Context, stages []Stage, log *slog.Logger) {
+	deadline := time.Now().Add(stageReadyTimeout)
+	pending := map[string]func(context.Context) error{}
+	for _, s := range stages {
+		if s.Ready != nil {
+			pending[s.Name] = s.Ready
+		}
+	}
+	for len(pending) > 0 {
+		for name, r := range pending {
+			if r(ctx) == nil {
+				delete(pending, name)
+			}
+		}
+		if len(pending) == 0 || ctx.Err() != nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			for name, r := range pending {
+				log.Warn("stage not ready; writing the env file anyway", "stage", name, "err", r(ctx))
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // Provision applies the topic catalogue (replication capped at 1, the
