@@ -40,10 +40,11 @@ bench:
 smoke: build
 	$(GO) test -count=1 -run '^TestIntegrationSmoke$$' -v -timeout 15m ./smoke/
 
-## chaos: kill -9 and restart stages under load; loss and duplicates must be 0
-CHAOS_N ?= 3000
+## chaos: kill -9 stages, restart Kafka and PostgreSQL under load; loss and duplicates must be 0 (make test runs the default size)
+CHAOS_N       ?= 3000
+CHAOS_SECONDS ?= 30
 chaos: build
-	DROVER_CHAOS=1 DROVER_CHAOS_N=$(CHAOS_N) $(GO) test -count=1 -run '^TestIntegrationChaos$$' -v -timeout 30m ./smoke/chaos/
+	DROVER_CHAOS_N=$(CHAOS_N) DROVER_CHAOS_SECONDS=$(CHAOS_SECONDS) $(GO) test -count=1 -run '^TestIntegrationChaos$$' -v -timeout 60m ./smoke/chaos/
 
 clean:
 	rm -rf bin .drover

@@ -141,3 +141,5 @@ require (
 )
 
 replace github.com/mochi-mqtt/server/v2 => ./third_party/mochi-server
+
+replace github.com/twmb/franz-go/pkg/kfake => ./third_party/kfake

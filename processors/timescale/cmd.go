@@ -100,6 +100,10 @@ backoff and /readyz reports not ready.`,
 				return cli.Usagef("--retry-max: %s, want a positive duration", f.retryMax)
 			case cfg.Group == "":
 				return cli.Usagef("--group: empty")
+			case cfg.SessionTimeout < time.Second || cfg.SessionTimeout > 30*time.Minute:
+				return cli.Usagef("--session-timeout: %s, want 1s..30m", cfg.SessionTimeout)
+			case cfg.RebalanceTimeout < time.Second || cfg.RebalanceTimeout > 30*time.Minute:
+				return cli.Usagef("--rebalance-timeout: %s, want 1s..30m", cfg.RebalanceTimeout)
 			}
 			cfg.Mode, cfg.Layout, cfg.Migrate, cfg.RetryMax = mode, &layout, &migrate, f.retryMax
 			cfg.Topics = topicsCSV
@@ -118,6 +122,8 @@ backoff and /readyz reports not ready.`,
 	fs.DurationVar(&cfg.FlushInterval, "flush-interval", time.Second, "longest a record waits for its batch to fill")
 	fs.DurationVar(&cfg.MaintenanceInterval, "maintenance-interval", 10*time.Minute, "how often partitions are created ahead and expired ones dropped")
 	fs.DurationVar(&f.retryMax, "retry-max", 10*time.Second, "longest backoff between retries while the database is down")
+	fs.DurationVar(&cfg.SessionTimeout, "session-timeout", DefaultSessionTimeout, "how long the Kafka group coordinator keeps a sink that stopped heartbeating (e.g. killed) in the group")
+	fs.DurationVar(&cfg.RebalanceTimeout, "rebalance-timeout", DefaultRebalanceTimeout, "how long a group rebalance waits for members to rejoin; a restarted sink waits at most this long for a killed one")
 	fs.BoolVar(&migrate, "migrate", true, "apply the schema migrations at start")
 	cmd.AddCommand(migrateCommand(conn))
 	return cmd

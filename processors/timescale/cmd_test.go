@@ -32,6 +32,8 @@ func TestCommandBadFlags(t *testing.T) {
 		{"flush interval", []string{"--database-url", "postgres://x@127.0.0.1/db", "--flush-interval", "0s"}, "--flush-interval"},
 		{"unknown topic", []string{"--database-url", "postgres://x@127.0.0.1/db", "--topics", "raw.sensor,commands.devices"}, `--topics: "commands.devices" is not a topic the sink writes`},
 		{"empty group", []string{"--database-url", "postgres://x@127.0.0.1/db", "--group", ""}, "--group: empty"},
+		{"session timeout", []string{"--database-url", "postgres://x@127.0.0.1/db", "--session-timeout", "500ms"}, "--session-timeout"},
+		{"rebalance timeout", []string{"--database-url", "postgres://x@127.0.0.1/db", "--rebalance-timeout", "0s"}, "--rebalance-timeout"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

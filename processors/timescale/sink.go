@@ -24,6 +24,22 @@ import (
 // DefaultGroup is the consumer group of the sink.
 const DefaultGroup = "drover-sink"
 
+// Group timeouts. A sink killed with SIGKILL stays a member of its group
+// until its session times out, and a restarted sink's JoinGroup waits for
+// it at most the rebalance timeout; franz-go's defaults (45 s and 60 s) kept
+// a restarted sink out of work for a minute or more per kill. The session
+// timeout is longer than the rebalance timeout on purpose: a live member
+// must survive a whole rebalance plus the SyncGroup wait behind a dead
+// leader without heartbeating (franz-go sends no heartbeats while it joins
+// and syncs, and the embedded Kafka, kfake, does not keep a member alive
+// while its JoinGroup is parked, unlike Apache Kafka), or the coordinator
+// drops it silently and its request ends in "i/o timeout" (the chaos test's
+// finding with the defaults).
+const (
+	DefaultSessionTimeout   = 20 * time.Second
+	DefaultRebalanceTimeout = 10 * time.Second
+)
+
 // Config configures a Sink. Zero fields take the defaults named on them.
 type Config struct {
 	// Group is the Kafka consumer group; default DefaultGroup.
@@ -52,6 +68,15 @@ type Config struct {
 	// DrainTimeout bounds writing and committing the last batch on
 	// shutdown; default 15s.
 	DrainTimeout time.Duration
+	// SessionTimeout is how long the group coordinator keeps a member that
+	// stopped heartbeating (e.g. killed with SIGKILL); default
+	// DefaultSessionTimeout. Heartbeats go every SessionTimeout/5 (at most
+	// 3s).
+	SessionTimeout time.Duration
+	// RebalanceTimeout bounds how long a rebalance waits for the members
+	// to rejoin, and so how long a restarted sink waits for the members a
+	// kill left behind; default DefaultRebalanceTimeout.
+	RebalanceTimeout time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// Log receives the sink's logs; default slog.Default().
@@ -92,6 +117,12 @@ func (c *Config) setDefaults() error {
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = 15 * time.Second
 	}
+	if c.SessionTimeout == 0 {
+		c.SessionTimeout = DefaultSessionTimeout
+	}
+	if c.RebalanceTimeout == 0 {
+		c.RebalanceTimeout = DefaultRebalanceTimeout
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -112,6 +143,10 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("--maintenance-interval: %s is below 1s", c.MaintenanceInterval)
 	case c.RetryMin <= 0 || c.RetryMax < c.RetryMin:
 		return fmt.Errorf("--retry-max: %s must be at least the minimum backoff %s", c.RetryMax, c.RetryMin)
+	case c.SessionTimeout < time.Second || c.SessionTimeout > 30*time.Minute:
+		return fmt.Errorf("--session-timeout: %s is out of range 1s..30m", c.SessionTimeout)
+	case c.RebalanceTimeout < time.Second || c.RebalanceTimeout > 30*time.Minute:
+		return fmt.Errorf("--rebalance-timeout: %s is out of range 1s..30m", c.RebalanceTimeout)
 	}
 	return c.Layout.validate()
 }
@@ -238,12 +273,16 @@ func (s *Sink) Run(ctx context.Context) error {
 	opts := append([]kgo.Opt{}, s.kopts...)
 	opts = append(opts,
 		kgo.ConsumerGroup(s.cfg.Group),
+		kgo.SessionTimeout(s.cfg.SessionTimeout),
+		kgo.HeartbeatInterval(min(3*time.Second, s.cfg.SessionTimeout/5)),
+		kgo.RebalanceTimeout(s.cfg.RebalanceTimeout),
 		kgo.ConsumeTopics(s.cfg.Topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.OnPartitionsRevoked(s.onRevoked),
 		kgo.OnPartitionsLost(s.onLost),
+		kgo.WithLogger(kgoLogger{s.log.With("component", "kafka")}),
 	)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -787,4 +826,29 @@ func isConnError(err error) bool {
 		return true
 	}
 	return false
+}
+
+// kgoLogger hands franz-go's log lines to slog: group membership (joins,
+// syncs, assignments) at info, problems at warn and error, the rest at
+// debug when that is enabled.
+type kgoLogger struct{ log *slog.Logger }
+
+func (l kgoLogger) Level() kgo.LogLevel {
+	if l.log.Enabled(context.Background(), slog.LevelDebug) {
+		return kgo.LogLevelDebug
+	}
+	return kgo.LogLevelInfo
+}
+
+func (l kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	lvl := slog.LevelDebug
+	switch level {
+	case kgo.LogLevelError:
+		lvl = slog.LevelError
+	case kgo.LogLevelWarn:
+		lvl = slog.LevelWarn
+	case kgo.LogLevelInfo:
+		lvl = slog.LevelInfo
+	}
+	l.log.Log(context.Background(), lvl, msg, keyvals...)
 }

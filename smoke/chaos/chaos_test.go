@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -88,6 +89,8 @@ type stage struct {
 	stopping bool
 	kills    int
 	crashes  int
+	// crashLogs keeps the end of the output of each exit on its own.
+	crashLogs []string
 }
 
 func freeAddr(t *testing.T) string {
@@ -154,6 +157,7 @@ func (s *stage) supervise(cmd *exec.Cmd, done chan struct{}) {
 	delay := s.downFor
 	if delay == 0 {
 		s.crashes++
+		s.crashLogs = append(s.crashLogs, fmt.Sprintf("%v; output (tail):\n%s", cmd.ProcessState, s.logs.tail(1500)))
 		delay = time.Second
 	}
 	s.downFor = 0
@@ -229,13 +233,7 @@ func (s *stage) stop(t *testing.T) {
 // TestIntegrationChaos is `make chaos`.
 func TestIntegrationChaos(t *testing.T) {
 	if testing.Short() {
-		t.Skip("integration test: starts drover dev and four stage processes")
-	}
-	if os.Getenv("DROVER_CHAOS") != "1" {
-		// Opt-in until the stages rejoin their consumer groups promptly
-		// after SIGKILL on the embedded Kafka (smoke/README.md, "Open
-		// findings"): today it fails about every other run.
-		t.Skip("chaos test is opt-in: DROVER_CHAOS=1 (make chaos); it is red until the open findings in smoke/README.md are fixed")
+		t.Skip("integration test: starts the embedded stack and four stage processes")
 	}
 	n := envInt(t, "DROVER_CHAOS_N", 3000)
 	secs := envInt(t, "DROVER_CHAOS_SECONDS", 30)
@@ -243,45 +241,49 @@ func TestIntegrationChaos(t *testing.T) {
 	t.Logf("chaos: seed %d (replay with DROVER_CHAOS_SEED=%d), %d messages over %d s", seed, seed, n, secs)
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 
+	// The infrastructure runs in this process, so the schedule can restart
+	// Kafka (same port and data directory) and PostgreSQL (same port and
+	// data directory); the stages reach it through the env file.
 	dir := t.TempDir()
 	envFile := filepath.Join(dir, "dev.env")
-	logs := &lockedBuf{}
-	dev := &stage{name: "dev", admin: freeAddr(t), args: []string{"dev", "--no-pipeline", "--dev-env", "",
-		"--data-dir", filepath.Join(dir, "data"), "--env-file", envFile,
-		"--mqtt-port", "0", "--kafka-port", "0", "--registry-port", "0", "--s3-port", "0"}}
-	// drover dev has no --admin-addr: start it by hand.
-	devCmd := exec.Command(droverBin, dev.args...)
-	devCmd.Stdout, devCmd.Stderr = logs, logs
-	if err := devCmd.Start(); err != nil {
+	infraLogs := &lockedBuf{}
+	log := slog.New(slog.NewJSONHandler(infraLogs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	sctx, scancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	stack, err := devstack.Start(sctx, devstack.Config{DataDir: filepath.Join(dir, "data"), Logger: log})
+	if err != nil {
+		scancel()
 		t.Fatal(err)
 	}
-	devDone := make(chan struct{})
-	dev.cmd, dev.done = devCmd, devDone
-	dev.stopping = true // no supervisor: dev is not part of the schedule
-	go func() { _ = devCmd.Wait(); close(devDone) }()
-	dev.logs = logs
 	var stages []*stage
 	t.Cleanup(func() {
-		dev.stop(t)
-		if t.Failed() {
-			t.Logf("drover dev output (tail):\n%s", logs.tail(8000))
+		cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := stack.Close(cctx); err != nil {
+			t.Errorf("stopping the embedded stack: %v", err)
+		}
+		if t.Failed() || os.Getenv("DROVER_CHAOS_LOGS") == "1" {
+			t.Logf("embedded stack output (tail):\n%s", infraLogs.tail(8000))
+			tail := 8000
+			if os.Getenv("DROVER_CHAOS_LOGS") == "1" {
+				tail = 256 << 10
+			}
 			for _, s := range stages {
-				t.Logf("%s output (tail):\n%s", s.name, s.logs.tail(8000))
+				t.Logf("%s output (tail):\n%s", s.name, s.logs.tail(tail))
 			}
 		}
 	})
-	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
-		if _, err := os.Stat(envFile); err == nil {
-			break
-		}
-		select {
-		case <-dev.done:
-			t.Fatal("drover dev exited before writing its env file")
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("drover dev wrote no env file within 3 minutes")
-		}
+	if stack.Postgres == nil {
+		scancel()
+		t.Fatal("the embedded stack started no PostgreSQL")
+	}
+	ep := stack.Endpoints()
+	err = devstack.Provision(sctx, ep, log)
+	scancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ep.WriteEnvFile(envFile); err != nil {
+		t.Fatal(err)
 	}
 	env, err := devstack.ReadEnvFile(envFile)
 	if err != nil {
@@ -377,11 +379,25 @@ func TestIntegrationChaos(t *testing.T) {
 		}
 	}
 
-	// The schedule: every 1-4 s, SIGKILL one stage and restart it 0.2-2 s later.
+	// The schedule: every 1-4 s, SIGKILL one stage and restart it 0.2-2 s
+	// later; meanwhile restart Kafka and PostgreSQL at random moments of
+	// the load (each once per started minute of it, DROVER_CHAOS_RESTARTS
+	// picks which), drawn up front from a second stream of the seed.
+	restarts := planRestarts(t, rand.New(rand.NewPCG(seed^0x5bd1e995, seed)), time.Duration(secs)*time.Second)
 	pubDone := make(chan struct{})
-	var schedule []string
+	var (
+		schedMu  sync.Mutex
+		schedule []string
+		infra    = map[string]int{}
+	)
+	start := time.Now()
+	logEvent := func(format string, args ...any) {
+		schedMu.Lock()
+		defer schedMu.Unlock()
+		schedule = append(schedule, fmt.Sprintf("t+%.1fs ", time.Since(start).Seconds())+fmt.Sprintf(format, args...))
+	}
 	var chaosWG sync.WaitGroup
-	chaosWG.Add(1)
+	chaosWG.Add(2)
 	go func() {
 		defer chaosWG.Done()
 		for {
@@ -393,14 +409,41 @@ func TestIntegrationChaos(t *testing.T) {
 			}
 			s := victims[rng.IntN(len(victims))]
 			down := time.Duration(200+rng.IntN(1800)) * time.Millisecond
-			schedule = append(schedule, fmt.Sprintf("%s down %v", s.name, down))
+			logEvent("kill -9 %s, down %v", s.name, down)
 			s.kill9(down)
 			time.Sleep(down)
 		}
 	}()
+	go func() {
+		defer chaosWG.Done()
+		for _, r := range restarts {
+			select {
+			case <-pubDone:
+				return
+			case <-time.After(time.Until(start.Add(r.at))):
+			}
+			began := time.Now()
+			rctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			var err error
+			switch r.what {
+			case "kafka":
+				err = stack.RestartKafka(rctx)
+			case "postgres":
+				err = stack.Postgres.Restart(rctx)
+			}
+			cancel()
+			logEvent("restart %s (took %v)", r.what, time.Since(began).Round(time.Millisecond))
+			if err != nil {
+				t.Errorf("restarting %s: %v", r.what, err)
+				return
+			}
+			schedMu.Lock()
+			infra[r.what]++
+			schedMu.Unlock()
+		}
+	}()
 
 	interval := time.Duration(secs) * time.Second / time.Duration(n)
-	start := time.Now()
 	for i, m := range msgs {
 		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
 			time.Sleep(d)
@@ -413,13 +456,21 @@ func TestIntegrationChaos(t *testing.T) {
 	}
 	close(pubDone)
 	chaosWG.Wait()
-	t.Logf("published %d messages in %v; schedule: %s", n, time.Since(start).Round(time.Millisecond), strings.Join(schedule, ", "))
+	loadEnd := time.Now()
+	t.Logf("published %d messages in %v; schedule:\n  %s", n, time.Since(start).Round(time.Millisecond), strings.Join(schedule, "\n  "))
+	for _, r := range restarts {
+		if infra[r.what] == 0 {
+			t.Errorf("the schedule's %s restart did not happen before the load ended (seed %d)", r.what, seed)
+		}
+	}
 	for _, s := range stages {
 		s.mu.Lock()
 		crashes := s.crashes
 		s.mu.Unlock()
 		if crashes > 0 {
-			t.Logf("%s exited on its own %d times (restarted); see its output", s.name, crashes)
+			s.mu.Lock()
+			t.Logf("%s exited on its own %d times (restarted):\n%s", s.name, crashes, strings.Join(s.crashLogs, "\n"))
+			s.mu.Unlock()
 		}
 		s.waitReady(t, 2*time.Minute)
 	}
@@ -473,6 +524,14 @@ func TestIntegrationChaos(t *testing.T) {
 	var dlq map[string]int
 	var feverAlerts int
 	deadline := time.Now().Add(3 * time.Minute)
+	var caughtUp time.Duration
+	// When each part was first complete, to tell which stage was slow.
+	doneAt := map[string]time.Duration{}
+	mark := func(what string, ok bool) {
+		if _, seen := doneAt[what]; ok && !seen {
+			doneAt[what] = time.Since(loadEnd).Round(100 * time.Millisecond)
+		}
+	}
 	for {
 		got, rowCount = map[key]float64{}, 0
 		rows, err := db.Query(ctx, `SELECT device_id, ts, value FROM sensor_readings WHERE tenant = 'chaos' AND device_id = ANY($1)`, devList)
@@ -506,21 +565,29 @@ func TestIntegrationChaos(t *testing.T) {
 		if err := db.QueryRow(ctx, `SELECT count(*) FROM alerts WHERE rule = 'fever' AND device_id = $1`, run+"-fever").Scan(&feverAlerts); err != nil {
 			t.Fatal(err)
 		}
+		mark("readings", rowCount >= len(want))
+		mark("dead letters", len(dlq) >= len(invalid))
+		mark("fever alert", feverAlerts >= 1)
 		if (rowCount >= len(want) && len(dlq) >= len(invalid) && feverAlerts >= 1) || time.Now().After(deadline) {
+			caughtUp = time.Since(loadEnd).Round(100 * time.Millisecond)
 			break
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
 
 	// dlq.events itself (the table above is its copy) and alerts.events.
-	kafkaDLQ, firings := readTopics(ctx, t, env, run)
+	kv := readTopics(ctx, t, env, run)
+	kafkaDLQ, firings := kv.dlq, kv.firings
 
 	lost, wrong := 0, 0
+	var lostKeys []string
 	for k, v := range want {
 		g, ok := got[k]
 		switch {
 		case !ok:
 			lost++
+			rk := fmt.Sprintf("%s|%d", k.dev, k.ts)
+			lostKeys = append(lostKeys, fmt.Sprintf("%s (on raw.sensor at %v)", rk, kv.raw[rk]))
 		case g != v:
 			wrong++
 		}
@@ -547,9 +614,14 @@ func TestIntegrationChaos(t *testing.T) {
 		kills[s.name], crashes[s.name] = s.kills, s.crashes
 		s.mu.Unlock()
 	}
-	t.Logf("chaos report: seed %d, kills %v, crashes (exits on their own, restarted) %v\n  valid: sent %d, rows %d, lost %d, duplicate rows %d, wrong values %d, checksum want %s got %s\n  invalid: sent %d, dead letters %d distinct, lost %d, duplicate dead letters %d; on dlq.events: lost %d\n  fever alerts: %d rows (want 1), %d distinct firings on alerts.events (want 1) in %d records",
-		seed, kills, crashes, len(want), rowCount, lost, rowCount-(len(want)-lost), wrong, checksum(want), checksum(got),
+	t.Logf("chaos report: seed %d, kills %v, infrastructure restarts %v, crashes (exits on their own, restarted) %v; database complete %v after the load %v\n  valid: sent %d, rows %d, lost %d, duplicate rows %d, wrong values %d, checksum want %s got %s\n  invalid: sent %d, dead letters %d distinct, lost %d, duplicate dead letters %d; on dlq.events: lost %d\n  fever alerts: %d rows (want 1), %d distinct firings on alerts.events (want 1) in %d records",
+		seed, kills, infra, crashes, caughtUp, doneAt, len(want), rowCount, lost, rowCount-(len(want)-lost), wrong, checksum(want), checksum(got),
 		len(invalid), len(dlq), dlqLost, dlqDup, topicLost, feverAlerts, len(firings), firingRecords)
+	if lost > 0 {
+		slices.Sort(lostKeys)
+		t.Logf("lost rows (device|ts µs, where raw.sensor holds them as partition/offset), first 20 of %d: %s; the sink's committed offsets on raw.sensor: %v",
+			lost, strings.Join(lostKeys[:min(20, len(lostKeys))], ", "), kv.committed)
+	}
 	if lost != 0 || rowCount != len(want) || wrong != 0 || checksum(want) != checksum(got) {
 		t.Errorf("database: loss %d, rows %d of %d, wrong values %d (seed %d)", lost, rowCount, len(want), wrong, seed)
 	}
@@ -567,9 +639,52 @@ func TestIntegrationChaos(t *testing.T) {
 	}
 }
 
-// readTopics reads dlq.events (payload → count) and the fever firings on
-// alerts.events (alert_id → records) of the run from the start.
-func readTopics(ctx context.Context, t *testing.T, env map[string]string, run string) (map[string]int, map[string]int) {
+// restart is one planned infrastructure restart, at offset at of the load.
+type restart struct {
+	what string // "kafka" or "postgres"
+	at   time.Duration
+}
+
+// planRestarts draws the infrastructure restarts of a load of duration d:
+// each component of DROVER_CHAOS_RESTARTS (default "kafka,postgres";
+// "none" for none) once per started minute of the load, at uniformly
+// random moments between 15 % and 85 % of it, in time order.
+func planRestarts(t *testing.T, rng *rand.Rand, d time.Duration) []restart {
+	t.Helper()
+	v := os.Getenv("DROVER_CHAOS_RESTARTS")
+	if v == "" {
+		v = "kafka,postgres"
+	}
+	var out []restart
+	if v != "none" {
+		per := int((d + time.Minute - 1) / time.Minute)
+		for _, what := range strings.Split(v, ",") {
+			what = strings.TrimSpace(what)
+			if what != "kafka" && what != "postgres" {
+				t.Fatalf("DROVER_CHAOS_RESTARTS: unknown component %q (want kafka, postgres or none)", what)
+			}
+			for range per {
+				out = append(out, restart{what: what, at: d*15/100 + time.Duration(rng.Int64N(int64(d*70/100)))})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b restart) int { return int(a.at - b.at) })
+	return out
+}
+
+// kafkaView is what the run left in Kafka: dlq.events (payload → count),
+// the fever firings on alerts.events (alert_id → records), raw.sensor
+// (device|ts µs → "partition/offset" of each copy) and the sink group's
+// committed offsets on raw.sensor, to tell where a lost row was lost.
+type kafkaView struct {
+	dlq, firings map[string]int
+	raw          map[string][]string
+	committed    map[int32]int64
+}
+
+// readTopics reads dlq.events, alerts.events and raw.sensor of the run from
+// the start up to their end offsets, and the sink's committed offsets.
+func readTopics(ctx context.Context, t *testing.T, env map[string]string, run string) kafkaView {
 	t.Helper()
 	reg, err := sr.NewClient(sr.URLs(env["DROVER_SCHEMA_REGISTRY_URL"]))
 	if err != nil {
@@ -584,21 +699,32 @@ func readTopics(ctx context.Context, t *testing.T, env map[string]string, run st
 	if err != nil {
 		t.Fatal(err)
 	}
-	ends, err := kadm.NewClient(seed).ListEndOffsets(ctx, topics.DLQ, topics.Alerts)
-	seed.Close()
+	adm := kadm.NewClient(seed)
+	ends, err := adm.ListEndOffsets(ctx, topics.DLQ, topics.Alerts, topics.RawSensor)
 	if err == nil {
 		err = ends.Error()
 	}
 	if err != nil {
+		seed.Close()
 		t.Fatal(err)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topics.DLQ, topics.Alerts),
+	v := kafkaView{dlq: map[string]int{}, firings: map[string]int{}, raw: map[string][]string{}, committed: map[int32]int64{}}
+	if offs, err := adm.FetchOffsets(ctx, "drover-sink"); err == nil {
+		offs.Each(func(o kadm.OffsetResponse) {
+			if o.Topic == topics.RawSensor {
+				v.committed[o.Partition] = o.At
+			}
+		})
+	} else {
+		t.Logf("reading the sink group's committed offsets: %v", err)
+	}
+	seed.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topics.DLQ, topics.Alerts, topics.RawSensor),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	dlq, firings := map[string]int{}, map[string]int{}
 	left := map[string]map[int32]int64{}
 	ends.Each(func(o kadm.ListedOffset) {
 		if o.Offset > 0 {
@@ -621,7 +747,7 @@ func readTopics(ctx context.Context, t *testing.T, env map[string]string, run st
 	for pending() {
 		fs := cl.PollFetches(rctx)
 		if rctx.Err() != nil {
-			t.Fatalf("reading %s and %s: %v", topics.DLQ, topics.Alerts, rctx.Err())
+			t.Fatalf("reading %s, %s and %s: %v", topics.DLQ, topics.Alerts, topics.RawSensor, rctx.Err())
 		}
 		fs.EachRecord(func(r *kgo.Record) {
 			if end, ok := left[r.Topic][r.Partition]; ok && r.Offset+1 >= end {
@@ -631,16 +757,25 @@ func readTopics(ctx context.Context, t *testing.T, env map[string]string, run st
 			case topics.DLQ:
 				var d schemas.DeadLetter
 				if _, err := serde.DecodeTopic(rctx, r.Topic, r.Value, &d); err == nil && strings.Contains(d.Source, run) {
-					dlq[string(d.Payload)]++
+					v.dlq[string(d.Payload)]++
 				}
 			case topics.Alerts:
 				var a schemas.Alert
 				if _, err := serde.DecodeTopic(rctx, r.Topic, r.Value, &a); err == nil && a.DeviceID == run+"-fever" &&
 					a.Rule == "fever" && a.State == "firing" {
-					firings[a.AlertID]++
+					v.firings[a.AlertID]++
+				}
+			case topics.RawSensor:
+				if !strings.HasPrefix(string(r.Key), run+"-") {
+					return
+				}
+				var rd schemas.SensorReading
+				if _, err := serde.DecodeTopic(rctx, r.Topic, r.Value, &rd); err == nil {
+					k := fmt.Sprintf("%s|%d", rd.DeviceID, rd.TS.UnixMicro())
+					v.raw[k] = append(v.raw[k], fmt.Sprintf("%d/%d", r.Partition, r.Offset))
 				}
 			}
 		})
 	}
-	return dlq, firings
+	return v
 }

@@ -1,18 +1,20 @@
-// Package chaos holds drover's chaos test (TestIntegrationChaos, `make
-// chaos`): the pipeline stages run as separate processes (two bridges,
-// the processors, the sink) on the embedded infrastructure of `drover dev
-// --no-pipeline`, a publisher sends N messages (every tenth invalid) at a
-// steady rate, and a seeded schedule kills stages with SIGKILL and restarts
-// them meanwhile. Afterwards the database must hold every valid message
-// exactly once (count and content checksum), the dead letters every
-// invalid one, and the fever alert of the load must have fired once.
+// Package chaos holds drover's chaos test (TestIntegrationChaos: `make
+// test` runs it in its default size, `make chaos` in any size): the embedded
+// infrastructure (devstack.Start) runs in the test process, the pipeline
+// stages run as separate processes (two bridges, the processors, the
+// sink), a publisher sends N messages (every tenth invalid) at a steady
+// rate, and a seeded schedule meanwhile kills stages with SIGKILL and
+// restarts them, and restarts Kafka and PostgreSQL. Afterwards the
+// database must hold every valid message exactly once (count and content
+// checksum), the dead letters and dlq.events every invalid one, and the
+// fever alert of the load must have fired once.
 //
 // DROVER_CHAOS_N (default 3000) sizes the load, DROVER_CHAOS_SECONDS
 // (default 30) its duration, DROVER_CHAOS_SEED (default: the clock) replays
 // a schedule; the seed is logged first. DROVER_CHAOS_STAGES picks the
-// stages the schedule kills (default all four). The test runs only with
-// DROVER_CHAOS=1 (`make chaos`) until the open findings in smoke/README.md
-// are fixed. A stage that does not stop within
+// stages the schedule kills (default all four), DROVER_CHAOS_RESTARTS the
+// infrastructure it restarts (default "kafka,postgres", each once per
+// started minute of the load; "none"). A stage that does not stop within
 // 60 s of SIGTERM at the end is logged with its goroutine dump (a failure
 // with DROVER_CHAOS_STRICT_STOP=1).
 package chaos

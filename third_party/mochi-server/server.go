@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -144,6 +145,14 @@ type Server struct {
 	Log          *slog.Logger         // minimal no-alloc logger
 	hooks        *Hooks               // hooks contains hooks for extra functionality such as auth and persistent storage
 	inlineClient *Client              // inlineClient is a special client used for inline subscriptions and inline Publish
+	// drover patch: takeoverMu makes a session takeover (inheriting the
+	// old client's inflight messages and registering the new client)
+	// atomic with respect to deliveries: a delivery holds it shared from
+	// looking the client up to queueing the message, the takeover holds it
+	// exclusively. Upstream, a message delivered to the old client between
+	// the inflight clone and Clients.Add was lost (seen in drover's chaos
+	// test: a QoS 1 message to a restarting shared subscriber vanished).
+	takeoverMu sync.RWMutex
 }
 
 // loop contains interval tickers for the system events loop.
@@ -454,8 +463,10 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 
 	s.hooks.OnSessionEstablish(cl, pk)
 
+	s.takeoverMu.Lock() // drover patch: see Server.takeoverMu
 	sessionPresent := s.inheritClientSession(pk, cl)
 	s.Clients.Add(cl) // [MQTT-4.1.0-1]
+	s.takeoverMu.Unlock()
 
 	err = s.SendConnack(cl, code, sessionPresent, nil) // [MQTT-3.1.4-5] [MQTT-3.2.0-1] [MQTT-3.2.0-2] &[MQTT-3.14.0-1]
 	if err != nil {
@@ -1028,12 +1039,14 @@ func (s *Server) publishToSubscribers(pk packets.Packet) {
 	}
 
 	for id, subs := range subscribers.Subscriptions {
+		s.takeoverMu.RLock() // drover patch: see Server.takeoverMu
 		if cl, ok := s.Clients.Get(id); ok {
 			_, err := s.publishToClient(cl, subs, pk)
 			if err != nil {
 				s.Log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
 			}
 		}
+		s.takeoverMu.RUnlock()
 	}
 }
 
