@@ -27,6 +27,7 @@ type flags struct {
 	stateDir    string
 	replication int
 	saramaProd  bool
+	maxRestarts int
 
 	windows     []time.Duration
 	lateness    time.Duration
@@ -90,6 +91,7 @@ runs) and, with the state group, GET /devices/{id}.`,
 	fs.StringSliceVar(&f.groups, "groups", AllGroups, "groups to run, comma separated: features, alerts, state")
 	fs.StringVar(&f.stateDir, "state-dir", "", "keep group tables in LevelDB under this directory so restarts replay only the tail (empty = in memory, full restore from Kafka)")
 	fs.IntVar(&f.replication, "table-replication", 1, "replication factor of the group-table and loop topics goka creates")
+	fs.IntVar(&f.maxRestarts, "max-restarts", 0, "restart a failed group (e.g. after a Kafka restart) at most this often in a row before exiting (0 = always restart)")
 	fs.BoolVar(&f.saramaProd, "sarama-producer", false, "produce with goka's own sarama producer instead of franz-go (slower; a fallback)")
 
 	fs.DurationSliceVar(&f.windows, "window", []time.Duration{features.DefaultWindow}, "features: tumbling window size; repeat or comma-separate for several (e.g. 1m,1h)")
@@ -120,8 +122,12 @@ func (f flags) options() (Options, error) {
 	if err != nil {
 		return Options{}, cli.Usagef("--groups: %w", err)
 	}
+	if f.maxRestarts < 0 {
+		return Options{}, cli.Usagef("--max-restarts: must not be negative, got %d", f.maxRestarts)
+	}
 	o := Options{
-		Groups: groups,
+		Groups:      groups,
+		MaxRestarts: f.maxRestarts,
 		Features: features.Config{
 			Windows: f.windows, Lateness: f.lateness, ExactLateness: true, IdleTimeout: f.idle,
 			TickInterval: f.featureTick, TableFlush: f.tableFlush, MovingSpeed: f.movingSpeed, GPSMaxGap: f.gpsMaxGap, MaxFuture: f.maxFuture,

@@ -67,6 +67,7 @@ func TestCommandBadFlags(t *testing.T) {
 		{name: "negative lateness", args: []string{"--lateness", "-1s"}, err: "--lateness:"},
 		{name: "zero idle", args: []string{"--idle-timeout", "0s"}, err: "--idle-timeout: must be positive"},
 		{name: "table flush too long", args: []string{"--features-table-flush", "2m"}, err: "features-table-flush 2m0s: must be at most 1m"},
+		{name: "negative max restarts", args: []string{"--max-restarts", "-1"}, err: "--max-restarts: must not be negative"},
 		{name: "bad moving speed", args: []string{"--moving-speed", "-1"}, err: "--moving-speed:"},
 		{name: "zero offline", args: []string{"--offline-after", "0s"}, err: "--offline-after: must be positive"},
 		{name: "zero replication", args: []string{"--table-replication", "0"}, err: "--table-replication"},

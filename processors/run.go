@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
@@ -51,6 +52,9 @@ type Options struct {
 	// KafkaOpts reach the cluster with franz-go, for GET /devices/{id} of
 	// devices on partitions this instance does not own (nil = 404 then).
 	KafkaOpts []kgo.Opt
+	// MaxRestarts is how often a failed group is restarted in a row before
+	// Run gives up and returns its error (0 = always restart).
+	MaxRestarts int
 }
 
 // ParseGroups splits and checks a --groups value.
@@ -157,12 +161,24 @@ func Run(ctx context.Context, k groupkit.Kafka, serde *schemas.Serde, o Options,
 			adm.AddCheck("group "+r.name, r.ready)
 		}
 	}
+	var restarts *prometheus.CounterVec
+	if adm != nil {
+		restarts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drover_process_group_restarts_total",
+			Help: "Processor groups restarted after they failed (e.g. the Kafka cluster restarted), by group."}, []string{"group"})
+		if err := adm.Registry.Register(restarts); err != nil {
+			return fmt.Errorf("processors: metrics: %w", err)
+		}
+	}
 	log.Info("starting processor groups", "groups", groups, "brokers", k.Brokers)
 	eg, ectx := errgroup.WithContext(ctx)
 	for _, r := range runners {
 		eg.Go(func() error {
-			err := r.run(ectx)
-			if err != nil && !errors.Is(err, context.Canceled) {
+			err := runRestarting(ectx, r, o.MaxRestarts, log, func() {
+				if restarts != nil {
+					restarts.WithLabelValues(r.name).Inc()
+				}
+			})
+			if err != nil {
 				log.Error("processor group failed", "group", r.name, "err", err)
 				return fmt.Errorf("group %s: %w", r.name, err)
 			}
@@ -171,6 +187,49 @@ func Run(ctx context.Context, k groupkit.Kafka, serde *schemas.Serde, o Options,
 		})
 	}
 	return eg.Wait()
+}
+
+// Restart back-off of a failed group: it starts at restartMin, doubles up
+// to restartMax, and starts over after a run that lasted restartStable.
+const (
+	restartMin    = time.Second
+	restartMax    = 30 * time.Second
+	restartStable = time.Minute
+)
+
+// runRestarting runs r until ctx is done. When the group fails (a broker
+// restart ends goka's consumer-group session with EOF or a timeout) it is
+// rebuilt and started again after a back-off, so a Kafka blip does not
+// take the whole process down; its /readyz check fails meanwhile. After
+// maxRestarts failures in a row without a stable run (0 = no limit) the
+// error is returned.
+func runRestarting(ctx context.Context, r runner, maxRestarts int, log *slog.Logger, restarted func()) error {
+	backoff, failures := restartMin, 0
+	for {
+		began := time.Now()
+		err := r.run(ctx)
+		if ctx.Err() != nil || errors.Is(err, context.Canceled) {
+			return nil
+		}
+		if err == nil {
+			err = errors.New("stopped on its own")
+		}
+		if time.Since(began) >= restartStable {
+			backoff, failures = restartMin, 0
+		}
+		failures++
+		if maxRestarts > 0 && failures > maxRestarts {
+			return fmt.Errorf("%w (after %d restarts)", err, maxRestarts)
+		}
+		log.Warn("processor group failed; restarting it", "group", r.name, "err", err, "in", backoff, "attempt", failures)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		restarted()
+		backoff = min(2*backoff, restartMax)
+	}
 }
 
 func fill(clock *groupkit.Clock, l **slog.Logger, c groupkit.Clock, log *slog.Logger) {

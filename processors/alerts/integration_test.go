@@ -409,3 +409,35 @@ func TestIntegrationDevStage(t *testing.T) {
 		t.Fatal("stage did not stop within 60s")
 	}
 }
+
+// TestIntegrationRunTwice: drover process restarts a failed group by
+// calling Run again on the same Processor; a goka processor runs only once,
+// so Run must build a fresh one and the group must work again.
+func TestIntegrationRunTwice(t *testing.T) {
+	s := newStack(t, 2)
+	p, err := NewProcessor(s.brokers, WithSerde(s.serde), WithLogger(devtest.Logger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for run := 1; run <= 2; run++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- p.Run(ctx) }()
+		deadline := time.Now().Add(60 * time.Second)
+		for p.Ready(ctx) != nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("run %d: not ready within 60s", run)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("run %d: %v", run, err)
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatalf("run %d did not stop", run)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"math"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lovoo/goka"
@@ -48,7 +49,9 @@ type Processor struct {
 	cache   *groupkit.CachedCodec[deviceState] // group-table codec with the decoded-state cache
 
 	brokers []string
-	gp      *goka.Processor
+	gopts   []goka.ProcessorOption
+	gp      atomic.Pointer[goka.Processor]
+	runs    atomic.Int32
 
 	// behind holds, per partition, how old (wall clock minus Kafka
 	// timestamp) the last input record was when it was processed.
@@ -101,7 +104,8 @@ func NewProcessor(brokers []string, opts ...Option) (*Processor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("alerts: %w", err)
 	}
-	p.gp = gp
+	p.gp.Store(gp)
+	p.gopts = gopts
 	p.brokers = brokers
 	return p, nil
 }
@@ -185,12 +189,23 @@ func (p *Processor) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("alerts: %w", err)
 	}
+	// A goka processor runs once; running again (drover process restarts a
+	// failed group) builds a fresh one with the same options, and a fresh
+	// tick emitter.
+	gp := p.gp.Load()
+	if p.runs.Add(1) > 1 {
+		if gp, err = goka.NewProcessor(p.brokers, p.graph, p.gopts...); err != nil {
+			return fmt.Errorf("alerts: %w", err)
+		}
+		p.gp.Store(gp)
+		p.emitOnce, p.emitter, p.emitErr = sync.Once{}, nil, nil
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	runCtx, stop := context.WithCancel(gctx)
 	defer stop()
 	g.Go(func() error {
 		defer stop()
-		if err := p.gp.Run(runCtx); err != nil {
+		if err := gp.Run(runCtx); err != nil {
 			return fmt.Errorf("alerts processor: %w", err)
 		}
 		return nil
@@ -203,7 +218,7 @@ func (p *Processor) Run(ctx context.Context) error {
 			case <-runCtx.Done():
 				return nil
 			case <-t.C:
-				if !p.gp.Recovered() {
+				if !gp.Recovered() {
 					continue
 				}
 				if _, err := p.Sweep(runCtx); err != nil && runCtx.Err() == nil {
@@ -221,7 +236,7 @@ func (p *Processor) Run(ctx context.Context) error {
 
 // Ready reports nil once the processor has recovered its table and runs.
 func (p *Processor) Ready(context.Context) error {
-	if p.gp == nil || !p.gp.Recovered() {
+	if gp := p.gp.Load(); gp == nil || !gp.Recovered() {
 		return errors.New("alerts: recovering group table")
 	}
 	return nil
