@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -151,6 +152,36 @@ func pkgMatches(pkg, dir string) bool {
 
 const modulePath = "github.com/drover-iot/drover"
 
+// orphanResult is a result line without its benchmark name.
+var orphanResult = regexp.MustCompile(`^\s+\d+\s+[0-9.e+]+ ns/op`)
+
+// namePrefix is the "BenchmarkX-2 \t" go test prints before a benchmark's
+// own output.
+var namePrefix = regexp.MustCompile(`^(Benchmark\S+)\s`)
+
+// rejoinResults puts the benchmark name back in front of result lines that
+// lost it. When a benchmark prints to stdout, go test writes the name, then
+// the benchmark's output after it on the same line, and the result on a
+// line of its own; with -count > 1 every run after the first looks like
+// that, and benchfmt would drop those results.
+func rejoinResults(raw []byte) []byte {
+	lines := strings.Split(string(raw), "\n")
+	last := ""
+	for i, l := range lines {
+		if m := namePrefix.FindStringSubmatch(l); m != nil {
+			last = m[1]
+			continue
+		}
+		if last != "" && orphanResult.MatchString(l) {
+			lines[i] = last + " " + l
+		}
+		if strings.HasPrefix(l, "ok ") || strings.HasPrefix(l, "PASS") || strings.HasPrefix(l, "FAIL") {
+			last = ""
+		}
+	}
+	return []byte(strings.Join(lines, "\n"))
+}
+
 // Parse reads `go test -bench` output (several packages and -count runs
 // concatenated) with benchfmt. Lines that are neither results nor
 // configuration nor go test's own chatter are kept as notes.
@@ -159,6 +190,7 @@ func Parse(r io.Reader) (*Parsed, error) {
 	if err != nil {
 		return nil, err
 	}
+	raw = rejoinResults(raw)
 	p := &Parsed{Notes: map[string][]string{}}
 	byKey := map[string]*Bench{}
 	rd := benchfmt.NewReader(bytes.NewReader(raw), "bench output")

@@ -222,3 +222,27 @@ func TestRunInput(t *testing.T) {
 		t.Errorf("missing -input: exit %d, want 2", code)
 	}
 }
+
+// TestParseRunsAfterOutput: with -count > 1, go test prints a benchmark's
+// name, then what the benchmark printed, and the result of every run after
+// the first on a line of its own; those results must count too.
+func TestParseRunsAfterOutput(t *testing.T) {
+	out := "goos: linux\ngoarch: amd64\npkg: github.com/drover-iot/drover/backfill\ncpu: Test CPU\n" +
+		"BenchmarkBackfillMedia-2   \t       1\t100 ns/op\t     10 objects/s\n" +
+		"BenchmarkBackfillMedia-2   \tbackfill media: 20 objects/s\n" +
+		"       1\t200 ns/op\t     20 objects/s\n" +
+		"BenchmarkBackfillMedia-2   \tbackfill media: 30 objects/s\n" +
+		"       1\t300 ns/op\t     30 objects/s\n" +
+		"PASS\nok  \tgithub.com/drover-iot/drover/backfill\t1.0s\n"
+	p, err := Parse(strings.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Benches) != 1 {
+		t.Fatalf("%d benchmarks, want 1", len(p.Benches))
+	}
+	b := p.Benches[0]
+	if b.Runs != 3 || len(b.Vals["objects/s"]) != 3 || b.Vals["objects/s"][2] != 30 {
+		t.Fatalf("runs %d, objects/s %v; want 3 runs: 10, 20, 30", b.Runs, b.Vals["objects/s"])
+	}
+}
