@@ -31,6 +31,7 @@ import (
 
 	"github.com/drover-iot/drover/backfill/schedule"
 	"github.com/drover-iot/drover/bridge"
+	"github.com/drover-iot/drover/devstack/devtest"
 	"github.com/drover-iot/drover/processors/alerts"
 	"github.com/drover-iot/drover/topics"
 )
@@ -245,11 +246,7 @@ func drover(t *testing.T) string {
 			droverErr = err
 			return
 		}
-		droverBin = filepath.Join(dir, "drover")
-		out, err := exec.Command("go", "build", "-o", droverBin, "../cmd/drover").CombinedOutput()
-		if err != nil {
-			droverErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
+		droverBin, droverErr = devtest.BuildDrover(dir)
 	})
 	if droverErr != nil {
 		t.Fatal(droverErr)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/drover-iot/drover/cli"
+	"github.com/drover-iot/drover/devstack/devtest"
 )
 
 // droverBin is the drover binary TestMain builds for the integration test.
@@ -31,12 +32,8 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	droverBin = filepath.Join(dir, "drover")
-	build := exec.Command("go", "build", "-o", droverBin, "./cmd/drover")
-	build.Dir = ".."
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building drover:", err)
+	if droverBin, err = devtest.BuildDrover(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	return m.Run()

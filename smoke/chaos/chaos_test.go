@@ -30,6 +30,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/drover-iot/drover/devstack"
+	"github.com/drover-iot/drover/devstack/devtest"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
 )
@@ -49,12 +50,8 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	droverBin = filepath.Join(dir, "drover")
-	build := exec.Command("go", "build", "-o", droverBin, "./cmd/drover")
-	build.Dir = "../.."
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building drover:", err)
+	if droverBin, err = devtest.BuildDrover(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	return m.Run()
