@@ -1,7 +1,6 @@
 package compose
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -295,26 +294,4 @@ func runDrover(t testing.TB, args []string, env ...string) (string, error) {
 		return buf.String(), fmt.Errorf("drover %s: %v\n%s", strings.Join(args, " "), err, buf.String())
 	}
 	return buf.String(), nil
-}
-
-// readEnvFile reads KEY=VALUE lines (the file `drover dev` writes).
-func readEnvFile(path string) (map[string]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	out := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if ok {
-			out[k] = strings.Trim(v, `"'`)
-		}
-	}
-	return out, sc.Err()
 }

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/drover-iot/drover/devstack"
 )
 
 // stageProc is one drover process started by a test.
@@ -160,7 +162,7 @@ func TestIntegrationMetricNames(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	devEnv, err := readEnvFile(envFile)
+	devEnv, err := devstack.ReadEnvFile(envFile)
 	if err != nil {
 		t.Fatal(err)
 	}
