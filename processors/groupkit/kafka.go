@@ -194,9 +194,7 @@ func (k Kafka) ProcessorOptions(group string) []goka.ProcessorOption {
 	return []goka.ProcessorOption{
 		goka.WithHasher(hasher),
 		goka.WithClientID(group),
-		goka.WithConsumerGroupBuilder(func(brokers []string, grp, clientID string) (sarama.ConsumerGroup, error) {
-			return sarama.NewConsumerGroup(brokers, grp, k.copyConfig(clientID))
-		}),
+		goka.WithConsumerGroupBuilder(k.newConsumerGroup),
 		goka.WithConsumerSaramaBuilder(func(brokers []string, clientID string) (sarama.Consumer, error) {
 			return sarama.NewConsumer(brokers, k.copyConfig(clientID))
 		}),
@@ -210,6 +208,12 @@ func (k Kafka) ProcessorOptions(group string) []goka.ProcessorOption {
 		// goroutine almost one by one.
 		goka.WithPartitionChannelSize(partitionChannelSize),
 	}
+}
+
+// newConsumerGroup is goka's consumer-group builder: sarama with a copy of
+// Config.
+func (k Kafka) newConsumerGroup(brokers []string, group, clientID string) (sarama.ConsumerGroup, error) {
+	return sarama.NewConsumerGroup(brokers, group, k.copyConfig(clientID))
 }
 
 // partitionChannelSize is the buffer between sarama's claim and goka's

@@ -88,7 +88,7 @@ func (k Kafka) WriteBehindOptions(group string, every time.Duration) []goka.Proc
 	inner := producerBuilder(k)
 	return []goka.ProcessorOption{
 		goka.WithConsumerGroupBuilder(func(brokers []string, grp, clientID string) (sarama.ConsumerGroup, error) {
-			cg, err := sarama.NewConsumerGroup(brokers, grp, k.copyConfig(clientID))
+			cg, err := k.newConsumerGroup(brokers, grp, clientID)
 			if err != nil {
 				return nil, err
 			}
