@@ -325,7 +325,7 @@ func (e *Env) prepareDB(ctx context.Context) error {
 
 func (e *Env) layout() timescale.Layout {
 	l := timescale.DefaultLayout(timescale.PathPostgres)
-	l.RefreshInterval = time.Minute // as the dev stage
+	l.RefreshInterval = timescale.DevRefreshInterval // as the dev stage
 	return l
 }
 

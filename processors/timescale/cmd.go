@@ -75,7 +75,7 @@ nothing twice.
 At start it applies the schema migrations (--migrate=false to skip). With
 --timescale=auto it uses hypertables, compression, retention and continuous
 aggregates when TimescaleDB is usable, and daily partitions, BRIN indexes and
-materialized views on plain PostgreSQL. Records that cannot be decoded land in
+incrementally maintained rollup tables on plain PostgreSQL. Records that cannot be decoded land in
 dead_letters with a reason. While the database is down the sink retries with
 backoff and /readyz reports not ready.`,
 		Example: `  # against the embedded stack of 'drover dev'
@@ -250,7 +250,7 @@ func DevStage() devstack.Stage {
 				return err
 			}
 			layout := DefaultLayout(PathPostgres)
-			layout.RefreshInterval = time.Minute
+			layout.RefreshInterval = DevRefreshInterval
 			cfg := Config{FlushInterval: 500 * time.Millisecond, Layout: &layout, Log: log, Registerer: prometheus.NewRegistry()}
 			log.Info("database for analysts", "psql", fmt.Sprintf("psql '%s'", ep.DatabaseURL))
 			return run(ctx, cfg, db, []kgo.Opt{kgo.SeedBrokers(strings.Split(ep.KafkaBrokers, ",")...)}, reg, nil, log)

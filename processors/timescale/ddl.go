@@ -45,7 +45,8 @@ const (
 // Tables lists every table the sink writes, in write order.
 var Tables = []string{TableSensorReadings, TableGPSFixes, TableMediaObjects, TableFeatures, TableAlerts, TableDeviceState, TableDeadLetters}
 
-// Views lists the rollup views (continuous aggregates or materialized views).
+// Views lists the rollups: tables the sink maintains incrementally, except
+// the reading rollups on TimescaleDB, which are continuous aggregates.
 var Views = []string{ViewReadingsHourly, ViewReadingsDaily, ViewGPSDistanceDaily}
 
 // timeTables are the time-partitioned tables (hypertables on TimescaleDB).
@@ -84,6 +85,11 @@ type Layout struct {
 	// whatever the search_path. Default "public"; Migrate sets it.
 	ExtSchema string
 }
+
+// DevRefreshInterval is how often the `drover dev` sink refreshes the
+// rollups: often, since a refresh merges only the rows written since the
+// one before.
+const DevRefreshInterval = 10 * time.Second
 
 // DefaultLayout returns the default settings for path.
 func DefaultLayout(p Path) Layout {

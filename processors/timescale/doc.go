@@ -18,7 +18,7 @@
 // schema_migrations). They render one of two paths: TimescaleDB
 // (hypertables, compression, retention and continuous aggregates) when the
 // extension is usable, or plain PostgreSQL (daily range partitions created
-// ahead and dropped by retention, BRIN indexes, materialized views refreshed
-// concurrently). Both paths expose the same tables and view names; see
-// README.md for the analysts' guide.
+// ahead and dropped by retention, BRIN indexes, rollup tables the sink keeps
+// up to date incrementally). Both paths expose the same tables and rollup
+// names; see README.md for the analysts' guide.
 package timescale

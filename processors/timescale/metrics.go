@@ -15,6 +15,8 @@ type metrics struct {
 	errors     *prometheus.CounterVec // kind: write, commit, decode
 	dbUp       prometheus.Gauge       // 1 when the last database operation succeeded
 	maintained *prometheus.CounterVec // action: partition_created, partition_dropped, view_refreshed
+	// refreshSeconds times the incremental rollup refreshes.
+	refreshSeconds prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -58,9 +60,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "drover", Subsystem: "sink", Name: "maintenance_total",
 			Help: "Maintenance actions: partition_created, partition_dropped, view_refreshed.",
 		}, []string{"action"}),
+		refreshSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "drover", Subsystem: "sink", Name: "rollup_refresh_seconds",
+			Help:    "Time to merge the rows written since the last refresh into the rollups.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.rows, m.records, m.batchSize, m.batchTime, m.endToEnd, m.lag, m.errors, m.dbUp, m.maintained)
+		reg.MustRegister(m.rows, m.records, m.batchSize, m.batchTime, m.endToEnd, m.lag, m.errors, m.dbUp, m.maintained, m.refreshSeconds)
 	}
 	for _, t := range Tables {
 		m.rows.WithLabelValues(t)

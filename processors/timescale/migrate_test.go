@@ -128,7 +128,8 @@ func TestIntegrationAnalystCannotWrite(t *testing.T) {
 		{"truncate state", `TRUNCATE device_state`, "permission denied"},
 		{"create table", `CREATE TABLE analyst_scratch (x int)`, "permission denied"},
 		{"drop table", `DROP TABLE features`, "must be owner"},
-		{"refresh view", `REFRESH MATERIALIZED VIEW gps_distance_daily`, "must be owner"},
+		{"write rollup", `UPDATE gps_distance_daily SET fixes = 0`, "permission denied"},
+		{"move watermark", `UPDATE rollup_watermarks SET upto = now()`, "permission denied"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

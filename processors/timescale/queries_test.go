@@ -128,7 +128,7 @@ func TestIntegrationExampleQueries(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := connect(t, url)
-	if err := RefreshViews(ctx, c, layout); err != nil {
+	if _, err := RefreshRollups(ctx, c, layout); err != nil {
 		t.Fatal(err)
 	}
 	// Run the queries as the analyst, as the README tells analysts to.

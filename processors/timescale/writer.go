@@ -249,7 +249,16 @@ func (w *Writer) Write(ctx context.Context, b *Batch) (Written, error) {
 	states := latestStates(b.States)
 	features := latestFeatures(b.Features)
 	out := Written{}
-	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+	// Rows of the incrementally maintained rollups are stamped by the
+	// statement that writes them (written_at); holding the rollup lock
+	// shared until commit lets a refresh find a clock reading before which
+	// every stamped row is committed (see refreshRollups). The lock rides on
+	// the BEGIN: no extra round trip.
+	var txOpts pgx.TxOptions
+	if w.rollupSources(b) {
+		txOpts.BeginQuery = fmt.Sprintf("BEGIN; SELECT pg_advisory_xact_lock_shared(%d)", rollupLockKey)
+	}
+	err = pgx.BeginTxFunc(ctx, conn, txOpts, func(tx pgx.Tx) error {
 		steps := []struct {
 			name string
 			cols []string
@@ -303,6 +312,13 @@ func (w *Writer) Write(ctx context.Context, b *Batch) (Written, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// rollupSources reports whether b writes rows an incrementally maintained
+// rollup is computed from: fixes on both paths, readings on plain
+// PostgreSQL (TimescaleDB keeps their rollups as continuous aggregates).
+func (w *Writer) rollupSources(b *Batch) bool {
+	return len(b.Fixes) > 0 || (len(b.Readings) > 0 && !w.layout.Timescale)
 }
 
 // doNothing is the merge tail of the insert-only tables.
