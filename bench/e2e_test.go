@@ -110,6 +110,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 		}
 		say(b, "%s", res)
 		say(b, "per hop (from publish): %s", res.HopString())
+		say(b, "p99 of each tenth of the run: %s", res.TenthsString())
 		b.ReportMetric(ms64(res.P50), "e2e_p50_ms")
 		b.ReportMetric(ms64(res.P95), "e2e_p95_ms")
 		b.ReportMetric(ms64(res.P99), "e2e_p99_ms")

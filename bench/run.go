@@ -66,7 +66,10 @@ type Result struct {
 	// LateP99 is the p99 over the last fifth of the messages (by publish
 	// order): it grows when a backlog builds up.
 	LateP99 time.Duration
-	Hops    []Hop
+	// Tenths is the p99 of each tenth of the run (by publish order): where
+	// in the run the tail grew.
+	Tenths []time.Duration
+	Hops   []Hop
 
 	Sustainable bool
 	Why         string // why not, when not
@@ -92,6 +95,15 @@ func (r *Result) HopString() string {
 		fmt.Fprintf(&b, "%s p50 %s p99 %s", h.Name, ms(h.P50), ms(h.P99))
 	}
 	return b.String()
+}
+
+// TenthsString lists the p99 of each tenth of the run.
+func (r *Result) TenthsString() string {
+	parts := make([]string, len(r.Tenths))
+	for i, d := range r.Tenths {
+		parts[i] = ms(d)
+	}
+	return strings.Join(parts, " ")
 }
 
 // processCPU is the CPU time this process used so far.
@@ -311,6 +323,7 @@ func (e *Env) measure(ctx context.Context, p Pipeline, t *track, res *Result) er
 	}
 
 	var lat, late, slip []time.Duration
+	tenths := make([][]time.Duration, 10)
 	hopSamples := map[string][]time.Duration{}
 	lateFrom := n - n/5
 	for i := range n {
@@ -326,6 +339,7 @@ func (e *Env) measure(ctx context.Context, p Pipeline, t *track, res *Result) er
 		if i >= lateFrom {
 			late = append(late, d)
 		}
+		tenths[i*10/n] = append(tenths[i*10/n], d)
 		hopSamples["bridge received (ingested_at, ms)"] = append(hopSamples["bridge received (ingested_at, ms)"], time.Duration(ingested[i]-pub))
 		if t.recTS[i] != 0 {
 			hopSamples["Kafka record timestamp (ms)"] = append(hopSamples["Kafka record timestamp (ms)"], time.Duration(t.recTS[i]-pub))
@@ -340,6 +354,10 @@ func (e *Env) measure(ctx context.Context, p Pipeline, t *track, res *Result) er
 	}
 	res.P50, res.P95, res.P99 = Percentile(lat, 0.50), Percentile(lat, 0.95), Percentile(lat, 0.99)
 	res.LateP99 = Percentile(late, 0.99)
+	for _, s := range tenths {
+		slices.Sort(s)
+		res.Tenths = append(res.Tenths, Percentile(s, 0.99))
+	}
 	if len(lat) > 0 {
 		res.Max = lat[len(lat)-1]
 	}
