@@ -10,7 +10,7 @@ BENCHTIME ?= 1x
 COUNT     ?= 3
 BENCHARGS ?=
 
-.PHONY: all build run test vet fmt bench smoke chaos clean
+.PHONY: all build run test vet fmt bench smoke chaos clean deps
 
 all: build
 
@@ -18,12 +18,17 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/drover
 
+## deps: install the Debian packages the tests need when missing (scripts/deps)
+deps:
+	bash scripts/deps test
+
 ## run: build and start the whole pipeline on the embedded stack (drover dev)
 run: build
+	bash scripts/deps run
 	./$(BIN) dev $(ARGS)
 
 ## test: vet and every test (unit and integration, real PostgreSQL, MQTT, embedded Kafka)
-test: vet
+test: deps vet
 	$(GO) test $(TESTFLAGS) ./...
 
 vet:

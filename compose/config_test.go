@@ -137,7 +137,7 @@ func TestMosquittoConfigs(t *testing.T) {
 func TestPrometheusConfig(t *testing.T) {
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
-		t.Fatal("promtool not found: apt-get install prometheus (.ci/run installs it)")
+		t.Fatal("promtool not found: apt-get install prometheus (make test installs it: scripts/deps)")
 	}
 	all := overlays(t)
 	for _, c := range []struct {
