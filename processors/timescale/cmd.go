@@ -125,7 +125,69 @@ backoff and /readyz reports not ready.`,
 	fs.DurationVar(&cfg.SessionTimeout, "session-timeout", DefaultSessionTimeout, "how long the Kafka group coordinator keeps a sink that stopped heartbeating (e.g. killed) in the group")
 	fs.DurationVar(&cfg.RebalanceTimeout, "rebalance-timeout", DefaultRebalanceTimeout, "how long a group rebalance waits for members to rejoin; a restarted sink waits at most this long for a killed one")
 	fs.BoolVar(&migrate, "migrate", true, "apply the schema migrations at start")
-	cmd.AddCommand(migrateCommand(conn))
+	cmd.AddCommand(migrateCommand(conn), rollupsCommand(conn))
+	return cmd
+}
+
+func rollupsCommand(conn *cli.Conn) *cobra.Command {
+	var f flags
+	var rebuild bool
+	cmd := &cobra.Command{
+		Use:   "rollups",
+		Short: "Bring the rollups up to date now; --rebuild recomputes them from every row",
+		Long: `Merges the rows written since the last refresh into the rollup tables
+(sensor_readings_hourly and _daily on plain PostgreSQL, gps_distance_daily on
+both paths), as the running sink does every --refresh-interval; on TimescaleDB
+it also refreshes the continuous aggregates over their whole range. The schema
+is migrated first.
+
+--rebuild empties the rollup tables and merges every row again: use it after
+raw rows were changed, or inserted by hand outside the sink.`,
+		Example: `  drover sink rollups --database-url "$DROVER_DATABASE_URL"
+  drover sink rollups --rebuild --database-url "$DROVER_DATABASE_URL"`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			mode, layout, err := f.parse()
+			if err != nil {
+				return err
+			}
+			db, err := ParseURL(conn.DatabaseURL)
+			if err != nil {
+				return cli.Usagef("%w", err)
+			}
+			ctx := cmd.Context()
+			c, err := pgx.ConnectConfig(ctx, db)
+			if err != nil {
+				return fmt.Errorf("connecting to the database at %s: %w", safeURL(db), err)
+			}
+			defer c.Close(context.WithoutCancel(ctx))
+			m, err := Migrate(ctx, c, mode, layout, conn.Logger())
+			if err != nil {
+				return err
+			}
+			do, verb := RefreshRollups, "refreshed"
+			if rebuild {
+				do, verb = RebuildRollups, "rebuilt"
+			}
+			res, err := do(ctx, c, m.Layout)
+			if err != nil {
+				return err
+			}
+			if res.Skipped {
+				fmt.Fprintln(cmd.OutOrStdout(), "another sink is refreshing the rollups now; nothing done")
+				return nil
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "rollups %s: %d new gps fixes", verb, res.Rows[TableGPSFixes])
+			if !m.Layout.Timescale {
+				fmt.Fprintf(cmd.OutOrStdout(), ", %d new readings", res.Rows[TableSensorReadings])
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), " merged")
+			return nil
+		},
+	}
+	conn.AddDatabaseFlags(cmd.Flags())
+	f.add(cmd.Flags())
+	cmd.Flags().BoolVar(&rebuild, "rebuild", false, "empty the rollups and recompute them from every row")
 	return cmd
 }
 

@@ -3,6 +3,7 @@ package timescale
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -101,6 +102,36 @@ func RefreshRollups(ctx context.Context, conn *pgx.Conn, layout Layout) (Refresh
 		}
 	}
 	return res, nil
+}
+
+// RebuildRollups recomputes the incrementally maintained rollups from every
+// row: it empties them, moves the watermarks back to the beginning and
+// refreshes. It is for operators after raw rows were changed or inserted
+// by hand outside the sink's protocol (see refreshRollups); analysts see
+// empty or partial rollups until it returns.
+func RebuildRollups(ctx context.Context, conn *pgx.Conn, layout Layout) (RefreshResult, error) {
+	tables := ViewGPSDistanceDaily
+	if !layout.Timescale {
+		tables += ", " + ViewReadingsHourly + ", " + ViewReadingsDaily
+	}
+	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		// Wait for a refresh in progress, and keep others out until the
+		// reset is committed.
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", rollupRefreshKey); err != nil {
+			return err
+		}
+		for _, t := range strings.Split(tables, ", ") {
+			if _, err := tx.Exec(ctx, "DELETE FROM "+t); err != nil {
+				return fmt.Errorf("emptying %s: %w", t, err)
+			}
+		}
+		_, err := tx.Exec(ctx, "UPDATE rollup_watermarks SET upto = '-infinity'")
+		return err
+	})
+	if err != nil {
+		return RefreshResult{Rows: map[string]int64{}}, fmt.Errorf("rollups: resetting: %w", err)
+	}
+	return RefreshRollups(ctx, conn, layout)
 }
 
 // The advisory locks of the rollups ("drover.rollup" and the next key). The

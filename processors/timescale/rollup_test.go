@@ -1,6 +1,7 @@
 package timescale
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/drover-iot/drover/cli"
 	"github.com/drover-iot/drover/schemas"
 )
 
@@ -321,4 +323,63 @@ func TestIntegrationRollupsOneRefresherAtATime(t *testing.T) {
 	if res, err := RefreshRollups(ctx, c, layout); err != nil || res.Skipped {
 		t.Errorf("refresh after the lock was released: %+v, %v", res, err)
 	}
+}
+
+// TestIntegrationRollupsCommand runs `drover sink rollups`: a refresh
+// merges what the writer wrote; a raw row changed by hand is not merged
+// again (the refresh only reads new rows) until --rebuild recomputes the
+// rollups from every row.
+func TestIntegrationRollupsCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	url, layout := migratedDB(t)
+	ctx := context.Background()
+	cfg, _ := ParseURL(url)
+	w := NewWriter(cfg, layout)
+	defer w.Close(ctx)
+	if _, err := w.Write(ctx, &Batch{
+		Readings: []schemas.SensorReading{
+			{EventID: "a", Tenant: "farm", DeviceID: "cow-1", TS: at(1, 0), IngestedAt: at(1, 0), Metric: "temperature", Value: 38},
+			{EventID: "b", Tenant: "farm", DeviceID: "cow-1", TS: at(1, 10), IngestedAt: at(1, 10), Metric: "temperature", Value: 39},
+			{EventID: "c", Tenant: "farm", DeviceID: "cow-2", TS: at(2, 0), IngestedAt: at(2, 0), Metric: "temperature", Value: 40},
+		},
+		Fixes: []schemas.GPSFix{
+			{EventID: "g1", Tenant: "farm", DeviceID: "cow-1", TS: at(1, 0), IngestedAt: at(1, 0), Lat: 47, Lon: 8},
+			{EventID: "g2", Tenant: "farm", DeviceID: "cow-1", TS: at(2, 0), IngestedAt: at(2, 0), Lat: 47.001, Lon: 8},
+		}}); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := Command(&cli.Conn{Log: testLog()})
+		var out bytes.Buffer
+		cmd.SetOut(&out)
+		cmd.SetArgs(append([]string{"rollups", "--database-url", url}, args...))
+		if err := cmd.ExecuteContext(ctx); err != nil {
+			t.Fatalf("rollups %v: %v", args, err)
+		}
+		return out.String()
+	}
+	if got, want := run(), "rollups refreshed: 2 new gps fixes, 3 new readings merged\n"; got != want {
+		t.Errorf("first run printed %q, want %q", got, want)
+	}
+	c := connect(t, url)
+	checkRollups(t, c)
+	if _, err := c.Exec(ctx, "UPDATE sensor_readings SET value = 41 WHERE event_id = 'c'"); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := run(), "rollups refreshed: 0 new gps fixes, 0 new readings merged\n"; got != want {
+		t.Errorf("second run printed %q, want %q", got, want)
+	}
+	if n := count(t, c, "SELECT count(*) FROM sensor_readings_hourly WHERE device_id = 'cow-2' AND max = 40"); n != 1 {
+		t.Fatalf("a refresh merged the hand-edited row again (%d stale rows, want 1)", n)
+	}
+	if got, want := run("--rebuild"), "rollups rebuilt: 2 new gps fixes, 3 new readings merged\n"; got != want {
+		t.Errorf("rebuild printed %q, want %q", got, want)
+	}
+	if n := count(t, c, "SELECT count(*) FROM sensor_readings_hourly WHERE device_id = 'cow-2' AND max = 41 AND n = 1"); n != 1 {
+		t.Errorf("after --rebuild the rollup does not hold the edited value (%d rows with max 41, want 1)", n)
+	}
+	checkRollups(t, c)
 }

@@ -59,6 +59,6 @@ GRANT SELECT, INSERT, UPDATE ON rollup_watermarks TO {{.Writer}};
 GRANT SELECT, INSERT, UPDATE, DELETE ON gps_distance_daily TO {{.Writer}};
 GRANT SELECT ON gps_distance_daily, rollup_watermarks TO {{.Analyst}};
 {{if not .Timescale}}
-GRANT SELECT, INSERT, UPDATE ON sensor_readings_hourly, sensor_readings_daily TO {{.Writer}};
+GRANT SELECT, INSERT, UPDATE, DELETE ON sensor_readings_hourly, sensor_readings_daily TO {{.Writer}};
 GRANT SELECT ON sensor_readings_hourly, sensor_readings_daily TO {{.Analyst}};
 {{end}}
