@@ -78,6 +78,9 @@ const (
 // which b is unchanged.
 func (d *decoder) add(ctx context.Context, b *Batch, r *kgo.Record) (outcome, error) {
 	if r.Value == nil {
+		if r.Topic == topics.StateLatest && len(r.Key) > 0 {
+			b.deleteState(string(r.Key)) // the device was removed from the compacted state
+		}
 		return outSkipped, nil
 	}
 	err := d.decodeInto(ctx, b, r)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/drover-iot/drover/schemas"
@@ -79,5 +80,67 @@ func TestDecodeValidation(t *testing.T) {
 				t.Fatalf("dead letter = %+v, want reason %s with %q", dl, tc.wantReason, tc.wantMsg)
 			}
 		})
+	}
+}
+
+// TestIntegrationStateTombstone: a tombstone on state.latest (a device
+// removed from the compacted state) deletes the device's device_state row;
+// a state after the tombstone in the same batch brings it back, one before
+// it is dropped; other devices are untouched.
+func TestIntegrationStateTombstone(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	env := newKafkaEnv(t, 1)
+	url, layout := migratedDB(t)
+	ctx := context.Background()
+	d := newDecoder(env.serde, func() time.Time { return day0.AddDate(0, 0, 3) })
+	cfg, _ := ParseURL(url)
+	w := NewWriter(cfg, layout)
+	defer w.Close(ctx)
+	state := func(dev string, h int) *kgo.Record {
+		return env.record(t, topics.StateLatest, dev, schemas.DeviceState{Tenant: "farm", DeviceID: dev, TS: at(h, 0), IngestedAt: at(h, 0),
+			Online: true, LastSeen: at(h, 0), UpdatedAt: at(h, 0)})
+	}
+	tomb := func(dev string) *kgo.Record { return &kgo.Record{Topic: topics.StateLatest, Key: []byte(dev)} }
+	write := func(recs ...*kgo.Record) {
+		t.Helper()
+		var b Batch
+		for _, r := range recs {
+			if _, err := d.add(ctx, &b, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := w.Write(ctx, &b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := connect(t, url)
+	devices := func() string {
+		t.Helper()
+		rows, err := c.Query(ctx, "SELECT device_id || '@' || extract(hour FROM ts AT TIME ZONE 'UTC') FROM device_state ORDER BY device_id")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(got, " ")
+	}
+	write(state("cow-1", 1), state("cow-2", 1), state("cow-3", 1))
+	if got := devices(); got != "cow-1@1 cow-2@1 cow-3@1" {
+		t.Fatalf("before the tombstones: %q", got)
+	}
+	// cow-1: removed. cow-2: removed, then seen again. cow-3: a newer state,
+	// then removed.
+	write(tomb("cow-1"), tomb("cow-2"), state("cow-2", 2), state("cow-3", 3), tomb("cow-3"))
+	if got, want := devices(), "cow-2@2"; got != want {
+		t.Errorf("after the tombstones: %q, want %q", got, want)
+	}
+	// A tombstone alone in its batch, and one for a device never seen.
+	write(tomb("cow-2"), tomb("cow-9"))
+	if got := devices(); got != "" {
+		t.Errorf("after removing cow-2: %q, want no device", got)
 	}
 }

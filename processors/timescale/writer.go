@@ -37,11 +37,23 @@ type Batch struct {
 	Alerts      []schemas.Alert
 	States      []schemas.DeviceState
 	DeadLetters []DeadLetter
+	// StateDeletes lists devices whose state.latest record is a tombstone
+	// (the device was removed): their device_state rows are deleted before
+	// States, which hold only states that came after the tombstone.
+	StateDeletes []string
+}
+
+// deleteState records a state.latest tombstone for device: the states of
+// device met earlier in the batch are dropped, and its device_state rows
+// are deleted (devices are keyed by id alone on the topic, in every tenant).
+func (b *Batch) deleteState(device string) {
+	b.States = slices.DeleteFunc(b.States, func(s schemas.DeviceState) bool { return s.DeviceID == device })
+	b.StateDeletes = append(b.StateDeletes, device)
 }
 
 // Len returns the number of rows in b.
 func (b *Batch) Len() int {
-	return len(b.Readings) + len(b.Fixes) + len(b.Media) + len(b.Features) + len(b.Alerts) + len(b.States) + len(b.DeadLetters)
+	return len(b.Readings) + len(b.Fixes) + len(b.Media) + len(b.Features) + len(b.Alerts) + len(b.States) + len(b.DeadLetters) + len(b.StateDeletes)
 }
 
 // Reset empties b, keeping its capacity.
@@ -55,7 +67,7 @@ func (b *Batch) Reset() {
 	clear(b.DeadLetters)
 	*b = Batch{
 		Readings: b.Readings[:0], Fixes: b.Fixes[:0], Media: b.Media[:0], Features: b.Features[:0],
-		Alerts: b.Alerts[:0], States: b.States[:0], DeadLetters: b.DeadLetters[:0],
+		Alerts: b.Alerts[:0], States: b.States[:0], DeadLetters: b.DeadLetters[:0], StateDeletes: b.StateDeletes[:0],
 	}
 }
 
@@ -259,6 +271,11 @@ func (w *Writer) Write(ctx context.Context, b *Batch) (Written, error) {
 		txOpts.BeginQuery = fmt.Sprintf("BEGIN; SELECT pg_advisory_xact_lock_shared(%d)", rollupLockKey)
 	}
 	err = pgx.BeginTxFunc(ctx, conn, txOpts, func(tx pgx.Tx) error {
+		if len(b.StateDeletes) > 0 {
+			if _, err := tx.Exec(ctx, "DELETE FROM device_state WHERE device_id = ANY($1)", b.StateDeletes); err != nil {
+				return fmt.Errorf("deleting the state of %d removed device(s): %w", len(b.StateDeletes), err)
+			}
+		}
 		steps := []struct {
 			name string
 			cols []string
