@@ -129,6 +129,30 @@ backoff and /readyz reports not ready.`,
 	return cmd
 }
 
+// connectMigrated connects to the --database-url and brings the schema up
+// to date, for the subcommands; the caller closes the connection.
+func connectMigrated(cmd *cobra.Command, conn *cli.Conn, f flags) (*pgx.Conn, MigrateResult, error) {
+	mode, layout, err := f.parse()
+	if err != nil {
+		return nil, MigrateResult{}, err
+	}
+	db, err := ParseURL(conn.DatabaseURL)
+	if err != nil {
+		return nil, MigrateResult{}, cli.Usagef("%w", err)
+	}
+	ctx := cmd.Context()
+	c, err := pgx.ConnectConfig(ctx, db)
+	if err != nil {
+		return nil, MigrateResult{}, fmt.Errorf("connecting to the database at %s: %w", safeURL(db), err)
+	}
+	res, err := Migrate(ctx, c, mode, layout, conn.Logger())
+	if err != nil {
+		c.Close(context.WithoutCancel(ctx))
+		return nil, MigrateResult{}, err
+	}
+	return c, res, nil
+}
+
 func rollupsCommand(conn *cli.Conn) *cobra.Command {
 	var f flags
 	var rebuild bool
@@ -147,24 +171,12 @@ raw rows were changed, or inserted by hand outside the sink.`,
   drover sink rollups --rebuild --database-url "$DROVER_DATABASE_URL"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			mode, layout, err := f.parse()
+			c, m, err := connectMigrated(cmd, conn, f)
 			if err != nil {
 				return err
-			}
-			db, err := ParseURL(conn.DatabaseURL)
-			if err != nil {
-				return cli.Usagef("%w", err)
 			}
 			ctx := cmd.Context()
-			c, err := pgx.ConnectConfig(ctx, db)
-			if err != nil {
-				return fmt.Errorf("connecting to the database at %s: %w", safeURL(db), err)
-			}
 			defer c.Close(context.WithoutCancel(ctx))
-			m, err := Migrate(ctx, c, mode, layout, conn.Logger())
-			if err != nil {
-				return err
-			}
 			do, verb := RefreshRollups, "refreshed"
 			if rebuild {
 				do, verb = RebuildRollups, "rebuilt"
@@ -198,24 +210,11 @@ func migrateCommand(conn *cli.Conn) *cobra.Command {
 		Short: "Create or upgrade the sink's database schema (safe to run twice, or from two processes at once)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			mode, layout, err := f.parse()
+			c, res, err := connectMigrated(cmd, conn, f)
 			if err != nil {
 				return err
 			}
-			db, err := ParseURL(conn.DatabaseURL)
-			if err != nil {
-				return cli.Usagef("%w", err)
-			}
-			ctx := cmd.Context()
-			c, err := pgx.ConnectConfig(ctx, db)
-			if err != nil {
-				return fmt.Errorf("connecting to the database at %s: %w", safeURL(db), err)
-			}
-			defer c.Close(context.WithoutCancel(ctx))
-			res, err := Migrate(ctx, c, mode, layout, conn.Logger())
-			if err != nil {
-				return err
-			}
+			defer c.Close(context.WithoutCancel(cmd.Context()))
 			fmt.Fprintf(cmd.OutOrStdout(), "schema at version %d (%s path), %d migration(s) applied\n", res.Current, res.Path, len(res.Applied))
 			for _, m := range res.Applied {
 				fmt.Fprintf(cmd.OutOrStdout(), "  applied %04d_%s\n", m.Version, m.Name)
