@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -291,7 +292,9 @@ func TestIntegrationChaos(t *testing.T) {
 		{name: "bridge-a", args: []string{"bridge", "--dev-env", envFile, "--mqtt-client-id", "chaos-bridge-a"}},
 		{name: "bridge-b", args: []string{"bridge", "--dev-env", envFile, "--mqtt-client-id", "chaos-bridge-b"}},
 		{name: "process", args: []string{"process", "--dev-env", envFile}},
-		{name: "sink", args: []string{"sink", "--dev-env", envFile}},
+		// Refreshing the rollups every 2 s puts refreshes under the kills and
+		// restarts too; the hourly rollup is checked at the end.
+		{name: "sink", args: []string{"sink", "--dev-env", envFile, "--refresh-interval", "2s"}},
 	}
 	for _, s := range stages {
 		s.admin = freeAddr(t)
@@ -572,6 +575,18 @@ func TestIntegrationChaos(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 
+	// The hourly rollup, merged incrementally by refreshes that ran under
+	// the same kills and restarts, must count every valid reading once.
+	var sent []reading
+	for k, v := range want {
+		sent = append(sent, reading{k.dev, time.UnixMicro(k.ts), v})
+	}
+	rollupWrong, rollupAt := checkHourlyRollup(ctx, t, db, devList, sent)
+	t.Logf("hourly rollup: %d wrong or missing buckets, in step %v after the readings were complete", rollupWrong, rollupAt)
+	if rollupWrong != 0 {
+		t.Errorf("sensor_readings_hourly: %d buckets differ from the readings sent (seed %d)", rollupWrong, seed)
+	}
+
 	// dlq.events itself (the table above is its copy) and alerts.events.
 	kv := readTopics(ctx, t, env, run)
 	kafkaDLQ, firings := kv.dlq, kv.firings
@@ -775,4 +790,72 @@ func readTopics(ctx context.Context, t *testing.T, env map[string]string, run st
 		})
 	}
 	return v
+}
+
+// reading is one valid reading the chaos test sent.
+type reading struct {
+	dev string
+	ts  time.Time
+	v   float64
+}
+
+// checkHourlyRollup waits (up to a minute) until sensor_readings_hourly
+// holds, for the devices, exactly the hourly count, minimum, maximum and sum
+// of the readings, and returns how many buckets still differ and how long
+// it waited.
+func checkHourlyRollup(ctx context.Context, t *testing.T, db *pgx.Conn, devs []string, readings []reading) (int, time.Duration) {
+	t.Helper()
+	type bucket struct {
+		dev  string
+		hour int64
+	}
+	type agg struct{ n, min, max, sum float64 }
+	want := map[bucket]agg{}
+	for _, r := range readings {
+		dev, ts, v := r.dev, r.ts, r.v
+		k := bucket{dev, ts.UTC().Truncate(time.Hour).Unix()}
+		a, ok := want[k]
+		if !ok {
+			a = agg{min: v, max: v}
+		}
+		a.n++
+		a.sum += v
+		a.min, a.max = min(a.min, v), max(a.max, v)
+		want[k] = a
+	}
+	start := time.Now()
+	for {
+		rows, err := db.Query(ctx, `SELECT device_id, bucket, n, min, max, sum FROM sensor_readings_hourly
+			WHERE tenant = 'chaos' AND metric = 'temperature' AND device_id = ANY($1)`, devs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[bucket]agg{}
+		for rows.Next() {
+			var dev string
+			var b time.Time
+			var n int64
+			var a agg
+			if err := rows.Scan(&dev, &b, &n, &a.min, &a.max, &a.sum); err != nil {
+				t.Fatal(err)
+			}
+			a.n = float64(n)
+			got[bucket{dev, b.Unix()}] = a
+		}
+		rows.Close()
+		wrong := len(got) - len(want)
+		if wrong < 0 {
+			wrong = -wrong
+		}
+		for k, w := range want {
+			g, ok := got[k]
+			if !ok || g.n != w.n || g.min != w.min || g.max != w.max || math.Abs(g.sum-w.sum) > 1e-9*math.Abs(w.sum) {
+				wrong++
+			}
+		}
+		if wrong == 0 || time.Since(start) > time.Minute {
+			return wrong, time.Since(start).Round(100 * time.Millisecond)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }

@@ -6,8 +6,10 @@
 // rate, and a seeded schedule meanwhile kills stages with SIGKILL and
 // restarts them, and restarts Kafka and PostgreSQL. Afterwards the
 // database must hold every valid message exactly once (count and content
-// checksum), the dead letters and dlq.events every invalid one, and the
-// fever alert of the load must have fired once.
+// checksum), the dead letters and dlq.events every invalid one, the hourly
+// rollup (refreshed every 2 s throughout) the count, minimum, maximum and sum
+// of every device's valid readings per hour, and the fever alert of the load
+// must have fired once.
 //
 // DROVER_CHAOS_N (default 3000) sizes the load, DROVER_CHAOS_SECONDS
 // (default 30) its duration, DROVER_CHAOS_SEED (default: the clock) replays
