@@ -95,9 +95,7 @@ func TestIntegrationStateTombstone(t *testing.T) {
 	url, layout := migratedDB(t)
 	ctx := context.Background()
 	d := newDecoder(env.serde, func() time.Time { return day0.AddDate(0, 0, 3) })
-	cfg, _ := ParseURL(url)
-	w := NewWriter(cfg, layout)
-	defer w.Close(ctx)
+	w := testWriter(t, url, layout)
 	state := func(dev string, h int) *kgo.Record {
 		return env.record(t, topics.StateLatest, dev, schemas.DeviceState{Tenant: "farm", DeviceID: dev, TS: at(h, 0), IngestedAt: at(h, 0),
 			Online: true, LastSeen: at(h, 0), UpdatedAt: at(h, 0)})

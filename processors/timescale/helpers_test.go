@@ -55,6 +55,18 @@ func migratedDB(t testing.TB) (string, Layout) {
 	return url, res.Layout
 }
 
+// testWriter returns a Writer for url, closed when the test ends.
+func testWriter(t testing.TB, url string, layout Layout) *Writer {
+	t.Helper()
+	cfg, err := ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := NewWriter(cfg, layout)
+	t.Cleanup(func() { w.Close(context.Background()) })
+	return w
+}
+
 func count(t testing.TB, c *pgx.Conn, q string, args ...any) int64 {
 	t.Helper()
 	var n int64

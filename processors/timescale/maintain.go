@@ -3,7 +3,6 @@ package timescale
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -110,9 +109,9 @@ func RefreshRollups(ctx context.Context, conn *pgx.Conn, layout Layout) (Refresh
 // by hand outside the sink's protocol (see refreshRollups); analysts see
 // empty or partial rollups until it returns.
 func RebuildRollups(ctx context.Context, conn *pgx.Conn, layout Layout) (RefreshResult, error) {
-	tables := ViewGPSDistanceDaily
+	tables := []string{ViewGPSDistanceDaily}
 	if !layout.Timescale {
-		tables += ", " + ViewReadingsHourly + ", " + ViewReadingsDaily
+		tables = append(tables, ViewReadingsHourly, ViewReadingsDaily)
 	}
 	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		// Wait for a refresh in progress, and keep others out until the
@@ -120,7 +119,7 @@ func RebuildRollups(ctx context.Context, conn *pgx.Conn, layout Layout) (Refresh
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", rollupRefreshKey); err != nil {
 			return err
 		}
-		for _, t := range strings.Split(tables, ", ") {
+		for _, t := range tables {
 			if _, err := tx.Exec(ctx, "DELETE FROM "+t); err != nil {
 				return fmt.Errorf("emptying %s: %w", t, err)
 			}
@@ -205,9 +204,10 @@ func refreshRollups(ctx context.Context, conn *pgx.Conn, layout Layout) (Refresh
 				return err
 			}
 		}
-		sources := []struct{ table, sql string }{{TableGPSFixes, gpsDeltaSQL}}
+		type source struct{ table, deltaSQL string }
+		sources := []source{{TableGPSFixes, gpsDeltaSQL}}
 		if !layout.Timescale {
-			sources = append(sources, struct{ table, sql string }{TableSensorReadings, readingsDeltaSQL})
+			sources = append(sources, source{TableSensorReadings, readingsDeltaSQL})
 		}
 		for _, src := range sources {
 			var from pgtype.Timestamptz
@@ -218,7 +218,7 @@ func refreshRollups(ctx context.Context, conn *pgx.Conn, layout Layout) (Refresh
 				continue // another sink got further
 			}
 			var n int64
-			if err := tx.QueryRow(ctx, src.sql, from, cut).Scan(&n); err != nil {
+			if err := tx.QueryRow(ctx, src.deltaSQL, from, cut).Scan(&n); err != nil {
 				return fmt.Errorf("merging new %s into the rollups: %w", src.table, err)
 			}
 			if _, err := tx.Exec(ctx, "UPDATE rollup_watermarks SET upto = $2 WHERE source = $1", src.table, cut); err != nil {

@@ -100,9 +100,7 @@ func TestIntegrationAnalystCannotWrite(t *testing.T) {
 	c := connect(t, url)
 	ctx := context.Background()
 	// A partition the sink creates later is readable too (default privileges).
-	cfg, _ := ParseURL(url)
-	w := NewWriter(cfg, layout)
-	defer w.Close(ctx)
+	w := testWriter(t, url, layout)
 	if _, err := w.Write(ctx, &Batch{Readings: []schemas.SensorReading{{EventID: "e", Tenant: "t", DeviceID: "d", Metric: "m", TS: at(0, 0), IngestedAt: at(0, 0)}}}); err != nil {
 		t.Fatal(err)
 	}

@@ -120,9 +120,7 @@ func TestIntegrationExampleQueries(t *testing.T) {
 		t.Skip("integration test")
 	}
 	url, layout := migratedDB(t)
-	cfg, _ := ParseURL(url)
-	w := NewWriter(cfg, layout)
-	defer w.Close(context.Background())
+	w := testWriter(t, url, layout)
 	ctx := context.Background()
 	if _, err := w.Write(ctx, analystDataset()); err != nil {
 		t.Fatal(err)

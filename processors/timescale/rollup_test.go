@@ -126,9 +126,7 @@ func TestIntegrationRollupsIncremental(t *testing.T) {
 		t.Skip("integration test")
 	}
 	url, layout := migratedDB(t)
-	cfg, _ := ParseURL(url)
-	w := NewWriter(cfg, layout)
-	defer w.Close(context.Background())
+	w := testWriter(t, url, layout)
 	c := connect(t, url)
 	ctx := context.Background()
 	seed := uint64(time.Now().UnixNano())
@@ -208,9 +206,7 @@ func TestIntegrationRollupsWaitForWriters(t *testing.T) {
 	}
 	url, layout := migratedDB(t)
 	ctx := context.Background()
-	cfg, _ := ParseURL(url)
-	w := NewWriter(cfg, layout)
-	defer w.Close(ctx)
+	w := testWriter(t, url, layout)
 	if _, err := w.Write(ctx, &Batch{Readings: []schemas.SensorReading{
 		{EventID: "a", Tenant: "farm", DeviceID: "cow-1", TS: at(1, 0), IngestedAt: at(1, 0), Metric: "temperature", Value: 38}}}); err != nil {
 		t.Fatal(err)
@@ -335,9 +331,7 @@ func TestIntegrationRollupsCommand(t *testing.T) {
 	}
 	url, layout := migratedDB(t)
 	ctx := context.Background()
-	cfg, _ := ParseURL(url)
-	w := NewWriter(cfg, layout)
-	defer w.Close(ctx)
+	w := testWriter(t, url, layout)
 	if _, err := w.Write(ctx, &Batch{
 		Readings: []schemas.SensorReading{
 			{EventID: "a", Tenant: "farm", DeviceID: "cow-1", TS: at(1, 0), IngestedAt: at(1, 0), Metric: "temperature", Value: 38},

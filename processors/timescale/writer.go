@@ -268,7 +268,7 @@ func (w *Writer) Write(ctx context.Context, b *Batch) (Written, error) {
 	// the BEGIN: no extra round trip.
 	var txOpts pgx.TxOptions
 	if w.rollupSources(b) {
-		txOpts.BeginQuery = fmt.Sprintf("BEGIN; SELECT pg_advisory_xact_lock_shared(%d)", rollupLockKey)
+		txOpts.BeginQuery = rollupBegin
 	}
 	err = pgx.BeginTxFunc(ctx, conn, txOpts, func(tx pgx.Tx) error {
 		if len(b.StateDeletes) > 0 {
@@ -330,6 +330,9 @@ func (w *Writer) Write(ctx context.Context, b *Batch) (Written, error) {
 	}
 	return out, nil
 }
+
+// rollupBegin starts a write transaction holding the rollup lock shared.
+var rollupBegin = fmt.Sprintf("BEGIN; SELECT pg_advisory_xact_lock_shared(%d)", rollupLockKey)
 
 // rollupSources reports whether b writes rows an incrementally maintained
 // rollup is computed from: fixes on both paths, readings on plain

@@ -108,9 +108,7 @@ func TestIntegrationWriterLifecycles(t *testing.T) {
 		t.Skip("integration test")
 	}
 	url, layout := migratedDB(t)
-	cfg, _ := ParseURL(url)
-	w := NewWriter(cfg, layout)
-	defer w.Close(context.Background())
+	w := testWriter(t, url, layout)
 	c := connect(t, url)
 	ctx := context.Background()
 	firing := schemas.Alert{AlertID: "a1", Rule: "fever", Kind: "threshold", Tenant: "farm", DeviceID: "cow-1", State: "firing", Severity: "warning",
@@ -192,9 +190,7 @@ func TestIntegrationMaintainPartitions(t *testing.T) {
 	}
 	// 40 days later: the old ones are past retention and dropped; data in
 	// the kept ones survives.
-	cfg, _ := ParseURL(url)
-	w := NewWriter(cfg, layout)
-	defer w.Close(ctx)
+	w := testWriter(t, url, layout)
 	if _, err := w.Write(ctx, &Batch{Readings: []schemas.SensorReading{
 		{EventID: "x", Tenant: "t", DeviceID: "d", Metric: "m", TS: now, IngestedAt: now},
 		{EventID: "y", Tenant: "t", DeviceID: "d", Metric: "m", TS: now.AddDate(0, 0, 35), IngestedAt: now},
@@ -243,9 +239,7 @@ func TestIntegrationWriterFeatureLateUpdates(t *testing.T) {
 		t.Skip("integration test")
 	}
 	url, layout := migratedDB(t)
-	cfg, _ := ParseURL(url)
-	w := NewWriter(cfg, layout)
-	defer w.Close(context.Background())
+	w := testWriter(t, url, layout)
 	c := connect(t, url)
 	ctx := context.Background()
 	first := schemas.Feature{FeatureID: "f1", Tenant: "farm", DeviceID: "cow-1", Metric: "temperature", WindowStart: at(1, 0), WindowEnd: at(1, 1),
