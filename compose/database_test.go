@@ -286,3 +286,56 @@ func isDenied(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && (pe.Code == "42501" || pe.Code == "25006")
 }
+
+// TestDatabaseClients checks every database client of every overlay: only
+// db-init and db-grants log in as the superuser (drover); the sink as
+// drover_sink, Grafana as drover_grafana. In staging and prod every client
+// verifies the server (sslmode=verify-full) against a mounted CA.
+func TestDatabaseClients(t *testing.T) {
+	ds, err := os.ReadFile(filepath.Join("config", "grafana", "provisioning", "datasources", "datasources.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"user: drover_grafana", "sslmode: $GRAFANA_DB_SSLMODE", "sslRootCertFile: $GRAFANA_DB_CA", "$__file{/run/secrets/postgres_grafana_password}"} {
+		if !strings.Contains(string(ds), want) {
+			t.Errorf("datasources.yaml lacks %q", want)
+		}
+	}
+	for _, o := range overlays(t) {
+		t.Run(o.name, func(t *testing.T) {
+			p := mustLoad(t, o)
+			tls := o.name != "base" && o.name != "dev"
+			// client checks one client's user, sslmode and CA file.
+			client := func(name, user, wantUser, sslmode, ca string) {
+				s := p.Services[name]
+				if user != wantUser {
+					t.Errorf("%s logs in to the database as %q, want %q", name, user, wantUser)
+				}
+				if !tls {
+					return
+				}
+				if sslmode != "verify-full" || ca == "" || mountedAt(s, ca) == "" {
+					t.Errorf("%s: sslmode %q with CA %q (mounted: %t), want verify-full with a mounted CA", name, sslmode, ca, mountedAt(s, ca) != "")
+				}
+			}
+			for name, s := range p.Services {
+				if raw := envOf(s, "DROVER_DATABASE_URL"); raw != "" {
+					u, err := url.Parse(raw)
+					if err != nil {
+						t.Fatalf("%s: %v", name, err)
+					}
+					client(name, u.User.Username(), "drover_sink", u.Query().Get("sslmode"), u.Query().Get("sslrootcert"))
+				}
+			}
+			for _, name := range []string{"db-init", "db-grants"} {
+				s := p.Services[name]
+				client(name, envOf(s, "PGUSER"), "drover", envOf(s, "PGSSLMODE"), envOf(s, "PGSSLROOTCERT"))
+			}
+			g := p.Services["grafana"]
+			client("grafana", "drover_grafana", "drover_grafana", envOf(g, "GRAFANA_DB_SSLMODE"), envOf(g, "GRAFANA_DB_CA"))
+			if mountedAt(g, "/run/secrets/postgres_password") != "" {
+				t.Error("grafana mounts the superuser's password")
+			}
+		})
+	}
+}
