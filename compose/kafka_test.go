@@ -30,28 +30,15 @@ func exampleSecret(t *testing.T, name string) string {
 	return strings.TrimSpace(string(b))
 }
 
-// secretFile returns the example file behind a /run/secrets/<name> path of
-// service s.
+// secretFile returns the content of the secret file behind a
+// /run/secrets/<name> path of service s, trimmed.
 func secretFile(t *testing.T, p *types.Project, s types.ServiceConfig, path string) string {
 	t.Helper()
-	for _, sec := range s.Secrets {
-		target := sec.Target
-		if target == "" {
-			target = sec.Source
-		}
-		if !strings.HasPrefix(target, "/") {
-			target = "/run/secrets/" + target
-		}
-		if target == path {
-			b, err := os.ReadFile(p.Secrets[sec.Source].File)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return strings.TrimSpace(string(b))
-		}
+	b, err := os.ReadFile(secretPath(t, p, s, path))
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("%s: %s is not mounted", s.Name, path)
-	return ""
+	return strings.TrimSpace(string(b))
 }
 
 // TestKafkaACLs checks the Kafka authorizer of staging and prod: every
@@ -61,11 +48,7 @@ func secretFile(t *testing.T, p *types.Project, s types.ServiceConfig, path stri
 // password the brokers' JAAS file knows; only topics-apply logs in as
 // admin, and it applies the ACLs.
 func TestKafkaACLs(t *testing.T) {
-	cat, err := topics.Default()
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := topics.DefaultACLs(cat)
+	_, set, err := topics.DefaultCatalogueAndACLs()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,12 +81,8 @@ func TestKafkaACLs(t *testing.T) {
 		t.Errorf("kafka_admin.properties does not log in as admin with admin's password")
 	}
 	usedBy := func(user, service string) bool {
-		for _, p := range set.Principals {
-			if p.User == user {
-				return slices.ContainsFunc(p.UsedBy, func(u string) bool { return u == service || strings.HasPrefix(u, service+" ") })
-			}
-		}
-		return false
+		p, ok := set.Lookup(user)
+		return ok && p.UsedByStage(service)
 	}
 
 	for _, o := range overlays(t) {

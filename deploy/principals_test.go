@@ -25,21 +25,13 @@ var noKafka = []string{"drover-schemas-register", "drover-sink-migrate"}
 // drover-kafka-<name>; only topics-apply logs in as the super user, and it
 // applies the ACLs. dev (no authorizer) has no principals.
 func TestKafkaPrincipals(t *testing.T) {
-	cat, err := topics.Default()
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := topics.DefaultACLs(cat)
+	_, set, err := topics.DefaultCatalogueAndACLs()
 	if err != nil {
 		t.Fatal(err)
 	}
 	usedBy := func(user, stage string) bool {
-		for _, p := range set.Principals {
-			if p.User == user {
-				return slices.ContainsFunc(p.UsedBy, func(u string) bool { return u == stage || strings.HasPrefix(u, stage+" ") })
-			}
-		}
-		return false
+		p, ok := set.Lookup(user)
+		return ok && p.UsedByStage(stage)
 	}
 	for _, dir := range []string{"overlays/staging", "overlays/prod"} {
 		t.Run(dir, func(t *testing.T) {

@@ -86,6 +86,32 @@ func (s *ACLSet) Managed(p string) bool {
 	return slices.ContainsFunc(s.Principals, func(q Principal) bool { return q.Name() == p })
 }
 
+// Lookup returns the principal of user and whether the set declares it.
+func (s *ACLSet) Lookup(user string) (Principal, bool) {
+	i := slices.IndexFunc(s.Principals, func(p Principal) bool { return p.User == user })
+	if i < 0 {
+		return Principal{}, false
+	}
+	return s.Principals[i], true
+}
+
+// UsedByStage reports whether p's used_by names stage (an entry equal to
+// it, or starting with it and a blank: "media-backfill (CronJob)").
+func (p Principal) UsedByStage(stage string) bool {
+	return slices.ContainsFunc(p.UsedBy, func(u string) bool { return u == stage || strings.HasPrefix(u, stage+" ") })
+}
+
+// DefaultCatalogueAndACLs returns the embedded catalogue and the embedded
+// ACLs checked against it.
+func DefaultCatalogueAndACLs() (*Catalogue, *ACLSet, error) {
+	cat, err := Default()
+	if err != nil {
+		return nil, nil, err
+	}
+	set, err := DefaultACLs(cat)
+	return cat, set, err
+}
+
 // DefaultACLs returns the ACLs embedded in the binary (acls.yaml), checked
 // against cat.
 func DefaultACLs(cat *Catalogue) (*ACLSet, error) {

@@ -19,22 +19,16 @@ import (
 // defaults: the topics they produce to and consume, their group names and
 // the goka tables and loops of the processor groups.
 func TestACLsFollowTheStages(t *testing.T) {
-	cat, err := topics.Default()
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := topics.DefaultACLs(cat)
+	cat, set, err := topics.DefaultCatalogueAndACLs()
 	if err != nil {
 		t.Fatal(err)
 	}
 	principal := func(user string) topics.Principal {
-		for _, p := range set.Principals {
-			if p.User == user {
-				return p
-			}
+		p, ok := set.Lookup(user)
+		if !ok {
+			t.Fatalf("acls.yaml has no principal %s", user)
 		}
-		t.Fatalf("acls.yaml has no principal %s", user)
-		return topics.Principal{}
+		return p
 	}
 	covers := func(user, list string, have, need []string) {
 		for _, n := range need {
