@@ -95,6 +95,19 @@ func TestBackfillMediaBadInput(t *testing.T) {
 	}
 }
 
+// runChild runs drover args as a child process and returns its stdout; a
+// non-zero exit fails the test with stderr.
+func runChild(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := child(args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("drover %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.String()
+}
+
 func TestBackfillMediaNoCredentials(t *testing.T) {
 	// A non-loopback endpoint and no credentials anywhere: refused before
 	// any work (nothing listens there; it is never contacted).
