@@ -47,7 +47,6 @@ of 'drover dev' does not.`,
   drover schemas check --schema-registry-url http://registry:8081
   drover schemas register`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.AddCommand(o.registerCmd(), o.checkCmd(), o.listCmd(), o.showCmd())
 	return cmd
