@@ -160,6 +160,9 @@ func PrepareMedia(ctx context.Context, conn *cli.Conn, o MediaOptions) (job *Job
 	if o.Rate < 0 {
 		return nil, nil, cli.Usagef("--rate: %v is negative", o.Rate)
 	}
+	if o.ProgressInterval < 0 {
+		return nil, nil, cli.Usagef("--progress-interval: %s is negative", o.ProgressInterval)
+	}
 	if o.Concurrency < 1 {
 		return nil, nil, cli.Usagef("--concurrency: %d (want ≥ 1)", o.Concurrency)
 	}
