@@ -194,27 +194,46 @@ func (j *Job) Command(start, end time.Time) string {
 	return b.String()
 }
 
-// Coverage is sampled over this many runs, or this long, whichever ends
-// first: enough for every cron expression to repeat its gaps (weekends,
-// month ends).
-const (
-	coverageRuns    = 20000
-	coverageHorizon = 400 * 24 * time.Hour
-)
+// coverageRuns caps the runs checkCoverage looks at.
+const coverageRuns = 20000
+
+// repeatPeriod is how long a schedule takes to repeat its pattern of runs,
+// so that checking that long (plus one run) sees every gap between runs:
+// a constant delay repeats at once, a cron expression every day when it
+// names no day, month or weekday, every week when it names only weekdays,
+// else (days of the month, months) within 400 days.
+func repeatPeriod(s cron.Schedule) time.Duration {
+	const star = 1 << 63 // robfig/cron's bit for a field given as *
+	switch t := s.(type) {
+	case cron.ConstantDelaySchedule:
+		return t.Delay
+	case *cron.SpecSchedule:
+		allDays := t.Dom&star != 0 && t.Month&star != 0
+		switch {
+		case allDays && t.Dow&star != 0:
+			return 24 * time.Hour
+		case allDays:
+			return 7 * 24 * time.Hour
+		}
+	}
+	return 400 * 24 * time.Hour
+}
 
 // checkCoverage refuses a job whose consecutive runs leave time between
 // their windows that no run covers (previous-hour every two hours, a
 // weekday schedule with previous-day, since shorter than the interval):
-// the scheduled runs of a job must cover time without gaps.
+// the scheduled runs of a job must cover time without gaps. It looks at
+// the runs of one repeat period of the schedule after from.
 func (j *Job) checkCoverage(from time.Time) error {
 	at := j.sched.Next(from)
+	horizon := at.Sub(from) + repeatPeriod(j.sched) + time.Minute
 	_, prevEnd, err := j.RunWindow(at)
 	if err != nil {
 		return err
 	}
 	for range coverageRuns {
 		next := j.sched.Next(at)
-		if next.IsZero() || next.Sub(from) > coverageHorizon {
+		if next.IsZero() || next.Sub(from) > horizon {
 			return nil
 		}
 		start, end, err := j.RunWindow(next)
