@@ -69,6 +69,7 @@ func TestBackfillMediaBadInput(t *testing.T) {
 		{name: "negative rate", args: []string{"--window-start", "2026-11-22", "--window-end", "2026-11-23", "--rate", "-1"}, wantErr: "--rate"},
 		{name: "negative progress interval", args: []string{"--window-start", "2026-11-22", "--window-end", "2026-11-23", "--progress-interval", "-5s"}, wantErr: "--progress-interval: -5s is negative"},
 		{name: "zero concurrency", args: []string{"--window-start", "2026-11-22", "--window-end", "2026-11-23", "--concurrency", "0"}, wantErr: "--concurrency: 0"},
+		{name: "empty bucket", args: []string{"--window-start", "2026-11-22", "--window-end", "2026-11-23", "--bucket", "media,"}, wantErr: "--bucket: empty bucket name"},
 		{name: "unknown progress", args: []string{"--window-start", "2026-11-22", "--window-end", "2026-11-23", "--progress", "fancy"}, wantErr: `--progress: unknown "fancy"`},
 		{name: "key without secret", args: []string{"--window-start", "2026-11-22", "--window-end", "2026-11-23", "--s3-access-key-id", "k"}, wantErr: "--s3-secret-access-key-file: required"},
 		{name: "bad mapping", args: []string{"--window-start", "2026-11-22", "--window-end", "2026-11-23", "--mapping", "testdata/bad-kind.yaml"}, wantErr: "extensions.foo: unknown media kind"},

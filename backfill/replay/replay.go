@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -149,6 +150,11 @@ members: stop the consumers, replay, start them again.`,
 			}
 			if to == "" {
 				return cli.Usagef("--to-time: required")
+			}
+			for _, t := range topicList {
+				if strings.TrimSpace(t) == "" {
+					return cli.Usagef("--topics: empty topic name in %q", strings.Join(topicList, ","))
+				}
 			}
 			at, err := backfill.ParseTime(to)
 			if err != nil {
