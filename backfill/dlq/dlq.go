@@ -72,7 +72,9 @@ func Read(ctx context.Context, kc *kgo.Client, serde *schemas.Serde, topic strin
 		return nil
 	}
 	// A client of its own, with kc's connection options, reads the range.
-	cl, err := kgo.NewClient(append(kc.Opts(), kgo.ConsumePartitions(offs))...)
+	// Control records (transaction markers) are kept: when one is the last
+	// offset of the range, it is what tells the loop the range is read.
+	cl, err := kgo.NewClient(append(kc.Opts(), kgo.ConsumePartitions(offs), kgo.KeepControlRecords())...)
 	if err != nil {
 		return err
 	}
@@ -95,6 +97,9 @@ func Read(ctx context.Context, kc *kgo.Client, serde *schemas.Serde, topic strin
 			}
 			if r.Offset+1 >= end {
 				delete(remaining, r.Partition)
+			}
+			if r.Attrs.IsControl() {
+				return
 			}
 			// Offsets by time are a lower bound: timestamps need not grow.
 			if r.Timestamp.Before(since) || !until.IsZero() && !r.Timestamp.Before(until) {

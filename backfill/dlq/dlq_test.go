@@ -246,3 +246,51 @@ func TestRedrivableReasonsAreComplete(t *testing.T) {
 		t.Errorf("bridge/decode declares %d reasons, RedrivableReasons lists %d", found, len(RedrivableReasons))
 	}
 }
+
+// TestIntegrationReadEndsAtATransactionMarker: a dead-letter partition
+// whose last offset is a commit marker is read to its end, not waited on
+// for ever.
+func TestIntegrationReadEndsAtATransactionMarker(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	kc, serde := setup(t)
+	tx, err := kgo.NewClient(append(kc.Opts(), kgo.TransactionalID("dlq-test"), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := tx.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	dl := schemas.DeadLetter{ID: "t", Stage: "decode", Reason: "not_json", Message: "x", Source: "devices/f/d/sensor", Payload: []byte("x"),
+		PayloadSize: 1, Headers: map[string]string{}, ReceivedAt: now, TS: now, IngestedAt: now}
+	v, err := serde.Encode(ctx, topics.DLQ, &dl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.ProduceSync(ctx, &kgo.Record{Topic: topics.DLQ, Partition: 0, Value: v, Timestamp: now}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	var s Summary
+	go func() {
+		var err error
+		s, err = Stats(ctx, kc, serde, topics.DLQ, now.Add(-time.Hour), 1)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil || s.Total != 1 {
+			t.Fatalf("stats %+v, err %v; want the one dead letter", s, err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Read waited for ever on a partition ending in a transaction marker")
+	}
+}
