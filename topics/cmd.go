@@ -64,7 +64,6 @@ min.insync.replicas to at most the capped replication.`,
   # a production cluster, checking first
   drover topics apply --dry-run --kafka-brokers kafka-0:9092,kafka-1:9092`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&o.catalogue, "catalogue", "", "topic catalogue YAML file (empty = the catalogue embedded in drover)")
