@@ -110,6 +110,12 @@ func NewAuth(view *View, services ...Service) (*Auth, error) {
 	return a, nil
 }
 
+// HasService reports whether name is one of the services.
+func (a *Auth) HasService(name string) bool {
+	_, ok := a.services[name]
+	return ok
+}
+
 // dummy is verified against for unknown usernames, so that a refusal takes
 // as long whether or not the username exists.
 var dummy = sync.OnceValue(func() *SecretHash {
