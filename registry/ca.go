@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -216,4 +217,69 @@ func serial() (*big.Int, error) {
 
 func pemBlock(typ string, der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
+}
+
+// CertRequest asks Store.Enrol for a client certificate: over the public
+// key of CSR (PEM), or over a fresh key when NewKey is set.
+type CertRequest struct {
+	CSR    []byte
+	NewKey bool
+}
+
+// Enrolled is a device added with a certificate: its secret (if any), the
+// certificate and, when the registry generated it, the device's private key
+// (both PEM; shown once, never stored).
+type Enrolled struct {
+	Added
+	CertPEM []byte
+	KeyPEM  []byte
+}
+
+// Enrol adds a device with a client certificate signed by its tenant's CA
+// (the tenant's published CA certificate and caKeyPEM, its key). The
+// certificate's fingerprint is enrolled with the device; the device keeps a
+// secret as well unless nd.NoSecret.
+func (s *Store) Enrol(ctx context.Context, nd NewDevice, caKeyPEM []byte, req CertRequest) (Enrolled, error) {
+	if err := s.view.WaitReady(ctx); err != nil {
+		return Enrolled{}, err
+	}
+	t, ok := s.view.Tenant(nd.Tenant)
+	switch {
+	case !ok:
+		return Enrolled{}, fmt.Errorf("tenant %s is not registered (add it with: drover tenants add %s): %w", nd.Tenant, nd.Tenant, ErrNotFound)
+	case t.CACertPEM == "":
+		return Enrolled{}, fmt.Errorf("tenant %s has no CA certificate to sign with: %w", nd.Tenant, ErrConflict)
+	}
+	ca, err := LoadCA(nd.Tenant, []byte(t.CACertPEM), caKeyPEM)
+	if err != nil {
+		return Enrolled{}, &FieldError{Field: "ca_key", Err: err}
+	}
+	var pub crypto.PublicKey
+	var out Enrolled
+	switch {
+	case req.NewKey && req.CSR != nil:
+		return Enrolled{}, fieldErr("csr", "give a CSR or ask for a new key, not both")
+	case req.NewKey:
+		key, keyPEM, err := NewDeviceKey()
+		if err != nil {
+			return Enrolled{}, err
+		}
+		pub, out.KeyPEM = key.Public(), keyPEM
+	default:
+		csr, err := ParseCSR(req.CSR)
+		if err != nil {
+			return Enrolled{}, &FieldError{Field: "csr", Err: err}
+		}
+		pub = csr.PublicKey
+	}
+	certPEM, fp, err := ca.Issue(nd.ID, pub, s.now())
+	if err != nil {
+		return Enrolled{}, err
+	}
+	nd.CertFingerprints = append(nd.CertFingerprints, fp)
+	if out.Added, err = s.Add(ctx, nd); err != nil {
+		return Enrolled{}, err
+	}
+	out.CertPEM = certPEM
+	return out, nil
 }
