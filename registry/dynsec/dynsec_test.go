@@ -4,9 +4,7 @@ import (
 	"context"
 	"net"
 	"net/url"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -30,10 +28,6 @@ const (
 // from a configuration rendered from the registry, and a running sync.
 func broker(t *testing.T, e *registrytest.Env) (string, *dynsec.Sync) {
 	t.Helper()
-	plugin, err := dynsec.PluginPath()
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg, err := dynsec.RenderConfig(e.View.Devices(), []dynsec.Service{
 		{Username: adminUser, Secret: adminSecret, Role: "drover-dynsec-admin", ACLs: dynsec.AdminACLs()},
 		{Username: bridgeUser, Secret: bridgeSec, Role: "drover-bridge", ACLs: dynsec.RoleACLs(registry.BridgeACL(), true)},
@@ -41,16 +35,7 @@ func broker(t *testing.T, e *registrytest.Env) (string, *dynsec.Sync) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "dynamic-security.json")
-	if err := os.WriteFile(path, cfg, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	// max_queued_messages: Mosquitto 2.0.11 with 0 (unlimited, devtest's
-	// default) closes an MQTT v5 connection after a PUBLISH the ACL denies
-	// instead of answering PUBACK 0x87; a large bound does not (see
-	// registry/README.md).
-	u := devtest.Mosquitto(t, "allow_anonymous false", "max_queued_messages 1000000",
-		"plugin "+plugin, "plugin_opt_config_file "+path)
+	u := registrytest.Mosquitto(t, cfg)
 	ctx := registrytest.Ctx(t)
 	c, err := dynsec.Dial(ctx, dynsec.ClientConfig{URL: u, Username: adminUser, Password: []byte(adminSecret), Log: devtest.Logger()})
 	if err != nil {

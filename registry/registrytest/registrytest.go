@@ -6,6 +6,8 @@ package registrytest
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 
 	"github.com/drover-iot/drover/devstack/devtest"
 	"github.com/drover-iot/drover/registry"
+	"github.com/drover-iot/drover/registry/dynsec"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
 )
@@ -126,3 +129,23 @@ func Ctx(t testing.TB) context.Context {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// Mosquitto starts a real mosquitto with the dynamic security plugin
+// loaded from the configuration cfg (dynsec.RenderConfig's output) and
+// returns its URL. Anonymous clients are refused. max_queued_messages is a
+// large bound, not 0: with 0, Mosquitto 2.0.11 closes an MQTT v5
+// connection after a PUBLISH its ACL denies instead of answering PUBACK
+// 0x87 (see registry/README.md).
+func Mosquitto(t testing.TB, cfg []byte) string {
+	t.Helper()
+	plugin, err := dynsec.PluginPath()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "dynamic-security.json")
+	if err := os.WriteFile(path, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return devtest.Mosquitto(t, "allow_anonymous false", "max_queued_messages 1000000",
+		"plugin "+plugin, "plugin_opt_config_file "+path)
+}
