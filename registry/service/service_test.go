@@ -159,4 +159,3 @@ func connect(t *testing.T, mqttURL, key, secret string, down chan struct{}) *pah
 	t.Cleanup(func() { _ = c.Disconnect(&paho.Disconnect{}) })
 	return c
 }
-
