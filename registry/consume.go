@@ -135,7 +135,7 @@ func (v *View) apply(ctx context.Context, r *kgo.Record) {
 	}
 	key := string(r.Key)
 	if r.Value == nil {
-		v.m.records.WithLabelValues(resultDeleted).Inc()
+		v.m.result[resultDeleted].Inc()
 		if strings.Contains(key, identity.Separator) {
 			v.removeDevice(key)
 		} else {
@@ -146,17 +146,17 @@ func (v *View) apply(ctx context.Context, r *kgo.Record) {
 	rec, err := v.decode(ctx, r)
 	if err != nil {
 		if ctx.Err() == nil {
-			v.m.records.WithLabelValues(resultUndecodable).Inc()
+			v.m.result[resultUndecodable].Inc()
 			v.log.Warn("registry view: skipping a record that does not decode", "partition", r.Partition, "offset", r.Offset, "key", fmt.Sprintf("%q", key), "err", err)
 		}
 		return
 	}
 	if err := v.applyRecord(key, rec); err != nil {
-		v.m.records.WithLabelValues(resultInvalid).Inc()
+		v.m.result[resultInvalid].Inc()
 		v.log.Warn("registry view: skipping an invalid record", "partition", r.Partition, "offset", r.Offset, "key", fmt.Sprintf("%q", key), "err", err)
 		return
 	}
-	v.m.records.WithLabelValues(resultApplied).Inc()
+	v.m.result[resultApplied].Inc()
 }
 
 func (v *View) applyRecord(key string, rec *schemas.RegistryRecord) error {
@@ -166,7 +166,8 @@ func (v *View) applyRecord(key string, rec *schemas.RegistryRecord) error {
 		if err != nil {
 			return err
 		}
-		v.putDevice(d)
+		v.intern(d)
+		v.putDevice(key, d)
 	case KindTenant:
 		t, err := tenantFromRecord(key, rec)
 		if err != nil {

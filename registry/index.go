@@ -25,9 +25,8 @@ func altKeys(d *Device) []string {
 // view's goroutine writes, so the steps need no common lock: a reader that
 // races them finds either the old or the new device, and a secondary lookup
 // re-checks the device it lands on.
-func (v *View) putDevice(d *Device) {
-	key := d.Key()
-	s := v.shardOf([]byte(key))
+func (v *View) putDevice(key string, d *Device) {
+	s := v.shardOf(key)
 	s.mu.Lock()
 	old := s.m[key]
 	s.m[key] = d
@@ -38,7 +37,7 @@ func (v *View) putDevice(d *Device) {
 }
 
 func (v *View) removeDevice(key string) {
-	s := v.shardOf([]byte(key))
+	s := v.shardOf(key)
 	s.mu.Lock()
 	old, ok := s.m[key]
 	delete(s.m, key)
@@ -99,9 +98,9 @@ func (v *View) updateIndex(x *index, key string, was, is []string) {
 
 func (v *View) countStatus(old, cur *Device) {
 	if old != nil {
-		v.m.devices.WithLabelValues(string(old.Status)).Dec()
+		v.m.status[old.Status].Dec()
 	}
 	if cur != nil {
-		v.m.devices.WithLabelValues(string(cur.Status)).Inc()
+		v.m.status[cur.Status].Inc()
 	}
 }

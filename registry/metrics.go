@@ -10,6 +10,8 @@ import (
 type viewMetrics struct {
 	records   *prometheus.CounterVec // by result
 	devices   *prometheus.GaugeVec   // by status
+	result    map[string]prometheus.Counter
+	status    map[Status]prometheus.Gauge
 	tenants   prometheus.Gauge
 	ready     prometheus.Gauge
 	restore   prometheus.Gauge
@@ -52,11 +54,14 @@ func newViewMetrics(reg prometheus.Registerer) (*viewMetrics, error) {
 			Help: "Certificate fingerprints or alternative ids claimed by a second device (the newer claim wins; writers refuse this, so a count means a record written around them).",
 		}),
 	}
+	// The children are looked up once: the view counts every record.
+	m.status = map[Status]prometheus.Gauge{}
 	for _, st := range []Status{StatusActive, StatusSuspended, StatusRevoked} {
-		m.devices.WithLabelValues(string(st))
+		m.status[st] = m.devices.WithLabelValues(string(st))
 	}
+	m.result = map[string]prometheus.Counter{}
 	for _, r := range []string{resultApplied, resultDeleted, resultUndecodable, resultInvalid} {
-		m.records.WithLabelValues(r)
+		m.result[r] = m.records.WithLabelValues(r)
 	}
 	if reg == nil {
 		return m, nil

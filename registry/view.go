@@ -69,6 +69,7 @@ type View struct {
 		sync.RWMutex
 		m map[string]*Tenant
 	}
+	labelSets map[string]map[string]string // interned label maps (view goroutine only)
 
 	mu         sync.Mutex
 	subs       map[int]func(Change)
@@ -107,6 +108,7 @@ func NewView(kopts []kgo.Opt, serde *schemas.Serde, opts ...ViewOption) (*View, 
 	v.certs.m = map[string]string{}
 	v.alts.m = map[string]string{}
 	v.tenants.m = map[string]*Tenant{}
+	v.labelSets = map[string]map[string]string{}
 	for i := range v.shards {
 		v.shards[i].m = map[string]*Device{}
 	}
@@ -124,8 +126,8 @@ func NewView(kopts []kgo.Opt, serde *schemas.Serde, opts ...ViewOption) (*View, 
 // Topic returns the registry topic the view reads.
 func (v *View) Topic() string { return v.topic }
 
-func (v *View) shardOf(key []byte) *shard {
-	return &v.shards[maphash.Bytes(v.seed, key)&(nShards-1)]
+func (v *View) shardOf(key string) *shard {
+	return &v.shards[maphash.String(v.seed, key)&(nShards-1)]
 }
 
 // Device returns the device tenant/id, if registered.
@@ -151,7 +153,8 @@ func (v *View) DeviceByKey(key string) (*Device, bool) {
 }
 
 func (v *View) lookup(key []byte) (*Device, bool) {
-	s := v.shardOf(key)
+	// maphash.Bytes(b) equals maphash.String(string(b)).
+	s := &v.shards[maphash.Bytes(v.seed, key)&(nShards-1)]
 	s.mu.RLock()
 	d, ok := s.m[string(key)]
 	s.mu.RUnlock()
