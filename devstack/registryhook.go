@@ -98,7 +98,7 @@ func (h *RegistryAuth) OnDisconnect(cl *mqtt.Client, _ error, _ bool) { h.princi
 func (h *RegistryAuth) RunKicker(ctx context.Context, view *registry.View) error {
 	kick := make(chan string, 1024)
 	cancel := view.Subscribe(func(c registry.Change) {
-		if c.Old != nil && c.Old.Active() && (c.New == nil || !c.New.Active()) {
+		if c.Deactivated() {
 			select {
 			case kick <- c.Key:
 			default:

@@ -42,6 +42,7 @@ func (v *View) Run(ctx context.Context) error {
 		}
 		return err
 	}
+	v.presize(targets)
 	v.maybeReady(targets, start)
 	for {
 		fetches := cl.PollFetches(ctx)
@@ -96,6 +97,26 @@ func (v *View) targets(ctx context.Context, adm *kadm.Client) (map[int32]int64, 
 		return nil, fmt.Errorf("registry view: topic %s does not exist (create it: drover topics apply)", v.topic)
 	}
 	return out, nil
+}
+
+// presize sizes the empty device shards for the records to restore (an
+// upper bound: compaction and tombstones leave fewer devices), so the
+// restore does not grow and rehash them again and again. End offsets of a
+// compacted topic overcount (every update had one), hence the cap.
+func (v *View) presize(targets map[int32]int64) {
+	var n int64
+	for _, end := range targets {
+		n += end
+	}
+	per := int(min(n/nShards, 1<<16)) // at most 4M devices ahead
+	for i := range v.shards {
+		s := &v.shards[i]
+		s.mu.Lock()
+		if len(s.m) == 0 && per > 0 {
+			s.m = make(map[string]*Device, per)
+		}
+		s.mu.Unlock()
+	}
 }
 
 func (v *View) maybeReady(targets map[int32]int64, start time.Time) {

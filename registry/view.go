@@ -50,6 +50,13 @@ type Change struct {
 	TenantDeleted bool
 }
 
+// Deactivated reports whether the change took an active device's access
+// away: it was suspended, revoked or deleted. Broker adapters disconnect
+// the device then.
+func (c Change) Deactivated() bool {
+	return c.Old != nil && c.Old.Active() && (c.New == nil || !c.New.Active())
+}
+
 // View is an in-memory copy of the registry, restored from the compacted
 // topic and kept up to date while Run runs. Lookups are safe for concurrent
 // use and allocate nothing; the devices they return are immutable snapshots.

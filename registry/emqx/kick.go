@@ -90,7 +90,7 @@ func (k *Kicker) Kick(ctx context.Context, clientID string) error {
 // revoked or deleted), retrying failures, until ctx is done.
 func (k *Kicker) Run(ctx context.Context, view *registry.View) error {
 	cancel := view.Subscribe(func(c registry.Change) {
-		if c.Old == nil || !c.Old.Active() || (c.New != nil && c.New.Active()) {
+		if !c.Deactivated() {
 			return
 		}
 		select {
