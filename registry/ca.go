@@ -246,9 +246,9 @@ func (s *Store) Enrol(ctx context.Context, nd NewDevice, caKeyPEM []byte, req Ce
 	t, ok := s.view.Tenant(nd.Tenant)
 	switch {
 	case !ok:
-		return Enrolled{}, fmt.Errorf("tenant %s is not registered (add it with: drover tenants add %s): %w", nd.Tenant, nd.Tenant, ErrNotFound)
+		return Enrolled{}, Errorf(ErrNotFound, "tenant %s is not registered (add it with: drover tenants add %s)", nd.Tenant, nd.Tenant)
 	case t.CACertPEM == "":
-		return Enrolled{}, fmt.Errorf("tenant %s has no CA certificate to sign with: %w", nd.Tenant, ErrConflict)
+		return Enrolled{}, Errorf(ErrConflict, "tenant %s has no CA certificate to sign with", nd.Tenant)
 	}
 	ca, err := LoadCA(nd.Tenant, []byte(t.CACertPEM), caKeyPEM)
 	if err != nil {

@@ -229,7 +229,7 @@ func Explain(rows []CSVRow, err error) error {
 		}
 		var de *DuplicateError
 		if errors.As(ce.Err, &de) && de.Entry < len(rows) {
-			ce.Err = fmt.Errorf("%s duplicates line %d: %w", de.What, rows[de.Entry].Line, ErrExists)
+			ce.Err = Errorf(ErrExists, "%s duplicates line %d", de.What, rows[de.Entry].Line)
 		}
 		errs = append(errs, ce)
 	}

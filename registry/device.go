@@ -129,6 +129,21 @@ var (
 	ErrNotReady = errors.New("registry view not ready")
 )
 
+// Errorf returns an error with the formatted message that matches kind
+// (ErrExists, ErrNotFound, ErrConflict, ...) with errors.Is, without
+// repeating kind's text when the message already says it.
+func Errorf(kind error, format string, args ...any) error {
+	return &kindError{msg: fmt.Sprintf(format, args...), kind: kind}
+}
+
+type kindError struct {
+	msg  string
+	kind error
+}
+
+func (e *kindError) Error() string { return e.msg }
+func (e *kindError) Unwrap() error { return e.kind }
+
 // FieldError says which field of an entry is wrong. Field uses the names of
 // the CSV import columns (tenant, device_id, type, label.KEY, alt.KIND,
 // offline_timeout, secret, cert_fingerprint).

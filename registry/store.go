@@ -163,14 +163,14 @@ func (s *Store) checkNew(nds []NewDevice, now time.Time) ([]*Device, error) {
 // claims), and a device of an unregistered tenant.
 func (s *Store) checkClaims(d *Device, i int, claims map[string]int) error {
 	if _, ok := s.view.Tenant(d.Tenant); !ok {
-		return fmt.Errorf("tenant %s is not registered (add it with: drover tenants add %s): %w", d.Tenant, d.Tenant, ErrNotFound)
+		return Errorf(ErrNotFound, "tenant %s is not registered (add it with: drover tenants add %s)", d.Tenant, d.Tenant)
 	}
 	if old, ok := s.view.DeviceByKey(d.Key()); ok {
-		return fmt.Errorf("device %s already exists (%s, created %s): %w", d.Key(), old.Status, old.CreatedAt.Format(time.RFC3339), ErrExists)
+		return Errorf(ErrExists, "device %s already exists (%s, created %s)", d.Key(), old.Status, old.CreatedAt.Format(time.RFC3339))
 	}
 	check := func(claim, what string, holder *Device, held bool) error {
 		if held {
-			return fmt.Errorf("%s is already claimed by device %s: %w", what, holder.Key(), ErrExists)
+			return Errorf(ErrExists, "%s is already claimed by device %s", what, holder.Key())
 		}
 		if j, dup := claims[claim]; dup {
 			return &DuplicateError{What: what, Entry: j}
@@ -276,7 +276,7 @@ func (s *Store) SetStatus(ctx context.Context, tenant, id string, to Status) (*D
 		case d.Status == to:
 			return false, nil
 		case d.Status == StatusRevoked:
-			return false, fmt.Errorf("device %s is revoked, which is final (delete it and add it again to re-enrol): %w", d.Key(), ErrConflict)
+			return false, Errorf(ErrConflict, "device %s is revoked, which is final (delete it and add it again to re-enrol)", d.Key())
 		}
 		d.Status = to
 		return true, nil
@@ -297,7 +297,7 @@ func (s *Store) Rotate(ctx context.Context, tenant, id string) (Added, error) {
 	}
 	d, err := s.update(ctx, tenant, id, func(d *Device) (bool, error) {
 		if d.Status == StatusRevoked {
-			return false, fmt.Errorf("device %s is revoked: %w", d.Key(), ErrConflict)
+			return false, Errorf(ErrConflict, "device %s is revoked", d.Key())
 		}
 		d.Secret = h
 		return true, nil
@@ -321,7 +321,7 @@ func (s *Store) update(ctx context.Context, tenant, id string, change func(*Devi
 	defer s.mu.Unlock()
 	cur, ok := s.view.Device(tenant, id)
 	if !ok {
-		return nil, fmt.Errorf("device %s: %w", identity.Key(tenant, id), ErrNotFound)
+		return nil, Errorf(ErrNotFound, "device %s is not registered", identity.Key(tenant, id))
 	}
 	d := cur.clone()
 	changed, err := change(d)
@@ -357,9 +357,9 @@ func (s *Store) Delete(ctx context.Context, tenant, id string) error {
 	d, ok := s.view.Device(tenant, id)
 	switch {
 	case !ok:
-		return fmt.Errorf("device %s: %w", identity.Key(tenant, id), ErrNotFound)
+		return Errorf(ErrNotFound, "device %s is not registered", identity.Key(tenant, id))
 	case d.Status != StatusRevoked:
-		return fmt.Errorf("device %s is %s: revoke it before deleting it: %w", d.Key(), d.Status, ErrConflict)
+		return Errorf(ErrConflict, "device %s is %s: revoke it before deleting it", d.Key(), d.Status)
 	}
 	return s.write(ctx, []*kgo.Record{{Topic: s.view.Topic(), Key: []byte(d.Key())}})
 }
@@ -377,7 +377,7 @@ func (s *Store) AddTenant(ctx context.Context, id, caCertPEM string) (*Tenant, e
 		return nil, err
 	}
 	if _, ok := s.view.Tenant(id); ok {
-		return nil, fmt.Errorf("tenant %s already exists: %w", id, ErrExists)
+		return nil, Errorf(ErrExists, "tenant %s already exists", id)
 	}
 	rec, err := s.record(ctx, TenantKey(id), tenantRecord(t, now))
 	if err != nil {

@@ -74,7 +74,7 @@ func (a *API) listTenants(w http.ResponseWriter, _ *http.Request) {
 func (a *API) getTenant(w http.ResponseWriter, r *http.Request) {
 	t, ok := a.view.Tenant(r.PathValue("tenant"))
 	if !ok {
-		a.fail(w, r, fmt.Errorf("tenant %s: %w", r.PathValue("tenant"), registry.ErrNotFound))
+		a.fail(w, r, registry.Errorf(registry.ErrNotFound, "tenant %s is not registered", r.PathValue("tenant")))
 		return
 	}
 	writeJSON(w, http.StatusOK, t)
@@ -125,7 +125,7 @@ func (a *API) listDevices(w http.ResponseWriter, r *http.Request) {
 		status = st
 	}
 	if _, ok := a.view.Tenant(tenant); !ok {
-		a.fail(w, r, fmt.Errorf("tenant %s: %w", tenant, registry.ErrNotFound))
+		a.fail(w, r, registry.Errorf(registry.ErrNotFound, "tenant %s is not registered", tenant))
 		return
 	}
 	devs := []*registry.Device{}
@@ -145,7 +145,7 @@ func (a *API) getDevice(w http.ResponseWriter, r *http.Request) {
 	}
 	d, ok := a.view.Device(tenant, id)
 	if !ok {
-		a.fail(w, r, fmt.Errorf("device %s: %w", identity.Key(tenant, id), registry.ErrNotFound))
+		a.fail(w, r, registry.Errorf(registry.ErrNotFound, "device %s is not registered", identity.Key(tenant, id)))
 		return
 	}
 	writeJSON(w, http.StatusOK, d)
@@ -195,12 +195,12 @@ func (a *API) addOne(w http.ResponseWriter, r *http.Request, tenant string, req 
 	var out added
 	if req.CSRPEM != "" || req.IssueCert {
 		if a.opts.CAKeys == nil {
-			a.fail(w, r, fmt.Errorf("this registry service holds no CA keys (start it with --ca-key-dir): %w", registry.ErrConflict))
+			a.fail(w, r, registry.Errorf(registry.ErrConflict, "this registry service holds no CA keys (start it with --ca-key-dir)"))
 			return
 		}
 		key, err := a.opts.CAKeys(tenant)
 		if err != nil {
-			a.fail(w, r, fmt.Errorf("CA key of tenant %s: %v: %w", tenant, err, registry.ErrConflict))
+			a.fail(w, r, registry.Errorf(registry.ErrConflict, "CA key of tenant %s: %v", tenant, err))
 			return
 		}
 		var csr []byte

@@ -287,3 +287,51 @@ func TestIntegrationListJoinsState(t *testing.T) {
 		t.Fatalf("bare 'devices': %v", err)
 	}
 }
+
+// TestIntegrationDynsecConfig: the rendered file carries the admin and
+// every device that is not revoked, with its stored hash, mode 0600.
+func TestIntegrationDynsecConfig(t *testing.T) {
+	e := registrytest.New(t)
+	ctx := registrytest.Ctx(t)
+	a := e.AddDevice(t, registry.NewDevice{Tenant: "farm1", ID: "cow-1"})
+	e.AddDevice(t, registry.NewDevice{Tenant: "farm1", ID: "cow-2"})
+	if _, err := e.Store.SetStatus(ctx, "farm1", "cow-2", registry.StatusRevoked); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	pass := filepath.Join(dir, "admin.pass")
+	if err := os.WriteFile(pass, []byte("admin-secret-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code := run(t, e, RegistryCommand, "dynsec-config", "--dynsec-password-file", pass)
+	if code != 2 || !strings.Contains(errOut, "--out") {
+		t.Fatalf("without --out: exit %d %s", code, errOut)
+	}
+	out := filepath.Join(dir, "dynamic-security.json")
+	stdout, errOut, code := run(t, e, RegistryCommand, "dynsec-config", "--dynsec-password-file", pass, "--out", out)
+	wantCode(t, code, 0, stdout, errOut)
+	st, err := os.Stat(out)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("rendered file: %v %v", st, err)
+	}
+	var cfg struct {
+		Clients []struct {
+			Username, Password, Salt string
+			Iterations               int
+		}
+	}
+	b, _ := os.ReadFile(out)
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, c := range cfg.Clients {
+		names = append(names, c.Username)
+		if c.Username == "farm1/cow-1" && (c.Iterations != a.Device.Secret.Iterations || c.Password == "" || c.Salt == "") {
+			t.Errorf("cow-1 without its hash: %+v", c)
+		}
+	}
+	if strings.Join(names, ",") != "drover-registry,farm1/cow-1" {
+		t.Fatalf("clients %v, want the admin and the one device that is not revoked", names)
+	}
+}

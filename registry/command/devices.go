@@ -367,7 +367,7 @@ func showCommand(conn *cli.Conn) *cobra.Command {
 			return classify(withDevice(cmd.Context(), conn, timeout, args[0], func(_ context.Context, s *session, tenant, id string) error {
 				d, ok := s.view.Device(tenant, id)
 				if !ok {
-					return fmt.Errorf("device %s: %w", args[0], registry.ErrNotFound)
+					return registry.Errorf(registry.ErrNotFound, "device %s is not registered", args[0])
 				}
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")

@@ -108,7 +108,7 @@ func (f *tenantAddFlags) run(ctx context.Context, conn *cli.Conn, tenant string,
 	}
 	defer s.close()
 	if _, ok := s.view.Tenant(tenant); ok {
-		return fmt.Errorf("tenant %s already exists: %w", tenant, registry.ErrExists)
+		return registry.Errorf(registry.ErrExists, "tenant %s already exists", tenant)
 	}
 	if key != nil {
 		// The key first: a tenant must never be published with a CA whose
@@ -210,7 +210,7 @@ func tenantCACommand(conn *cli.Conn) *cobra.Command {
 			for _, id := range args {
 				t, ok := s.view.Tenant(id)
 				if !ok {
-					return fmt.Errorf("tenant %s: %w", id, registry.ErrNotFound)
+					return registry.Errorf(registry.ErrNotFound, "tenant %s is not registered", id)
 				}
 				ts = append(ts, t)
 			}
