@@ -35,7 +35,7 @@ func (v *View) Run(ctx context.Context) error {
 	}
 	defer cl.Close()
 	start := time.Now()
-	targets, err := v.targets(ctx, kadm.NewClient(cl))
+	targets, err := v.waitTargets(ctx, kadm.NewClient(cl))
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -68,6 +68,27 @@ func (v *View) Run(ctx context.Context) error {
 
 func cloneOpts(o []kgo.Opt) []kgo.Opt { return append([]kgo.Opt(nil), o...) }
 
+// waitTargets lists the targets, retrying while Kafka cannot answer (not
+// up yet, no leader): only a missing topic is final.
+func (v *View) waitTargets(ctx context.Context, adm *kadm.Client) (map[int32]int64, error) {
+	backoff := 200 * time.Millisecond
+	for {
+		t, err := v.targets(ctx, adm)
+		if err == nil || errors.Is(err, errNoTopic) || ctx.Err() != nil {
+			return t, err
+		}
+		v.log.Warn("registry view: cannot list the registry's offsets yet; retrying", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+var errNoTopic = errors.New("topic does not exist (create it: drover topics apply)")
+
 // targets lists, per partition, the end offset the view must reach to be
 // ready; partitions that are empty (start == end) are left out and their
 // progress starts at the end.
@@ -82,7 +103,7 @@ func (v *View) targets(ctx context.Context, adm *kadm.Client) (map[int32]int64, 
 	}
 	if err := ends.Error(); err != nil {
 		if errors.Is(err, kerr.UnknownTopicOrPartition) {
-			return nil, fmt.Errorf("registry view: topic %s does not exist (create it: drover topics apply)", v.topic)
+			return nil, fmt.Errorf("registry view: %s: %w", v.topic, errNoTopic)
 		}
 		return nil, fmt.Errorf("registry view: end offsets of %s: %w", v.topic, err)
 	}
@@ -94,7 +115,7 @@ func (v *View) targets(ctx context.Context, adm *kadm.Client) (map[int32]int64, 
 		}
 	})
 	if len(ends) == 0 {
-		return nil, fmt.Errorf("registry view: topic %s does not exist (create it: drover topics apply)", v.topic)
+		return nil, fmt.Errorf("registry view: %s: %w", v.topic, errNoTopic)
 	}
 	return out, nil
 }

@@ -1,7 +1,9 @@
 package registry_test
 
 import (
+	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -181,4 +183,23 @@ func counter(t *testing.T, m interface {
 	}
 	t.Fatalf("no drover_registry_records_total{result=%q}", result)
 	return 0
+}
+
+// TestIntegrationViewMissingTopic: a registry topic that does not exist is
+// an error naming the fix, not a view that waits for ever.
+func TestIntegrationViewMissingTopic(t *testing.T) {
+	e := registrytest.New(t)
+	v, err := registry.NewView([]kgo.Opt{kgo.SeedBrokers(e.Brokers...)}, e.Serde, registry.WithTopic("no.such.registry"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = v.Run(ctx)
+	if err == nil || !strings.Contains(err.Error(), "drover topics apply") {
+		t.Fatalf("Run = %v, want an error naming drover topics apply", err)
+	}
+	if v.IsReady() {
+		t.Fatal("ready without a topic")
+	}
 }
