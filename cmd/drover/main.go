@@ -18,6 +18,7 @@ import (
 	"github.com/drover-iot/drover/processors/alerts"
 	"github.com/drover-iot/drover/processors/state"
 	"github.com/drover-iot/drover/processors/timescale"
+	"github.com/drover-iot/drover/registry/command"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/smoke"
 	"github.com/drover-iot/drover/topics"
@@ -47,7 +48,9 @@ func newRoot() *cli.Root {
 		schemas.Command(root.Conn),
 		inspect.TailCommand(root.Conn),
 		inspect.LagCommand(root.Conn),
-		inspect.DevicesCommand(root.Conn),
+		command.DevicesCommand(root.Conn), // includes `devices seen`, the former `drover devices`
+		command.TenantsCommand(root.Conn),
+		command.RegistryCommand(root.Conn),
 		processors.Command(root.Conn),
 		alerts.Command(root.Conn),
 		state.Command(root.Conn),
