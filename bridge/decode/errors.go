@@ -75,6 +75,20 @@ const (
 	ReasonProduceFailed Reason = "produce_failed" // Kafka refused the record for good (e.g. too large)
 )
 
+// Reasons returns every reason of this package, in the order of the
+// reason table in bridge/README.md (a test keeps the list complete).
+func Reasons() []Reason {
+	return []Reason{
+		ReasonEmptyPayload, ReasonPayloadTooLarge, ReasonNotUTF8, ReasonNotJSON, ReasonWrongShape,
+		ReasonMissingField, ReasonInvalidTS, ReasonDuplicateKey, ReasonSenMLMissingName, ReasonSenMLInvalidName,
+		ReasonSenMLUnknownUnit, ReasonSenMLUnsupported, ReasonEventInvalidName, ReasonEventInvalidSeverity,
+		ReasonEventMessageTooLong, ReasonInvalidValue, ReasonOutOfRange, ReasonTSFuture, ReasonTSTooOld,
+		ReasonEmptyMetric, ReasonInvalidMetric, ReasonDuplicateTimestamp, ReasonDeviceMismatch, ReasonNoRecords,
+		ReasonSchemaInvalid, ReasonInternalError, ReasonUnknownTopic, ReasonUnknownChannel, ReasonBadIdentity,
+		ReasonProduceFailed,
+	}
+}
+
 // Error is a rejected message: the stage and reason for the dead letter and
 // a human-readable message. Field names the offending payload field, if any.
 type Error struct {
