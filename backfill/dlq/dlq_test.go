@@ -81,6 +81,10 @@ func TestIntegrationRedriveAfterFix(t *testing.T) {
 		`{"ts":"`+ts+`","lat":47.37,"lon":8.54}`, recv)
 	// Still bad.
 	putLetter(t, kc, serde, "b", "decode", "not_json", "devices/farm/cow-1/sensor", `not json`, recv)
+	// A valid payload on a topic whose device id carries a bidi override:
+	// the current bridge refuses the identity, so it stays a dead letter.
+	putLetter(t, kc, serde, "f", "decode", "not_json", "devices/farm/cow\u202e1/sensor",
+		`{"ts":"`+ts+`","metric":"temperature","value":38.6}`, recv)
 	// Not the bridge's: a backfill dead letter.
 	putLetter(t, kc, serde, "c", "backfill", "no_device", "s3://media/x.jpg", `{}`, recv)
 	// Too old for the window.
@@ -94,7 +98,7 @@ func TestIntegrationRedriveAfterFix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Scanned != 4 || res.Redriven != 2 || res.StillFailing != 1 || res.NotRedrivable != 1 || endSum(t, kc, topics.RawSensor, topics.RawGPS) != 0 {
+	if res.Scanned != 5 || res.Redriven != 2 || res.StillFailing != 2 || res.Reasons["invalid_identity"] != 1 || res.NotRedrivable != 1 || endSum(t, kc, topics.RawSensor, topics.RawGPS) != 0 {
 		t.Fatalf("dry run %+v", res)
 	}
 	o.DryRun = false
@@ -107,7 +111,7 @@ func TestIntegrationRedriveAfterFix(t *testing.T) {
 	if n := endSum(t, kc, topics.RawGPS); n != 1 {
 		t.Fatalf("raw.gps holds %d records, want 1", n)
 	}
-	if n := endSum(t, kc, topics.DLQ); n != 5 {
+	if n := endSum(t, kc, topics.DLQ); n != 6 {
 		t.Fatalf("redrive wrote to the DLQ: %d records", n)
 	}
 	// Second re-drive: nothing new.
@@ -147,7 +151,7 @@ func TestIntegrationRedriveAfterFix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Total != 5 || s.ByStage[0].Key != "decode" || s.ByStage[0].Count != 3 || len(s.ByReason) != 4 {
+	if s.Total != 6 || s.ByStage[0].Key != "decode" || s.ByStage[0].Count != 4 || len(s.ByReason) != 4 {
 		t.Fatalf("stats %+v", s)
 	}
 	if s, err := Stats(ctx, kc, serde, topics.DLQ, time.Now().Add(time.Hour), 2); err != nil || s.Total != 0 {
@@ -157,7 +161,7 @@ func TestIntegrationRedriveAfterFix(t *testing.T) {
 	for _, c := range s.BySource {
 		src[c.Key] = c.Count
 	}
-	if src["devices/+/+/sensor"] != 3 || src["s3://media"] != 1 {
+	if src["devices/+/+/sensor"] != 4 || src["s3://media"] != 1 {
 		t.Fatalf("by source %v", src)
 	}
 }
