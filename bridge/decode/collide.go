@@ -25,14 +25,17 @@ type readingKey struct {
 func checkUnique(out *Output) error {
 	n := len(out.Sensor)
 	key := func(i int) readingKey { return readingKey{out.Sensor[i].Metric, out.Sensor[i].TS.UnixMilli()} }
-	if i, j, ok := firstCollision(n, key); ok {
+	if n > uniqueScan && out.seen == nil {
+		out.seen = make(map[readingKey]int, n)
+	}
+	if i, j, ok := firstCollision(n, key, out.seen); ok {
 		r := &out.Sensor[j]
 		return fail(StageValidate, ReasonDuplicateTimestamp, "ts",
 			"metric %s has two values at ts %s (records %d and %d of the message): one message carries one value per metric and time; give each its own time",
 			quote(r.Metric, 64), r.TS.Format(time.RFC3339Nano), out.index(i), out.index(j))
 	}
 	gkey := func(i int) int64 { return out.GPS[i].TS.UnixMilli() }
-	if i, j, ok := firstCollision(len(out.GPS), gkey); ok {
+	if i, j, ok := firstCollision(len(out.GPS), gkey, nil); ok {
 		return fail(StageValidate, ReasonDuplicateTimestamp, "ts",
 			"two GPS fixes at ts %s (fixes %d and %d of the message): one message carries one fix per time",
 			out.GPS[j].TS.Format(time.RFC3339Nano), i, j)
@@ -41,7 +44,8 @@ func checkUnique(out *Output) error {
 }
 
 // firstCollision returns the first pair i < j with key(i) == key(j).
-func firstCollision[K comparable](n int, key func(int) K) (int, int, bool) {
+// Above uniqueScan records it uses seen (cleared first; nil = a new map).
+func firstCollision[K comparable](n int, key func(int) K, seen map[K]int) (int, int, bool) {
 	if n < 2 {
 		return 0, 0, false
 	}
@@ -56,7 +60,10 @@ func firstCollision[K comparable](n int, key func(int) K) (int, int, bool) {
 		}
 		return 0, 0, false
 	}
-	seen := make(map[K]int, n)
+	if seen == nil {
+		seen = make(map[K]int, n)
+	}
+	clear(seen)
 	for j := range n {
 		k := key(j)
 		if i, ok := seen[k]; ok {

@@ -54,6 +54,7 @@ type Output struct {
 	// sensorIndex[i] is Sensor[i]'s index in the message (the one its
 	// event id is derived from), for messages that name records.
 	sensorIndex []int
+	seen        map[readingKey]int // checkUnique's, kept for reuse
 }
 
 // Reset empties o, keeping its capacity.

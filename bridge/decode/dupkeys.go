@@ -55,51 +55,80 @@ func checkKeys(b []byte, rule *keyRule) error {
 	if i >= len(b) {
 		return nil
 	}
+	var err error
 	switch b[i] {
 	case '{':
 		if end := skipValue(b, i); end > i {
-			return rule.top(b[i:end], nil)
+			err = rule.top(b[i:end])
 		}
 	case '[':
 		n := 0
-		return eachElement(b, i, func(v []byte) error {
-			at := &place{index: n}
+		err = eachElement(b, i, func(v []byte) error {
 			n++
+			var err error
 			if len(v) > 0 && v[0] == '{' {
-				return rule.top(v, at)
+				err = rule.top(v)
+			} else {
+				err = rule.nested(v)
 			}
-			return rule.nested(v, at)
+			if err != nil {
+				return within(err, "["+strconv.Itoa(n-1)+"]")
+			}
+			return nil
 		})
 	}
-	return nil
+	if d, ok := err.(*dupError); ok {
+		return d.reject()
+	}
+	return err
 }
 
-// place is where in the document an object lies, as a chain of keys and
-// array indexes; it becomes a string ("[1].attrs") only for a message.
-type place struct {
-	up    *place
-	key   []byte // object member, or nil for an array element
-	index int
+// dupError is a repeated key found while walking; its path (outermost
+// last) grows as the walk unwinds, so nothing is built unless a key
+// repeats.
+type dupError struct {
+	field string    // the struct field, for a fold of a known name
+	spell [2]string // the two spellings, for a field
+	key   string    // the repeated key, for an object of free keys
+	path  []string  // enclosing keys and "[i]", innermost first
 }
 
-func (p *place) String() string {
-	if p == nil {
-		return ""
+func (d *dupError) Error() string { return "duplicate key" }
+
+// within adds segment to the path of a *dupError (other errors pass).
+func within(err error, segment string) error {
+	if d, ok := err.(*dupError); ok {
+		d.path = append(d.path, segment)
 	}
-	s := p.up.String()
-	if p.key == nil {
-		return s + "[" + strconv.Itoa(p.index) + "]"
-	}
-	if s == "" {
-		return string(p.key)
-	}
-	return s + "." + string(p.key)
+	return err
 }
 
-// top checks the top-level object obj at p.
-func (r *keyRule) top(obj []byte, p *place) error {
+// reject turns d into the rejection.
+func (d *dupError) reject() *Error {
+	var p strings.Builder
+	for i := len(d.path) - 1; i >= 0; i-- {
+		if p.Len() > 0 && !strings.HasPrefix(d.path[i], "[") {
+			p.WriteByte('.')
+		}
+		p.WriteString(d.path[i])
+	}
+	in := ""
+	if p.Len() > 0 {
+		in = " in " + p.String()
+	}
+	if d.field != "" {
+		return fail(StageDecode, ReasonDuplicateKey, d.field,
+			"field %s appears twice%s (as %s and %s): JSON leaves which one counts undefined, so the message is refused",
+			strconv.Quote(d.field), in, quote(d.spell[0], 64), quote(d.spell[1], 64))
+	}
+	return fail(StageDecode, ReasonDuplicateKey, d.key,
+		"key %s appears twice%s: JSON leaves which value counts undefined, so the message is refused", quote(d.key, 64), in)
+}
+
+// top checks the top-level object obj.
+func (r *keyRule) top(obj []byte) error {
 	if r.deep || len(r.fields) == 0 {
-		return r.nested(obj, p)
+		return r.nested(obj)
 	}
 	var seen [maxFields][]byte // spelling of each field met so far
 	return eachMember(obj, func(key []byte, v []byte) error {
@@ -108,14 +137,14 @@ func (r *keyRule) top(obj []byte, p *place) error {
 				continue // a fold can only lengthen ASCII names (ſ, K): shorter keys never match
 			}
 			if seen[f] != nil {
-				return fail(StageDecode, ReasonDuplicateKey, name,
-					"field %s appears twice%s (as %s and %s): JSON leaves which one counts undefined, so the message is refused",
-					strconv.Quote(name), where(p), quote(string(seen[f]), 64), quote(string(key), 64))
+				return &dupError{field: name, spell: [2]string{string(seen[f]), string(key)}}
 			}
 			seen[f] = key
 			for _, m := range r.maps {
 				if name == m && len(v) > 0 && v[0] == '{' {
-					return uniqueKeys(v, &place{up: p, key: key})
+					if err := uniqueKeys(v); err != nil {
+						return within(err, string(key))
+					}
 				}
 			}
 		}
@@ -125,20 +154,23 @@ func (r *keyRule) top(obj []byte, p *place) error {
 
 // nested checks v (any JSON value) for repeated keys in every object, when
 // the rule is deep.
-func (r *keyRule) nested(v []byte, p *place) error {
+func (r *keyRule) nested(v []byte) error {
 	if !r.deep || len(v) == 0 {
 		return nil
 	}
 	switch v[0] {
 	case '{':
-		if err := uniqueKeys(v, p); err != nil {
+		if err := uniqueKeys(v); err != nil {
 			return err
 		}
 		return eachMember(v, func(key []byte, e []byte) error {
 			if len(e) == 0 || e[0] != '{' && e[0] != '[' {
 				return nil
 			}
-			return r.nested(e, &place{up: p, key: key})
+			if err := r.nested(e); err != nil {
+				return within(err, string(key))
+			}
+			return nil
 		})
 	case '[':
 		n := 0
@@ -147,14 +179,17 @@ func (r *keyRule) nested(v []byte, p *place) error {
 			if len(e) == 0 || e[0] != '{' && e[0] != '[' {
 				return nil
 			}
-			return r.nested(e, &place{up: p, index: n - 1})
+			if err := r.nested(e); err != nil {
+				return within(err, "["+strconv.Itoa(n-1)+"]")
+			}
+			return nil
 		})
 	}
 	return nil
 }
 
-// uniqueKeys rejects the object obj when a key repeats exactly.
-func uniqueKeys(obj []byte, p *place) error {
+// uniqueKeys finds a key the object obj repeats exactly.
+func uniqueKeys(obj []byte) error {
 	var small [16][]byte
 	keys := small[:0]
 	var many map[string]bool
@@ -175,18 +210,10 @@ func uniqueKeys(obj []byte, p *place) error {
 			}
 		}
 		if dup {
-			return fail(StageDecode, ReasonDuplicateKey, (&place{up: p, key: key}).String(),
-				"key %s appears twice%s: JSON leaves which value counts undefined, so the message is refused", quote(string(key), 64), where(p))
+			return &dupError{key: string(key)}
 		}
 		return nil
 	})
-}
-
-func where(p *place) string {
-	if p == nil {
-		return ""
-	}
-	return " in " + p.String()
 }
 
 // eachMember calls fn with each key (unescaped) and raw value of the
