@@ -117,3 +117,23 @@ func TestIntegrationTailEscapesHostileText(t *testing.T) {
 		}
 	}
 }
+
+// TestDevicesTableEscapes: drover devices prints ids and firmware that
+// came from devices; the table must not print them raw either.
+func TestDevicesTableEscapes(t *testing.T) {
+	now := time.Date(2026, 11, 23, 6, 0, 0, 0, time.UTC)
+	var out strings.Builder
+	fw := "1.0\x1b]0;pwned\x07"
+	devs := []Device{{Tenant: "farm\u202e", DeviceID: "cow\x1b[2J", LastSeen: now, Firmware: &fw}, {Tenant: "farm-1", DeviceID: "collar-7", LastSeen: now}}
+	if err := writeDevices(&out, devs, now); err != nil {
+		t.Fatal(err)
+	}
+	if bad, ok := terminalSafe(out.String()); !ok {
+		t.Fatalf("devices table prints %q raw:\n%s", bad, out.String())
+	}
+	for _, want := range []string{`"farm\u202e"`, `"cow\x1b[2J"`, `"1.0\x1b]0;pwned\a"`, "farm-1  ", "collar-7  "} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("devices table lacks %s:\n%s", want, out.String())
+		}
+	}
+}
