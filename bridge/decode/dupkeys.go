@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Duplicate keys. RFC 8259 leaves an object that names a key twice to the
@@ -133,8 +134,12 @@ func (r *keyRule) top(obj []byte) error {
 	var seen [maxFields][]byte // spelling of each field met so far
 	return eachMember(obj, func(key []byte, v []byte) error {
 		for f, name := range r.fields {
-			if len(key) < len(name) || !bytes.EqualFold(key, []byte(name)) {
-				continue // a fold can only lengthen ASCII names (ſ, K): shorter keys never match
+			// Quick rejects first: the names start with an ASCII letter,
+			// so an ASCII first byte must match it up to case; and a fold
+			// can only lengthen an ASCII name (ſ, K), never shorten it.
+			if len(key) < len(name) || key[0] < utf8.RuneSelf && key[0]|0x20 != name[0]|0x20 ||
+				string(key) != name && !bytes.EqualFold(key, []byte(name)) {
+				continue
 			}
 			if seen[f] != nil {
 				return &dupError{field: name, spell: [2]string{string(seen[f]), string(key)}}

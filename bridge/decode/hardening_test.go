@@ -199,6 +199,7 @@ func TestDuplicateKeys(t *testing.T) {
 	})
 	runAcceptances(t, DefaultLimits(), []acceptCase{
 		{"unknown field twice is ignored", "sensor", "", `{"ts":1777636740000,"metric":"t","value":1,"note":"a","note":"b"}`, 1, nil},
+		{"empty keys", "gps", "", `{"":1,"ts":1777636740000,"lat":1,"lon":1,"attrs":{"":"x"},"":2}`, 1, nil},
 		{"same key in sibling objects", "sensor", "", `{"ts":1777636740000,"measurements":{"a":1},"units":{"a":"Cel"},"attrs":{"a":"x"}}`, 1, nil},
 		{"wildfi device_id and device", "wildfi-sensor", "env", `{"ts":1777636740000,"device_id":"cow-7","device":"cow-7","t":1}`, 1, nil},
 	})
