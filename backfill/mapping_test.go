@@ -18,6 +18,8 @@ func TestParseMapping(t *testing.T) {
 		{name: "rule without effect", yaml: "rules: [{bucket: b}]\n", wantErr: "rules[0]: a rule needs kind or tenant"},
 		{name: "rule kind", yaml: "rules: [{prefix: a/, kind: photo}]\n", wantErr: "rules[0].kind"},
 		{name: "rule tenant", yaml: "rules: [{prefix: a/, tenant: 'a/b'}]\n", wantErr: "rules[0].tenant"},
+		{name: "rule tenant bidi", yaml: "rules: [{prefix: a/, tenant: \"farm\\u202e\"}]\n", wantErr: `rules[0].tenant: tenant id "farm\u202e" has a character outside`},
+		{name: "default tenant space", yaml: "default_tenant: 'my farm'\n", wantErr: "default_tenant: tenant id"},
 		{name: "bad content type", yaml: "content_types: {jpg: jpeg}\n", wantErr: "content_types.jpg"},
 		{name: "layout date order", yaml: "layout: '{device}/MM/YYYY/...'\n", wantErr: "layout: "},
 		{name: "layout partial var", yaml: "layout: 'cam-{device}/...'\n", wantErr: "a variable is a whole segment"},
@@ -69,6 +71,10 @@ rules:
 		{name: "no device", bucket: "b", key: "up/x.mp4", meta: map[string]string{"tenant": "t"}, wantReason: ReasonNoDevice},
 		{name: "bad kind metadata", bucket: "b", key: "up/x", meta: map[string]string{"kind": "hologram"}, wantReason: ReasonUnknownKind},
 		{name: "too long device", bucket: "b", key: "image2d/farm/" + strings.Repeat("d", 200) + "/2026/11/22/x.jpg", wantReason: ReasonBadIdentity},
+		{name: "device with bidi override", bucket: "b", key: "image2d/farm/cow\u202e1/2026/11/22/x.jpg", wantReason: ReasonBadIdentity},
+		{name: "device with space", bucket: "b", key: "image2d/farm/cow 1/2026/11/22/x.jpg", wantReason: ReasonBadIdentity},
+		{name: "metadata device with escape", bucket: "b", key: "up/x.mp4", meta: map[string]string{"tenant": "t", "device-id": "d\x1b[31m"}, wantReason: ReasonBadIdentity},
+		{name: "metadata tenant not ascii", bucket: "b", key: "up/x.mp4", meta: map[string]string{"tenant": "färm", "device-id": "d"}, wantReason: ReasonBadIdentity},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -23,6 +23,7 @@ import (
 	"github.com/drover-iot/drover/bridge/decode"
 	"github.com/drover-iot/drover/cli"
 	"github.com/drover-iot/drover/devstack"
+	"github.com/drover-iot/drover/identity"
 	"github.com/drover-iot/drover/schemas"
 )
 
@@ -222,8 +223,8 @@ func buildConfig(conn *cli.Conn, f *flags) (Config, error) {
 		return cfg, cli.Usagef("--workers %d: must not be negative", f.workers)
 	case f.drainTimeout <= 0:
 		return cfg, cli.Usagef("--drain-timeout %s: must be positive", f.drainTimeout)
-	case f.defaultTenant == "" || strings.ContainsAny(f.defaultTenant, "/+#"):
-		return cfg, cli.Usagef("--default-tenant %q: must be non-empty without '/', '+' or '#'", f.defaultTenant)
+	case identity.ValidTenant(f.defaultTenant) != nil:
+		return cfg, cli.Usagef("--default-tenant: %v", identity.ValidTenant(f.defaultTenant))
 	case len(f.filters) == 0:
 		return cfg, cli.Usagef("--mqtt-topics: no filter given")
 	case f.linger < 0:

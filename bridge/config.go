@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/drover-iot/drover/bridge/decode"
+	"github.com/drover-iot/drover/identity"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
 )
@@ -171,6 +172,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.DefaultTenant == "" {
 		cfg.DefaultTenant = DefaultTenant
+	}
+	if err := identity.ValidTenant(cfg.DefaultTenant); err != nil {
+		return cfg, fmt.Errorf("%w: DefaultTenant: %w", ErrConfig, err)
 	}
 	if cfg.Limits == (decode.Limits{}) {
 		cfg.Limits = decode.DefaultLimits()

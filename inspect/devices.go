@@ -283,8 +283,10 @@ func writeDevices(w io.Writer, devs []Device, now time.Time) error {
 		if d.Online {
 			online = "yes"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", d.Tenant, d.DeviceID, d.LastSeen.UTC().Format(time.RFC3339),
-			humanAge(now.Sub(d.LastSeen)), online, battery, d.ActiveAlerts, fw)
+		// Ids and firmware come from devices: quoted and escaped when they
+		// hold anything a terminal would interpret (see cell).
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", cell(d.Tenant), cell(d.DeviceID), d.LastSeen.UTC().Format(time.RFC3339),
+			humanAge(now.Sub(d.LastSeen)), online, battery, d.ActiveAlerts, cell(fw))
 	}
 	return tw.Flush()
 }

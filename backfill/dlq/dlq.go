@@ -257,17 +257,8 @@ type RedriveResult struct {
 
 // RedrivableReasons are the reasons of the bridge's dead letters (stages
 // decode, validate, route and produce), the ones --reason may select: every
-// decode.Reason (a test keeps the list complete).
-var RedrivableReasons = []decode.Reason{
-	decode.ReasonEmptyPayload, decode.ReasonPayloadTooLarge, decode.ReasonNotUTF8, decode.ReasonNotJSON,
-	decode.ReasonWrongShape, decode.ReasonMissingField, decode.ReasonInvalidTS, decode.ReasonSenMLMissingName,
-	decode.ReasonSenMLInvalidName, decode.ReasonSenMLUnknownUnit, decode.ReasonSenMLUnsupported,
-	decode.ReasonEventInvalidName, decode.ReasonEventInvalidSeverity, decode.ReasonEventMessageTooLong,
-	decode.ReasonInvalidValue, decode.ReasonOutOfRange, decode.ReasonTSFuture, decode.ReasonTSTooOld,
-	decode.ReasonEmptyMetric, decode.ReasonDeviceMismatch, decode.ReasonSchemaInvalid, decode.ReasonNoRecords,
-	decode.ReasonUnknownTopic, decode.ReasonUnknownChannel, decode.ReasonBadIdentity,
-	decode.ReasonInternalError, decode.ReasonProduceFailed,
-}
+// decode.Reason (decode.Reasons, which a test there keeps complete).
+var RedrivableReasons = decode.Reasons()
 
 // CheckReason returns an error naming the known reasons when reason (""
 // = all) is none of RedrivableReasons, so a typo does not select nothing.
