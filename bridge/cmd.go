@@ -106,7 +106,7 @@ documented in bridge/README.md; --print-routes shows the default routes.`,
   drover bridge --routes routes.yaml`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
-				return cli.Usagef("%s takes no arguments, got %q (see '%s --help')", cmd.CommandPath(), args, cmd.CommandPath())
+				return cli.Usagef("%s takes no arguments, got %q (see '%s --help')", cli.Path(cmd), args, cmd.CommandPath())
 			}
 			return nil
 		},

@@ -2,7 +2,13 @@ package dlq
 
 import (
 	"context"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/drover-iot/drover/bridge/decode"
 	"github.com/drover-iot/drover/devstack/devtest"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
@@ -153,6 +160,17 @@ func TestIntegrationRedriveAfterFix(t *testing.T) {
 	if s, err := Stats(ctx, kc, serde, topics.DLQ, time.Now().Add(time.Hour), 2); err != nil || s.Total != 0 {
 		t.Fatalf("stats after every record: %+v %v", s, err)
 	}
+	// Times before the epoch cover everything: -1 ms is Kafka's "latest"
+	// and other negative timestamps are refused, if passed on.
+	for _, since := range []time.Time{time.UnixMilli(-1).UTC(), time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), time.UnixMilli(0)} {
+		if s, err := Stats(ctx, kc, serde, topics.DLQ, since, 2); err != nil || s.Total != 5 {
+			t.Errorf("stats since %s: total %d, err %v; want all 5", since, s.Total, err)
+		}
+	}
+	o.Since = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
+	if res, err := Redrive(ctx, kc, serde, o); err != nil || res.Scanned != 5 {
+		t.Errorf("redrive since year 1: %+v %v; want all 5 scanned", res, err)
+	}
 	src := map[string]int{}
 	for _, c := range s.BySource {
 		src[c.Key] = c.Count
@@ -165,20 +183,114 @@ func TestIntegrationRedriveAfterFix(t *testing.T) {
 func TestRedriveOptions(t *testing.T) {
 	now := time.Date(2026, 11, 23, 6, 0, 0, 0, time.UTC)
 	cases := []struct {
-		name, since, until, wantErr string
+		name, since, until, reason, wantErr string
 	}{
 		{name: "ok duration", since: "24h"},
 		{name: "ok times", since: "2026-11-22", until: "2026-11-23T00:00:00Z"},
 		{name: "missing", since: "", wantErr: "--since: required"},
 		{name: "garbage", since: "yesterday", wantErr: "--since"},
 		{name: "reversed", since: "2026-11-23", until: "2026-11-22", wantErr: "must be before"},
+		{name: "year 1 to 9999", since: "0001-01-01", until: "9999-12-31"},
+		{name: "known reason", since: "1h", reason: "senml_unknown_unit"},
+		{name: "unknown reason", since: "1h", reason: "senml_unkown_unit", wantErr: `--reason: unknown reason "senml_unkown_unit" (re-drivable reasons: coordinates_out_of_range, device_mismatch, `},
+		{name: "reason of another stage", since: "1h", reason: "no_device", wantErr: `--reason: unknown reason "no_device"`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := redriveOptions(c.since, c.until, "", "", "", false, time.Hour, time.Minute, now)
+			_, err := redriveOptions(c.since, c.until, c.reason, "", "", false, time.Hour, time.Minute, now)
 			if c.wantErr == "" && err != nil || c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr)) {
 				t.Fatalf("err %v, want %q", err, c.wantErr)
 			}
 		})
+	}
+}
+
+// TestRedrivableReasonsAreComplete keeps RedrivableReasons in step with
+// bridge/decode: every constant of type decode.Reason there is listed, so
+// --reason accepts every reason the bridge writes.
+func TestRedrivableReasonsAreComplete(t *testing.T) {
+	fset := token.NewFileSet()
+	pkgs, err := parser.ParseDir(fset, "../../bridge/decode", func(fi fs.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found int
+	for _, pkg := range pkgs {
+		for _, f := range pkg.Files {
+			for _, d := range f.Decls {
+				gd, ok := d.(*ast.GenDecl)
+				if !ok || gd.Tok != token.CONST {
+					continue
+				}
+				for _, spec := range gd.Specs {
+					vs := spec.(*ast.ValueSpec)
+					if id, ok := vs.Type.(*ast.Ident); !ok || id.Name != "Reason" {
+						continue
+					}
+					for _, v := range vs.Values {
+						lit, ok := v.(*ast.BasicLit)
+						if !ok {
+							continue
+						}
+						found++
+						r, _ := strconv.Unquote(lit.Value)
+						if !slices.Contains(RedrivableReasons, decode.Reason(r)) {
+							t.Errorf("decode reason %q is missing from RedrivableReasons", r)
+						}
+					}
+				}
+			}
+		}
+	}
+	if found != len(RedrivableReasons) || found < 20 {
+		t.Errorf("bridge/decode declares %d reasons, RedrivableReasons lists %d", found, len(RedrivableReasons))
+	}
+}
+
+// TestIntegrationReadEndsAtATransactionMarker: a dead-letter partition
+// whose last offset is a commit marker is read to its end, not waited on
+// for ever.
+func TestIntegrationReadEndsAtATransactionMarker(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	kc, serde := setup(t)
+	tx, err := kgo.NewClient(append(kc.Opts(), kgo.TransactionalID("dlq-test"), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := tx.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	dl := schemas.DeadLetter{ID: "t", Stage: "decode", Reason: "not_json", Message: "x", Source: "devices/f/d/sensor", Payload: []byte("x"),
+		PayloadSize: 1, Headers: map[string]string{}, ReceivedAt: now, TS: now, IngestedAt: now}
+	v, err := serde.Encode(ctx, topics.DLQ, &dl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.ProduceSync(ctx, &kgo.Record{Topic: topics.DLQ, Partition: 0, Value: v, Timestamp: now}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	var s Summary
+	go func() {
+		var err error
+		s, err = Stats(ctx, kc, serde, topics.DLQ, now.Add(-time.Hour), 1)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil || s.Total != 1 {
+			t.Fatalf("stats %+v, err %v; want the one dead letter", s, err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Read waited for ever on a partition ending in a transaction marker")
 	}
 }

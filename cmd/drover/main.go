@@ -27,6 +27,11 @@ import (
 var version = "dev"
 
 func main() {
+	os.Exit(newRoot().Execute(os.Args[1:]))
+}
+
+// newRoot builds the command tree (tests walk it).
+func newRoot() *cli.Root {
 	root := cli.NewRoot(version)
 	root.Cmd.AddCommand(
 		devstack.Command(root.Conn,
@@ -54,5 +59,5 @@ func main() {
 		schedule.ScheduleCommand(root.Conn),
 		smoke.Command(root.Conn),
 	)
-	os.Exit(root.Execute(os.Args[1:]))
+	return root
 }
