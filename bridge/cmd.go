@@ -193,11 +193,11 @@ func buildConfig(conn *cli.Conn, f *flags) (Config, error) {
 		return cfg, cli.Usagef("--mqtt-url %q: unsupported scheme %q (want tcp, mqtt, ssl, tls, mqtts, ws or wss)", conn.MQTTURL, u.Scheme)
 	}
 	if f.passwordFile != "" {
-		b, err := os.ReadFile(f.passwordFile)
+		b, err := readSecret(f.passwordFile)
 		if err != nil {
 			return cfg, cli.Usagef("--mqtt-password-file: %w", err)
 		}
-		cfg.Password = []byte(strings.TrimRight(string(b), "\r\n"))
+		cfg.Password = b
 		if f.username == "" {
 			return cfg, cli.Usagef("--mqtt-password-file needs --mqtt-username")
 		}
@@ -355,20 +355,24 @@ func (c *Config) dlqOrDefault() string {
 
 // DevStage returns the bridge as a `drover dev` stage: it bridges the
 // embedded MQTT broker into the embedded Kafka with the default routes,
-// registering missing schemas, and logs a one-line summary every interval
-// (0 = every 10s). Its metrics are not served (the dev process has one
-// admin server of its own, if any).
+// registering missing schemas, as the bridge principal (client id
+// drover-bridge-dev, which the embedded broker reserves to it), and logs a
+// one-line summary every interval (0 = every 10s). Its admin server is the
+// one `drover dev` gives it (/metrics, /healthz, /readyz; port 9410 unless
+// taken).
 func DevStage(interval time.Duration) devstack.Stage {
 	if interval <= 0 {
 		interval = 10 * time.Second
 	}
 	// The bridge is ready once serve registered its check and the check
 	// passes (connected, subscribed, Kafka reachable).
-	var bridgeReady atomic.Pointer[admin.Server]
+	var stageAdmin atomic.Pointer[admin.Server]
 	return devstack.Stage{
-		Name: "bridge",
+		Name:      "bridge",
+		AdminPort: admin.Port(DefaultAdminAddr),
+		Admin:     func(a *admin.Server) { stageAdmin.Store(a) },
 		Ready: func(ctx context.Context) error {
-			adm := bridgeReady.Load()
+			adm := stageAdmin.Load()
 			if adm == nil {
 				return errors.New("bridge not started")
 			}
@@ -388,13 +392,22 @@ func DevStage(interval time.Duration) devstack.Stage {
 			}
 			cfg := Config{
 				MQTTURL:   ep.MQTTURL,
-				ClientID:  "drover-dev-bridge",
+				ClientID:  devstack.BridgePrincipal + "-dev",
+				Username:  ep.MQTTUsername,
 				KafkaOpts: []kgo.Opt{kgo.SeedBrokers(strings.Split(ep.KafkaBrokers, ",")...)},
 				Downlink:  true,
 				Log:       log,
 			}
-			adm := admin.New("", log)
-			bridgeReady.Store(adm)
+			if ep.MQTTPasswordFile != "" {
+				if cfg.Password, err = readSecret(ep.MQTTPasswordFile); err != nil {
+					return fmt.Errorf("bridge: %w", err)
+				}
+			}
+			adm := stageAdmin.Load()
+			if adm == nil { // run outside drover dev (tests): metrics and checks only
+				adm = admin.New("", log)
+				stageAdmin.Store(adm)
+			}
 			stop := make(chan struct{})
 			defer close(stop)
 			go func() {
@@ -412,6 +425,16 @@ func DevStage(interval time.Duration) devstack.Stage {
 			return serve(ctx, cfg, reg, true, adm, nil)
 		},
 	}
+}
+
+// readSecret reads a secret file (a password), without its trailing line
+// break.
+func readSecret(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return []byte(strings.TrimRight(string(b), "\r\n")), nil
 }
 
 // logSummary logs one line: messages in, records out per topic, dead

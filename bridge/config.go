@@ -65,6 +65,9 @@ type Config struct {
 	// AckInterval is how often paho sends the acknowledgements that became
 	// ready (in receive order); default 5ms.
 	AckInterval time.Duration
+	// Reconnect shapes the MQTT reconnect back-off (jittered, exponential,
+	// reset after a stable connection); zero fields take its defaults.
+	Reconnect Reconnect
 	// Workers decode and produce in parallel; messages of one device stay on
 	// one worker, so per-device order holds. Default 2 × GOMAXPROCS.
 	Workers int
@@ -160,6 +163,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.KeepAlive < time.Second || cfg.KeepAlive > 65535*time.Second {
 		return cfg, fmt.Errorf("%w: KeepAlive %s: want 1s to 18h", ErrConfig, cfg.KeepAlive)
+	}
+	if cfg.Reconnect, err = cfg.Reconnect.withDefaults(); err != nil {
+		return cfg, err
 	}
 	if cfg.AckInterval <= 0 {
 		cfg.AckInterval = DefaultAckInterval
