@@ -488,6 +488,32 @@ func (e *readmeEnv) sql(ctx context.Context, stmts []line) error {
 	return nil
 }
 
+// linkRepository makes dir look like the repository's root for the
+// examples: every top-level entry of the repository (but bin and .drover,
+// which the stack owns) is a symlink to the real one, so an example that
+// names a file of the repository (a CSV to import, a rules file) finds it,
+// while whatever an example writes into its working directory stays in dir.
+func linkRepository(t *testing.T, dir string) {
+	t.Helper()
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		switch e.Name() {
+		case "bin", ".drover", ".git":
+			continue
+		}
+		if err := os.Symlink(filepath.Join(root, e.Name()), filepath.Join(dir, e.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // startReadmeStack starts `drover dev` as `make run` does, but on free
 // ports and in a temporary directory laid out like the repository after
 // `make run`: bin/drover and .drover/dev.env. With DROVER_TEST_DATABASE_URL
@@ -503,6 +529,7 @@ func startReadmeStack(t *testing.T) *readmeEnv {
 	if err := os.Symlink(droverBin, filepath.Join(dir, "bin", "drover")); err != nil {
 		t.Fatal(err)
 	}
+	linkRepository(t, dir)
 	envFile := filepath.Join(dir, ".drover", "dev.env")
 	args := []string{"dev", "--data-dir", filepath.Join(t.TempDir(), "data"), "--env-file", envFile, "--dev-env", "",
 		"--mqtt-port", "0", "--kafka-port", "0", "--registry-port", "0", "--s3-port", "0", "--postgres-port", "0"}

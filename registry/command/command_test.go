@@ -200,7 +200,7 @@ func TestIntegrationImport(t *testing.T) {
 	}
 	out, errOut, code := run(t, e, DevicesCommand, "import", good, "--dry-run")
 	wantCode(t, code, 0, out, errOut)
-	if !strings.Contains(errOut, "2 device(s) would be added; nothing written") || out != "" || len(e.View.Devices()) != 1 {
+	if !strings.Contains(errOut, "2 device(s) would be added; nothing written") || out != "would add farm1/cow-1\nwould add farm1/cow-2\n" || len(e.View.Devices()) != 1 {
 		t.Fatalf("dry run: %q %q, %d devices", out, errOut, len(e.View.Devices()))
 	}
 	secrets := filepath.Join(dir, "secrets.csv")

@@ -99,6 +99,11 @@ func (f *importFlags) run(ctx context.Context, conn *cli.Conn, path string, stdi
 		return fmt.Errorf("%s: %w", path, registry.Explain(rows, err))
 	}
 	if f.dryRun {
+		// The plan is the command's result, so it goes to stdout: one line
+		// per device that would be added; the summary goes to stderr.
+		for _, a := range added {
+			fmt.Fprintf(out, "would add %s\n", a.Device.Key())
+		}
 		fmt.Fprintf(errOut, "%s: %d device(s) would be added; nothing written (--dry-run)\n", path, len(added))
 		return nil
 	}
