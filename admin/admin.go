@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -172,4 +173,20 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("admin server shutdown: %w", err)
 	}
 	return nil
+}
+
+// Published holds a stage's admin server once it exists, so `drover dev`
+// can show (and the console probe) its address. The zero value is ready;
+// it is safe for concurrent use.
+type Published struct{ p atomic.Pointer[Server] }
+
+// Set publishes s.
+func (p *Published) Set(s *Server) { p.p.Store(s) }
+
+// URL returns http://ADDR of the published server once it listens, "" before.
+func (p *Published) URL() string {
+	if s := p.p.Load(); s != nil && s.Addr() != "" {
+		return "http://" + s.Addr()
+	}
+	return ""
 }

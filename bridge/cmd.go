@@ -364,8 +364,10 @@ func DevStage(interval time.Duration) devstack.Stage {
 	// The bridge is ready once serve registered its check and the check
 	// passes (connected, subscribed, Kafka reachable).
 	var bridgeReady atomic.Pointer[admin.Server]
+	var pub admin.Published
 	return devstack.Stage{
-		Name: "bridge",
+		Name:  "bridge",
+		Admin: pub.URL,
 		Ready: func(ctx context.Context) error {
 			adm := bridgeReady.Load()
 			if adm == nil {
@@ -392,7 +394,14 @@ func DevStage(interval time.Duration) devstack.Stage {
 				Downlink:  true,
 				Log:       log,
 			}
-			adm := admin.New("", log)
+			// Its admin endpoints listen on a free loopback port, for the
+			// console.
+			adm := admin.New("127.0.0.1:0", log)
+			if err := adm.Listen(); err != nil {
+				return fmt.Errorf("bridge: %w", err)
+			}
+			go func() { _ = adm.Run(ctx) }()
+			pub.Set(adm)
 			bridgeReady.Store(adm)
 			stop := make(chan struct{})
 			defer close(stop)

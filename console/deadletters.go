@@ -26,10 +26,10 @@ import (
 
 // LetterFilter selects dead letters. Zero fields select everything.
 type LetterFilter struct {
-	Since, Until          time.Time
-	Stage, Reason         string
-	Tenant, Device        string
-	Limit                 int
+	Since, Until   time.Time
+	Stage, Reason  string
+	Tenant, Device string
+	Limit          int
 }
 
 // LetterRow is one dead letter in the list (the payload as an excerpt).
@@ -54,12 +54,12 @@ type LetterList struct {
 	Letters []LetterRow `json:"letters"`
 	// Matched is how many matched the filter (Letters holds the newest
 	// Limit of them); Scanned how many the window held.
-	Matched  int            `json:"matched"`
-	Scanned  int            `json:"scanned"`
-	Stages   map[string]int `json:"stages"`
-	Reasons  map[string]int `json:"reasons"`
-	Since    time.Time      `json:"since"`
-	Until    time.Time      `json:"until"`
+	Matched int            `json:"matched"`
+	Scanned int            `json:"scanned"`
+	Stages  map[string]int `json:"stages"`
+	Reasons map[string]int `json:"reasons"`
+	Since   time.Time      `json:"since"`
+	Until   time.Time      `json:"until"`
 }
 
 const defaultLetterLimit = 200

@@ -125,9 +125,9 @@ type Info struct {
 	Version string `json:"version"`
 	// Actions says whether an operator token is configured (actions
 	// possible with it); without one the console is read-only.
-	Actions bool   `json:"actions"`
-	DB      bool   `json:"db"`
-	Refresh int64  `json:"refresh_ms"`
+	Actions bool     `json:"actions"`
+	DB      bool     `json:"db"`
+	Refresh int64    `json:"refresh_ms"`
 	Stages  []string `json:"stages"`
 	// Pages lists the pages this console serves, in menu order; pages of
 	// later issues (registry, commands, stream apps) are added here.

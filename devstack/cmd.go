@@ -41,6 +41,13 @@ type Stage struct {
 	// stage is ready, so a script that waits for the file and then
 	// publishes loses nothing to a bridge that has not subscribed yet.
 	Ready func(ctx context.Context) error
+	// Admin, if set, returns the base URL (http://127.0.0.1:PORT) of the
+	// stage's /metrics, /healthz and /readyz once it listens, "" before.
+	Admin func() string
+	// Env, if set, returns extra KEY=VALUE lines for the env file and the
+	// ready summary (the console's URL, say); it is called once every
+	// stage is ready.
+	Env func() [][2]string
 }
 
 // stageReadyTimeout bounds the wait for the stages before the env file is
@@ -185,8 +192,9 @@ func runDev(ctx context.Context, log *slog.Logger, f devFlags, stages []Stage) e
 	if err := Provision(ctx, ep, log); err != nil {
 		return err
 	}
+	var extra [][2]string
 	ready := func() error {
-		if err := ep.WriteEnvFile(f.envFile); err != nil {
+		if err := ep.WriteEnvFile(f.envFile, extra...); err != nil {
 			return fmt.Errorf("--env-file %s: %w", f.envFile, err)
 		}
 		log.Info("drover dev ready",
@@ -195,6 +203,9 @@ func runDev(ctx context.Context, log *slog.Logger, f devFlags, stages []Stage) e
 			"startup", time.Since(start).Round(time.Millisecond).String())
 		fmt.Fprintf(os.Stdout, "drover dev is ready\n  MQTT             %s\n  Kafka            %s\n  schema registry  %s\n  S3               %s\n  database         %s\n  env file         %s  (. %s)\n",
 			ep.MQTTURL, ep.KafkaBrokers, ep.SchemaRegistryURL, ep.S3Endpoint, ep.DatabaseURL, f.envFile, f.envFile)
+		for _, kv := range extra {
+			fmt.Fprintf(os.Stdout, "  %s=%s\n", kv[0], kv[1])
+		}
 		return nil
 	}
 
@@ -228,10 +239,22 @@ func runDev(ctx context.Context, log *slog.Logger, f devFlags, stages []Stage) e
 		if gctx.Err() != nil {
 			return nil
 		}
+		extra = stageEnv(running)
 		return ready()
 	})
 	g.Go(func() error { <-gctx.Done(); return nil })
 	return g.Wait()
+}
+
+// stageEnv collects the running stages' extra env file lines.
+func stageEnv(stages []Stage) [][2]string {
+	var out [][2]string
+	for _, s := range stages {
+		if s.Env != nil {
+			out = append(out, s.Env()...)
+		}
+	}
+	return out
 }
 
 // waitStages polls every stage's Ready until all report nil, ctx ends or

@@ -16,6 +16,7 @@ type Endpoints struct {
 	S3Endpoint        string // http://127.0.0.1:PORT (path-style addressing)
 	S3Bucket          string // the default bucket, DefaultBucket
 	DatabaseURL       string // postgres://...; "" without a database
+	DataDir           string // the stack's absolute data directory (not in Env)
 }
 
 // Env returns the endpoints as environment variables, in a fixed order:
@@ -42,13 +43,14 @@ func (e Endpoints) Env() [][2]string {
 	)
 }
 
-// WriteEnvFile writes Env as KEY=VALUE lines (after one comment line) to
-// path, atomically: a temporary file in the same directory renamed over
-// path. The file can be sourced by a shell or used as a compose env_file.
-func (e Endpoints) WriteEnvFile(path string) error {
+// WriteEnvFile writes Env and then extra as KEY=VALUE lines (after one
+// comment line) to path, atomically: a temporary file in the same directory
+// renamed over path. The file can be sourced by a shell or used as a
+// compose env_file.
+func (e Endpoints) WriteEnvFile(path string, extra ...[2]string) error {
 	var b bytes.Buffer
 	b.WriteString("# drover dev: endpoints of the embedded stack\n")
-	for _, kv := range e.Env() {
+	for _, kv := range append(e.Env(), extra...) {
 		fmt.Fprintf(&b, "%s=%s\n", kv[0], kv[1])
 	}
 	if err := writeFileAtomic(path, b.Bytes(), 0o644); err != nil {

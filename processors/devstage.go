@@ -33,8 +33,10 @@ import (
 func DevStage(o Options, adminAddr string) devstack.Stage {
 	var rulesFile string
 	var checkEvery time.Duration
+	var pub admin.Published
 	return devstack.Stage{
-		Name: "processors",
+		Name:  "processors",
+		Admin: pub.URL,
 		Flags: func(fs *pflag.FlagSet) {
 			fs.StringVar(&rulesFile, "alert-rules", "", "processors: YAML alert rule file (empty = the embedded default rules)")
 			fs.DurationVar(&checkEvery, "alert-check-interval", alerts.DefaultCheckInterval, "processors: how often the offline sweep runs")
@@ -77,6 +79,7 @@ func DevStage(o Options, adminAddr string) devstack.Stage {
 					}
 					log.Warn("processors admin address taken, using another", "wanted", adminAddr, "addr", adm.Addr())
 				}
+				pub.Set(adm)
 				g.Go(func() error { return adm.Run(gctx) })
 			}
 			g.Go(func() error { return Run(gctx, groupkit.NewKafka(brokers), serde, o, adm, log) })

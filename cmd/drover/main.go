@@ -12,6 +12,8 @@ import (
 	"github.com/drover-iot/drover/bridge"
 	"github.com/drover-iot/drover/bridge/simulate"
 	"github.com/drover-iot/drover/cli"
+	"github.com/drover-iot/drover/console/consolecmd"
+	"github.com/drover-iot/drover/console/consoledev"
 	"github.com/drover-iot/drover/devstack"
 	"github.com/drover-iot/drover/inspect"
 	"github.com/drover-iot/drover/processors"
@@ -28,14 +30,16 @@ var version = "dev"
 
 func main() {
 	root := cli.NewRoot(version)
+	stages := []devstack.Stage{
+		bridge.DevStage(0),
+		processors.DevStage(processors.Options{}, processors.DefaultAdminAddr),
+		timescale.DevStage(),
+		simulate.DevStage(simulate.Config{}),
+		backfill.DevStage(backfill.NewNotifier(nil), ""),
+	}
 	root.Cmd.AddCommand(
-		devstack.Command(root.Conn,
-			bridge.DevStage(0),
-			processors.DevStage(processors.Options{}, processors.DefaultAdminAddr),
-			timescale.DevStage(),
-			simulate.DevStage(simulate.Config{}),
-			backfill.DevStage(backfill.NewNotifier(nil), ""),
-		),
+		devstack.Command(root.Conn, append(stages, consoledev.Stage(version, stages...))...),
+		consolecmd.Command(root.Conn, version),
 		topics.Command(root.Conn),
 		bridge.Command(root.Conn),
 		simulate.Command(root.Conn),

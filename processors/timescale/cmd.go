@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -294,8 +293,10 @@ func safeURL(db *pgx.ConnConfig) string {
 // rows appear quickly. Its metrics go to a private registry; it logs how to
 // connect with psql.
 func DevStage() devstack.Stage {
+	var pub admin.Published
 	return devstack.Stage{
-		Name: "sink",
+		Name:  "sink",
+		Admin: pub.URL,
 		Run: func(ctx context.Context, ep devstack.Endpoints, log *slog.Logger) error {
 			if ep.DatabaseURL == "" {
 				log.Info("no database: sink not started")
@@ -312,9 +313,13 @@ func DevStage() devstack.Stage {
 			}
 			layout := DefaultLayout(PathPostgres)
 			layout.RefreshInterval = DevRefreshInterval
-			cfg := Config{FlushInterval: 500 * time.Millisecond, Layout: &layout, Log: log, Registerer: prometheus.NewRegistry()}
+			// The admin endpoints listen on a free loopback port, for the
+			// console.
+			srv := admin.New("127.0.0.1:0", log)
+			pub.Set(srv)
+			cfg := Config{FlushInterval: 500 * time.Millisecond, Layout: &layout, Log: log, Registerer: srv.Registry}
 			log.Info("database for analysts", "psql", fmt.Sprintf("psql '%s'", ep.DatabaseURL))
-			return run(ctx, cfg, db, []kgo.Opt{kgo.SeedBrokers(strings.Split(ep.KafkaBrokers, ",")...)}, reg, nil, log)
+			return run(ctx, cfg, db, []kgo.Opt{kgo.SeedBrokers(strings.Split(ep.KafkaBrokers, ",")...)}, reg, srv, log)
 		},
 	}
 }

@@ -1,0 +1,216 @@
+// Package consoledev runs the console as a `drover dev` stage: on a
+// loopback port, over the embedded stack, with a generated operator token
+// and a read-only database login of its own. It is the only console code
+// that knows devstack.
+package consoledev
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/spf13/pflag"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/drover-iot/drover/bridge"
+	"github.com/drover-iot/drover/cli"
+	"github.com/drover-iot/drover/console"
+	"github.com/drover-iot/drover/devstack"
+	"github.com/drover-iot/drover/processors/timescale"
+	"github.com/drover-iot/drover/schemas"
+)
+
+// DefaultPort is the console's port in drover dev (a taken port falls
+// back to a free one).
+const DefaultPort = 9480
+
+// Login is the database role drover dev creates for the console: a login
+// in the analysts' read-only role.
+const Login = "drover_console"
+
+// Stage returns the console as a `drover dev` stage named "console". It
+// watches every stage of watched that publishes its admin address. Flags:
+// --console-port and --console-routes.
+func Stage(version string, watched ...devstack.Stage) devstack.Stage {
+	var (
+		port   int
+		routes string
+		mu     sync.Mutex
+		env    [][2]string
+		ready  error = errors.New("console not started")
+	)
+	set := func(e [][2]string, err error) {
+		mu.Lock()
+		env, ready = e, err
+		mu.Unlock()
+	}
+	var targets []console.Target
+	for _, s := range watched {
+		if s.Admin != nil {
+			targets = append(targets, console.Target{Name: s.Name, URL: s.Admin})
+		}
+	}
+	return devstack.Stage{
+		Name: "console",
+		Flags: func(fs *pflag.FlagSet) {
+			fs.IntVar(&port, "console-port", DefaultPort, "console: port of the web console on 127.0.0.1 (0 = any free port)")
+			fs.StringVar(&routes, "console-routes", "", "console: routes file its re-drive uses, re-read at every re-drive (default: the bridge's embedded routes)")
+		},
+		Check: func() error {
+			if port < 0 || port > 65535 {
+				return cli.Usagef("--console-port: %d is not a port (0-65535)", port)
+			}
+			if routes != "" {
+				if _, err := bridge.LoadRoutes(routes); err != nil {
+					return cli.Usagef("--console-routes: %w", err)
+				}
+			}
+			return nil
+		},
+		Ready: func(context.Context) error { mu.Lock(); defer mu.Unlock(); return ready },
+		Env:   func() [][2]string { mu.Lock(); defer mu.Unlock(); return resolve(env, targets) },
+		Run: func(ctx context.Context, ep devstack.Endpoints, log *slog.Logger) error {
+			cfg := console.Config{Stages: targets, RoutesFile: routes, Version: version, Log: log,
+				RedriveStateFile: filepath.Join(ep.DataDir, "backfill", "dlq-redriven.txt")}
+			return run(ctx, ep, cfg, port, log, set)
+		},
+	}
+}
+
+// resolve appends DROVER_STAGE_URLS (known only once the stages listen).
+func resolve(env [][2]string, targets []console.Target) [][2]string {
+	var urls []string
+	for _, t := range targets {
+		if u := t.URL(); u != "" {
+			urls = append(urls, t.Name+"="+u)
+		}
+	}
+	if len(env) == 0 {
+		return nil
+	}
+	return append(env[:len(env):len(env)], [2]string{"DROVER_STAGE_URLS", strings.Join(urls, ",")})
+}
+
+func run(ctx context.Context, ep devstack.Endpoints, cfg console.Config, port int, log *slog.Logger, set func([][2]string, error)) error {
+	var err error
+	if cfg.TokenFile, err = writeToken(filepath.Join(ep.DataDir, "console")); err != nil {
+		return err
+	}
+	kc, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(ep.KafkaBrokers, ",")...))
+	if err != nil {
+		return fmt.Errorf("console: %w", err)
+	}
+	defer kc.Close()
+	if cfg.Registry, err = sr.NewClient(sr.URLs(ep.SchemaRegistryURL)); err != nil {
+		return fmt.Errorf("console: %w", err)
+	}
+	if cfg.Serde, err = schemas.NewSerde(cfg.Registry); err != nil {
+		return fmt.Errorf("console: %w", err)
+	}
+	cfg.Kafka = kc
+	var dbURL string
+	if ep.DatabaseURL != "" {
+		if dbURL, err = createLogin(ctx, ep.DatabaseURL, log); err != nil {
+			return err
+		}
+		if cfg.DB, err = console.OpenDB(ctx, dbURL); err != nil {
+			return fmt.Errorf("console: %w", err)
+		}
+		defer cfg.DB.Close()
+	}
+	srv, err := console.New(cfg)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			return fmt.Errorf("console: %w", err)
+		}
+		log.Warn("console port taken, using another", "wanted", port, "addr", ln.Addr().String())
+	}
+	u := "http://" + ln.Addr().String()
+	env := [][2]string{{"DROVER_CONSOLE_URL", u}, {"DROVER_OPERATOR_TOKEN_FILE", cfg.TokenFile}}
+	if dbURL != "" {
+		env = append(env, [2]string{"DROVER_CONSOLE_DATABASE_URL", dbURL})
+	}
+	set(env, nil)
+	log.Info("console listening", "url", u, "operator_token_file", cfg.TokenFile)
+	return srv.Run(ctx, ln, "", "")
+}
+
+// writeToken writes a fresh random operator token (readable by its owner
+// only) and returns the file's path.
+func writeToken(dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("console: %w", err)
+	}
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, "operator-token")
+	if err := os.WriteFile(p, []byte(hex.EncodeToString(b)+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("console: %w", err)
+	}
+	return p, os.Chmod(p, 0o600)
+}
+
+// createLogin creates (or re-keys) the console's login in the analysts'
+// read-only role, once the sink's migrations created that role, and
+// returns its URL: the console never uses the superuser URL it was given.
+func createLogin(ctx context.Context, superURL string, log *slog.Logger) (string, error) {
+	conn, err := pgx.Connect(ctx, superURL)
+	if err != nil {
+		return "", fmt.Errorf("console: database: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		var ok bool
+		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)`, timescale.AnalystRole).Scan(&ok); err != nil {
+			return "", fmt.Errorf("console: database: %w", err)
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("console: role %s not created within 2m (the sink's migrations make it)", timescale.AnalystRole)
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	pw := hex.EncodeToString(b) // hex: safe inside a quoted literal
+	sql := fmt.Sprintf(`DO $$ BEGIN
+		IF EXISTS (SELECT FROM pg_roles WHERE rolname = '%[1]s') THEN ALTER ROLE %[1]s WITH LOGIN NOSUPERUSER NOBYPASSRLS PASSWORD '%[2]s';
+		ELSE CREATE ROLE %[1]s LOGIN PASSWORD '%[2]s'; END IF; END $$; GRANT %[3]s TO %[1]s`, Login, pw, timescale.AnalystRole)
+	if _, err := conn.Exec(ctx, sql); err != nil {
+		return "", fmt.Errorf("console: creating login %s: %w", Login, err)
+	}
+	u, err := url.Parse(superURL)
+	if err != nil {
+		return "", fmt.Errorf("console: database url: %w", err)
+	}
+	u.User = url.UserPassword(Login, pw)
+	log.Info("console reads the database as a read-only login", "role", Login, "in_role", timescale.AnalystRole)
+	return u.String(), nil
+}
