@@ -59,6 +59,7 @@ type TableStat struct {
 	Exact bool     `json:"exact"`
 	Rate  *float64 `json:"rate"`
 	Error string   `json:"error,omitempty"`
+	at    time.Time // when counted (counts are cached longer than a snapshot)
 }
 
 // sinkTables are the tables the pipeline page counts.
@@ -76,7 +77,7 @@ func (s *Server) tableCounts(ctx context.Context) ([]TableStat, error) {
 		out := make([]TableStat, 0, len(sinkTables))
 		var errs []error
 		for _, t := range sinkTables {
-			ts := TableStat{Name: t, Exact: true}
+			ts := TableStat{Name: t, Exact: true, at: s.cfg.Now()}
 			cctx, cancel := context.WithTimeout(ctx, countTimeout)
 			err := s.cfg.DB.QueryRow(cctx, `SELECT count(*) FROM `+pgx.Identifier{t}.Sanitize()).Scan(&ts.Rows)
 			cancel()

@@ -219,9 +219,11 @@ func (p *pipeline) rates(snap *Snapshot, cur *sample) {
 		cur.metrics[st.Name] = st.Metrics
 	}
 	cur.tables = map[string]TableStat{}
-	for _, t := range snap.Tables {
-		cur.tables[t.Name] = t
-	}
+	defer func() {
+		for _, t := range snap.Tables {
+			cur.tables[t.Name] = t
+		}
+	}()
 	prev := p.prev
 	var dt float64
 	if prev != nil {
@@ -263,8 +265,13 @@ func (p *pipeline) rates(snap *Snapshot, cur *sample) {
 		}
 	}
 	for i, t := range snap.Tables {
-		if b, ok := prev.tables[t.Name]; ok && b.Exact && t.Exact {
-			snap.Tables[i].Rate = rate(t.Rows, b.Rows)
+		b, ok := prev.tables[t.Name]
+		switch {
+		case ok && b.at.Equal(t.at): // the same count: keep its rate
+			snap.Tables[i].Rate = b.Rate
+		case ok && b.Exact && t.Exact && t.at.After(b.at):
+			r := max(float64(t.Rows-b.Rows), 0) / t.at.Sub(b.at).Seconds()
+			snap.Tables[i].Rate = &r
 		}
 	}
 	snap.Edges = make([]EdgeStat, len(p.topo.Edges))

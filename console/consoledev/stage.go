@@ -30,6 +30,7 @@ import (
 	"github.com/drover-iot/drover/devstack"
 	"github.com/drover-iot/drover/processors/timescale"
 	"github.com/drover-iot/drover/schemas"
+	"github.com/drover-iot/drover/topics"
 )
 
 // DefaultPort is the console's port in drover dev (a taken port falls
@@ -82,7 +83,12 @@ func Stage(version string, watched ...devstack.Stage) devstack.Stage {
 		Ready: func(context.Context) error { mu.Lock(); defer mu.Unlock(); return ready },
 		Env:   func() [][2]string { mu.Lock(); defer mu.Unlock(); return resolve(env, targets) },
 		Run: func(ctx context.Context, ep devstack.Endpoints, log *slog.Logger) error {
-			cfg := console.Config{Stages: targets, RoutesFile: routes, Version: version, Log: log,
+			cat, err := topics.Default()
+			if err != nil {
+				return err
+			}
+			// One broker: the catalogue capped as drover dev applies it.
+			cfg := console.Config{Stages: targets, RoutesFile: routes, Version: version, Log: log, Catalogue: cat.WithReplicationCap(1),
 				RedriveStateFile: filepath.Join(ep.DataDir, "backfill", "dlq-redriven.txt")}
 			return run(ctx, ep, cfg, port, log, set)
 		},
