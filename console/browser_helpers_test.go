@@ -52,7 +52,8 @@ type proc struct {
 	cmd  *exec.Cmd
 	mu   sync.Mutex
 	out  bytes.Buffer
-	done chan error
+	done chan struct{} // closed when the process exited; then err is set
+	err  error
 }
 
 func (p *proc) Log() string {
@@ -65,7 +66,7 @@ func (p *proc) Log() string {
 // SIGKILL after 30 s).
 func startDrover(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(droverBin, args...), done: make(chan error, 1)}
+	p := &proc{cmd: exec.Command(droverBin, args...), done: make(chan struct{})}
 	p.cmd.Env = append(os.Environ(), env...)
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -85,7 +86,7 @@ func startDrover(t *testing.T, env []string, args ...string) *proc {
 			p.mu.Unlock()
 		}
 	}()
-	go func() { p.done <- p.cmd.Wait() }()
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
 		_ = p.cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -112,8 +113,8 @@ func startDev(t *testing.T, extra ...string) (*proc, map[string]string) {
 	deadline := time.Now().Add(3 * time.Minute)
 	for time.Now().Before(deadline) {
 		select {
-		case err := <-p.done:
-			t.Fatalf("drover dev exited: %v\n%s", err, p.Log())
+		case <-p.done:
+			t.Fatalf("drover dev exited: %v\n%s", p.err, p.Log())
 		default:
 		}
 		if env, err := cli.ReadEnvFile(envFile); err == nil {

@@ -144,8 +144,8 @@ func redriveFromPage(t *testing.T, b *browser, env map[string]string, kc *kgo.Cl
 	publish(t, env["DROVER_MQTT_URL"], topic, fmt.Appendf(nil, `{"ts":%q,"metric":"temperature","value":38.9,"unit":"Cel"}`, time.Now().UTC().Format(time.RFC3339)))
 	row := fmt.Sprintf(`tr[data-source=%q]`, topic)
 	b.visit(t, base+"/deadletters?since=15m&device="+device, row, 60*time.Second)
-	if r := b.attr(t, row, "data-reason"); r != "unknown_topic" {
-		t.Fatalf("dead letter reason %q, want unknown_topic", r)
+	if r := b.attr(t, row, "data-reason"); r != "unknown_channel" {
+		t.Fatalf("dead letter reason %q, want unknown_channel", r)
 	}
 	b.screenshot(t, "deadletters")
 	letter := b.attr(t, row, "data-letter")
@@ -187,8 +187,9 @@ func redriveFromPage(t *testing.T, b *browser, env map[string]string, kc *kgo.Cl
 		t.Fatal(err)
 	}
 	b.do(t, 30*time.Second, "sign in", chromedp.SendKeys(chromedp.CSS(`input[name=token]`), strings.TrimSpace(string(token))),
-		chromedp.Submit(chromedp.CSS(`input[name=token]`)), chromedp.WaitVisible(chromedp.CSS(`.operator .badge.ok`)),
-		chromedp.Click(chromedp.CSS(`#redrive`)), chromedp.WaitVisible(chromedp.CSS(`#redrive-result [data-redriven="1"]`)))
+		chromedp.Click(chromedp.CSS(`.operator button[type=submit]`)), chromedp.WaitVisible(chromedp.CSS(`.operator .badge.ok`)))
+	b.do(t, 30*time.Second, "re-drive with the token", chromedp.Click(chromedp.CSS(`#redrive`)),
+		chromedp.WaitVisible(chromedp.CSS(`#redrive-result [data-redriven="1"]`)))
 	if errs := b.takeErrors(); len(errs) > 0 {
 		t.Fatalf("console errors: %v", errs)
 	}
@@ -275,15 +276,15 @@ func checkMap(t *testing.T, b *browser, env map[string]string, db *pgx.Conn) {
 		t.Fatalf("marker at (%.2f, %.2f), the last fix (%v, %v) projects to (%.2f, %.2f)", cx, cy, lat, lon, wantX, wantY)
 	}
 	b.screenshot(t, "devices")
+	sim := b.attr(t, `tbody tr[data-device]:not([data-device^="farm9/"])`, "data-device")
 	// Its page: shadow, charts of the simulator's devices, the last fix.
 	b.visit(t, base+"/devices/farm9/"+device, `#last-fix`, 30*time.Second)
 	fix := b.text(t, `#last-fix`)
 	if !strings.HasPrefix(fix, fmt.Sprintf("%.6f, %.6f", lat, lon)) {
 		t.Fatalf("device page last fix %q, want %v, %v", fix, lat, lon)
 	}
-	b.visit(t, base+"/devices", `tr[data-device]`, 30*time.Second)
-	first := b.attr(t, `tbody tr[data-device]:not([data-device^="farm9/"])`, "data-device")
-	b.visit(t, base+"/devices/"+first, `figure.chart[data-points]`, 30*time.Second)
+	// A simulated device's page has charts of its readings.
+	b.visit(t, base+"/devices/"+sim, `figure.chart[data-points]`, 30*time.Second)
 	b.screenshot(t, "device")
 }
 
