@@ -33,7 +33,7 @@ type alertQuery struct {
 }
 
 func (s *Server) queryAlerts(ctx context.Context, q alertQuery) ([]AlertRow, error) {
-	rows, err := s.cfg.DB.Query(ctx, `SELECT alert_id, rule, kind, tenant, device_id, state, severity, value, threshold, message, fired_at, resolved_at,
+	rows, err := s.query(ctx, `SELECT alert_id, rule, kind, tenant, device_id, state, severity, value, threshold, message, fired_at, resolved_at,
 		extract(epoch FROM coalesce(resolved_at, now()) - fired_at)::float8
 		FROM alerts WHERE ($1 = '' OR state = $1) AND ($2 = '' OR tenant = $2) AND ($3 = '' OR device_id = $3)
 		ORDER BY fired_at DESC LIMIT $4`, q.State, q.Tenant, q.Device, q.Limit)

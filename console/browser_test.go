@@ -3,7 +3,6 @@ package console_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -300,18 +299,7 @@ func downStage(t *testing.T, b *browser, env map[string]string) {
 	p := startDrover(t, nil, "console", "--dev-env", "", "--kafka-brokers", env["DROVER_KAFKA_BROKERS"], "--schema-registry-url", env["DROVER_SCHEMA_REGISTRY_URL"],
 		"--console-addr", "127.0.0.1:0", "--console-database-url", env["DROVER_CONSOLE_DATABASE_URL"], "--replication-cap", "1",
 		"--stage-urls", env["DROVER_STAGE_URLS"]+",media=http://127.0.0.1:1")
-	var u string
-	for deadline := time.Now().Add(30 * time.Second); u == "" && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		for _, line := range strings.Split(p.Log(), "\n") {
-			var m struct{ Msg, URL string }
-			if json.Unmarshal([]byte(line), &m) == nil && m.Msg == "console listening" {
-				u = m.URL
-			}
-		}
-	}
-	if u == "" {
-		t.Fatalf("standalone console did not start:\n%s", p.Log())
-	}
+	u := waitListening(t, p)
 	b.visit(t, u+"/pipeline", `[data-node="media"][data-status="down"]`, 60*time.Second)
 	b.do(t, 30*time.Second, "bridge up", chromedp.WaitVisible(chromedp.CSS(`[data-node="bridge"][data-status="ok"]`)))
 	var info struct{ Actions bool }

@@ -56,9 +56,9 @@ type TableStat struct {
 	Rows int64  `json:"rows"`
 	// Exact is false when count(*) took too long and Rows is the
 	// planner's estimate.
-	Exact bool     `json:"exact"`
-	Rate  *float64 `json:"rate"`
-	Error string   `json:"error,omitempty"`
+	Exact bool      `json:"exact"`
+	Rate  *float64  `json:"rate"`
+	Error string    `json:"error,omitempty"`
 	at    time.Time // when counted (counts are cached longer than a snapshot)
 }
 
@@ -79,12 +79,12 @@ func (s *Server) tableCounts(ctx context.Context) ([]TableStat, error) {
 		for _, t := range sinkTables {
 			ts := TableStat{Name: t, Exact: true, at: s.cfg.Now()}
 			cctx, cancel := context.WithTimeout(ctx, countTimeout)
-			err := s.cfg.DB.QueryRow(cctx, `SELECT count(*) FROM `+pgx.Identifier{t}.Sanitize()).Scan(&ts.Rows)
+			err := s.queryRow(cctx, `SELECT count(*) FROM `+pgx.Identifier{t}.Sanitize()).Scan(&ts.Rows)
 			cancel()
 			if err != nil {
 				ts.Exact = false
 				// The estimate sums the partitions of a partitioned table.
-				eerr := s.cfg.DB.QueryRow(ctx, `SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint FROM pg_class c
+				eerr := s.queryRow(ctx, `SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint FROM pg_class c
 					WHERE c.oid = to_regclass($1) OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = to_regclass($1))`, t).Scan(&ts.Rows)
 				if eerr != nil {
 					ts.Error = err.Error()

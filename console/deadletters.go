@@ -83,7 +83,7 @@ func (s *Server) listLetters(ctx context.Context, f LetterFilter) (LetterList, e
 	if limit <= 0 {
 		limit = defaultLetterLimit
 	}
-	err := dlq.Read(ctx, s.cfg.Kafka, s.cfg.Serde, topics.DLQ, f.Since, f.Until, func(l dlq.Letter) error {
+	err := dlq.Read(ctx, s.kc, s.cfg.Serde, topics.DLQ, f.Since, f.Until, func(l dlq.Letter) error {
 		out.Scanned++
 		out.Stages[l.Stage]++
 		out.Reasons[l.Reason]++
@@ -228,7 +228,7 @@ func (s *Server) readLetter(ctx context.Context, p int32, off int64) (LetterDeta
 	if !ok || end.Err != nil || off >= end.Offset {
 		return LetterDetail{}, fmt.Errorf("%s has no record at partition %d offset %d", topics.DLQ, p, off)
 	}
-	cl, err := kgo.NewClient(append(s.cfg.Kafka.Opts(),
+	cl, err := kgo.NewClient(append(s.kc.Opts(),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topics.DLQ: {p: kgo.NewOffset().At(off)}}))...)
 	if err != nil {
 		return LetterDetail{}, err
@@ -328,7 +328,7 @@ func (s *Server) redrive(ctx context.Context, req RedriveRequest) (RedriveRespon
 		}
 		o.Routes = routes
 	}
-	res, err := dlq.Redrive(ctx, s.cfg.Kafka, s.cfg.Serde, o)
+	res, err := dlq.Redrive(ctx, s.kc, s.cfg.Serde, o)
 	resp.Result = res
 	if resp.Outcomes == nil {
 		resp.Outcomes = []LetterOutcome{}

@@ -44,7 +44,7 @@ func scanDevice(row pgx.Row, d *Device, extra ...any) error {
 const maxDevices = 5000
 
 func (s *Server) listDevices(ctx context.Context, q string) ([]Device, error) {
-	rows, err := s.cfg.DB.Query(ctx, `SELECT `+deviceColumns+` FROM device_state
+	rows, err := s.query(ctx, `SELECT `+deviceColumns+` FROM device_state
 		WHERE $1 = '' OR strpos(lower(tenant || '/' || device_id || ' ' || coalesce(firmware, '')), lower($1)) > 0
 		ORDER BY tenant, device_id LIMIT `+fmt.Sprint(maxDevices), q)
 	if err != nil {
@@ -110,7 +110,7 @@ var errNoDevice = errors.New("no such device")
 func (s *Server) deviceDetail(ctx context.Context, tenant, device string) (DeviceDetail, error) {
 	d := DeviceDetail{Series: map[string][]Point{}, Alerts: []AlertRow{}, DeadLetters: []LetterRow{}}
 	var metrics []byte
-	err := scanDevice(s.cfg.DB.QueryRow(ctx, `SELECT `+deviceColumns+`, metrics FROM device_state WHERE tenant = $1 AND device_id = $2`, tenant, device), &d.Device, &metrics)
+	err := scanDevice(s.queryRow(ctx, `SELECT `+deviceColumns+`, metrics FROM device_state WHERE tenant = $1 AND device_id = $2`, tenant, device), &d.Device, &metrics)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return d, fmt.Errorf("%w %s/%s in device_state", errNoDevice, tenant, device)
 	}
@@ -129,7 +129,7 @@ func (s *Server) deviceDetail(ctx context.Context, tenant, device string) (Devic
 		d.Series[metric] = pts
 	}
 	var f Fix
-	err = s.cfg.DB.QueryRow(ctx, `SELECT ts, lat, lon FROM gps_fixes WHERE tenant = $1 AND device_id = $2 ORDER BY ts DESC LIMIT 1`, tenant, device).Scan(&f.TS, &f.Lat, &f.Lon)
+	err = s.queryRow(ctx, `SELECT ts, lat, lon FROM gps_fixes WHERE tenant = $1 AND device_id = $2 ORDER BY ts DESC LIMIT 1`, tenant, device).Scan(&f.TS, &f.Lat, &f.Lon)
 	switch {
 	case err == nil:
 		d.LastFix = &f
@@ -151,7 +151,7 @@ func (s *Server) deviceDetail(ctx context.Context, tenant, device string) (Devic
 // series returns a metric's latest readings, oldest first (the primary
 // key's index serves it).
 func (s *Server) series(ctx context.Context, tenant, device, metric string) ([]Point, error) {
-	rows, err := s.cfg.DB.Query(ctx, `SELECT ts, value FROM (SELECT ts, value FROM sensor_readings
+	rows, err := s.query(ctx, `SELECT ts, value FROM (SELECT ts, value FROM sensor_readings
 		WHERE tenant = $1 AND device_id = $2 AND metric = $3 ORDER BY ts DESC LIMIT `+fmt.Sprint(seriesPoints)+`) r ORDER BY ts`, tenant, device, metric)
 	if err != nil {
 		return nil, err

@@ -55,7 +55,7 @@ func (w *dlqWindow) start(ctx context.Context, now time.Time) error {
 	for p, o := range offs[topics.DLQ] {
 		parts[p] = kgo.NewOffset().At(o.Offset)
 	}
-	cl, err := kgo.NewClient(append(w.s.cfg.Kafka.Opts(), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topics.DLQ: parts}),
+	cl, err := kgo.NewClient(append(w.s.kc.Opts(), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topics.DLQ: parts}),
 		kgo.FetchMaxWait(5*time.Second))...)
 	if err != nil {
 		return err

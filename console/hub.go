@@ -148,12 +148,14 @@ func (h *hub) serveEvents(w http.ResponseWriter, r *http.Request) {
 	c := make(chan []byte, 1)
 	h.mu.Lock()
 	h.subs[c] = struct{}{}
+	h.s.metrics.sse.Inc()
 	h.ensure()
 	first := h.snapJSON
 	h.mu.Unlock()
 	defer func() {
 		h.mu.Lock()
 		delete(h.subs, c)
+		h.s.metrics.sse.Dec()
 		h.mu.Unlock()
 	}()
 	fmt.Fprintf(w, "retry: %d\n\n", h.s.cfg.Refresh.Milliseconds())

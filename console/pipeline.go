@@ -92,6 +92,7 @@ func newPipeline(s *Server) *pipeline {
 // snapshot reads everything once and computes rates against the previous
 // call.
 func (p *pipeline) snapshot(ctx context.Context) Snapshot {
+	p.s.metrics.snapshot.Inc()
 	now := p.s.cfg.Now()
 	snap := Snapshot{At: now, Topology: p.topo}
 	cur := &sample{at: now, ends: map[string]int64{}, committed: map[string]map[string]int64{}, metrics: map[string]map[string]float64{}}
@@ -103,7 +104,7 @@ func (p *pipeline) snapshot(ctx context.Context) Snapshot {
 		mu.Unlock()
 	}
 	wg.Add(3)
-	go func() { defer wg.Done(); snap.Stages = probeStages(ctx, p.s.http, p.s.cfg.Stages) }()
+	go func() { defer wg.Done(); snap.Stages = p.s.probeStages(ctx, p.s.cfg.Stages) }()
 	go func() {
 		defer wg.Done()
 		if err := p.readKafka(ctx, &snap, cur); err != nil {

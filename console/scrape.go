@@ -38,21 +38,21 @@ type StageStatus struct {
 const probeTimeout = 3 * time.Second
 
 // probeStages asks every target's /readyz and /metrics, concurrently.
-func probeStages(ctx context.Context, hc *http.Client, targets []Target) []StageStatus {
+func (s *Server) probeStages(ctx context.Context, targets []Target) []StageStatus {
 	out := make([]StageStatus, len(targets))
 	var wg sync.WaitGroup
 	for i, t := range targets {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out[i] = probeStage(ctx, hc, t.Name, strings.TrimRight(t.URL(), "/"))
+			out[i] = s.probeStage(ctx, t.Name, strings.TrimRight(t.URL(), "/"))
 		}()
 	}
 	wg.Wait()
 	return out
 }
 
-func probeStage(ctx context.Context, hc *http.Client, name, base string) StageStatus {
+func (s *Server) probeStage(ctx context.Context, name, base string) StageStatus {
 	st := StageStatus{Name: name, URL: base}
 	if base == "" {
 		st.Error = "address not known yet"
@@ -60,7 +60,7 @@ func probeStage(ctx context.Context, hc *http.Client, name, base string) StageSt
 	}
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	body, code, err := get(ctx, hc, base+"/readyz")
+	body, code, err := s.get(ctx, base+"/readyz")
 	if err != nil {
 		st.Error = err.Error()
 		return st
@@ -72,7 +72,7 @@ func probeStage(ctx context.Context, hc *http.Client, name, base string) StageSt
 	if json.Unmarshal(body, &rz) == nil && len(rz.Failed) > 0 {
 		st.Failed = rz.Failed
 	}
-	body, code, err = get(ctx, hc, base+"/metrics")
+	body, code, err = s.get(ctx, base+"/metrics")
 	switch {
 	case err != nil:
 		st.Error = "metrics: " + err.Error()
@@ -86,12 +86,13 @@ func probeStage(ctx context.Context, hc *http.Client, name, base string) StageSt
 	return st
 }
 
-func get(ctx context.Context, hc *http.Client, url string) ([]byte, int, error) {
+func (s *Server) get(ctx context.Context, url string) ([]byte, int, error) {
+	s.metrics.stages.Inc()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, 0, err
 	}
-	resp, err := hc.Do(req)
+	resp, err := s.http.Do(req)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -10,16 +10,20 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // Server is the console. Build it with New, serve Handler (or call Run).
 // Its methods are safe for concurrent use.
 type Server struct {
 	cfg  Config
+	kc   *kgo.Client // the console's own client: cfg.Kafka's options plus the request counter
 	adm  *kadm.Client
 	http *http.Client
 	hub  *hub
 	mux  *http.ServeMux
+
+	metrics *metrics
 
 	counts    *memo[[]TableStat]
 	catalogue *memo[[]CatalogueTopic]
@@ -35,11 +39,18 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
+	m := newMetrics()
+	kc, err := kgo.NewClient(append(cfg.Kafka.Opts(), kgo.WithHooks(m))...)
+	if err != nil {
+		return nil, fmt.Errorf("console: kafka: %w", err)
+	}
 	s := &Server{
-		cfg:  cfg,
-		adm:  kadm.NewClient(cfg.Kafka),
-		http: &http.Client{Timeout: probeTimeout},
-		mux:  http.NewServeMux(),
+		cfg:     cfg,
+		kc:      kc,
+		adm:     kadm.NewClient(kc),
+		http:    &http.Client{Timeout: probeTimeout},
+		mux:     http.NewServeMux(),
+		metrics: m,
 	}
 	now := cfg.Now
 	s.counts = newMemo[[]TableStat](15*time.Second, now)
@@ -56,6 +67,7 @@ func New(cfg Config) (*Server, error) {
 
 func (s *Server) routes() {
 	m := s.mux
+	m.Handle("GET /metrics", s.metrics.handler())
 	m.HandleFunc("GET /api/info", s.serveInfo)
 	m.HandleFunc("GET /api/pipeline", s.servePipeline)
 	m.HandleFunc("GET /api/events", s.hub.serveEvents)
@@ -78,8 +90,12 @@ func (s *Server) routes() {
 // Handler is the console's HTTP handler: the page, its assets and /api/.
 func (s *Server) Handler() http.Handler { return securityHeaders(s.mux) }
 
-// Close stops the background reads (the SSE hub's poller).
-func (s *Server) Close() { s.hub.stop() }
+// Close stops the background reads (the SSE hub's poller) and closes the
+// console's own Kafka client.
+func (s *Server) Close() {
+	s.hub.stop()
+	s.kc.Close()
+}
 
 // Run serves on ln (TLS when certFile and keyFile are set) until ctx is
 // done, then shuts down.

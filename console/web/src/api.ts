@@ -49,13 +49,25 @@ let latest: Snapshot | null = null
 let source: EventSource | null = null
 
 function connect() {
-  if (source) return
+  if (source || document.visibilityState === 'hidden') return
   source = new EventSource('/api/events')
   source.addEventListener('pipeline', (e) => {
     latest = JSON.parse((e as MessageEvent).data) as Snapshot
     listeners.forEach((l) => l(latest!))
   })
 }
+
+function disconnect() {
+  source?.close()
+  source = null
+}
+
+// A hidden tab, or a page left for another (and perhaps kept in the
+// back-forward cache), listens to nothing: the console then reads nothing
+// for it. It catches up when shown again.
+document.addEventListener('visibilitychange', () => (document.visibilityState === 'hidden' ? disconnect() : listeners.size && connect()))
+addEventListener('pagehide', disconnect)
+addEventListener('pageshow', () => listeners.size && connect())
 
 export function useSnapshot(): Snapshot | null {
   const [snap, setSnap] = useState<Snapshot | null>(latest)
