@@ -106,7 +106,7 @@ function Chart({ metric, points }: { metric: string; points: { t: string; v: num
     const xs = points.map((p) => new Date(p.t).getTime() / 1000)
     const ys = points.map((p) => p.v)
     const u = new uPlot({ width: 300, height: 110, legend: { show: false }, cursor: { show: true },
-      scales: { x: { time: true } }, axes: [{ size: 28, font: '10px sans-serif' }, { size: 40, font: '10px sans-serif' }],
+      scales: { x: { time: true } }, axes: [{ size: 28, font: '10px sans-serif' }, { size: 52, font: '10px sans-serif' }],
       series: [{}, { label: metric, stroke: '#2563eb', width: 1.5, points: { show: points.length < 30 } }] }, [xs, ys], el.current)
     return () => u.destroy()
   }, [metric, points])
