@@ -292,16 +292,19 @@ func checkMap(t *testing.T, b *browser, env map[string]string, db *pgx.Conn) {
 // run proves `drover console` refuses the superuser database URL.
 func downStage(t *testing.T, b *browser, env map[string]string) {
 	out, code := runDrover(t, "console", "--dev-env", "", "--kafka-brokers", env["DROVER_KAFKA_BROKERS"], "--schema-registry-url", env["DROVER_SCHEMA_REGISTRY_URL"],
-		"--console-addr", "127.0.0.1:0", "--console-database-url", env["DROVER_DATABASE_URL"])
+		"--console-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--console-database-url", env["DROVER_DATABASE_URL"])
 	if code != 2 || !strings.Contains(out, "must not be a superuser") {
 		t.Fatalf("superuser URL: exit %d, want 2 naming the superuser:\n%s", code, out)
 	}
 	p := startDrover(t, nil, "console", "--dev-env", "", "--kafka-brokers", env["DROVER_KAFKA_BROKERS"], "--schema-registry-url", env["DROVER_SCHEMA_REGISTRY_URL"],
-		"--console-addr", "127.0.0.1:0", "--console-database-url", env["DROVER_CONSOLE_DATABASE_URL"], "--replication-cap", "1",
+		"--console-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--console-database-url", env["DROVER_CONSOLE_DATABASE_URL"], "--replication-cap", "1",
 		"--stage-urls", env["DROVER_STAGE_URLS"]+",media=http://127.0.0.1:1")
-	u := waitListening(t, p)
+	u, adm := waitListening(t, p)
 	b.visit(t, u+"/pipeline", `[data-node="media"][data-status="down"]`, 60*time.Second)
 	b.do(t, 30*time.Second, "bridge up", chromedp.WaitVisible(chromedp.CSS(`[data-node="bridge"][data-status="ok"]`)))
+	if code := getJSON(t, "GET", adm+"/readyz", "", nil, nil); code != 200 {
+		t.Fatalf("console /readyz: HTTP %d", code)
+	}
 	var info struct{ Actions bool }
 	if code := getJSON(t, "GET", u+"/api/info", "", nil, &info); code != 200 || info.Actions {
 		t.Fatalf("standalone console without a token: HTTP %d, actions %v (want read-only)", code, info.Actions)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
@@ -65,6 +66,10 @@ type Config struct {
 	Paddocks []byte
 	// Refresh is the pipeline snapshot interval (default DefaultRefresh).
 	Refresh time.Duration
+	// Registerer receives the console's own metrics (Kafka requests,
+	// database queries, stage requests, snapshots, listening pages); nil
+	// keeps them private.
+	Registerer prometheus.Registerer
 	// Version is shown in the page footer.
 	Version string
 	Log     *slog.Logger

@@ -225,8 +225,13 @@ func (s *Server) readLetter(ctx context.Context, p int32, off int64) (LetterDeta
 		return LetterDetail{}, err
 	}
 	end, ok := ends.Lookup(topics.DLQ, p)
-	if !ok || end.Err != nil || off >= end.Offset {
-		return LetterDetail{}, fmt.Errorf("%s has no record at partition %d offset %d", topics.DLQ, p, off)
+	switch {
+	case !ok:
+		return LetterDetail{}, fmt.Errorf("%s has no partition %d", topics.DLQ, p)
+	case end.Err != nil:
+		return LetterDetail{}, fmt.Errorf("%s partition %d: %w", topics.DLQ, p, end.Err)
+	case off >= end.Offset:
+		return LetterDetail{}, fmt.Errorf("%s has no record at partition %d offset %d (end %d)", topics.DLQ, p, off, end.Offset)
 	}
 	cl, err := kgo.NewClient(append(s.kc.Opts(),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topics.DLQ: {p: kgo.NewOffset().At(off)}}))...)

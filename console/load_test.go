@@ -71,16 +71,16 @@ func TestIntegrationConsoleLoad(t *testing.T) {
 	}
 	_, env := startDev(t)
 	p := startDrover(t, nil, "console", "--dev-env", "", "--kafka-brokers", env["DROVER_KAFKA_BROKERS"],
-		"--schema-registry-url", env["DROVER_SCHEMA_REGISTRY_URL"], "--console-addr", "127.0.0.1:0",
+		"--schema-registry-url", env["DROVER_SCHEMA_REGISTRY_URL"], "--console-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
 		"--console-database-url", env["DROVER_CONSOLE_DATABASE_URL"], "--replication-cap", "1", "--stage-urls", env["DROVER_STAGE_URLS"])
-	base := waitListening(t, p)
+	base, adminURL := waitListening(t, p)
 	b := newBrowser(t, t.ArtifactDir())
 
 	// Nobody looking: after start-up, not one request to Kafka.
 	time.Sleep(3 * time.Second)
-	idle0 := consoleMetrics(t, base)
+	idle0 := consoleMetrics(t, adminURL)
 	time.Sleep(10 * time.Second)
-	if d := kafkaRequests(consoleMetrics(t, base)) - kafkaRequests(idle0); d != 0 {
+	if d := kafkaRequests(consoleMetrics(t, adminURL)) - kafkaRequests(idle0); d != 0 {
 		t.Fatalf("no page open, yet %v Kafka requests in 10 s", d)
 	}
 	for _, page := range []struct{ path, sel string }{
@@ -90,9 +90,9 @@ func TestIntegrationConsoleLoad(t *testing.T) {
 	} {
 		b.visit(t, base+page.path, page.sel, 60*time.Second)
 		time.Sleep(6 * time.Second) // past the first snapshot's start-up reads
-		m0 := consoleMetrics(t, base)
+		m0 := consoleMetrics(t, adminURL)
 		time.Sleep(time.Duration(secs) * time.Second)
-		m1 := consoleMetrics(t, base)
+		m1 := consoleMetrics(t, adminURL)
 		perMin := func(k string) float64 { return (m1[k] - m0[k]) * 60 / float64(secs) }
 		var kinds []string
 		for k := range m1 {
@@ -115,26 +115,26 @@ func TestIntegrationConsoleLoad(t *testing.T) {
 	// Closing the page stops the reads (after two refresh intervals).
 	b.do(t, 10*time.Second, "close the page", chromedp.Navigate("about:blank"))
 	time.Sleep(13 * time.Second)
-	m0 := consoleMetrics(t, base)
+	m0 := consoleMetrics(t, adminURL)
 	time.Sleep(10 * time.Second)
-	if m1 := consoleMetrics(t, base); kafkaRequests(m1) != kafkaRequests(m0) {
+	if m1 := consoleMetrics(t, adminURL); kafkaRequests(m1) != kafkaRequests(m0) {
 		t.Fatalf("page closed, yet %v Kafka requests in 10 s (%v event streams open)", kafkaRequests(m1)-kafkaRequests(m0), m1["drover_console_event_streams"])
 	}
 }
 
 func round1(v float64) float64 { return float64(int(v*10+0.5)) / 10 }
 
-// waitListening returns the URL a console process logged.
-func waitListening(t *testing.T, p *proc) string {
+// waitListening returns the page and admin URLs a console process logged.
+func waitListening(t *testing.T, p *proc) (string, string) {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		for _, line := range strings.Split(p.Log(), "\n") {
-			var m struct{ Msg, URL string }
+			var m struct{ Msg, URL, Admin string }
 			if json.Unmarshal([]byte(line), &m) == nil && m.Msg == "console listening" {
-				return m.URL
+				return m.URL, "http://" + m.Admin
 			}
 		}
 	}
 	t.Fatalf("console did not start:\n%s", p.Log())
-	return ""
+	return "", ""
 }

@@ -2,23 +2,20 @@ package console
 
 import (
 	"context"
-	"net/http"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// metrics is the console's own load on the stack, served on its /metrics:
-// the requests it sends to Kafka (by API), the queries it runs on the
-// database, the requests to the stages, the pages listening, and its
-// process CPU.
+// metrics is the console's own load on the stack (served by `drover
+// console` on its admin address, beside its process CPU): the requests it
+// sends to Kafka (by API), the queries it runs on the database, the
+// requests to the stages, the snapshots and the pages listening.
 type metrics struct {
-	reg      *prometheus.Registry
 	kafka    *prometheus.CounterVec
 	db       prometheus.Counter
 	stages   prometheus.Counter
@@ -26,9 +23,13 @@ type metrics struct {
 	sse      prometheus.Gauge
 }
 
-func newMetrics() *metrics {
+// newMetrics registers the console's metrics on reg (nil: a private
+// registry nobody scrapes).
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
 	m := &metrics{
-		reg: prometheus.NewRegistry(),
 		kafka: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drover_console_kafka_requests_total",
 			Help: "Requests the console sent to Kafka brokers, by request type."}, []string{"request"}),
 		db: prometheus.NewCounter(prometheus.CounterOpts{Name: "drover_console_db_queries_total",
@@ -40,12 +41,13 @@ func newMetrics() *metrics {
 		sse: prometheus.NewGauge(prometheus.GaugeOpts{Name: "drover_console_event_streams",
 			Help: "Pages listening to the snapshot stream now."}),
 	}
-	m.reg.MustRegister(m.kafka, m.db, m.stages, m.snapshot, m.sse,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return m
+	for _, c := range []prometheus.Collector{m.kafka, m.db, m.stages, m.snapshot, m.sse} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("console metrics: %w", err)
+		}
+	}
+	return m, nil
 }
-
-func (m *metrics) handler() http.Handler { return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}) }
 
 // OnBrokerWrite counts every request written to a broker (kgo hook).
 func (m *metrics) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {

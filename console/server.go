@@ -39,7 +39,10 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	m := newMetrics()
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	kc, err := kgo.NewClient(append(cfg.Kafka.Opts(), kgo.WithHooks(m))...)
 	if err != nil {
 		return nil, fmt.Errorf("console: kafka: %w", err)
@@ -67,7 +70,6 @@ func New(cfg Config) (*Server, error) {
 
 func (s *Server) routes() {
 	m := s.mux
-	m.Handle("GET /metrics", s.metrics.handler())
 	m.HandleFunc("GET /api/info", s.serveInfo)
 	m.HandleFunc("GET /api/pipeline", s.servePipeline)
 	m.HandleFunc("GET /api/events", s.hub.serveEvents)
@@ -85,6 +87,16 @@ func (s *Server) routes() {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no API %s %s", r.Method, r.URL.Path))
 	})
 	m.Handle("/", assetHandler())
+}
+
+// Ready reports whether the console can read Kafka (its readiness check).
+func (s *Server) Ready(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := s.kc.Ping(ctx); err != nil {
+		return fmt.Errorf("kafka: %w", err)
+	}
+	return nil
 }
 
 // Handler is the console's HTTP handler: the page, its assets and /api/.

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/drover-iot/drover/admin"
 	"github.com/drover-iot/drover/backfill"
 	"github.com/drover-iot/drover/backfill/dlq"
 	"github.com/drover-iot/drover/bridge"
@@ -31,6 +32,7 @@ import (
 // Flags are `drover console`'s settings.
 type Flags struct {
 	Addr           string
+	AdminAddr      string
 	TLSCert        string
 	TLSKey         string
 	TokenFile      string
@@ -43,6 +45,10 @@ type Flags struct {
 	ReplicationCap int16
 	Refresh        time.Duration
 }
+
+// DefaultAdminAddr serves the console's own /metrics, /healthz and
+// /readyz (its page is on --console-addr).
+const DefaultAdminAddr = ":9476"
 
 // DefaultStageURLs are the stages' default admin addresses on this host.
 func DefaultStageURLs() []string {
@@ -58,6 +64,7 @@ func DefaultStageURLs() []string {
 // AddFlags registers the console's flags on fs.
 func (f *Flags) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&f.Addr, "console-addr", console.DefaultAddr, "listen address (loopback by default; 0.0.0.0:9480 for every interface)")
+	admin.AddFlag(fs, &f.AdminAddr, DefaultAdminAddr)
 	fs.StringVar(&f.TLSCert, "console-tls-cert", "", "PEM certificate file: serve HTTPS (with --console-tls-key)")
 	fs.StringVar(&f.TLSKey, "console-tls-key", "", "PEM key file for --console-tls-cert")
 	fs.StringVar(&f.TokenFile, "operator-token-file", "", "file holding the operator token that actions (re-drive) need; empty = read-only console")
@@ -206,6 +213,11 @@ func run(ctx context.Context, conn *cli.Conn, f Flags, cfg console.Config) error
 		return err
 	}
 	cfg.Kafka, cfg.Registry, cfg.Serde, cfg.Log = kc, reg, serde, log
+	adm := admin.New(f.AdminAddr, log)
+	if err := adm.Listen(); err != nil {
+		return cli.Usagef("--admin-addr: %w", err)
+	}
+	cfg.Registerer = adm.Registry
 	if f.DatabaseURL != "" {
 		db, err := console.OpenDB(ctx, f.DatabaseURL)
 		if errors.Is(err, console.ErrSuperuser) {
@@ -221,6 +233,12 @@ func run(ctx context.Context, conn *cli.Conn, f Flags, cfg console.Config) error
 	if err != nil {
 		return err
 	}
+	adm.AddCheck("console", srv.Ready)
+	go func() {
+		if err := adm.Run(ctx); err != nil {
+			log.Error("admin server", "err", err)
+		}
+	}()
 	ln, err := net.Listen("tcp", f.Addr)
 	if err != nil {
 		return fmt.Errorf("--console-addr: %w", err)
@@ -229,6 +247,6 @@ func run(ctx context.Context, conn *cli.Conn, f Flags, cfg console.Config) error
 	if f.TLSCert != "" {
 		scheme = "https"
 	}
-	log.Info("console listening", "url", scheme+"://"+ln.Addr().String(), "read_only", f.TokenFile == "", "database", cfg.DB != nil)
+	log.Info("console listening", "url", scheme+"://"+ln.Addr().String(), "admin", adm.Addr(), "read_only", f.TokenFile == "", "database", cfg.DB != nil)
 	return srv.Run(ctx, ln, f.TLSCert, f.TLSKey)
 }
