@@ -128,13 +128,17 @@ func run(ctx context.Context, ep devstack.Endpoints, cfg console.Config, port in
 	cfg.Kafka = kc
 	var dbURL string
 	if ep.DatabaseURL != "" {
-		if dbURL, err = createLogin(ctx, ep.DatabaseURL, log); err != nil {
-			return err
+		// Without a login of its own the console still serves the Kafka
+		// pages; the database pages say there is no database.
+		if dbURL, err = createLogin(ctx, ep.DatabaseURL); err != nil {
+			log.Warn("console without database pages", "err", err)
+		} else if cfg.DB, err = console.OpenDB(ctx, dbURL); err != nil {
+			log.Warn("console without database pages", "err", err)
+			dbURL = ""
+		} else {
+			defer cfg.DB.Close()
+			go grantAnalyst(ctx, ep.DatabaseURL, log)
 		}
-		if cfg.DB, err = console.OpenDB(ctx, dbURL); err != nil {
-			return fmt.Errorf("console: %w", err)
-		}
-		defer cfg.DB.Close()
 	}
 	srv, err := console.New(cfg)
 	if err != nil {
@@ -174,33 +178,17 @@ func writeToken(dir string) (string, error) {
 	return p, os.Chmod(p, 0o600)
 }
 
-// createLogin creates (or re-keys) the console's login in the analysts'
-// read-only role, once the sink's migrations created that role, and
-// returns its URL: the console never uses the superuser URL it was given.
-func createLogin(ctx context.Context, superURL string, log *slog.Logger) (string, error) {
+// createLogin creates (or re-keys) the console's login and returns its
+// URL: the console never uses the superuser URL it was given. The login
+// joins the analysts' read-only role once the sink's migrations created it
+// (grantAnalyst, in the background), so a dev stack without the sink still
+// starts.
+func createLogin(ctx context.Context, superURL string) (string, error) {
 	conn, err := pgx.Connect(ctx, superURL)
 	if err != nil {
 		return "", fmt.Errorf("console: database: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		var ok bool
-		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)`, timescale.AnalystRole).Scan(&ok); err != nil {
-			return "", fmt.Errorf("console: database: %w", err)
-		}
-		if ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			return "", fmt.Errorf("console: role %s not created within 2m (the sink's migrations make it)", timescale.AnalystRole)
-		}
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 	b := make([]byte, 16)
 	if _, err := rand.Read(b); err != nil {
 		return "", err
@@ -208,7 +196,7 @@ func createLogin(ctx context.Context, superURL string, log *slog.Logger) (string
 	pw := hex.EncodeToString(b) // hex: safe inside a quoted literal
 	sql := fmt.Sprintf(`DO $$ BEGIN
 		IF EXISTS (SELECT FROM pg_roles WHERE rolname = '%[1]s') THEN ALTER ROLE %[1]s WITH LOGIN NOSUPERUSER NOBYPASSRLS PASSWORD '%[2]s';
-		ELSE CREATE ROLE %[1]s LOGIN PASSWORD '%[2]s'; END IF; END $$; GRANT %[3]s TO %[1]s`, Login, pw, timescale.AnalystRole)
+		ELSE CREATE ROLE %[1]s LOGIN PASSWORD '%[2]s'; END IF; END $$`, Login, pw)
 	if _, err := conn.Exec(ctx, sql); err != nil {
 		return "", fmt.Errorf("console: creating login %s: %w", Login, err)
 	}
@@ -217,6 +205,33 @@ func createLogin(ctx context.Context, superURL string, log *slog.Logger) (string
 		return "", fmt.Errorf("console: database url: %w", err)
 	}
 	u.User = url.UserPassword(Login, pw)
-	log.Info("console reads the database as a read-only login", "role", Login, "in_role", timescale.AnalystRole)
 	return u.String(), nil
+}
+
+// grantAnalyst makes the console's login a member of the analysts' role as
+// soon as that role exists, then returns.
+func grantAnalyst(ctx context.Context, superURL string, log *slog.Logger) {
+	for {
+		conn, err := pgx.Connect(ctx, superURL)
+		if err == nil {
+			var ok bool
+			err = conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)`, timescale.AnalystRole).Scan(&ok)
+			if err == nil && ok {
+				_, err = conn.Exec(ctx, fmt.Sprintf("GRANT %s TO %s", timescale.AnalystRole, Login))
+			}
+			conn.Close(context.WithoutCancel(ctx))
+			if err == nil && ok {
+				log.Info("console reads the database as a read-only login", "role", Login, "in_role", timescale.AnalystRole)
+				return
+			}
+		}
+		if err != nil {
+			log.Debug("console: waiting to grant the analysts' role", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
 }
