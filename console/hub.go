@@ -19,6 +19,7 @@ type hub struct {
 	mu       sync.Mutex
 	subs     map[chan []byte]struct{}
 	running  bool
+	closed   bool // after stop: never start again
 	wanted   time.Time // last /api/pipeline request
 	snap     *Snapshot
 	snapJSON []byte
@@ -35,7 +36,7 @@ func newHub(s *Server) *hub {
 
 // ensure starts the poller if it is not running. Called with h.mu held.
 func (h *hub) ensure() {
-	if h.running {
+	if h.running || h.closed {
 		return
 	}
 	h.running = true
@@ -127,7 +128,7 @@ func (h *hub) latest(ctx context.Context) (*Snapshot, error) {
 func (h *hub) stop() {
 	h.mu.Lock()
 	quit, done, running := h.quit, h.done, h.running
-	h.running = false
+	h.running, h.closed = false, true
 	h.mu.Unlock()
 	if running {
 		close(quit)
