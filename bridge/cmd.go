@@ -394,13 +394,12 @@ func DevStage(interval time.Duration) devstack.Stage {
 				Downlink:  true,
 				Log:       log,
 			}
-			// Its admin endpoints listen on a free loopback port, for the
-			// console.
+			// Its admin endpoints listen on a free loopback port (serve runs
+			// the server), for the console.
 			adm := admin.New("127.0.0.1:0", log)
 			if err := adm.Listen(); err != nil {
 				return fmt.Errorf("bridge: %w", err)
 			}
-			go func() { _ = adm.Run(ctx) }()
 			pub.Set(adm)
 			bridgeReady.Store(adm)
 			stop := make(chan struct{})
