@@ -19,7 +19,7 @@ type hub struct {
 	mu       sync.Mutex
 	subs     map[chan []byte]struct{}
 	running  bool
-	closed   bool // after stop: never start again
+	closed   bool      // after stop: never start again
 	wanted   time.Time // last /api/pipeline request
 	snap     *Snapshot
 	snapJSON []byte
