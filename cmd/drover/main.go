@@ -20,6 +20,7 @@ import (
 	"github.com/drover-iot/drover/processors/alerts"
 	"github.com/drover-iot/drover/processors/state"
 	"github.com/drover-iot/drover/processors/timescale"
+	"github.com/drover-iot/drover/registry/command"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/smoke"
 	"github.com/drover-iot/drover/topics"
@@ -29,16 +30,21 @@ import (
 var version = "dev"
 
 func main() {
+	os.Exit(newRoot().Execute(os.Args[1:]))
+}
+
+// newRoot builds the command tree (tests walk it).
+func newRoot() *cli.Root {
 	root := cli.NewRoot(version)
-	stages := []devstack.Stage{
-		bridge.DevStage(0),
-		processors.DevStage(processors.Options{}, processors.DefaultAdminAddr),
-		timescale.DevStage(),
-		simulate.DevStage(simulate.Config{}),
-		backfill.DevStage(backfill.NewNotifier(nil), ""),
-	}
 	root.Cmd.AddCommand(
-		devstack.Command(root.Conn, append(stages, consoledev.Stage(version, stages...))...),
+		devstack.Command(root.Conn,
+			bridge.DevStage(0),
+			processors.DevStage(processors.Options{}, processors.DefaultAdminAddr),
+			timescale.DevStage(),
+			simulate.DevStage(simulate.Config{}),
+			backfill.DevStage(backfill.NewNotifier(nil), ""),
+			consoledev.Stage(version),
+		),
 		consolecmd.Command(root.Conn, version),
 		topics.Command(root.Conn),
 		bridge.Command(root.Conn),
@@ -46,7 +52,9 @@ func main() {
 		schemas.Command(root.Conn),
 		inspect.TailCommand(root.Conn),
 		inspect.LagCommand(root.Conn),
-		inspect.DevicesCommand(root.Conn),
+		command.DevicesCommand(root.Conn), // includes `devices seen`, the former `drover devices`
+		command.TenantsCommand(root.Conn),
+		command.RegistryCommand(root.Conn),
 		processors.Command(root.Conn),
 		alerts.Command(root.Conn),
 		state.Command(root.Conn),
@@ -58,5 +66,5 @@ func main() {
 		schedule.ScheduleCommand(root.Conn),
 		smoke.Command(root.Conn),
 	)
-	os.Exit(root.Execute(os.Args[1:]))
+	return root
 }

@@ -11,10 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -24,6 +26,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/drover-iot/drover/admin"
 	"github.com/drover-iot/drover/bridge"
 	"github.com/drover-iot/drover/cli"
 	"github.com/drover-iot/drover/console"
@@ -41,13 +44,19 @@ const DefaultPort = 9480
 // in the analysts' read-only role.
 const Login = "drover_console"
 
+// DefaultAdminPort is the port of the console's own /metrics, /healthz and
+// /readyz in drover dev (as `drover console --admin-addr`).
+const DefaultAdminPort = 9476
+
 // Stage returns the console as a `drover dev` stage named "console". It
-// watches every stage of watched that publishes its admin address. Flags:
-// --console-port and --console-routes.
-func Stage(version string, watched ...devstack.Stage) devstack.Stage {
+// watches every other stage through the admin URL drover dev gives it
+// (Endpoints.Admin), and publishes its own metrics and readiness on its
+// admin server. Flags: --console-port and --console-routes.
+func Stage(version string) devstack.Stage {
 	var (
 		port   int
 		routes string
+		adm    *admin.Server
 		mu     sync.Mutex
 		env    [][2]string
 		ready  error = errors.New("console not started")
@@ -57,14 +66,10 @@ func Stage(version string, watched ...devstack.Stage) devstack.Stage {
 		env, ready = e, err
 		mu.Unlock()
 	}
-	var targets []console.Target
-	for _, s := range watched {
-		if s.Admin != nil {
-			targets = append(targets, console.Target{Name: s.Name, URL: s.Admin})
-		}
-	}
 	return devstack.Stage{
-		Name: "console",
+		Name:      "console",
+		AdminPort: DefaultAdminPort,
+		Admin:     func(a *admin.Server) { adm = a },
 		Flags: func(fs *pflag.FlagSet) {
 			fs.IntVar(&port, "console-port", DefaultPort, "console: port of the web console on 127.0.0.1 (0 = any free port)")
 			fs.StringVar(&routes, "console-routes", "", "console: routes file its re-drive uses, re-read at every re-drive (default: the bridge's embedded routes)")
@@ -81,35 +86,35 @@ func Stage(version string, watched ...devstack.Stage) devstack.Stage {
 			return nil
 		},
 		Ready: func(context.Context) error { mu.Lock(); defer mu.Unlock(); return ready },
-		Env:   func() [][2]string { mu.Lock(); defer mu.Unlock(); return resolve(env, targets) },
+		Env:   func() [][2]string { mu.Lock(); defer mu.Unlock(); return env },
 		Run: func(ctx context.Context, ep devstack.Endpoints, log *slog.Logger) error {
 			cat, err := topics.Default()
 			if err != nil {
 				return err
 			}
+			var targets []console.Target
+			var urls []string
+			for _, name := range slices.Sorted(maps.Keys(ep.Admin)) {
+				if name != "console" {
+					targets = append(targets, console.StaticTarget(name, ep.Admin[name]))
+					urls = append(urls, name+"="+ep.Admin[name])
+				}
+			}
 			// One broker: the catalogue capped as drover dev applies it.
 			cfg := console.Config{Stages: targets, RoutesFile: routes, Version: version, Log: log, Catalogue: cat.WithReplicationCap(1),
 				RedriveStateFile: filepath.Join(ep.DataDir, "backfill", "dlq-redriven.txt")}
-			return run(ctx, ep, cfg, port, log, set)
+			if adm == nil { // run outside drover dev (tests): a private admin server
+				adm = admin.New("", log)
+			}
+			cfg.Registerer = adm.Registry
+			return run(ctx, ep, cfg, port, adm, log, func(e [][2]string, err error) {
+				set(append(e, [2]string{"DROVER_STAGE_URLS", strings.Join(urls, ",")}), err)
+			})
 		},
 	}
 }
 
-// resolve appends DROVER_STAGE_URLS (known only once the stages listen).
-func resolve(env [][2]string, targets []console.Target) [][2]string {
-	var urls []string
-	for _, t := range targets {
-		if u := t.URL(); u != "" {
-			urls = append(urls, t.Name+"="+u)
-		}
-	}
-	if len(env) == 0 {
-		return nil
-	}
-	return append(env[:len(env):len(env)], [2]string{"DROVER_STAGE_URLS", strings.Join(urls, ",")})
-}
-
-func run(ctx context.Context, ep devstack.Endpoints, cfg console.Config, port int, log *slog.Logger, set func([][2]string, error)) error {
+func run(ctx context.Context, ep devstack.Endpoints, cfg console.Config, port int, adm *admin.Server, log *slog.Logger, set func([][2]string, error)) error {
 	var err error
 	if cfg.TokenFile, err = writeToken(filepath.Join(ep.DataDir, "console")); err != nil {
 		return err
@@ -144,6 +149,12 @@ func run(ctx context.Context, ep devstack.Endpoints, cfg console.Config, port in
 	if err != nil {
 		return err
 	}
+	adm.AddCheck("console", srv.Ready)
+	go func() {
+		if err := adm.Run(ctx); err != nil {
+			log.Error("console admin server", "err", err)
+		}
+	}()
 	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
 		if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -99,20 +98,6 @@ func TestIntegrationDevStage(t *testing.T) {
 			return false, err.Error()
 		}
 		return n == 100, fmt.Sprint(n)
-	})
-	// Its admin endpoints listen on loopback and say ready (the console
-	// reads them).
-	waitFor(t, 30*time.Second, "admin /readyz 200", func() (bool, string) {
-		u := stage.Admin()
-		if !strings.HasPrefix(u, "http://127.0.0.1:") {
-			return false, "admin URL " + u
-		}
-		resp, err := http.Get(u + "/readyz")
-		if err != nil {
-			return false, err.Error()
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, resp.Status
 	})
 	cancel()
 	select {
