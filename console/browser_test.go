@@ -298,7 +298,7 @@ func downStage(t *testing.T, b *browser, env map[string]string) {
 	}
 	p := startDrover(t, nil, "console", "--dev-env", "", "--kafka-brokers", env["DROVER_KAFKA_BROKERS"], "--schema-registry-url", env["DROVER_SCHEMA_REGISTRY_URL"],
 		"--console-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--console-database-url", env["DROVER_CONSOLE_DATABASE_URL"], "--replication-cap", "1",
-		"--stage-urls", env["DROVER_STAGE_URLS"]+",media=http://127.0.0.1:1")
+		"--stage-urls", withStage(env["DROVER_STAGE_URLS"], "media=http://127.0.0.1:1"))
 	u, adm := waitListening(t, p)
 	b.visit(t, u+"/pipeline", `[data-node="media"][data-status="down"]`, 60*time.Second)
 	b.do(t, 30*time.Second, "bridge up", chromedp.WaitVisible(chromedp.CSS(`[data-node="bridge"][data-status="ok"]`)))
@@ -313,6 +313,18 @@ func downStage(t *testing.T, b *browser, env map[string]string) {
 	if code := getJSON(t, "POST", u+"/api/deadletters/redrive", "anything-anything-1", body, nil); code != 403 {
 		t.Fatalf("re-drive on a read-only console: HTTP %d, want 403", code)
 	}
+}
+
+// withStage replaces (or adds) one NAME=URL of a --stage-urls list.
+func withStage(list, stage string) string {
+	name, _, _ := strings.Cut(stage, "=")
+	out := []string{stage}
+	for _, s := range strings.Split(list, ",") {
+		if n, _, _ := strings.Cut(s, "="); n != name && s != "" {
+			out = append(out, s)
+		}
+	}
+	return strings.Join(out, ",")
 }
 
 func runDrover(t *testing.T, args ...string) (string, int) {
