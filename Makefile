@@ -10,7 +10,7 @@ BENCHTIME ?= 1x
 COUNT     ?= 3
 BENCHARGS ?=
 
-.PHONY: all build run test vet fmt bench smoke chaos clean deps
+.PHONY: all build run test vet fmt bench smoke chaos clean deps console-assets console-screenshots
 
 all: build
 
@@ -50,6 +50,14 @@ CHAOS_N       ?= 3000
 CHAOS_SECONDS ?= 30
 chaos: build
 	DROVER_CHAOS_N=$(CHAOS_N) DROVER_CHAOS_SECONDS=$(CHAOS_SECONDS) $(GO) test -count=1 -run '^TestIntegrationChaos$$' -v -timeout 60m ./smoke/chaos/
+
+## console-assets: rebuild the console's front end (console/web → console/dist, committed, embedded) from the lockfile
+console-assets:
+	cd console/web && npm ci --no-audit --no-fund && npm run build
+
+## console-screenshots: the console's browser test against a fresh drover dev; copies its page screenshots to console/screenshots/
+console-screenshots:
+	$(GO) test -count=1 -run '^TestIntegrationConsoleBrowser$$' -timeout 15m ./console/ -update
 
 clean:
 	rm -rf bin .drover

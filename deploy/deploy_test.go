@@ -42,7 +42,7 @@ var overlays = []string{"overlays/dev", "overlays/staging", "overlays/prod"}
 // stagePorts are the admin ports of the long-running stages (README.md),
 // which every overlay runs.
 var stagePorts = map[string]int32{
-	"bridge": 9410, "process": 9471, "sink": 9466, "media": 9474, "schedule": 9475,
+	"bridge": 9410, "process": 9471, "sink": 9466, "media": 9474, "schedule": 9475, "console": 9476,
 }
 
 // extraPorts are the admin ports of long-running commands an overlay may add.
@@ -150,8 +150,8 @@ func TestOverlaysBuildAndDecodeStrictly(t *testing.T) {
 					t.Errorf("%s renders Secret %s: only references to secrets belong here", dir, o.Name)
 				}
 			}
-			want := map[string]int{"Deployment": 4, "StatefulSet": 1, "Job": 3, "CronJob": 2,
-				"HorizontalPodAutoscaler": 2, "PodDisruptionBudget": 4, "NetworkPolicy": 3, "Service": 5}
+			want := map[string]int{"Deployment": 5, "StatefulSet": 1, "Job": 3, "CronJob": 2,
+				"HorizontalPodAutoscaler": 2, "PodDisruptionBudget": 4, "NetworkPolicy": 5, "Service": 7}
 			if dir == "overlays/dev" { // plus the simulator
 				want["Deployment"]++
 				want["Service"]++

@@ -56,6 +56,10 @@ type Stage struct {
 	// /healthz, /metrics and /readyz (Ready, if set). Either way /readyz
 	// also fails once Run has returned.
 	Admin func(*admin.Server)
+	// Env, if set, returns extra KEY=VALUE lines for the env file and the
+	// ready summary (the console's URL, say); it is called once every
+	// stage is ready.
+	Env func() [][2]string
 }
 
 // stageReadyTimeout bounds the wait for the stages before the env file is
@@ -239,6 +243,9 @@ func printReady(w io.Writer, ep Endpoints, envFile string) {
 	for _, name := range slices.Sorted(maps.Keys(ep.Admin)) {
 		fmt.Fprintf(w, "  %-16s %s/healthz  %s/readyz  (/metrics)\n", name, ep.Admin[name], ep.Admin[name])
 	}
+	for _, kv := range ep.Extra {
+		fmt.Fprintf(w, "  %s=%s\n", kv[0], kv[1])
+	}
 	fmt.Fprintf(w, "  env file         %s  (. %s)\n", envFile, envFile)
 }
 
@@ -287,6 +294,11 @@ func runStages(ctx context.Context, log *slog.Logger, ep Endpoints, host string,
 		waitStages(gctx, stages, log)
 		if gctx.Err() != nil {
 			return nil
+		}
+		for _, s := range stages {
+			if s.Env != nil {
+				ep.Extra = append(ep.Extra, s.Env()...)
+			}
 		}
 		return ready(ep)
 	})

@@ -27,6 +27,10 @@ type Endpoints struct {
 	// Admin maps each running `drover dev` stage to the base URL of its
 	// admin server (/healthz, /readyz, /metrics); set by `drover dev`.
 	Admin map[string]string
+	// Extra are env file lines the stages add (Stage.Env), after the rest.
+	Extra [][2]string
+	// DataDir is the stack's absolute data directory (not in Env).
+	DataDir string
 }
 
 // Env returns the endpoints as environment variables, in a fixed order:
@@ -36,7 +40,7 @@ type Endpoints struct {
 // credentials, so `drover bridge` may use its reserved client id; left out
 // when empty), AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, then per
 // stage in Admin (sorted by name) DROVER_DEV_<STAGE>_HEALTHZ and
-// DROVER_DEV_<STAGE>_READYZ, its health URLs.
+// DROVER_DEV_<STAGE>_READYZ, its health URLs, then Extra.
 func (e Endpoints) Env() [][2]string {
 	env := [][2]string{
 		{"DROVER_MQTT_URL", e.MQTTURL},
@@ -64,7 +68,7 @@ func (e Endpoints) Env() [][2]string {
 		env = append(env, [2]string{key + "_HEALTHZ", e.Admin[name] + "/healthz"},
 			[2]string{key + "_READYZ", e.Admin[name] + "/readyz"})
 	}
-	return env
+	return append(env, e.Extra...)
 }
 
 // WriteEnvFile writes Env as KEY=VALUE lines (after one comment line) to

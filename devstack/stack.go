@@ -71,6 +71,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		return nil, fmt.Errorf("devstack: data dir: %w", err)
 	}
 	s := &Stack{cfg: cfg, log: log, dataDir: dir}
+	s.endpoints.DataDir = dir
 	defer func() {
 		if err != nil {
 			_ = s.Close(context.WithoutCancel(ctx))

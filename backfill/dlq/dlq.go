@@ -240,6 +240,27 @@ type RedriveOptions struct {
 	// StateFile remembers re-driven dead letter ids ("" = none).
 	StateFile string
 	Log       *slog.Logger
+	// Select, if set, picks dead letters on top of Reason (the console
+	// selects by partition and offset).
+	Select func(Letter) bool
+	// OnLetter, if set, is called with the outcome of every selected dead
+	// letter, so a dry run can show what would go where.
+	OnLetter func(Letter, Outcome)
+}
+
+// Outcome is what Redrive did, or would do in a dry run, with one dead
+// letter.
+type Outcome struct {
+	// Status is redriven, still_failing, not_redrivable or
+	// already_redriven.
+	Status string `json:"status"`
+	// Topic and Key are where the records go (redriven), Records how many.
+	Topic   string `json:"topic,omitempty"`
+	Key     string `json:"key,omitempty"`
+	Records int    `json:"records,omitempty"`
+	// Reason and Message say why a letter still fails.
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message,omitempty"`
 }
 
 // RedriveResult counts a re-drive.
@@ -313,23 +334,31 @@ func Redrive(ctx context.Context, kc *kgo.Client, serde *schemas.Serde, o Redriv
 	var newlyDone []string
 	var prodErr error
 	var out decode.Output
+	report := func(l Letter, oc Outcome) {
+		if o.OnLetter != nil {
+			o.OnLetter(l, oc)
+		}
+	}
 	err = Read(ctx, kc, serde, o.DLQTopic, o.Since, until, func(l Letter) error {
 		res.Scanned++
-		if o.Reason != "" && l.Reason != o.Reason {
+		if o.Reason != "" && l.Reason != o.Reason || o.Select != nil && !o.Select(l) {
 			return nil
 		}
 		res.Selected++
 		if !redrivable[l.Stage] || l.Truncated {
 			res.NotRedrivable++
+			report(l, Outcome{Status: "not_redrivable"})
 			return nil
 		}
 		if done[l.ID] {
 			res.AlreadyDone++
+			report(l, Outcome{Status: "already_redriven"})
 			return nil
 		}
 		m, err := o.Routes.Route(l.Source, o.DefaultTenant)
 		if err == nil && m.Route.Ignore {
 			res.NotRedrivable++
+			report(l, Outcome{Status: "not_redrivable", Message: "route " + m.Route.Name + " ignores " + l.Source})
 			return nil
 		}
 		var recs []*kgo.Record
@@ -343,16 +372,18 @@ func Redrive(ctx context.Context, kc *kgo.Client, serde *schemas.Serde, o Redriv
 		}
 		if err != nil {
 			res.StillFailing++
+			reason := "other"
 			var de *decode.Error
 			if errors.As(err, &de) {
-				res.Reasons[string(de.Reason)]++
-			} else {
-				res.Reasons["other"]++
+				reason = string(de.Reason)
 			}
+			res.Reasons[reason]++
+			report(l, Outcome{Status: "still_failing", Reason: reason, Message: err.Error()})
 			return nil
 		}
 		res.Redriven++
 		res.Records += len(recs)
+		report(l, Outcome{Status: "redriven", Topic: m.Topic, Key: m.Device, Records: len(recs)})
 		if o.DryRun {
 			return nil
 		}

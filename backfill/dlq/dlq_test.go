@@ -249,3 +249,49 @@ func TestIntegrationReadEndsAtATransactionMarker(t *testing.T) {
 		t.Fatal("Read waited for ever on a partition ending in a transaction marker")
 	}
 }
+
+// TestIntegrationRedriveSelectOutcomes: Select narrows a re-drive to the
+// chosen letters and OnLetter reports, per letter, where its records go or
+// why it still fails (what the console's dry run shows).
+func TestIntegrationRedriveSelectOutcomes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	kc, serde := setup(t)
+	recv := time.Now().Add(-time.Hour).UTC().Truncate(time.Millisecond)
+	ts := recv.Add(-time.Minute).Format(time.RFC3339)
+	putLetter(t, kc, serde, "ok", "decode", "senml_unknown_unit", "devices/farm/cow-1/sensor",
+		`{"ts":"`+ts+`","metric":"temperature","value":38.6,"unit":"Cel"}`, recv)
+	putLetter(t, kc, serde, "bad", "decode", "not_json", "devices/farm/cow-1/sensor", `not json`, recv)
+	putLetter(t, kc, serde, "other", "decode", "senml_unknown_unit", "devices/farm/cow-2/sensor",
+		`{"ts":"`+ts+`","metric":"temperature","value":38.7,"unit":"Cel"}`, recv)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	got := map[string]Outcome{}
+	o := RedriveOptions{Since: recv.Add(-time.Hour), DryRun: true,
+		Select:   func(l Letter) bool { return l.ID != "other" },
+		OnLetter: func(l Letter, oc Outcome) { got[l.ID] = oc }}
+	res, err := Redrive(ctx, kc, serde, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Scanned != 3 || res.Selected != 2 || len(got) != 2 {
+		t.Fatalf("result %+v outcomes %+v", res, got)
+	}
+	if oc := got["ok"]; oc.Status != "redriven" || oc.Topic != topics.RawSensor || oc.Key != "cow-1" || oc.Records != 1 {
+		t.Fatalf("ok: %+v", oc)
+	}
+	if oc := got["bad"]; oc.Status != "still_failing" || oc.Reason != "not_json" || oc.Message == "" {
+		t.Fatalf("bad: %+v", oc)
+	}
+	if n := endSum(t, kc, topics.RawSensor); n != 0 {
+		t.Fatalf("dry run produced %d records", n)
+	}
+	o.DryRun = false
+	if res, err = Redrive(ctx, kc, serde, o); err != nil || res.Redriven != 1 {
+		t.Fatalf("redrive %+v %v", res, err)
+	}
+	if n := endSum(t, kc, topics.RawSensor); n != 1 {
+		t.Fatalf("raw.sensor holds %d records, want only the selected one", n)
+	}
+}

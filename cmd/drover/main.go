@@ -12,6 +12,8 @@ import (
 	"github.com/drover-iot/drover/bridge"
 	"github.com/drover-iot/drover/bridge/simulate"
 	"github.com/drover-iot/drover/cli"
+	"github.com/drover-iot/drover/console/consolecmd"
+	"github.com/drover-iot/drover/console/consoledev"
 	"github.com/drover-iot/drover/devstack"
 	"github.com/drover-iot/drover/inspect"
 	"github.com/drover-iot/drover/processors"
@@ -41,7 +43,9 @@ func newRoot() *cli.Root {
 			timescale.DevStage(),
 			simulate.DevStage(simulate.Config{}),
 			backfill.DevStage(backfill.NewNotifier(nil), ""),
+			consoledev.Stage(version),
 		),
+		consolecmd.Command(root.Conn, version),
 		topics.Command(root.Conn),
 		bridge.Command(root.Conn),
 		simulate.Command(root.Conn),
