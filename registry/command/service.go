@@ -20,7 +20,7 @@ import (
 
 // DefaultAdminAddr is where `drover registry` listens: loopback, because
 // its admin port also serves the provisioning API.
-const DefaultAdminAddr = "127.0.0.1:9480"
+const DefaultAdminAddr = "127.0.0.1:9482"
 
 type serviceFlags struct {
 	adminAddr                                string
@@ -56,7 +56,7 @@ suspended or revoked, which disconnects it) and EMQX (--emqx-api-url: revoked
 and suspended devices are kicked). /readyz fails until the view has read the
 registry (and dynsec is in step, when enabled).`,
 		Example: `  drover registry --api-token-file /run/secrets/registry-token
-  drover registry --admin-addr :9480 --emqx --emqx-token-file emqx.token \
+  drover registry --admin-addr :9482 --emqx --emqx-token-file emqx.token \
     --bridge-password-file bridge.pass --emqx-api-url http://emqx:18083 --emqx-api-key drover --emqx-api-secret-file emqx-api.secret
   drover registry --dynsec-url tcp://mosquitto:1883 --dynsec-password-file dynsec-admin.pass`,
 		Args: cobra.NoArgs,
