@@ -104,6 +104,8 @@ backoff and /readyz reports not ready.`,
 				return cli.Usagef("--session-timeout: %s, want 1s..30m", cfg.SessionTimeout)
 			case cfg.RebalanceTimeout < time.Second || cfg.RebalanceTimeout > 30*time.Minute:
 				return cli.Usagef("--rebalance-timeout: %s, want 1s..30m", cfg.RebalanceTimeout)
+			case cfg.StallTimeout < 0:
+				return cli.Usagef("--stall-timeout: %s, want a positive duration (or 0 for the default)", cfg.StallTimeout)
 			}
 			cfg.Mode, cfg.Layout, cfg.Migrate, cfg.RetryMax = mode, &layout, &migrate, f.retryMax
 			cfg.Topics = topicsCSV
@@ -124,6 +126,7 @@ backoff and /readyz reports not ready.`,
 	fs.DurationVar(&f.retryMax, "retry-max", 10*time.Second, "longest backoff between retries while the database is down")
 	fs.DurationVar(&cfg.SessionTimeout, "session-timeout", DefaultSessionTimeout, "how long the Kafka group coordinator keeps a sink that stopped heartbeating (e.g. killed) in the group")
 	fs.DurationVar(&cfg.RebalanceTimeout, "rebalance-timeout", DefaultRebalanceTimeout, "how long a group rebalance waits for members to rejoin; a restarted sink waits at most this long for a killed one")
+	fs.DurationVar(&cfg.StallTimeout, "stall-timeout", 0, "how long a batch write may wait or fail before /readyz reports the sink cannot write (0 = twice --flush-interval plus 5s)")
 	fs.BoolVar(&migrate, "migrate", true, "apply the schema migrations at start")
 	cmd.AddCommand(migrateCommand(conn), rollupsCommand(conn))
 	return cmd

@@ -246,7 +246,7 @@ func TestIntegrationSinkEndToEnd(t *testing.T) {
 		{"poison undecodable", "SELECT count(*) FROM dead_letters WHERE reason = 'undecodable' AND kafka_topic = 'alerts.events'", 1},
 		{"invalid records", "SELECT count(*) FROM dead_letters WHERE reason = 'invalid_record' AND device_id = 'cow-9'", 2},
 		{"out of range ts", "SELECT count(*) FROM dead_letters WHERE reason = 'ts_out_of_range'", 1},
-		{"bridge dead letter", "SELECT count(*) FROM dead_letters WHERE id = 'bridge-1' AND stage = 'validate' AND kafka_topic IS NULL", 1},
+		{"bridge dead letter, keyed by its dlq.events record", "SELECT count(*) FROM dead_letters WHERE id = 'bridge-1' AND stage = 'validate' AND kafka_topic = 'dlq.events' AND kafka_offset IS NOT NULL", 1},
 	}
 	for _, ch := range checks {
 		if n := count(t, c, ch.q); n != ch.want {
