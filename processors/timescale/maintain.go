@@ -61,11 +61,13 @@ func Maintain(ctx context.Context, conn *pgx.Conn, layout Layout, now time.Time)
 	for _, t := range timeTables {
 		// Attached partitions, and leftovers of an earlier drop that gave
 		// way to a reader (detached, or with the detach pending).
+		// A pending detach comes first: a table has at most one, and none
+		// of its other partitions can be detached until it is finalized.
 		rows, err := conn.Query(ctx, `SELECT c.relname FROM pg_class c
+			LEFT JOIN pg_inherits i ON i.inhrelid = c.oid AND i.inhparent = to_regclass($2)
 			WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r'
-			  AND starts_with(c.relname, $1)
-			  AND (NOT c.relispartition OR EXISTS (SELECT FROM pg_inherits i WHERE i.inhrelid = c.oid AND i.inhparent = to_regclass($2)))
-			ORDER BY c.relname`, t+"_p", t)
+			  AND starts_with(c.relname, $1) AND (NOT c.relispartition OR i.inhrelid IS NOT NULL)
+			ORDER BY coalesce(i.inhdetachpending, false) DESC, c.relname`, t+"_p", t)
 		if err != nil {
 			return res, fmt.Errorf("listing partitions of %s: %w", t, err)
 		}
@@ -76,8 +78,10 @@ func Maintain(ctx context.Context, conn *pgx.Conn, layout Layout, now time.Time)
 		for _, name := range names {
 			day, ok := parsePartitionDay(t, name)
 			// A partition holds [day, day+1); drop it once all of it is older
-			// than the cutoff.
-			if !ok || day.AddDate(0, 0, 1).After(cutoff) {
+			// than the cutoff (or finish dropping it: only retention detaches).
+			if st, err := partitionStatus(ctx, conn, name); err != nil {
+				return res, err
+			} else if !ok || st == partAttached && day.AddDate(0, 0, 1).After(cutoff) {
 				continue
 			}
 			if err := dropPartition(ctx, conn, t, name); err != nil {
