@@ -21,8 +21,10 @@ import (
 // one place (README, "Same key, different content"):
 //
 //   - sensor_readings, gps_fixes: the same event_id is a redelivery and
-//     writes nothing; another event_id is a conflict: the first stored row
-//     stays, the later record becomes a dead letter (duplicate_timestamp).
+//     writes nothing, and so does the same measurement under another
+//     event_id (a device re-sending it in a new message, or in another
+//     form); another measurement is a conflict: the first stored row stays,
+//     the later record becomes a dead letter (duplicate_timestamp).
 //   - media_objects: live, replayed and device-sent records of one object
 //     carry different event ids; the same object (owner, size, and sha256
 //     and ETag where both sides know them) writes nothing, another one is a
@@ -367,10 +369,11 @@ type (
 
 func micros(t time.Time) int64 { return t.Round(time.Microsecond).UnixMicro() }
 
-// sameEvent: an event_id names one record of one MQTT message (the bridge
-// derives it from the message's bytes), so the same id is a redelivery.
-func sameEvent(a, b string) verdict {
-	if a == b {
+// sameOr: an event_id names one record of one MQTT message (the bridge
+// derives it from the message's bytes), so the same id is a redelivery;
+// another id with the same measurement loses nothing either.
+func sameOr(sameID, sameValues bool) verdict {
+	if sameID || sameValues {
 		return vSkip
 	}
 	return vConflict
@@ -378,7 +381,9 @@ func sameEvent(a, b string) verdict {
 
 var readingTable = keyed[schemas.SensorReading, readingKey]{
 	tableSpec: tableSpec{name: TableSensorReadings, cols: readingCols, tail: doNothing, direct: true, reason: ReasonDuplicateTS, timed: true,
-		verdicts: `SELECT s.ord, CASE WHEN t.event_id = s.event_id THEN 'skip' ELSE 'conflict' END, 'event_id ' || t.event_id
+		verdicts: `SELECT s.ord,
+			CASE WHEN t.event_id = s.event_id OR t.value = s.value AND t.unit IS NOT DISTINCT FROM s.unit THEN 'skip' ELSE 'conflict' END,
+			format('event_id %s, value %s', t.event_id, t.value)
 			FROM stage_sensor_readings s
 			JOIN sensor_readings t ON t.tenant = s.tenant AND t.device_id = s.device_id AND t.metric = s.metric AND t.ts = s.ts
 			WHERE t.ts >= $1 AND t.ts <= $2`},
@@ -386,7 +391,9 @@ var readingTable = keyed[schemas.SensorReading, readingKey]{
 	key: func(r *schemas.SensorReading) readingKey {
 		return readingKey{r.Tenant, r.DeviceID, r.Metric, micros(r.TS)}
 	},
-	judge: func(a, b *schemas.SensorReading) verdict { return sameEvent(a.EventID, b.EventID) },
+	judge: func(a, b *schemas.SensorReading) verdict {
+		return sameOr(a.EventID == b.EventID, a.Value == b.Value && eqPtr(a.Unit, b.Unit))
+	},
 	ts:    func(r *schemas.SensorReading) time.Time { return r.TS },
 	about: func(r *schemas.SensorReading) (string, string, string, string) {
 		return r.Tenant, r.DeviceID, fmt.Sprintf("(tenant, device_id, metric, ts) = (%s, %s, %s, %s)", r.Tenant, r.DeviceID, r.Metric, tsText(r.TS)),
@@ -396,13 +403,20 @@ var readingTable = keyed[schemas.SensorReading, readingKey]{
 
 var fixTable = keyed[schemas.GPSFix, fixKey]{
 	tableSpec: tableSpec{name: TableGPSFixes, cols: fixCols, tail: doNothing, direct: true, reason: ReasonDuplicateTS, timed: true,
-		verdicts: `SELECT s.ord, CASE WHEN t.event_id = s.event_id THEN 'skip' ELSE 'conflict' END, 'event_id ' || t.event_id
+		verdicts: `SELECT s.ord,
+			CASE WHEN t.event_id = s.event_id
+			       OR (t.lat, t.lon, t.alt, t.hdop, t.speed, t.satellites) IS NOT DISTINCT FROM (s.lat, s.lon, s.alt, s.hdop, s.speed, s.satellites)
+			     THEN 'skip' ELSE 'conflict' END,
+			format('event_id %s, position %s,%s', t.event_id, t.lat, t.lon)
 			FROM stage_gps_fixes s
 			JOIN gps_fixes t ON t.tenant = s.tenant AND t.device_id = s.device_id AND t.ts = s.ts
 			WHERE t.ts >= $1 AND t.ts <= $2`},
 	row:   fixRow,
 	key:   func(r *schemas.GPSFix) fixKey { return fixKey{r.Tenant, r.DeviceID, micros(r.TS)} },
-	judge: func(a, b *schemas.GPSFix) verdict { return sameEvent(a.EventID, b.EventID) },
+	judge: func(a, b *schemas.GPSFix) verdict {
+		return sameOr(a.EventID == b.EventID, a.Lat == b.Lat && a.Lon == b.Lon && eqPtr(a.Alt, b.Alt) && eqPtr(a.HDOP, b.HDOP) &&
+			eqPtr(a.Speed, b.Speed) && eqPtr(a.Satellites, b.Satellites))
+	},
 	ts:    func(r *schemas.GPSFix) time.Time { return r.TS },
 	about: func(r *schemas.GPSFix) (string, string, string, string) {
 		return r.Tenant, r.DeviceID, fmt.Sprintf("(tenant, device_id, ts) = (%s, %s, %s)", r.Tenant, r.DeviceID, tsText(r.TS)),

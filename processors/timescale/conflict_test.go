@@ -25,6 +25,7 @@ func TestDedupeReadings(t *testing.T) {
 	}{
 		{"all distinct", []schemas.SensorReading{r("a", 0, 1), r("b", 1, 2), r("c", 2, 3)}, nil, 0, nil},
 		{"redelivery", []schemas.SensorReading{r("a", 0, 1), r("b", 1, 2), r("a", 0, 1)}, []int{0, 1}, 1, nil},
+		{"the same value in another message", []schemas.SensorReading{r("a", 0, 1), r("b", 0, 1)}, []int{0}, 1, nil},
 		{"same instant, other event", []schemas.SensorReading{r("a", 0, 1), r("b", 0, 2), r("c", 1, 3)}, []int{0, 2}, 0, map[int]string{1: "event_id a"}},
 		{"first stays however many follow", []schemas.SensorReading{r("a", 0, 1), r("b", 0, 2), r("c", 0, 3), r("a", 0, 1)}, []int{0}, 1,
 			map[int]string{1: "event_id a", 2: "event_id a"}},
@@ -93,6 +94,8 @@ func TestIntegrationWriterConflicts(t *testing.T) {
 		{"reading stored", Batch{Readings: []schemas.SensorReading{reading("r1", 38.5)}}, TableSensorReadings, 1, 0, 0, "", ""},
 		{"reading redelivered, and another at the same instant", Batch{Readings: []schemas.SensorReading{reading("r1", 38.5), reading("r2", 39.9)}},
 			TableSensorReadings, 0, 1, 1, ReasonDuplicateTS, "SELECT value = 38.5 AND event_id = 'r1' FROM sensor_readings"},
+		{"the same reading re-sent in another message", Batch{Readings: []schemas.SensorReading{reading("r1-again", 38.5)}},
+			TableSensorReadings, 0, 1, 0, "", "SELECT count(*) = 1 FROM sensor_readings"},
 		{"another at a stored instant", Batch{Readings: []schemas.SensorReading{reading("r5", 37)}}, TableSensorReadings, 0, 0, 1, ReasonDuplicateTS,
 			"SELECT count(*) = 1 FROM sensor_readings"},
 		{"two at a new instant in one batch", Batch{Readings: []schemas.SensorReading{
