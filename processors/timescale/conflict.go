@@ -394,7 +394,7 @@ var readingTable = keyed[schemas.SensorReading, readingKey]{
 	judge: func(a, b *schemas.SensorReading) verdict {
 		return sameOr(a.EventID == b.EventID, a.Value == b.Value && eqPtr(a.Unit, b.Unit))
 	},
-	ts:    func(r *schemas.SensorReading) time.Time { return r.TS },
+	ts: func(r *schemas.SensorReading) time.Time { return r.TS },
 	about: func(r *schemas.SensorReading) (string, string, string, string) {
 		return r.Tenant, r.DeviceID, fmt.Sprintf("(tenant, device_id, metric, ts) = (%s, %s, %s, %s)", r.Tenant, r.DeviceID, r.Metric, tsText(r.TS)),
 			fmt.Sprintf("event_id %s, value %v", r.EventID, r.Value)
@@ -411,13 +411,13 @@ var fixTable = keyed[schemas.GPSFix, fixKey]{
 			FROM stage_gps_fixes s
 			JOIN gps_fixes t ON t.tenant = s.tenant AND t.device_id = s.device_id AND t.ts = s.ts
 			WHERE t.ts >= $1 AND t.ts <= $2`},
-	row:   fixRow,
-	key:   func(r *schemas.GPSFix) fixKey { return fixKey{r.Tenant, r.DeviceID, micros(r.TS)} },
+	row: fixRow,
+	key: func(r *schemas.GPSFix) fixKey { return fixKey{r.Tenant, r.DeviceID, micros(r.TS)} },
 	judge: func(a, b *schemas.GPSFix) verdict {
 		return sameOr(a.EventID == b.EventID, a.Lat == b.Lat && a.Lon == b.Lon && eqPtr(a.Alt, b.Alt) && eqPtr(a.HDOP, b.HDOP) &&
 			eqPtr(a.Speed, b.Speed) && eqPtr(a.Satellites, b.Satellites))
 	},
-	ts:    func(r *schemas.GPSFix) time.Time { return r.TS },
+	ts: func(r *schemas.GPSFix) time.Time { return r.TS },
 	about: func(r *schemas.GPSFix) (string, string, string, string) {
 		return r.Tenant, r.DeviceID, fmt.Sprintf("(tenant, device_id, ts) = (%s, %s, %s)", r.Tenant, r.DeviceID, tsText(r.TS)),
 			fmt.Sprintf("event_id %s, position %v,%v", r.EventID, r.Lat, r.Lon)
