@@ -244,3 +244,18 @@ func TestIntegrationSinkDuplicateTimestamp(t *testing.T) {
 		t.Errorf("replay: records{raw.sensor,dead_letter} = %v, want 2 (the conflicts are found again; their dead letters exist)", got)
 	}
 }
+
+// BenchmarkDedupe is the sink's extra work per batch on the hot path: one
+// map insert per reading (go test -run '^$' -bench Dedupe).
+func BenchmarkDedupe(b *testing.B) {
+	rows := benchReadings(5000)
+	b.ReportAllocs()
+	for b.Loop() {
+		p := &part[schemas.SensorReading, readingKey]{def: &readingTable, rows: rows}
+		p.dedupe()
+		if p.keep != nil {
+			b.Fatal("benchmark readings collide")
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/5000, "ns/record")
+}
