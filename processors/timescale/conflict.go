@@ -93,7 +93,7 @@ type keyed[T any, K comparable] struct {
 	tableSpec
 	// seen recycles dedupe's maps (map[K]int): a batch of 5000 readings
 	// would otherwise allocate half a megabyte.
-	seen sync.Pool
+	seen  sync.Pool
 	row   func(*T) []any
 	key   func(*T) K
 	judge func(kept, later *T) verdict
