@@ -65,12 +65,5 @@ func TestIntegrationDeadLettersAgreeWithDLQStats(t *testing.T) {
 		t.Errorf("identical payloads: %d rows, want 3 (one per dead letter)", n)
 	}
 
-	replay := startSink(t, env, dbURL, func(c *Config) { c.Group = "replay" })
-	waitFor(t, 60*time.Second, "replay caught up", func() (bool, string) { return groupCaughtUp(t, env, "replay") })
-	if err := replay.stop(); err != nil {
-		t.Fatal(err)
-	}
-	if n := count(t, c, "SELECT count(*) FROM dead_letters"); n != 6 {
-		t.Errorf("after a replay of dlq.events dead_letters has %d rows, want still 6", n)
-	}
+	replayChangesNothing(t, env, dbURL)
 }
