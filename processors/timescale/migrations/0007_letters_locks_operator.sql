@@ -24,6 +24,10 @@ CREATE INDEX dead_letters_id ON dead_letters (id);
 CREATE TABLE rollup_gate ();
 REVOKE ALL ON rollup_gate FROM PUBLIC, {{.Analyst}};
 GRANT UPDATE ON rollup_gate TO {{.Writer}};
+-- The migration lock's table (created by Migrate before any migration; on a
+-- database migrated before, after 0004's default privileges gave it to the
+-- analyst).
+REVOKE ALL ON schema_migrations_lock FROM PUBLIC, {{.Analyst}}, {{.Writer}};
 
 -- Operators read everything analysts read, plus the raw bytes and headers
 -- of dead letters, which may carry device secrets (MQTT user properties,
