@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -57,6 +58,17 @@ func New(addr string, log *slog.Logger) *Server {
 	})
 	s.mux.HandleFunc("/readyz", s.serveReady)
 	return s
+}
+
+// Port is the port of a listen address such as ":9410" (a stage's default
+// admin address), or 0 when it has none.
+func Port(addr string) int {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return n
 }
 
 // AddFlag registers --admin-addr on fs with the stage's default address.
@@ -120,9 +132,10 @@ func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
 }
 
 // Listen binds the address now, so a taken port fails at start and Addr
-// reports the real port (useful with ":0").
+// reports the real port (useful with ":0"). It does nothing when the server
+// already has a listener (Listen or UseListener).
 func (s *Server) Listen() error {
-	if s.addr == "" {
+	if s.addr == "" || s.Addr() != "" {
 		return nil
 	}
 	ln, err := net.Listen("tcp", s.addr)
@@ -133,6 +146,22 @@ func (s *Server) Listen() error {
 	s.ln = ln
 	s.mu.Unlock()
 	return nil
+}
+
+// UseListener makes the server serve on l (already bound by the caller,
+// e.g. `drover dev`, which picks the address) instead of binding its own.
+func (s *Server) UseListener(l net.Listener) {
+	s.mu.Lock()
+	s.ln = l
+	s.addr = l.Addr().String()
+	s.mu.Unlock()
+}
+
+// Listener returns the bound listener, or nil before Listen.
+func (s *Server) Listener() net.Listener {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ln
 }
 
 // Addr returns the bound address, or "" before Listen.

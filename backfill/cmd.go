@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -160,6 +161,9 @@ func PrepareMedia(ctx context.Context, conn *cli.Conn, o MediaOptions) (job *Job
 	if o.Rate < 0 {
 		return nil, nil, cli.Usagef("--rate: %v is negative", o.Rate)
 	}
+	if o.ProgressInterval < 0 {
+		return nil, nil, cli.Usagef("--progress-interval: %s is negative", o.ProgressInterval)
+	}
 	if o.Concurrency < 1 {
 		return nil, nil, cli.Usagef("--concurrency: %d (want ≥ 1)", o.Concurrency)
 	}
@@ -180,6 +184,11 @@ func PrepareMedia(ctx context.Context, conn *cli.Conn, o MediaOptions) (job *Job
 	}
 	if len(buckets) == 0 {
 		return nil, nil, cli.Usagef("--bucket: required (the mapping names no default bucket)")
+	}
+	for _, b := range buckets {
+		if strings.TrimSpace(b) == "" {
+			return nil, nil, cli.Usagef("--bucket: empty bucket name")
+		}
 	}
 	s3c, err := NewS3Client(ctx, conn, o.Creds)
 	if err != nil {

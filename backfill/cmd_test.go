@@ -67,6 +67,10 @@ func TestBackfillMediaBadInput(t *testing.T) {
 		{name: "empty window", args: []string{"--window-start", "2026-11-23", "--window-end", "2026-11-23T00:00:00Z"}, wantErr: "must be before"},
 		{name: "unknown bucket", args: []string{"--window-start", "2026-11-22", "--window-end", "2026-11-23", "--bucket", "nope"}, wantErr: "--bucket nope: no such bucket"},
 		{name: "negative rate", args: []string{"--window-start", "2026-11-22", "--window-end", "2026-11-23", "--rate", "-1"}, wantErr: "--rate"},
+		{name: "negative progress interval", args: []string{"--window-start", "2026-11-22", "--window-end", "2026-11-23", "--progress-interval", "-5s"}, wantErr: "--progress-interval: -5s is negative"},
+		{name: "zero concurrency", args: []string{"--window-start", "2026-11-22", "--window-end", "2026-11-23", "--concurrency", "0"}, wantErr: "--concurrency: 0"},
+		{name: "empty bucket", args: []string{"--window-start", "2026-11-22", "--window-end", "2026-11-23", "--bucket", "media,"}, wantErr: "--bucket: empty bucket name"},
+		{name: "unknown progress", args: []string{"--window-start", "2026-11-22", "--window-end", "2026-11-23", "--progress", "fancy"}, wantErr: `--progress: unknown "fancy"`},
 		{name: "key without secret", args: []string{"--window-start", "2026-11-22", "--window-end", "2026-11-23", "--s3-access-key-id", "k"}, wantErr: "--s3-secret-access-key-file: required"},
 		{name: "bad mapping", args: []string{"--window-start", "2026-11-22", "--window-end", "2026-11-23", "--mapping", "testdata/bad-kind.yaml"}, wantErr: "extensions.foo: unknown media kind"},
 		{name: "ok", args: []string{"--window-start", "2026-11-22", "--window-end", "2026-11-23", "--bucket", "media", "--s3-access-key-id", "k", "--s3-secret-access-key-file", secret}},
@@ -93,6 +97,19 @@ func TestBackfillMediaBadInput(t *testing.T) {
 			}
 		})
 	}
+}
+
+// runChild runs drover args as a child process and returns its stdout; a
+// non-zero exit fails the test with stderr.
+func runChild(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := child(args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("drover %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.String()
 }
 
 func TestBackfillMediaNoCredentials(t *testing.T) {

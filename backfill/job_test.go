@@ -1,6 +1,7 @@
 package backfill
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -233,5 +234,50 @@ func TestIntegrationBackfillResumesFromCheckpoint(t *testing.T) {
 	matches, _ := filepath.Glob(filepath.Join(dir, "backfill-media-*.json"))
 	if len(matches) != 1 {
 		t.Fatalf("checkpoint files %v", matches)
+	}
+}
+
+// TestIntegrationBackfillWideWindowCoversEverything is the issue's
+// command: a window from year 1 to year 9999 must list every object, not
+// the first centuries' partitions only. Objects sit in partitions from
+// year 0001 to 9999; each window, down to a few hours, must find exactly
+// its objects.
+func TestIntegrationBackfillWideWindowCoversEverything(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	f := newFakeS3(t, "media")
+	times := []time.Time{
+		time.Date(1, 1, 2, 3, 0, 0, 0, time.UTC),
+		time.Date(1969, 12, 31, 23, 0, 0, 0, time.UTC),
+		time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC),
+		time.Date(2431, 7, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(9999, 12, 30, 12, 0, 0, 0, time.UTC),
+	}
+	for _, at := range times {
+		f.put(t, "media", fmt.Sprintf("image2d/farm/cow-1/%s/x.jpg", at.Format("2006/01/02")), at, nil)
+	}
+	cases := []struct {
+		start, end string
+		want       int64
+	}{
+		{"0001-01-01", "9999-12-31", 5},
+		{"0000-01-01T00:00:00Z", "9999-12-31T23:59:59Z", 5},
+		{"1900-01-01", "2500-01-01", 3},
+		{"2026-11-22T09:00:00Z", "2026-11-22T11:00:00Z", 1},
+		{"9999-12-30", "9999-12-31", 1},
+	}
+	for _, c := range cases {
+		t.Run(c.start+"/"+c.end, func(t *testing.T) {
+			out := runChild(t, "backfill", "media", "--s3-endpoint", f.url, "--bucket", "media", "--dry-run", "--state-dir", "",
+				"--window-start", c.start, "--window-end", c.end, "--progress", "none")
+			var sum Summary
+			if err := json.Unmarshal([]byte(out), &sum); err != nil {
+				t.Fatalf("summary %q: %v", out, err)
+			}
+			if sum.Published != c.want || sum.Matched != c.want {
+				t.Fatalf("summary %+v, want %d objects published", sum, c.want)
+			}
+		})
 	}
 }

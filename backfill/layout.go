@@ -114,8 +114,12 @@ func dateSegOK(name, p string) bool {
 	if len(p) != want {
 		return false
 	}
-	_, err := strconv.Atoi(p)
-	return err == nil
+	for _, c := range p { // digits only: Atoi would take "-001" and "+001"
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // prunable reports whether listing can be limited to date partitions.
@@ -156,23 +160,76 @@ func dateTrunc(t time.Time, n int) time.Time {
 }
 
 // maxDatePrefixes bounds the date partitions listed per identity prefix;
-// a longer window lists coarser partitions (months instead of days).
+// a longer window lists coarser partitions (months instead of days, then
+// years, then decimal runs of years).
 const maxDatePrefixes = 400
 
-// datePrefixes returns the date partitions covering [from, to), at the
-// finest granularity the layout has that yields at most maxDatePrefixes.
+// Keys carry four-digit years, so no date partition lies outside
+// [firstKeyYear, endKeyYear).
+var (
+	firstKeyYear = time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC)
+	endKeyYear   = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// datePrefixes returns key prefixes (relative to the identity prefix) that
+// together cover every date partition of [from, to): the partitions
+// themselves at the finest granularity the layout has that needs at most
+// maxDatePrefixes of them, or, for a window of centuries, runs of years
+// merged into their common decimal prefix ("19" for 1900–1999, "" for
+// every year). The window is always covered entirely: a wide window lists
+// more, never less. nil means no four-digit year lies in the window.
 func (l *Layout) datePrefixes(from, to time.Time) []string {
+	from, to = maxTime(from.UTC(), firstKeyYear), minTime(to.UTC(), endKeyYear)
+	if !from.Before(to) {
+		return nil
+	}
 	for n := l.dateN; n >= 1; n-- {
 		var out []string
-		for t := dateTrunc(from, n); t.Before(to); t = dateStep(t, n) {
+		for t := dateTrunc(from, n); t.Before(to) && len(out) <= maxDatePrefixes; t = dateStep(t, n) {
 			out = append(out, datePrefix(t, n))
-			if len(out) > maxDatePrefixes {
-				break
-			}
 		}
-		if len(out) <= maxDatePrefixes || n == 1 {
+		if len(out) <= maxDatePrefixes {
 			return out
 		}
 	}
-	return nil
+	return yearPrefixes(from.Year(), to.Add(-time.Nanosecond).Year())
+}
+
+// yearPrefixes returns the fewest key prefixes matching exactly the
+// four-digit years first..last: whole years as "2026/", aligned runs as
+// their shared leading digits ("20" for 2000–2099).
+func yearPrefixes(first, last int) []string {
+	var out []string
+	var walk func(prefix string, lo, span int)
+	walk = func(prefix string, lo, span int) {
+		hi := lo + span - 1
+		switch {
+		case hi < first || lo > last:
+		case first <= lo && hi <= last:
+			if span == 1 {
+				prefix += "/"
+			}
+			out = append(out, prefix)
+		default:
+			for d := range 10 {
+				walk(prefix+strconv.Itoa(d), lo+d*span/10, span/10)
+			}
+		}
+	}
+	walk("", 0, 10000)
+	return out
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }

@@ -12,6 +12,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/drover-iot/drover/identity"
 	"github.com/drover-iot/drover/topics"
 )
 
@@ -28,9 +29,8 @@ const (
 	ReasonNoKind       = "no_kind"          // no layout kind, rule, extension or metadata says the kind
 	ReasonNoDevice     = "no_device"        // neither the key layout nor x-amz-meta-device-id names the device
 	ReasonNoTenant     = "no_tenant"        // neither the key layout, a rule nor x-amz-meta-tenant names the tenant
-	ReasonBadIdentity  = "invalid_identity" // tenant or device id empty, too long or containing '/'
+	ReasonBadIdentity  = "invalid_identity" // tenant or device id outside the identity alphabet (package identity)
 	ReasonBadEvent     = "invalid_event"    // (live) a media.object.events record without bucket or key
-	maxIDLen           = 128
 	metaDevice         = "device-id"
 	metaTenant         = "tenant"
 	metaKind           = "kind"
@@ -167,13 +167,17 @@ func ParseMapping(file string, b []byte) (*Mapping, error) {
 				return nil, &MappingError{File: file, Field: fmt.Sprintf("rules[%d].kind", i), Err: fmt.Errorf("unknown media kind %q", r.Kind)}
 			}
 		}
-		if r.Tenant != "" && !validID(r.Tenant) {
-			return nil, &MappingError{File: file, Field: fmt.Sprintf("rules[%d].tenant", i), Err: fmt.Errorf("invalid tenant %q", r.Tenant)}
+		if r.Tenant != "" {
+			if err := identity.ValidTenant(r.Tenant); err != nil {
+				return nil, &MappingError{File: file, Field: fmt.Sprintf("rules[%d].tenant", i), Err: err}
+			}
 		}
 		m.Rules = append(m.Rules, r)
 	}
-	if m.DefaultTenant != "" && !validID(m.DefaultTenant) {
-		return nil, &MappingError{File: file, Field: "default_tenant", Err: fmt.Errorf("invalid tenant %q", m.DefaultTenant)}
+	if m.DefaultTenant != "" {
+		if err := identity.ValidTenant(m.DefaultTenant); err != nil {
+			return nil, &MappingError{File: file, Field: "default_tenant", Err: err}
+		}
 	}
 	for i, b := range m.Buckets {
 		if b == "" {
@@ -184,10 +188,6 @@ func ParseMapping(file string, b []byte) (*Mapping, error) {
 }
 
 func normExt(ext string) string { return strings.ToLower(strings.TrimPrefix(ext, ".")) }
-
-func validID(s string) bool {
-	return s != "" && len(s) <= maxIDLen && !strings.ContainsAny(s, "/+#\x00")
-}
 
 // Target is where one object's record goes and whose it is.
 type Target struct {
@@ -282,8 +282,8 @@ func (m *Mapping) Resolve(bucket, key string, meta map[string]string) (Target, e
 	if t.DeviceID == "" {
 		return fail(ReasonNoDevice, "no device: %s and no x-amz-meta-device-id", layoutWhy(m.Layout, layoutOK))
 	}
-	if !validID(t.Tenant) || !validID(t.DeviceID) {
-		return fail(ReasonBadIdentity, "tenant %q or device %q is empty, longer than %d bytes or contains / + #", clip(t.Tenant), clip(t.DeviceID), maxIDLen)
+	if err := identity.Validate(t.Tenant, t.DeviceID); err != nil {
+		return fail(ReasonBadIdentity, "%v", err)
 	}
 	t.ContentType = m.ContentTypes[ext]
 	if t.ContentType == "" {
@@ -320,13 +320,6 @@ func firstNonEmpty(s ...string) string {
 		}
 	}
 	return ""
-}
-
-func clip(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "…"
-	}
-	return s
 }
 
 // mediaKinds are the media kinds, each with its raw.{kind}.meta topic.

@@ -2,6 +2,7 @@ package backfill
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,8 @@ func TestParseMapping(t *testing.T) {
 		{name: "rule without effect", yaml: "rules: [{bucket: b}]\n", wantErr: "rules[0]: a rule needs kind or tenant"},
 		{name: "rule kind", yaml: "rules: [{prefix: a/, kind: photo}]\n", wantErr: "rules[0].kind"},
 		{name: "rule tenant", yaml: "rules: [{prefix: a/, tenant: 'a/b'}]\n", wantErr: "rules[0].tenant"},
+		{name: "rule tenant bidi", yaml: "rules: [{prefix: a/, tenant: \"farm\\u202e\"}]\n", wantErr: `rules[0].tenant: tenant id "farm\u202e" has a character outside`},
+		{name: "default tenant space", yaml: "default_tenant: 'my farm'\n", wantErr: "default_tenant: tenant id"},
 		{name: "bad content type", yaml: "content_types: {jpg: jpeg}\n", wantErr: "content_types.jpg"},
 		{name: "layout date order", yaml: "layout: '{device}/MM/YYYY/...'\n", wantErr: "layout: "},
 		{name: "layout partial var", yaml: "layout: 'cam-{device}/...'\n", wantErr: "a variable is a whole segment"},
@@ -68,6 +71,10 @@ rules:
 		{name: "no device", bucket: "b", key: "up/x.mp4", meta: map[string]string{"tenant": "t"}, wantReason: ReasonNoDevice},
 		{name: "bad kind metadata", bucket: "b", key: "up/x", meta: map[string]string{"kind": "hologram"}, wantReason: ReasonUnknownKind},
 		{name: "too long device", bucket: "b", key: "image2d/farm/" + strings.Repeat("d", 200) + "/2026/11/22/x.jpg", wantReason: ReasonBadIdentity},
+		{name: "device with bidi override", bucket: "b", key: "image2d/farm/cow\u202e1/2026/11/22/x.jpg", wantReason: ReasonBadIdentity},
+		{name: "device with space", bucket: "b", key: "image2d/farm/cow 1/2026/11/22/x.jpg", wantReason: ReasonBadIdentity},
+		{name: "metadata device with escape", bucket: "b", key: "up/x.mp4", meta: map[string]string{"tenant": "t", "device-id": "d\x1b[31m"}, wantReason: ReasonBadIdentity},
+		{name: "metadata tenant not ascii", bucket: "b", key: "up/x.mp4", meta: map[string]string{"tenant": "färm", "device-id": "d"}, wantReason: ReasonBadIdentity},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -104,12 +111,76 @@ func TestDatePrefixes(t *testing.T) {
 		{"midnight end is exclusive", "2026-11-21T23:00", "2026-11-22T00:00", "2026/11/21/"},
 		{"month edge", "2026-11-30T23:00", "2026-12-01T01:00", "2026/11/30/ 2026/12/01/"},
 		{"long window coarsens to months", "2025-01-01", "2026-03-01", "2025/01/ 2025/02/ 2025/03/ 2025/04/ 2025/05/ 2025/06/ 2025/07/ 2025/08/ 2025/09/ 2025/10/ 2025/11/ 2025/12/ 2026/01/ 2026/02/"},
+		{"centuries merge years into decimal runs", "1990-06-01", "2431-01-01", "199 20 21 22 23 240 241 242 2430/"},
+		{"every year is the identity prefix itself", "0000-01-01", "9999-12-31", ""},
+		{"the issue's window", "0001-01-01", "9999-12-31", "0001/ 0002/ 0003/ 0004/ 0005/ 0006/ 0007/ 0008/ 0009/ 001 002 003 004 005 006 007 008 009 01 02 03 04 05 06 07 08 09 1 2 3 4 5 6 7 8 9"},
+		{"the last day keys can hold", "9999-12-31T23:00", "9999-12-31T23:30", "9999/12/31/"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			if got := strings.Join(l.datePrefixes(d(c.from), d(c.to)), " "); got != c.want {
-				t.Fatalf("got %s, want %s", got, c.want)
+				t.Fatalf("got %q, want %q", got, c.want)
 			}
 		})
+	}
+}
+
+// TestDatePrefixesCoverEveryWindow checks the property the backfill relies
+// on, at the extremes and in between: every date partition of the window
+// is under one of the listed prefixes (nothing is dropped, however wide
+// the window), no prefix reaches a year entirely outside it, and the list
+// stays bounded.
+func TestDatePrefixesCoverEveryWindow(t *testing.T) {
+	l, err := ParseLayout("{kind}/YYYY/MM/DD/HH/...")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := func(y int, m time.Month, d, h int) time.Time { return time.Date(y, m, d, h, 0, 0, 0, time.UTC) }
+	windows := [][2]time.Time{
+		{at(1, 1, 1, 0), at(9999, 12, 31, 0)},
+		{at(-5, 1, 1, 0), at(12000, 1, 1, 0)}, // beyond what keys can hold
+		{at(0, 1, 1, 0), at(1, 1, 1, 0)},
+		{at(1969, 12, 31, 23), at(1970, 1, 1, 1)},
+		{at(2000, 1, 1, 0), at(2400, 1, 1, 0)},
+		{at(1999, 12, 31, 23), at(2026, 11, 23, 5)},
+		{at(2026, 11, 22, 10), at(2026, 11, 22, 11)},
+		{at(9998, 3, 1, 0), at(9999, 12, 31, 23)},
+	}
+	for _, w := range windows {
+		prefixes := l.datePrefixes(w[0], w[1])
+		if len(prefixes) > maxDatePrefixes {
+			t.Errorf("[%s, %s): %d prefixes, want at most %d", w[0], w[1], len(prefixes), maxDatePrefixes)
+		}
+		covered := func(key string) bool {
+			for _, p := range prefixes {
+				if strings.HasPrefix(key, p) {
+					return true
+				}
+			}
+			return false
+		}
+		// Hours at the edges and spread over the window, clamped to the
+		// years keys can carry.
+		from, to := maxTime(w[0], firstKeyYear), minTime(w[1], endKeyYear)
+		step := max(to.Sub(from)/5000, time.Hour)
+		for _, h := range []time.Time{from, to.Add(-time.Hour), from.Add(to.Sub(from) / 2)} {
+			if key := h.Format("2006/01/02/15/"); !covered(key) {
+				t.Errorf("[%s, %s): partition %s is not listed (prefixes %q)", w[0], w[1], key, prefixes)
+			}
+		}
+		for h := from; h.Before(to); h = h.Add(step) {
+			if key := h.Format("2006/01/02/15/"); !covered(key) {
+				t.Fatalf("[%s, %s): partition %s is not listed", w[0], w[1], key)
+			}
+		}
+		// A year before or after the window is not listed.
+		for _, y := range []int{from.Year() - 1, to.Add(-time.Nanosecond).Year() + 1} {
+			if y < 0 || y > 9999 {
+				continue
+			}
+			if key := fmt.Sprintf("%04d/06/15/12/", y); covered(key) {
+				t.Errorf("[%s, %s): year %d outside the window is listed (prefixes %q)", w[0], w[1], y, prefixes)
+			}
+		}
 	}
 }

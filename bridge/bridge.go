@@ -38,6 +38,7 @@ type Bridge struct {
 	subOK       atomic.Bool
 	connOK      atomic.Bool
 	connections atomic.Int64
+	backoff     *backoff
 	stats       Stats
 	prodCtx     context.Context // records are produced with this; cancelled after the drain
 
@@ -84,7 +85,7 @@ func New(cfg Config) (*Bridge, error) {
 		return nil, fmt.Errorf("kafka producer: %w", err)
 	}
 	b := &Bridge{cfg: c, log: c.Log, m: newMetrics(c.Metrics), kafka: cl, seed: maphash.MakeSeed(),
-		stopCh: make(chan struct{}), slots: make(chan struct{}, c.ReceiveMaximum)}
+		stopCh: make(chan struct{}), slots: make(chan struct{}, c.ReceiveMaximum), backoff: newBackoff(c.Reconnect, c.Now)}
 	return b, nil
 }
 
@@ -208,7 +209,7 @@ func (b *Bridge) clientConfig(ctx context.Context) autopaho.ClientConfig {
 		KeepAlive:                     uint16(b.cfg.KeepAlive / time.Second),
 		CleanStartOnInitialConnection: false,
 		SessionExpiryInterval:         uint32(b.cfg.SessionExpiry / time.Second),
-		ReconnectBackoff:              autopaho.NewExponentialBackoff(100*time.Millisecond, 10*time.Second, 500*time.Millisecond, 2),
+		ReconnectBackoff:              b.backoff.delay,
 		ConnectTimeout:                10 * time.Second,
 		ConnectUsername:               b.cfg.Username,
 		ConnectPassword:               b.cfg.Password,
@@ -223,19 +224,23 @@ func (b *Bridge) clientConfig(ctx context.Context) autopaho.ClientConfig {
 			return cp, nil
 		},
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, ca *paho.Connack) {
+			b.backoff.up()
 			b.connOK.Store(true)
 			b.m.connected.Set(1)
-			b.m.reconnects.Inc()
-			b.connections.Add(1)
+			b.m.connections.Inc()
+			if b.connections.Add(1) > 1 {
+				b.m.reconnects.Inc()
+			}
 			b.log.Info("mqtt connected", "url", b.cfg.MQTTURL, "client_id", b.cfg.ClientID, "session_present", ca.SessionPresent)
 			go b.subscribe(ctx, cm, filters)
 		},
 		OnConnectionDown: func() bool {
+			lasted, short := b.backoff.down()
 			b.connOK.Store(false)
 			b.subOK.Store(false)
 			b.m.connected.Set(0)
 			b.m.subscribed.Set(0)
-			b.log.Warn("mqtt connection lost; reconnecting")
+			b.logConnectionLost(lasted, short)
 			return true
 		},
 		OnConnectError: func(err error) {
@@ -254,9 +259,7 @@ func (b *Bridge) clientConfig(ctx context.Context) autopaho.ClientConfig {
 					b.log.Warn("mqtt client error", "err", err)
 				}
 			},
-			OnServerDisconnect: func(d *paho.Disconnect) {
-				b.log.Warn("mqtt server disconnected us", "reason_code", d.ReasonCode)
-			},
+			OnServerDisconnect: b.onServerDisconnect,
 		},
 	}
 	switch strings.ToLower(u.Scheme) {

@@ -75,6 +75,16 @@ func payloadCases() []payloadCase {
 		{name: "oversized", topic: "devices/farm1/%s/sensor", payload: big, reason: decode.ReasonPayloadTooLarge, stage: decode.StageDecode},
 		{name: "senml unknown unit", topic: "devices/farm1/%s/sensor", payload: `[{"n":"temp","u":"Celsius","v":1}]`, reason: decode.ReasonSenMLUnknownUnit, stage: decode.StageDecode},
 		{name: "senml missing name", topic: "devices/farm1/%s/sensor", payload: `[{"u":"Cel","v":1}]`, reason: decode.ReasonSenMLMissingName, stage: decode.StageDecode},
+		{name: "device id with bidi override", topic: "devices/farm1/%s\u202e/sensor", payload: `{"ts":%d,"metric":"t","value":1}`, reason: decode.ReasonBadIdentity, stage: decode.StageRoute},
+		{name: "tenant not ascii", topic: "devices/färm/%s/gps", payload: `{"ts":%d,"lat":1,"lon":1}`, reason: decode.ReasonBadIdentity, stage: decode.StageRoute},
+		{name: "wildfi device with bidi", topic: "wildfi/%s\u2067/gps", payload: `{"ts":%d,"lat":1,"lon":1}`, reason: decode.ReasonBadIdentity, stage: decode.StageRoute},
+		{name: "payload device_id with bidi", topic: "devices/farm1/%s/sensor", payload: `{"ts":%d,"metric":"t","value":1,"device_id":"x\u202e"}`, reason: decode.ReasonBadIdentity, stage: decode.StageValidate},
+		{name: "senml same name no t", topic: "devices/farm1/%s/sensor", payload: `[{"n":"temp","v":1},{"n":"temp","v":2},{"n":"temp","v":3}]`, reason: decode.ReasonDuplicateTimestamp, stage: decode.StageValidate},
+		{name: "wildfi imu without hz", topic: "wildfi/%s/imu", payload: `{"ts":%d,"ax":[0.1,0.2,0.3]}`, reason: decode.ReasonMissingField, stage: decode.StageDecode},
+		{name: "measurement twice", topic: "devices/farm1/%s/sensor", payload: `{"ts":%d,"measurements":{"temp":1,"temp":2}}`, reason: decode.ReasonDuplicateKey, stage: decode.StageDecode},
+		{name: "value underflow", topic: "devices/farm1/%s/sensor", payload: `{"ts":%d,"metric":"t","value":1e-400}`, reason: decode.ReasonInvalidValue, stage: decode.StageValidate},
+		{name: "senml bt of year 1", topic: "devices/farm1/%s/sensor", payload: `[{"bt":-62135596800,"n":"t","v":1}]`, reason: decode.ReasonInvalidTS, stage: decode.StageDecode},
+		{name: "metric with escape sequence", topic: "devices/farm1/%s/sensor", payload: `{"ts":%d,"metric":"\u001b[31mt","value":1}`, reason: decode.ReasonInvalidMetric, stage: decode.StageValidate},
 		{name: "media null sha256", topic: "devices/farm1/%s/media/image2d", payload: `{"ts":%d,"bucket":"b","key":"k","size":1,"content_type":"image/png","sha256":null,"attrs":{"a":"b"}}`, topicTo: topics.RawImage2D, records: 1},
 	}
 }
@@ -101,6 +111,7 @@ func TestIntegrationBridgePayloads(t *testing.T) {
 			nowMS := time.Now().UnixMilli()
 			byTopic := map[string]payloadCase{}
 			devOf := map[string]string{}
+			caseIndex := map[string]int{}
 			payloads := map[string][]byte{}
 			for i, c := range cases {
 				dev := fmt.Sprintf("dev-%02d", i)
@@ -111,8 +122,12 @@ func TestIntegrationBridgePayloads(t *testing.T) {
 				}
 				byTopic[topic] = c
 				devOf[topic] = dev
+				caseIndex[topic] = i
 				payloads[topic] = []byte(payload)
-				props := &paho.PublishProperties{ContentType: "application/json", User: paho.UserProperties{{Key: "fw", Value: "1.2"}, {Key: "case", Value: strconv.Itoa(i)}}}
+				// A device may not forge the bridge's own headers with user
+				// properties, and a repeated one is kept.
+				props := &paho.PublishProperties{ContentType: "application/json", User: paho.UserProperties{{Key: "fw", Value: "1.2"}, {Key: "case", Value: strconv.Itoa(i)},
+					{Key: "mqtt.qos", Value: "forged"}, {Key: HeaderReason, Value: "forged"}, {Key: "fw", Value: "1.3"}}}
 				pub.publish(t, topic, []byte(payload), props)
 				if c.reason != "" {
 					want++
@@ -154,8 +169,25 @@ func TestIntegrationBridgePayloads(t *testing.T) {
 						} else if dl.Truncated || !bytes.Equal(dl.Payload, orig) {
 							t.Errorf("payload not kept verbatim")
 						}
-						if dl.Headers["fw"] != "1.2" || dl.ContentType == nil || *dl.ContentType != "application/json" {
+						if dl.Headers["mqtt.user.fw"] != "1.2" || dl.Headers["mqtt.user.fw#2"] != "1.3" || dl.ContentType == nil || *dl.ContentType != "application/json" {
 							t.Errorf("dead letter lost MQTT properties: %v %v", dl.Headers, dl.ContentType)
+						}
+						if dl.Headers["mqtt.qos"] != "1" || dl.Headers["mqtt.user.mqtt.qos"] != "forged" || dl.Headers["mqtt.user."+HeaderReason] != "forged" {
+							t.Errorf("dead letter headers forged by user properties: %v", dl.Headers)
+						}
+						if c.reason == decode.ReasonBadIdentity && c.stage == decode.StageRoute {
+							// The malformed id stays in source, never in the
+							// identity fields, the key or the headers.
+							if strings.HasPrefix(topic, "devices/färm/") {
+								if dl.Tenant != nil || h[HeaderTenant] != "" || dl.DeviceID == nil || *dl.DeviceID != devOf[topic] {
+									t.Errorf("malformed tenant carried: tenant %v device %v headers %v", dl.Tenant, dl.DeviceID, h)
+								}
+							} else if dl.DeviceID != nil || h[HeaderDevice] != "" || string(recs[0].rec.Key) != topic {
+								t.Errorf("malformed device carried: device %v key %q headers %v", dl.DeviceID, recs[0].rec.Key, h)
+							}
+						}
+						if decode.Escape(dl.Message) != dl.Message {
+							t.Errorf("dead letter message not escaped: %q", dl.Message)
 						}
 						return
 					}
@@ -174,8 +206,22 @@ func TestIntegrationBridgePayloads(t *testing.T) {
 						if strings.HasPrefix(topic, "wildfi/") {
 							wantTenant = "wildlife"
 						}
-						if r.headers[HeaderTenant] != wantTenant || r.headers[HeaderContentType] != "application/json" || r.headers[HeaderUserPrefix+"fw"] != "1.2" {
+						if r.headers[HeaderTenant] != wantTenant || r.headers[HeaderContentType] != "application/json" {
 							t.Errorf("headers %v", r.headers)
+						}
+						// Every user property, repeated ones too, under the
+						// prefix; none under the bridge's own names.
+						var user []string
+						for _, h := range r.rec.Headers {
+							switch {
+							case strings.HasPrefix(h.Key, HeaderUserPrefix):
+								user = append(user, strings.TrimPrefix(h.Key, HeaderUserPrefix)+"="+string(h.Value))
+							case h.Key == "mqtt.qos" || h.Key == HeaderReason:
+								t.Errorf("user property forged header %s", h.Key)
+							}
+						}
+						if got := strings.Join(user, ","); got != "fw=1.2,case="+strconv.Itoa(caseIndex[topic])+",mqtt.qos=forged,drover.reason=forged,fw=1.3" {
+							t.Errorf("user property headers %s", got)
 						}
 						checkIdentity(t, r.value, wantTenant, dev)
 						if c.name == "event" {

@@ -23,6 +23,7 @@ import (
 	"github.com/drover-iot/drover/bridge/decode"
 	"github.com/drover-iot/drover/cli"
 	"github.com/drover-iot/drover/devstack"
+	"github.com/drover-iot/drover/identity"
 	"github.com/drover-iot/drover/schemas"
 )
 
@@ -106,7 +107,7 @@ documented in bridge/README.md; --print-routes shows the default routes.`,
   drover bridge --routes routes.yaml`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
-				return cli.Usagef("%s takes no arguments, got %q (see '%s --help')", cmd.CommandPath(), args, cmd.CommandPath())
+				return cli.Usagef("%s takes no arguments, got %q (see '%s --help')", cli.Path(cmd), args, cmd.CommandPath())
 			}
 			return nil
 		},
@@ -192,11 +193,11 @@ func buildConfig(conn *cli.Conn, f *flags) (Config, error) {
 		return cfg, cli.Usagef("--mqtt-url %q: unsupported scheme %q (want tcp, mqtt, ssl, tls, mqtts, ws or wss)", conn.MQTTURL, u.Scheme)
 	}
 	if f.passwordFile != "" {
-		b, err := os.ReadFile(f.passwordFile)
+		b, err := readSecret(f.passwordFile)
 		if err != nil {
 			return cfg, cli.Usagef("--mqtt-password-file: %w", err)
 		}
-		cfg.Password = []byte(strings.TrimRight(string(b), "\r\n"))
+		cfg.Password = b
 		if f.username == "" {
 			return cfg, cli.Usagef("--mqtt-password-file needs --mqtt-username")
 		}
@@ -222,8 +223,8 @@ func buildConfig(conn *cli.Conn, f *flags) (Config, error) {
 		return cfg, cli.Usagef("--workers %d: must not be negative", f.workers)
 	case f.drainTimeout <= 0:
 		return cfg, cli.Usagef("--drain-timeout %s: must be positive", f.drainTimeout)
-	case f.defaultTenant == "" || strings.ContainsAny(f.defaultTenant, "/+#"):
-		return cfg, cli.Usagef("--default-tenant %q: must be non-empty without '/', '+' or '#'", f.defaultTenant)
+	case identity.ValidTenant(f.defaultTenant) != nil:
+		return cfg, cli.Usagef("--default-tenant: %v", identity.ValidTenant(f.defaultTenant))
 	case len(f.filters) == 0:
 		return cfg, cli.Usagef("--mqtt-topics: no filter given")
 	case f.linger < 0:
@@ -354,20 +355,24 @@ func (c *Config) dlqOrDefault() string {
 
 // DevStage returns the bridge as a `drover dev` stage: it bridges the
 // embedded MQTT broker into the embedded Kafka with the default routes,
-// registering missing schemas, and logs a one-line summary every interval
-// (0 = every 10s). Its metrics are not served (the dev process has one
-// admin server of its own, if any).
+// registering missing schemas, as the bridge principal (client id
+// drover-bridge-dev, which the embedded broker reserves to it), and logs a
+// one-line summary every interval (0 = every 10s). Its admin server is the
+// one `drover dev` gives it (/metrics, /healthz, /readyz; port 9410 unless
+// taken).
 func DevStage(interval time.Duration) devstack.Stage {
 	if interval <= 0 {
 		interval = 10 * time.Second
 	}
 	// The bridge is ready once serve registered its check and the check
 	// passes (connected, subscribed, Kafka reachable).
-	var bridgeReady atomic.Pointer[admin.Server]
+	var stageAdmin atomic.Pointer[admin.Server]
 	return devstack.Stage{
-		Name: "bridge",
+		Name:      "bridge",
+		AdminPort: admin.Port(DefaultAdminAddr),
+		Admin:     func(a *admin.Server) { stageAdmin.Store(a) },
 		Ready: func(ctx context.Context) error {
-			adm := bridgeReady.Load()
+			adm := stageAdmin.Load()
 			if adm == nil {
 				return errors.New("bridge not started")
 			}
@@ -387,13 +392,22 @@ func DevStage(interval time.Duration) devstack.Stage {
 			}
 			cfg := Config{
 				MQTTURL:   ep.MQTTURL,
-				ClientID:  "drover-dev-bridge",
+				ClientID:  devstack.BridgePrincipal + "-dev",
+				Username:  ep.MQTTUsername,
 				KafkaOpts: []kgo.Opt{kgo.SeedBrokers(strings.Split(ep.KafkaBrokers, ",")...)},
 				Downlink:  true,
 				Log:       log,
 			}
-			adm := admin.New("", log)
-			bridgeReady.Store(adm)
+			if ep.MQTTPasswordFile != "" {
+				if cfg.Password, err = readSecret(ep.MQTTPasswordFile); err != nil {
+					return fmt.Errorf("bridge: %w", err)
+				}
+			}
+			adm := stageAdmin.Load()
+			if adm == nil { // run outside drover dev (tests): metrics and checks only
+				adm = admin.New("", log)
+				stageAdmin.Store(adm)
+			}
 			stop := make(chan struct{})
 			defer close(stop)
 			go func() {
@@ -411,6 +425,16 @@ func DevStage(interval time.Duration) devstack.Stage {
 			return serve(ctx, cfg, reg, true, adm, nil)
 		},
 	}
+}
+
+// readSecret reads a secret file (a password), without its trailing line
+// break.
+func readSecret(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return []byte(strings.TrimRight(string(b), "\r\n")), nil
 }
 
 // logSummary logs one line: messages in, records out per topic, dead

@@ -48,6 +48,8 @@ func TestCommandBadFlags(t *testing.T) {
 		{"receive maximum high", []string{"--mqtt-receive-maximum", "70000"}, "--mqtt-receive-maximum"},
 		{"session expiry", []string{"--mqtt-session-expiry", "0s"}, "--mqtt-session-expiry"},
 		{"group", []string{"--mqtt-group", "a/b"}, "--mqtt-group"},
+		{"default tenant bidi", []string{"--default-tenant", "wild\u202elife"}, `--default-tenant: tenant id "wild\u202elife" has a character outside`},
+		{"default tenant slash", []string{"--default-tenant", "a/b"}, "--default-tenant"},
 		{"max payload", []string{"--max-payload", "0"}, "--max-payload"},
 		{"max age", []string{"--max-age", "-1h"}, "--max-age"},
 		{"compression", []string{"--kafka-compression", "brotli"}, "--kafka-compression"},

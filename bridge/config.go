@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/drover-iot/drover/bridge/decode"
+	"github.com/drover-iot/drover/identity"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
 )
@@ -64,6 +65,9 @@ type Config struct {
 	// AckInterval is how often paho sends the acknowledgements that became
 	// ready (in receive order); default 5ms.
 	AckInterval time.Duration
+	// Reconnect shapes the MQTT reconnect back-off (jittered, exponential,
+	// reset after a stable connection); zero fields take its defaults.
+	Reconnect Reconnect
 	// Workers decode and produce in parallel; messages of one device stay on
 	// one worker, so per-device order holds. Default 2 × GOMAXPROCS.
 	Workers int
@@ -160,6 +164,9 @@ func (c *Config) withDefaults() (Config, error) {
 	if cfg.KeepAlive < time.Second || cfg.KeepAlive > 65535*time.Second {
 		return cfg, fmt.Errorf("%w: KeepAlive %s: want 1s to 18h", ErrConfig, cfg.KeepAlive)
 	}
+	if cfg.Reconnect, err = cfg.Reconnect.withDefaults(); err != nil {
+		return cfg, err
+	}
 	if cfg.AckInterval <= 0 {
 		cfg.AckInterval = DefaultAckInterval
 	}
@@ -171,6 +178,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.DefaultTenant == "" {
 		cfg.DefaultTenant = DefaultTenant
+	}
+	if err := identity.ValidTenant(cfg.DefaultTenant); err != nil {
+		return cfg, fmt.Errorf("%w: DefaultTenant: %w", ErrConfig, err)
 	}
 	if cfg.Limits == (decode.Limits{}) {
 		cfg.Limits = decode.DefaultLimits()

@@ -211,7 +211,7 @@ func TestIntegrationBridgeCrash(t *testing.T) {
 	mqttURL := devtest.Mosquitto(t)
 	args := []string{
 		"--mqtt-url", mqttURL, "--kafka-brokers", strings.Join(e.brokers, ","), "--schema-registry-url", regURL,
-		"--mqtt-client-id", "crash-bridge", "--admin-addr", "127.0.0.1:0", "--dev-env", "", "--downlink=false",
+		"--mqtt-client-id", "crash-bridge", "--admin-addr", "127.0.0.1:0", "--dev-env=", "--downlink=false", // one token: the child splits lines and drops empty ones
 	}
 	first := startChild(t, args...)
 	n := crashN()

@@ -232,6 +232,8 @@ func TestIntegrationBridgeDownlink(t *testing.T) {
 		{CommandID: "c-1", Tenant: "farm1", DeviceID: "cow-9", Name: "set_interval", Payload: `{"seconds":60}`, CreatedAt: now, ExpiresAt: &future, TS: now, IngestedAt: now},
 		{CommandID: "c-2", Tenant: "farm1", DeviceID: "cow-9", Name: "reboot", Payload: `{}`, CreatedAt: now, ExpiresAt: &past, TS: now, IngestedAt: now},
 		{CommandID: "c-3", Tenant: "farm1", DeviceID: "cow-9", Name: "beep", Payload: `not json`, CreatedAt: now, TS: now, IngestedAt: now},
+		// Not an id: as a topic segment it would address other devices.
+		{CommandID: "c-4", Tenant: "farm1", DeviceID: "cow-9/+", Name: "beep", Payload: `{}`, CreatedAt: now, TS: now, IngestedAt: now},
 	}
 	pcl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...))
 	if err != nil {
@@ -262,15 +264,25 @@ func TestIntegrationBridgeDownlink(t *testing.T) {
 	if !strings.Contains(names[0], `"command_id":"c-1"`) || !strings.Contains(names[0], `"payload":{"seconds":60}`) || !strings.Contains(names[1], `"payload":"not json"`) {
 		t.Errorf("commands received: %v", names)
 	}
-	dl := e.consume(t, 1, 30*time.Second)
-	d, ok := dl[0].value.(*schemas.DeadLetter)
-	if !ok || d.Reason != string(ReasonCommandExpired) || d.Source != topics.Commands || d.DeviceID == nil || *d.DeviceID != "cow-9" {
-		t.Fatalf("dead letter = %+v", dl[0].value)
+	dls := map[string]*schemas.DeadLetter{}
+	for _, c := range e.consume(t, 2, 30*time.Second) {
+		d, ok := c.value.(*schemas.DeadLetter)
+		if !ok {
+			t.Fatalf("not a dead letter: %+v", c.value)
+		}
+		dls[d.Reason] = d
+	}
+	if d := dls[string(ReasonCommandExpired)]; d == nil || d.Source != topics.Commands || d.DeviceID == nil || *d.DeviceID != "cow-9" {
+		t.Fatalf("expired dead letter = %+v", d)
+	}
+	if d := dls[string(decode.ReasonBadIdentity)]; d == nil || d.Stage != string(decode.StageValidate) || d.DeviceID != nil || d.Tenant == nil || *d.Tenant != "farm1" ||
+		!strings.Contains(d.Message, `command "c-4": device id "cow-9/+" has a character outside`) {
+		t.Fatalf("invalid identity dead letter = %+v", d)
 	}
 	waitFor(t, 30*time.Second, "commands counted", func() bool { return b.Stats().Commands.Load() == 2 })
 	// Offsets are committed after delivery: the group's lag reaches zero.
 	waitFor(t, 30*time.Second, "committed offsets", func() bool {
-		return committed(t, pcl, DefaultCommandsGroup, topics.Commands) == 3
+		return committed(t, pcl, DefaultCommandsGroup, topics.Commands) == 4
 	})
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/eclipse/paho.golang/autopaho"
@@ -12,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/drover-iot/drover/bridge/decode"
+	"github.com/drover-iot/drover/identity"
 	"github.com/drover-iot/drover/schemas"
 )
 
@@ -110,9 +112,12 @@ func (b *Bridge) deliverCommand(ctx context.Context, cm *autopaho.ConnectionMana
 		b.m.commands.WithLabelValues("invalid").Inc()
 		return b.commandDeadLetter(ctx, r, nil, ReasonCommandInvalid, decode.StageDecode, fmt.Sprintf("command record at %s/%d@%d does not decode: %v", r.Topic, r.Partition, r.Offset, err))
 	}
-	if cmd.Tenant == "" || cmd.DeviceID == "" || len(cmd.Tenant) > maxIDLen || len(cmd.DeviceID) > maxIDLen {
+	if err := identity.Validate(cmd.Tenant, cmd.DeviceID); err != nil {
+		// The ids would become the MQTT topic: one outside the alphabet
+		// could address another device ("a/b", "+") or carry control
+		// characters to it.
 		b.m.commands.WithLabelValues("invalid").Inc()
-		return b.commandDeadLetter(ctx, r, &cmd, ReasonCommandInvalid, decode.StageValidate, "command has an empty or over-long tenant or device_id")
+		return b.commandDeadLetter(ctx, r, &cmd, decode.ReasonBadIdentity, decode.StageValidate, fmt.Sprintf("command %s: %v", strconv.Quote(cmd.CommandID), err))
 	}
 	now := b.cfg.Now()
 	if cmd.ExpiresAt != nil && !now.Before(*cmd.ExpiresAt) {
@@ -167,6 +172,7 @@ func (b *Bridge) commandDeadLetter(ctx context.Context, r *kgo.Record, cmd *sche
 	if cmd != nil {
 		match.Tenant, match.Device = cmd.Tenant, cmd.DeviceID
 	}
+	match.dropInvalidIDs() // as for MQTT messages (validateIdentity)
 	de := &decode.Error{Stage: stage, Reason: reason, Message: msg}
 	b.m.deadLetters.WithLabelValues(string(stage), string(reason)).Inc()
 	for attempt := 0; ; attempt++ {

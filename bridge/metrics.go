@@ -14,7 +14,9 @@ type metrics struct {
 	produceLatency prometheus.Histogram
 	connected      prometheus.Gauge
 	subscribed     prometheus.Gauge
+	connections    prometheus.Counter
 	reconnects     prometheus.Counter
+	takeovers      prometheus.Counter
 	commands       *prometheus.CounterVec // result
 	blocked        prometheus.Counter
 	connectErrors  prometheus.Counter
@@ -40,8 +42,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "1 while the MQTT connection is up."}),
 		subscribed: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "mqtt_subscribed",
 			Help: "1 while the shared subscriptions are in place."}),
-		reconnects: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "mqtt_connections_total",
+		connections: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "mqtt_connections_total",
 			Help: "MQTT connections established (the first one included)."}),
+		reconnects: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "mqtt_reconnects_total",
+			Help: "MQTT connections established after a connection was lost (a steady rise: the broker keeps dropping the bridge)."}),
+		takeovers: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "mqtt_session_takeovers_total",
+			Help: "Times the broker disconnected the bridge because another client connected with its client id (MQTT 5 reason 0x8E): that client may receive the session's messages."}),
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "commands_total",
 			Help: "Downlink commands handled, per result (published, expired, invalid)."}, []string{"result"}),
 		connectErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "mqtt_connect_errors_total",
@@ -51,7 +57,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.received, m.produced, m.deadLetters, m.acked, m.inflight, m.produceLatency,
-			m.connected, m.subscribed, m.reconnects, m.commands, m.blocked, m.connectErrors)
+			m.connected, m.subscribed, m.connections, m.reconnects, m.takeovers, m.commands, m.blocked, m.connectErrors)
 	}
 	return m
 }

@@ -13,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/drover-iot/drover/bridge/decode"
+	"github.com/drover-iot/drover/identity"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
 )
@@ -215,6 +216,11 @@ func ParseRoutes(file string, b []byte) (*Routes, error) {
 		if vars["tenant"] != nil && ry.Tenant != "" {
 			return nil, bad("tenant", "set, but match already has {tenant}")
 		}
+		if ry.Tenant != "" {
+			if err := identity.ValidTenant(ry.Tenant); err != nil {
+				return nil, bad("tenant", "%w", err)
+			}
+		}
 		if ry.Ignore {
 			for _, f := range []struct{ name, v string }{{"decoder", ry.Decoder}, {"topic", ry.Topic}, {"source", ry.Source}} {
 				if f.v != "" {
@@ -379,9 +385,6 @@ type Match struct {
 	Source string
 }
 
-// maxIDLen bounds tenant and device ids taken from topics.
-const maxIDLen = 128
-
 // Route finds the first route matching the MQTT topic. defaultTenant is
 // used when the route has no {tenant} and no fixed tenant. On failure it
 // returns a *decode.Error of stage route (with the identity it could tell,
@@ -442,9 +445,8 @@ outer:
 		if r.Ignore {
 			return m, nil
 		}
-		if len(m.Tenant) > maxIDLen || len(m.Device) > maxIDLen || m.Tenant == "" {
-			return m, &decode.Error{Stage: decode.StageRoute, Reason: decode.ReasonBadIdentity,
-				Message: fmt.Sprintf("tenant %q or device %q in topic %q is empty or longer than %d bytes", clipID(m.Tenant), clipID(m.Device), mqttTopic, maxIDLen)}
+		if err := validateIdentity(&m, mqttTopic); err != nil {
+			return m, err
 		}
 		if err := checkTopic(topic, r.Decoder.Produces); err != nil {
 			return m, &decode.Error{Stage: decode.StageRoute, Reason: decode.ReasonUnknownChannel,
@@ -458,14 +460,16 @@ outer:
 	switch {
 	case len(parts) >= 4 && parts[0] == "devices":
 		m.Tenant, m.Device = parts[1], parts[2]
-		if m.Tenant == "" || m.Device == "" {
-			return m, &decode.Error{Stage: decode.StageRoute, Reason: decode.ReasonBadIdentity,
-				Message: fmt.Sprintf("topic %q has an empty tenant or device segment", mqttTopic)}
+		if err := validateIdentity(&m, mqttTopic); err != nil {
+			return m, err
 		}
 		return m, &decode.Error{Stage: decode.StageRoute, Reason: decode.ReasonUnknownChannel,
-			Message: fmt.Sprintf("no route for channel %q of device %s/%s", strings.Join(parts[3:], "/"), m.Tenant, m.Device)}
-	case len(parts) >= 3 && parts[0] == "wildfi" && parts[1] != "":
+			Message: fmt.Sprintf("no route for channel %q of device %s", strings.Join(parts[3:], "/"), identity.Key(m.Tenant, m.Device))}
+	case len(parts) >= 3 && parts[0] == "wildfi":
 		m.Tenant, m.Device = defaultTenant, parts[1]
+		if err := validateIdentity(&m, mqttTopic); err != nil {
+			return m, err
+		}
 		return m, &decode.Error{Stage: decode.StageRoute, Reason: decode.ReasonUnknownChannel,
 			Message: fmt.Sprintf("no route for WildFi type %q of device %s", strings.Join(parts[2:], "/"), m.Device)}
 	}
@@ -473,9 +477,37 @@ outer:
 		Message: fmt.Sprintf("no route matches MQTT topic %q", mqttTopic)}
 }
 
-func clipID(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "…"
+// validateIdentity checks m's tenant and device against the identity
+// alphabet. On failure it clears the part that is not well-formed, so that
+// the dead letter (its tenant and device_id, Kafka key and headers, and so
+// the database row) never carries it; the MQTT topic, kept as the dead
+// letter's source, still shows what came.
+func validateIdentity(m *Match, mqttTopic string) error {
+	err := identity.Validate(m.Tenant, m.Device)
+	if err == nil {
+		return nil
+	}
+	m.dropInvalidIDs()
+	return &decode.Error{Stage: decode.StageRoute, Reason: decode.ReasonBadIdentity,
+		Message: fmt.Sprintf("MQTT topic %q: %v", clipTopic(mqttTopic), err)}
+}
+
+// dropInvalidIDs clears m's tenant or device when it is not a well-formed
+// id.
+func (m *Match) dropInvalidIDs() {
+	if identity.ValidTenant(m.Tenant) != nil {
+		m.Tenant = ""
+	}
+	if identity.ValidDevice(m.Device) != nil {
+		m.Device = ""
+	}
+}
+
+// clipTopic shortens a topic for a message (the dead letter keeps it
+// whole as its source).
+func clipTopic(s string) string {
+	if len(s) > 200 {
+		return strings.ToValidUTF8(s[:200], "") + "…"
 	}
 	return s
 }

@@ -30,6 +30,7 @@ func TestBadRoutes(t *testing.T) {
 		{"ignore_with_topic", []string{"topic", "must be empty when ignore is true"}},
 		{"unknown_top_level", []string{"rules"}},
 		{"empty_alternative", []string{"empty alternative"}},
+		{"bad_tenant", []string{"bad_tenant.bad.yaml:6", "route collars", "tenant", `tenant id "herd 7" has a character outside [A-Za-z0-9._:-] at byte 4`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -67,6 +68,7 @@ func TestRouteMatching(t *testing.T) {
 		source  string
 		reason  decode.Reason
 		ignored bool
+		cleared bool // the malformed part of the identity is cleared, the other kept
 	}{
 		{name: "sensor", routes: def, topic: "devices/farm1/cow-7/sensor", route: "sensor", tenant: "farm1", device: "cow-7", kafka: topics.RawSensor, source: "sensor"},
 		{name: "gps", routes: def, topic: "devices/farm1/cow-7/gps", route: "gps", tenant: "farm1", device: "cow-7", kafka: topics.RawGPS, source: "gps"},
@@ -84,6 +86,16 @@ func TestRouteMatching(t *testing.T) {
 		{name: "unknown topic", routes: def, topic: "telemetry/cow-7", reason: decode.ReasonUnknownTopic},
 		{name: "empty device", routes: def, topic: "devices/farm1//sensor", reason: decode.ReasonBadIdentity},
 		{name: "long device", routes: def, topic: "devices/farm1/" + strings.Repeat("x", 200) + "/sensor", reason: decode.ReasonBadIdentity},
+		{name: "device with bidi override", routes: def, topic: "devices/farm1/cow\u202e7/sensor", reason: decode.ReasonBadIdentity, tenant: "farm1", cleared: true},
+		{name: "device with escape sequence", routes: def, topic: "devices/farm1/cow\x1b[31m/gps", reason: decode.ReasonBadIdentity, tenant: "farm1", cleared: true},
+		{name: "device with NUL", routes: def, topic: "devices/farm1/cow\x00/gps", reason: decode.ReasonBadIdentity, tenant: "farm1", cleared: true},
+		{name: "device invalid utf8", routes: def, topic: "devices/farm1/cow\xff/events", reason: decode.ReasonBadIdentity, tenant: "farm1", cleared: true},
+		{name: "tenant with space", routes: def, topic: "devices/farm 1/cow-7/sensor", reason: decode.ReasonBadIdentity, device: "cow-7", cleared: true},
+		{name: "tenant starts with dot", routes: def, topic: "devices/.farm/cow-7/media/image2d", reason: decode.ReasonBadIdentity, device: "cow-7", cleared: true},
+		{name: "bad identity before unknown channel", routes: def, topic: "devices/farm1/cow\u202e/alarms", reason: decode.ReasonBadIdentity, tenant: "farm1", cleared: true},
+		{name: "wildfi device with bidi", routes: def, topic: "wildfi/tag\u2066/imu", reason: decode.ReasonBadIdentity, tenant: "default", cleared: true},
+		{name: "wildfi bad device before unknown type", routes: def, topic: "wildfi/tag:\u200f/sonar", reason: decode.ReasonBadIdentity, tenant: "default", cleared: true},
+		{name: "wildfi empty device", routes: def, topic: "wildfi//gps", reason: decode.ReasonBadIdentity, tenant: "default", cleared: true},
 		{name: "custom fixed tenant", routes: custom, topic: "wildfi/tag-1/gps", route: "w", tenant: "herd", device: "tag-1", kafka: topics.RawGPS, source: "w"},
 		{name: "custom media", routes: custom, topic: "cams/t1/c1/video2d", route: "m", tenant: "t1", device: "c1", kafka: topics.RawVideo2D, source: "cam/video2d"},
 		{name: "custom unknown", routes: custom, topic: "devices/farm1/cow-7/sensor", reason: decode.ReasonUnknownChannel},
@@ -96,8 +108,11 @@ func TestRouteMatching(t *testing.T) {
 				if !errors.As(err, &de) || de.Reason != tc.reason || de.Stage != decode.StageRoute {
 					t.Fatalf("err = %v, want route/%s", err, tc.reason)
 				}
-				if tc.device != "" && (m.Device != tc.device || m.Tenant != tc.tenant) {
-					t.Errorf("identity %s/%s, want %s/%s", m.Tenant, m.Device, tc.tenant, tc.device)
+				if (tc.device != "" || tc.cleared) && (m.Device != tc.device || m.Tenant != tc.tenant) {
+					t.Errorf("identity %q/%q, want %q/%q", m.Tenant, m.Device, tc.tenant, tc.device)
+				}
+				if decode.Escape(de.Message) != de.Message {
+					t.Errorf("message not escaped: %q", de.Message)
 				}
 				return
 			}

@@ -2,14 +2,7 @@ package bridge
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -21,52 +14,6 @@ import (
 
 	"github.com/drover-iot/drover/devstack/devtest"
 )
-
-// writeCerts writes a CA, a server certificate for 127.0.0.1 and a client
-// certificate into dir and returns their paths.
-func writeCerts(t *testing.T, dir string) (ca, srvCert, srvKey, cliCert, cliKey string) {
-	t.Helper()
-	newKey := func() *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	write := func(name, typ string, der []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	caKey := newKey()
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "drover test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	leaf := func(serial int64, cn string, usage x509.ExtKeyUsage, name string) (string, string) {
-		k := newKey()
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-			ExtKeyUsage: []x509.ExtKeyUsage{usage}, KeyUsage: x509.KeyUsageDigitalSignature,
-			IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &k.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kd, _ := x509.MarshalECPrivateKey(k)
-		return write(name+".pem", "CERTIFICATE", der), write(name+".key", "EC PRIVATE KEY", kd)
-	}
-	ca = write("ca.pem", "CERTIFICATE", caDER)
-	srvCert, srvKey = leaf(2, "127.0.0.1", x509.ExtKeyUsageServerAuth, "server")
-	cliCert, cliKey = leaf(3, "bridge", x509.ExtKeyUsageClientAuth, "client")
-	return
-}
 
 // TestIntegrationBridgeMTLS connects `drover bridge` to a mosquitto that
 // requires a client certificate and a password: it becomes ready with the
@@ -85,7 +32,8 @@ func TestIntegrationBridgeMTLS(t *testing.T) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	ca, srvCert, srvKey, cliCert, cliKey := writeCerts(t, dir)
+	certs := devtest.WriteCerts(t, dir)
+	ca, srvCert, srvKey, cliCert, cliKey := certs.CA, certs.ServerCert, certs.ServerKey, certs.ClientCert, certs.ClientKey
 	pwFile := filepath.Join(dir, "passwd")
 	if out, err := exec.Command("mosquitto_passwd", "-b", "-c", pwFile, "bridge", "s3cret").CombinedOutput(); err != nil {
 		t.Fatalf("mosquitto_passwd (apt-get install -y mosquitto): %v: %s", err, out)

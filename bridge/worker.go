@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -227,6 +228,9 @@ func (b *Bridge) deadLetterRecord(m *message, match Match, de *decode.Error) (*k
 		payload, truncated = payload[:limit], true
 	}
 	recv := m.received.UTC().Truncate(time.Millisecond)
+	// Every path builds its message from device data; whatever it
+	// quoted, the dead letter carries printable text.
+	msg := decode.Escape(de.Message)
 	h := sha256.New()
 	for _, s := range []string{m.pub.Topic, string(de.Stage), string(de.Reason)} {
 		h.Write([]byte(s))
@@ -237,7 +241,7 @@ func (b *Bridge) deadLetterRecord(m *message, match Match, de *decode.Error) (*k
 		ID:          hex.EncodeToString(h.Sum(nil)[:16]),
 		Stage:       string(de.Stage),
 		Reason:      string(de.Reason),
-		Message:     de.Message,
+		Message:     msg,
 		Source:      m.pub.Topic,
 		Payload:     payload,
 		PayloadSize: int64(len(m.pub.Payload)),
@@ -270,15 +274,13 @@ func (b *Bridge) deadLetterRecord(m *message, match Match, de *decode.Error) (*k
 			ct := p.ContentType
 			dl.ContentType = &ct
 		}
-		for _, up := range p.User {
-			dl.Headers[up.Key] = up.Value
-		}
+		addUserProperties(dl.Headers, p.User)
 	}
 	headers = append(headers,
 		kgo.RecordHeader{Key: HeaderStage, Value: []byte(de.Stage)},
 		kgo.RecordHeader{Key: HeaderReason, Value: []byte(de.Reason)},
 		kgo.RecordHeader{Key: HeaderSource, Value: []byte(m.pub.Topic)},
-		kgo.RecordHeader{Key: HeaderMessage, Value: []byte(clipBytes(de.Message, 1024))},
+		kgo.RecordHeader{Key: HeaderMessage, Value: []byte(clipBytes(msg, 1024))},
 		kgo.RecordHeader{Key: HeaderReceivedAt, Value: []byte(recv.Format(time.RFC3339Nano))},
 		kgo.RecordHeader{Key: HeaderPayloadLen, Value: []byte(strconv.Itoa(len(m.pub.Payload)))},
 	)
@@ -313,9 +315,31 @@ func recordHeaders(p *paho.Publish, tenant string) []kgo.RecordHeader {
 	return h
 }
 
+// addUserProperties stores MQTT v5 user properties in a dead letter's
+// headers map as mqtt.user.<name>, so that a device cannot overwrite the
+// bridge's own entries (mqtt.qos, mqtt.retain, ...). MQTT allows a name
+// more than once: later values go under mqtt.user.<name>#2, #3, ...
+// (the first free one), none is dropped.
+func addUserProperties(h map[string]string, props paho.UserProperties) {
+	for _, up := range props {
+		k := HeaderUserPrefix + up.Key
+		for n := 2; ; n++ {
+			if _, taken := h[k]; !taken {
+				break
+			}
+			k = HeaderUserPrefix + up.Key + "#" + strconv.Itoa(n)
+		}
+		h[k] = up.Value
+	}
+}
+
+// clipBytes cuts s to at most n bytes at a rune boundary.
 func clipBytes(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n]
 }

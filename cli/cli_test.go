@@ -9,8 +9,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 func TestEnvName(t *testing.T) {
@@ -235,6 +239,191 @@ func TestRegistryTLSErrors(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || ExitCode(err) != 2 {
 				t.Fatalf("err = %v (exit %d), want usage error with %q", err, ExitCode(err), tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestDevEnvNamedButMissingIsAnError(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir) // the default .drover/dev.env does not exist here
+	tests := []struct {
+		name    string
+		env     map[string]string
+		args    []string
+		want    int
+		wantErr string
+	}{
+		{name: "default path missing is fine", args: []string{"show"}, want: 0},
+		{name: "empty flag reads none", args: []string{"show", "--dev-env", ""}, want: 0},
+		{name: "flag names a missing file", args: []string{"show", "--dev-env", filepath.Join(dir, "nope.env")}, want: 2, wantErr: "--dev-env " + filepath.Join(dir, "nope.env") + ": no such file"},
+		{name: "variable names a missing file", env: map[string]string{"DROVER_DEV_ENV": "/nonexistent/dev.env"}, args: []string{"show"}, want: 2, wantErr: "DROVER_DEV_ENV /nonexistent/dev.env: no such file"},
+		{name: "empty variable reads none", env: map[string]string{"DROVER_DEV_ENV": ""}, args: []string{"show"}, want: 0},
+		{name: "a directory", args: []string{"show", "--dev-env", dir}, want: 2, wantErr: "--dev-env " + dir},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			r, _ := newTestRoot(t)
+			sub, _, err := r.Cmd.Find(tt.args)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := sub.ParseFlags(tt.args[1:]); err != nil {
+				t.Fatal(err)
+			}
+			err = r.prepare(sub, &bytes.Buffer{})
+			if got := ExitCode(err); got != tt.want {
+				t.Fatalf("exit %d (%v), want %d", got, err, tt.want)
+			}
+			if tt.wantErr != "" && !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// groupRoot is a root with a command group (no Run) of two subcommands,
+// one nested group, and a runnable command.
+func groupRoot() *Root {
+	r := NewRoot("test")
+	grp := &cobra.Command{Use: "grp", Short: "a group"}
+	run := func(*cobra.Command, []string) error { return nil }
+	nested := &cobra.Command{Use: "nested", Short: "a nested group", Args: cobra.NoArgs}
+	nested.AddCommand(&cobra.Command{Use: "leaf", RunE: run})
+	grp.AddCommand(&cobra.Command{Use: "a", RunE: run}, &cobra.Command{Use: "b", RunE: run}, nested)
+	r.Cmd.AddCommand(grp, &cobra.Command{Use: "solo", RunE: run})
+	return r
+}
+
+func TestGroupsWithoutSubcommandAreUsageErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		want    int
+		wantErr string
+	}{
+		{name: "group alone", args: []string{"grp"}, want: 2, wantErr: "grp: a subcommand is required: a, b, nested (see 'drover grp --help')"},
+		{name: "nested group alone", args: []string{"grp", "nested"}, want: 2, wantErr: "grp nested: a subcommand is required: leaf"},
+		{name: "unknown subcommand", args: []string{"grp", "zzz"}, want: 2, wantErr: `grp: unknown command "zzz" (want a, b, nested`},
+		{name: "unknown nested subcommand", args: []string{"grp", "nested", "zzz"}, want: 2, wantErr: `unknown command "zzz" for "drover grp nested"`},
+		{name: "root alone", args: nil, want: 2, wantErr: "a command is required: grp, solo"},
+		{name: "subcommand", args: []string{"grp", "a"}, want: 0},
+		{name: "nested subcommand", args: []string{"grp", "nested", "leaf"}, want: 0},
+		{name: "help", args: []string{"grp", "--help"}, want: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := groupRoot()
+			out := captureStderr(t, func() {
+				if got := r.Execute(append([]string{"--dev-env", ""}, tt.args...)); got != tt.want {
+					t.Errorf("exit %d, want %d", got, tt.want)
+				}
+			})
+			if !strings.Contains(out, tt.wantErr) {
+				t.Fatalf("stderr %q lacks %q", out, tt.wantErr)
+			}
+			if tt.want != 0 && (!strings.HasPrefix(out, "drover: ") || strings.Count(out, "drover: ") != 1 || strings.Contains(out, "drover: drover")) {
+				t.Fatalf("want one line with one drover: prefix, got %q", out)
+			}
+		})
+	}
+}
+
+func TestErrorsHaveOneDroverPrefix(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{name: "unknown flag of a subcommand", args: []string{"grp", "a", "--frob"}, want: "drover: grp a: unknown flag: --frob (see 'drover grp a --help')\n"},
+		{name: "unknown flag of the root", args: []string{"--frob"}, want: "drover: unknown flag: --frob (see 'drover --help')\n"},
+		{name: "bad argument count", args: []string{"solo2", "x", "y"}, want: "drover: solo2: accepts 1 arg(s), received 2 (see 'drover solo2 --help')\n"},
+		{name: "unknown command", args: []string{"nope"}, want: "drover: unknown command \"nope\" for \"drover\"\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := groupRoot()
+			r.Cmd.AddCommand(&cobra.Command{Use: "solo2", Args: cobra.ExactArgs(1), RunE: func(*cobra.Command, []string) error { return nil }})
+			out := captureStderr(t, func() { r.Execute(append([]string{"--dev-env", ""}, tt.args...)) })
+			if out != tt.want {
+				t.Fatalf("got %q, want %q", out, tt.want)
+			}
+		})
+	}
+}
+
+// captureStderr returns what fn wrote to os.Stderr.
+func captureStderr(t *testing.T, fn func()) string {
+	t.Helper()
+	rd, wr, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := os.Stderr
+	os.Stderr = wr
+	done := make(chan string)
+	go func() {
+		var b bytes.Buffer
+		_, _ = b.ReadFrom(rd)
+		done <- b.String()
+	}()
+	fn()
+	os.Stderr = old
+	wr.Close()
+	return <-done
+}
+
+func TestOffsetsAfterBeforeTheEpoch(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.DefaultProduceTopic("t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	base := time.Date(2026, 11, 23, 6, 0, 0, 0, time.UTC)
+	for i := range 3 {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("x"), Timestamp: base.Add(time.Duration(i) * time.Minute)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	adm := kadm.NewClient(cl)
+	tests := []struct {
+		name string
+		at   time.Time
+		want int64
+	}{
+		// -1 ms is Kafka's "latest" when passed on as a timestamp.
+		{"one millisecond before the epoch", time.UnixMilli(-1).UTC(), 0},
+		{"year 1", time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), 0},
+		{"the epoch", time.UnixMilli(0), 0},
+		{"between records", base.Add(90 * time.Second), 2},
+		{"after every record", base.Add(time.Hour), 3},
+		{"year 9999", time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC), 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := OffsetsAfter(ctx, adm, tt.at, "t")
+			if err == nil {
+				err = got.Error()
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			o, ok := got.Lookup("t", 0)
+			off := o.Offset
+			if !ok || off < 0 {
+				off = 3 // no record at or after: the end offset
+			}
+			if off != tt.want {
+				t.Fatalf("offset %d, want %d", off, tt.want)
 			}
 		})
 	}

@@ -271,3 +271,17 @@ func tlsConfig(flag, caFile, certFile, keyFile string) (*tls.Config, error) {
 	}
 	return cfg, nil
 }
+
+// OffsetsAfter returns, for every partition of topics, the first offset
+// whose record timestamp is at or after t (the end offset where there is
+// none), like kadm's ListOffsetsAfterMilli. Kafka timestamps count
+// milliseconds from the Unix epoch and negative requests are special
+// (-1 latest, -2 earliest, ...), so a t before the epoch, where every
+// record lies at or after t, is answered with the log start offsets rather
+// than passed on: 1969-12-31T23:59:59.999Z must not mean "latest".
+func OffsetsAfter(ctx context.Context, adm *kadm.Client, t time.Time, topics ...string) (kadm.ListedOffsets, error) {
+	if t.Before(time.UnixMilli(0)) {
+		return adm.ListStartOffsets(ctx, topics...)
+	}
+	return adm.ListOffsetsAfterMilli(ctx, t.UnixMilli(), topics...)
+}

@@ -62,7 +62,10 @@ found drift or an incompatibility.`,
 	pf.StringVar(&r.logFormat, "log-format", "json", "log format: json or text")
 	pf.StringVar(&r.devEnv, "dev-env", DefaultDevEnvFile, "env file written by 'drover dev'; read when present for values not set otherwise (empty = never)")
 	r.Cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return &UsageError{Err: fmt.Errorf("%s: %w (see '%s --help')", c.CommandPath(), err, c.CommandPath())}
+		if !c.HasParent() {
+			return &UsageError{Err: fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
+		}
+		return &UsageError{Err: fmt.Errorf("%s: %w (see '%s --help')", Path(c), err, c.CommandPath())}
 	})
 	r.Cmd.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		return r.prepare(cmd, os.Stderr)
@@ -73,10 +76,14 @@ found drift or an incompatibility.`,
 // prepare binds the environment (and the dev env file) to unset flags and
 // builds the logger.
 func (r *Root) prepare(cmd *cobra.Command, logOut io.Writer) error {
-	// The dev env path itself may come from the environment.
-	if f := cmd.Flags().Lookup("dev-env"); f != nil && !f.Changed {
-		if v, ok := os.LookupEnv(EnvName("dev-env")); ok {
-			r.devEnv = v
+	// The dev env path itself may come from the environment. Only the
+	// default path may be missing (no `drover dev` running here): a file
+	// named by the flag or the variable must exist.
+	source, named := "--dev-env", false
+	if f := cmd.Flags().Lookup("dev-env"); f != nil {
+		named = f.Changed
+		if v, ok := os.LookupEnv(EnvName("dev-env")); ok && !f.Changed {
+			r.devEnv, source, named = v, EnvName("dev-env"), true
 		}
 	}
 	var defaults map[string]string
@@ -85,9 +92,11 @@ func (r *Root) prepare(cmd *cobra.Command, logOut io.Writer) error {
 		switch {
 		case err == nil:
 			defaults = m
+		case errors.Is(err, os.ErrNotExist) && !named:
 		case errors.Is(err, os.ErrNotExist):
+			return Usagef("%s %s: no such file (start 'drover dev' first, or give an empty value to read none)", source, r.devEnv)
 		default:
-			return Usagef("--dev-env %s: %w", r.devEnv, err)
+			return Usagef("%s %s: %w", source, r.devEnv, err)
 		}
 	}
 	if err := bindEnv(cmd, defaults); err != nil {
@@ -143,15 +152,64 @@ func (r *Root) Execute(args []string) int {
 		fmt.Fprintln(os.Stderr, "drover: second signal, exiting now")
 		os.Exit(130)
 	}()
+	requireSubcommands(r.Cmd)
 	r.Cmd.SetArgs(args)
-	err := r.Cmd.ExecuteContext(ctx)
+	cmd, err := r.Cmd.ExecuteContextC(ctx)
 	if err != nil && isCobraUsage(err) {
 		err = &UsageError{Err: err}
+		if cmd != nil && cmd.HasParent() {
+			err = &UsageError{Err: fmt.Errorf("%s: %w (see '%s --help')", Path(cmd), err, cmd.CommandPath())}
+		}
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintf(os.Stderr, "drover: %v\n", err)
 	}
 	return ExitCode(err)
+}
+
+// Path is cmd's command path without the root's name ("topics list"), for
+// error messages: Execute prefixes every error with "drover: " once. The
+// root itself is "drover".
+func Path(cmd *cobra.Command) string {
+	if cmd == nil || !cmd.HasParent() {
+		return "drover"
+	}
+	p := cmd.Name()
+	for c := cmd.Parent(); c.HasParent(); c = c.Parent() {
+		p = c.Name() + " " + p
+	}
+	return p
+}
+
+// requireSubcommands makes every command group of the tree that does not
+// run anything itself (drover, dlq, topics, schemas, ...) fail with a usage
+// error naming its subcommands when called without one, instead of
+// printing help and exiting 0. A group's own Args still apply (cobra
+// rejects an unknown subcommand of the root); otherwise an argument that is
+// no subcommand is named.
+func requireSubcommands(cmd *cobra.Command) {
+	for _, c := range cmd.Commands() {
+		requireSubcommands(c)
+	}
+	if cmd.Runnable() || !cmd.HasAvailableSubCommands() {
+		return
+	}
+	cmd.RunE = func(c *cobra.Command, args []string) error {
+		var names []string
+		for _, s := range c.Commands() {
+			if s.IsAvailableCommand() && s.Name() != "help" && s.Name() != "completion" {
+				names = append(names, s.Name())
+			}
+		}
+		what, prefix := "a subcommand", Path(c)+": "
+		if !c.HasParent() {
+			what, prefix = "a command", ""
+		}
+		if len(args) > 0 {
+			return Usagef("%sunknown command %q (want %s; see '%s --help')", prefix, args[0], strings.Join(names, ", "), c.CommandPath())
+		}
+		return Usagef("%s%s is required: %s (see '%s --help')", prefix, what, strings.Join(names, ", "), c.CommandPath())
+	}
 }
 
 // isCobraUsage recognises the argument errors cobra itself returns (unknown

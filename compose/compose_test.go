@@ -34,7 +34,7 @@ func overlays(t *testing.T) []overlay {
 	return []overlay{
 		{name: "base", files: []string{"compose.yaml"}},
 		{name: "dev", files: []string{"compose.yaml", "compose.dev.yaml"}},
-		{name: "staging", files: []string{"compose.yaml", "compose.staging.yaml"}, env: []string{"DROVER_SECRETS_DIR=" + secrets}},
+		{name: "staging", files: []string{"compose.yaml", "compose.staging.yaml"}, env: []string{"DROVER_SECRETS_DIR=" + secrets, "MINIO_KAFKA_PASSWORD=minio-dev-kafka"}},
 		{name: "prod", files: []string{"compose.yaml", "compose.prod.yaml"}, env: prodEnv},
 		{name: "prod+mirror", files: []string{"compose.yaml", "compose.prod.yaml"}, profiles: []string{"mirror"}, env: prodEnv},
 	}

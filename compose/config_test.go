@@ -2,6 +2,7 @@ package compose
 
 import (
 	"encoding/json"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -115,16 +116,59 @@ func TestMosquittoConfigs(t *testing.T) {
 				}
 			}
 			if strings.Contains(f, "tls") {
-				for _, k := range []string{"password_file", "certfile", "keyfile", "cafile", "acl_file"} {
-					if len(opts[k]) == 0 {
-						t.Errorf("%s missing", k)
-					}
-				}
-				if got := opts["allow_anonymous"]; !slices.Equal(got, []string{"false"}) {
-					t.Errorf("allow_anonymous = %v, want false", got)
-				}
+				checkMosquittoListeners(t, string(data))
 			}
 		})
+	}
+}
+
+// checkMosquittoListeners checks the staging broker's two listeners: both
+// TLS with passwords and ACLs; devices on 8883, where a client id is the
+// user name, so no device can present the bridge's client id; the bridge on
+// 8884 with a password file of its own (TestIntegrationBridgeSessionTakeoverRefused
+// runs this file in a real mosquitto).
+func checkMosquittoListeners(t *testing.T, conf string) {
+	t.Helper()
+	listeners := map[string]map[string]string{} // port -> option -> value
+	var cur map[string]string
+	for _, line := range strings.Split(conf, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, _ := strings.Cut(line, " ")
+		switch {
+		case k == "per_listener_settings" && v != "true":
+			t.Errorf("per_listener_settings %s, want true (authentication differs per listener)", v)
+		case k == "listener":
+			cur = map[string]string{}
+			listeners[v] = cur
+		case cur != nil:
+			cur[k] = v
+		}
+	}
+	for port, l := range listeners {
+		for _, k := range []string{"password_file", "certfile", "keyfile", "cafile", "acl_file"} {
+			if l[k] == "" {
+				t.Errorf("listener %s: %s missing", port, k)
+			}
+		}
+		if l["allow_anonymous"] != "false" {
+			t.Errorf("listener %s: allow_anonymous %q, want false", port, l["allow_anonymous"])
+		}
+	}
+	devices, bridge := listeners["8883"], listeners["8884"]
+	if devices == nil || bridge == nil {
+		t.Fatalf("listeners %v: want 8883 (devices) and 8884 (bridge)", slices.Sorted(maps.Keys(listeners)))
+	}
+	if devices["use_username_as_clientid"] != "true" {
+		t.Error("listener 8883 (devices): use_username_as_clientid must be true, or a device can take the bridge's session over")
+	}
+	if bridge["use_username_as_clientid"] == "true" {
+		t.Error("listener 8884 (bridge): use_username_as_clientid would give every replica the same client id")
+	}
+	if !strings.HasSuffix(bridge["password_file"], "/mosquitto_bridge_passwd") || bridge["password_file"] == devices["password_file"] {
+		t.Errorf("listener 8884 (bridge): password_file %q, want the bridge's own mosquitto_bridge_passwd", bridge["password_file"])
 	}
 }
 

@@ -251,6 +251,12 @@ func TestEMQXConfig(t *testing.T) {
 		{"listeners.ssl.default.enable", "true"},
 		{"listeners.ssl.default.bind", "0.0.0.0:8883"},
 		{"authorization.no_match", "deny"},
+		// the bridge's client ids belong to the bridge: devices' ids are
+		// their user names, the bridge has a listener of its own
+		{"listeners.ssl.default.zone", "devices"},
+		{"zones.devices.mqtt.use_username_as_clientid", "true"},
+		{"listeners.ssl.bridge.enable", "true"},
+		{"listeners.ssl.bridge.bind", "0.0.0.0:8884"},
 	} {
 		if got, _ := conf[tc.key].(string); got != tc.want {
 			t.Errorf("%s = %q, want %q", tc.key, got, tc.want)
@@ -276,6 +282,15 @@ func TestEMQXConfig(t *testing.T) {
 			t.Errorf("authentication.%s = %v, want %s", k, a[k], want)
 		}
 	}
+	bridgeAuthn, _ := conf["listeners.ssl.bridge.authentication"].([]any)
+	if len(bridgeAuthn) != 1 {
+		t.Fatalf("listeners.ssl.bridge.authentication = %v, want one password_based authenticator of its own", conf["listeners.ssl.bridge.authentication"])
+	}
+	ba := bridgeAuthn[0].(map[string]any)
+	if ba["backend"] != "built_in_database" || ba["bootstrap_file"] == a["bootstrap_file"] ||
+		!strings.HasSuffix(ba["bootstrap_file"].(string), "/emqx_bridge_users.csv") {
+		t.Errorf("bridge listener authentication %v: want the built-in database seeded from emqx_bridge_users.csv, not the devices' users", ba)
+	}
 	sources, _ := conf["authorization.sources"].([]any)
 	if len(sources) != 1 || sources[0].(map[string]any)["type"] != "file" {
 		t.Fatalf("authorization.sources = %v, want one file source", conf["authorization.sources"])
@@ -284,7 +299,9 @@ func TestEMQXConfig(t *testing.T) {
 
 	// Every file the config names is mounted into every EMQX node of prod.
 	files := []string{conf["listeners.ssl.default.ssl_options.cacertfile"].(string), conf["listeners.ssl.default.ssl_options.certfile"].(string),
-		conf["listeners.ssl.default.ssl_options.keyfile"].(string), a["bootstrap_file"].(string), aclPath}
+		conf["listeners.ssl.default.ssl_options.keyfile"].(string), a["bootstrap_file"].(string), aclPath,
+		conf["listeners.ssl.bridge.ssl_options.cacertfile"].(string), conf["listeners.ssl.bridge.ssl_options.certfile"].(string),
+		conf["listeners.ssl.bridge.ssl_options.keyfile"].(string), ba["bootstrap_file"].(string)}
 	p := mustLoad(t, overlays(t)[3])
 	nodes := emqxNodes(p)
 	if len(nodes) != 3 {
@@ -368,41 +385,50 @@ func TestEMQXACL(t *testing.T) {
 	}
 }
 
-// TestEMQXUsersFile checks the example emqx_users.csv the way EMQX's bootstrap
-// reads it (header user_id,password_hash,salt,is_superuser; sha256 of password
-// + salt) and that the bridge's password file matches its row.
+// TestEMQXUsersFile checks the example users files the way EMQX's bootstrap
+// reads them (header user_id,password_hash,salt,is_superuser; sha256 of
+// password + salt): the bridge's listener knows the bridge (its row matches
+// the bridge's password file) and the devices' listener no drover-bridge
+// user, whose client id would then be drover-bridge.
 func TestEMQXUsersFile(t *testing.T) {
 	dir := filepath.Join("secrets", "example")
-	data, err := os.ReadFile(filepath.Join(dir, "emqx_users.csv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-	if lines[0] != "user_id,password_hash,salt,is_superuser" {
-		t.Fatalf("header %q", lines[0])
-	}
 	pw, err := os.ReadFile(filepath.Join(dir, "mqtt_bridge_password"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	found := false
-	for _, l := range lines[1:] {
-		f := strings.Split(l, ",")
-		if len(f) != 4 {
-			t.Fatalf("row %q: want 4 fields", l)
+	rows := func(file string) [][]string {
+		data, err := os.ReadFile(filepath.Join(dir, file))
+		if err != nil {
+			t.Fatal(err)
 		}
-		if f[3] != "false" {
-			t.Errorf("user %s is a superuser: ACLs would not apply", f[0])
+		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+		if lines[0] != "user_id,password_hash,salt,is_superuser" {
+			t.Fatalf("%s: header %q", file, lines[0])
 		}
-		if f[0] == "drover-bridge" {
-			found = true
-			if got := sha256Hex(string(pw) + f[2]); got != f[1] {
-				t.Errorf("drover-bridge: sha256(mqtt_bridge_password + salt) = %s, csv has %s", got, f[1])
+		var out [][]string
+		for _, l := range lines[1:] {
+			f := strings.Split(l, ",")
+			if len(f) != 4 {
+				t.Fatalf("%s: row %q: want 4 fields", file, l)
 			}
+			if f[3] != "false" {
+				t.Errorf("%s: user %s is a superuser: ACLs would not apply", file, f[0])
+			}
+			out = append(out, f)
+		}
+		return out
+	}
+	for _, f := range rows("emqx_users.csv") {
+		if strings.HasPrefix(f[0], "drover-bridge") {
+			t.Errorf("emqx_users.csv (devices' listener) has user %s: the bridge's users belong in emqx_bridge_users.csv", f[0])
 		}
 	}
-	if !found {
-		t.Error("emqx_users.csv has no drover-bridge")
+	bridge := rows("emqx_bridge_users.csv")
+	if len(bridge) != 1 || bridge[0][0] != "drover-bridge" {
+		t.Fatalf("emqx_bridge_users.csv rows %v, want drover-bridge only", bridge)
+	}
+	if got := sha256Hex(string(pw) + bridge[0][2]); got != bridge[0][1] {
+		t.Errorf("drover-bridge: sha256(mqtt_bridge_password + salt) = %s, csv has %s", got, bridge[0][1])
 	}
 }
 

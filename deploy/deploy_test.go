@@ -924,7 +924,11 @@ func TestOverlaySettings(t *testing.T) {
 		{"prod tables replicated", "overlays/prod", "drover-process", "DROVER_TABLE_REPLICATION", "3", false},
 		{"prod kafka tls", "overlays/prod", "", "DROVER_KAFKA_TLS_CA", "/var/run/secrets/drover/kafka-ca/ca.crt", true},
 		{"prod kafka sasl", "overlays/prod", "", "DROVER_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512", true},
-		{"prod sasl password file", "overlays/prod", "", "DROVER_KAFKA_SASL_PASSWORD_FILE", "/var/run/secrets/drover/kafka-user/password", true},
+		{"staging kafka sasl", "overlays/staging", "", "DROVER_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512", true},
+		{"prod bridge principal", "overlays/prod", "drover-bridge", "DROVER_KAFKA_SASL_USER", "drover-bridge", false},
+		{"prod sasl password file", "overlays/prod", "drover-sink", "DROVER_KAFKA_SASL_PASSWORD_FILE", "/var/run/secrets/drover/kafka-user/password", false},
+		{"prod topics-apply applies ACLs", "overlays/prod", "drover-topics-apply", "DROVER_ACLS", "true", false},
+		{"staging sink principal", "overlays/staging", "drover-sink", "DROVER_KAFKA_SASL_USER", "drover-sink", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -4,16 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/drover-iot/drover/admin"
 	"github.com/drover-iot/drover/cli"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
@@ -41,6 +45,17 @@ type Stage struct {
 	// stage is ready, so a script that waits for the file and then
 	// publishes loses nothing to a bridge that has not subscribed yet.
 	Ready func(ctx context.Context) error
+	// AdminPort is the port of the stage's admin server on --listen-host
+	// (the stage's usual admin port; a taken one falls back to a free
+	// port, logged); 0 = any free port.
+	AdminPort int
+	// Admin, if set, receives the stage's admin server (already listening)
+	// before Run: the stage registers its metrics, readiness checks and
+	// handlers on it and serves it (admin.Server.Run) while it runs. A
+	// stage without Admin gets one that `drover dev` serves itself, with
+	// /healthz, /metrics and /readyz (Ready, if set). Either way /readyz
+	// also fails once Run has returned.
+	Admin func(*admin.Server)
 }
 
 // stageReadyTimeout bounds the wait for the stages before the env file is
@@ -89,6 +104,7 @@ cleanly; records, schemas and the database survive a restart.`,
 	cli.WritesDevEnv(cmd)
 	fs := cmd.Flags()
 	fs.StringVar(&f.cfg.DataDir, "data-dir", ".drover", "directory for Kafka, registry, S3 and PostgreSQL data")
+	fs.StringVar(&f.cfg.ListenHost, "listen-host", loopback, "address every dev listener binds (Kafka, registry, MQTT, S3, the stages' admin servers); 0.0.0.0 opens them to the network, without authentication. The throwaway PostgreSQL always stays on 127.0.0.1")
 	fs.StringVar(&f.envFile, "env-file", "", "where to write the endpoints (default <data-dir>/dev.env)")
 	fs.IntVar(&f.cfg.MQTTPort, "mqtt-port", 1883, "MQTT broker port (0 = any free port)")
 	fs.IntVar(&f.cfg.KafkaPort, "kafka-port", 9092, "Kafka port (0 = any free port)")
@@ -115,6 +131,9 @@ func (f *devFlags) validate(stages []Stage) error {
 	}
 	if f.cfg.DataDir == "" {
 		return cli.Usagef("--data-dir: empty")
+	}
+	if err := checkListenHost(f.cfg.ListenHost); err != nil {
+		return cli.Usagef("--listen-host: %v", err)
 	}
 	known := map[string]bool{}
 	for _, s := range stages {
@@ -185,37 +204,78 @@ func runDev(ctx context.Context, log *slog.Logger, f devFlags, stages []Stage) e
 	if err := Provision(ctx, ep, log); err != nil {
 		return err
 	}
-	ready := func() error {
+	ready := func(ep Endpoints) error {
 		if err := ep.WriteEnvFile(f.envFile); err != nil {
 			return fmt.Errorf("--env-file %s: %w", f.envFile, err)
 		}
 		log.Info("drover dev ready",
 			"mqtt", ep.MQTTURL, "kafka", ep.KafkaBrokers, "schema_registry", ep.SchemaRegistryURL,
-			"s3", ep.S3Endpoint, "database", ep.DatabaseURL, "env_file", f.envFile,
+			"s3", ep.S3Endpoint, "database", ep.DatabaseURL, "admin", ep.Admin, "env_file", f.envFile,
 			"startup", time.Since(start).Round(time.Millisecond).String())
-		fmt.Fprintf(os.Stdout, "drover dev is ready\n  MQTT             %s\n  Kafka            %s\n  schema registry  %s\n  S3               %s\n  database         %s\n  env file         %s  (. %s)\n",
-			ep.MQTTURL, ep.KafkaBrokers, ep.SchemaRegistryURL, ep.S3Endpoint, ep.DatabaseURL, f.envFile, f.envFile)
+		printReady(os.Stdout, ep, f.envFile)
 		return nil
 	}
-
 	if f.noPipeline {
-		if err := ready(); err != nil {
+		if err := ready(ep); err != nil {
 			return err
 		}
 		<-ctx.Done()
 		return nil
 	}
-	g, gctx := errgroup.WithContext(ctx)
 	var running []Stage
 	for _, s := range stages {
-		if skip[s.Name] {
-			continue
+		if !skip[s.Name] {
+			running = append(running, s)
 		}
-		s := s
-		running = append(running, s)
-		slg := log.With("stage", s.Name)
+	}
+	return runStages(ctx, log, ep, f.cfg.ListenHost, running, ready)
+}
+
+// printReady prints the endpoints, the stages' health URLs and the env
+// file.
+func printReady(w io.Writer, ep Endpoints, envFile string) {
+	fmt.Fprintf(w, "drover dev is ready\n  MQTT             %s\n  Kafka            %s\n  schema registry  %s\n  S3               %s\n  database         %s\n",
+		ep.MQTTURL, ep.KafkaBrokers, ep.SchemaRegistryURL, ep.S3Endpoint, ep.DatabaseURL)
+	for _, name := range slices.Sorted(maps.Keys(ep.Admin)) {
+		fmt.Fprintf(w, "  %-16s %s/healthz  %s/readyz  (/metrics)\n", name, ep.Admin[name], ep.Admin[name])
+	}
+	fmt.Fprintf(w, "  env file         %s  (. %s)\n", envFile, envFile)
+}
+
+// runStages gives every stage an admin server on host, runs the stages
+// until ctx ends or one fails, and calls ready once all are ready.
+func runStages(ctx context.Context, log *slog.Logger, ep Endpoints, host string, stages []Stage, ready func(Endpoints) error) error {
+	admins := make([]*admin.Server, len(stages))
+	ep.Admin = map[string]string{}
+	for i, s := range stages {
+		adm, err := stageAdmin(log.With("stage", s.Name), s, host)
+		if err != nil {
+			return err
+		}
+		admins[i] = adm
+		ep.Admin[s.Name] = "http://" + hostPort(host, adm.Listener())
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for i, s := range stages {
+		slg, adm := log.With("stage", s.Name), admins[i]
+		var stopped atomic.Bool
+		adm.AddCheck("running", func(context.Context) error {
+			if stopped.Load() {
+				return errors.New("stage stopped")
+			}
+			return nil
+		})
+		if s.Admin != nil {
+			s.Admin(adm)
+		} else {
+			if s.Ready != nil {
+				adm.AddCheck(s.Name, s.Ready)
+			}
+			g.Go(func() error { return adm.Run(gctx) })
+		}
 		g.Go(func() error {
-			slg.Info("stage starting")
+			defer stopped.Store(true)
+			slg.Info("stage starting", "admin", ep.Admin[s.Name])
 			if err := s.Run(gctx, ep, slg); err != nil && !errors.Is(err, context.Canceled) {
 				return fmt.Errorf("stage %s: %w", s.Name, err)
 			}
@@ -224,14 +284,26 @@ func runDev(ctx context.Context, log *slog.Logger, f devFlags, stages []Stage) e
 		})
 	}
 	g.Go(func() error {
-		waitStages(gctx, running, log)
+		waitStages(gctx, stages, log)
 		if gctx.Err() != nil {
 			return nil
 		}
-		return ready()
+		return ready(ep)
 	})
 	g.Go(func() error { <-gctx.Done(); return nil })
 	return g.Wait()
+}
+
+// stageAdmin returns the stage's admin server, listening on host at the
+// stage's AdminPort (or a free port when that is taken or 0).
+func stageAdmin(log *slog.Logger, s Stage, host string) (*admin.Server, error) {
+	l, err := listen(log, s.Name+" admin", host, s.AdminPort, false)
+	if err != nil {
+		return nil, fmt.Errorf("devstack: %w", err)
+	}
+	adm := admin.New(l.Addr().String(), log)
+	adm.UseListener(l)
+	return adm, nil
 }
 
 // waitStages polls every stage's Ready until all report nil, ctx ends or

@@ -46,6 +46,14 @@ type Config struct {
 	MQTTPort, KafkaPort, RegistryPort, S3Port int
 	// StrictPorts makes Start fail when a wanted port is taken.
 	StrictPorts bool
+	// ListenHost is the address Kafka, the registry, MQTT and S3 listen on
+	// (and `drover dev` the stages' admin servers); default "127.0.0.1",
+	// so nothing is reachable from other machines. "0.0.0.0" opens them to
+	// the network: the embedded services have no authentication (only the
+	// bridge's MQTT client ids are reserved). The throwaway PostgreSQL
+	// trusts every local connection, so it listens on 127.0.0.1 whatever
+	// this says.
+	ListenHost string
 
 	// DatabaseURL points at an external PostgreSQL; when set, no throwaway
 	// cluster is started and Endpoints().DatabaseURL is this URL.

@@ -23,9 +23,11 @@ func TestIntegrationDevWaitsForStages(t *testing.T) {
 		t.Skip("integration test")
 	}
 	var ready atomic.Bool
+	started := make(chan struct{})
 	slow := devstack.Stage{
 		Name: "slow",
 		Run: func(ctx context.Context, _ devstack.Endpoints, _ *slog.Logger) error {
+			close(started) // stages start once the stack is up and provisioned
 			<-ctx.Done()
 			return nil
 		},
@@ -56,9 +58,17 @@ func TestIntegrationDevWaitsForStages(t *testing.T) {
 		}
 	}()
 
-	// The stack comes up in about a second; give it ample time, and the
-	// env file must still not be there while the stage is not ready.
-	time.Sleep(5 * time.Second)
+	// Wait until the stage runs (the stack is up and provisioned: seconds,
+	// or much longer on a loaded machine), give waitStages ample time, and
+	// the env file must still not be there while the stage is not ready.
+	select {
+	case <-started:
+	case err := <-done:
+		t.Fatalf("drover dev stopped before running the stage: %v", err)
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the stage did not start within 2 minutes")
+	}
+	time.Sleep(2 * time.Second)
 	if _, err := os.Stat(envFile); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("env file written while a stage was not ready (stat: %v)", err)
 	}

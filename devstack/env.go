@@ -3,7 +3,10 @@ package devstack
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/drover-iot/drover/cli"
 )
@@ -16,12 +19,24 @@ type Endpoints struct {
 	S3Endpoint        string // http://127.0.0.1:PORT (path-style addressing)
 	S3Bucket          string // the default bucket, DefaultBucket
 	DatabaseURL       string // postgres://...; "" without a database
+	// MQTTUsername and MQTTPasswordFile are the credentials of the bridge
+	// principal, the only one that may use client ids starting with
+	// BridgePrincipal ("" when the broker reserves none).
+	MQTTUsername     string
+	MQTTPasswordFile string
+	// Admin maps each running `drover dev` stage to the base URL of its
+	// admin server (/healthz, /readyz, /metrics); set by `drover dev`.
+	Admin map[string]string
 }
 
 // Env returns the endpoints as environment variables, in a fixed order:
 // DROVER_MQTT_URL, DROVER_KAFKA_BROKERS, DROVER_SCHEMA_REGISTRY_URL,
 // DROVER_S3_ENDPOINT, DROVER_S3_BUCKET, DROVER_REPLICATION_CAP, DROVER_DATABASE_URL (left out when
-// empty), AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION.
+// empty), DROVER_MQTT_USERNAME and DROVER_MQTT_PASSWORD_FILE (the bridge's
+// credentials, so `drover bridge` may use its reserved client id; left out
+// when empty), AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, then per
+// stage in Admin (sorted by name) DROVER_DEV_<STAGE>_HEALTHZ and
+// DROVER_DEV_<STAGE>_READYZ, its health URLs.
 func (e Endpoints) Env() [][2]string {
 	env := [][2]string{
 		{"DROVER_MQTT_URL", e.MQTTURL},
@@ -35,11 +50,21 @@ func (e Endpoints) Env() [][2]string {
 	if e.DatabaseURL != "" {
 		env = append(env, [2]string{"DROVER_DATABASE_URL", e.DatabaseURL})
 	}
-	return append(env,
+	if e.MQTTUsername != "" {
+		env = append(env, [2]string{"DROVER_MQTT_USERNAME", e.MQTTUsername},
+			[2]string{"DROVER_MQTT_PASSWORD_FILE", e.MQTTPasswordFile})
+	}
+	env = append(env,
 		[2]string{"AWS_ACCESS_KEY_ID", S3AccessKeyID},
 		[2]string{"AWS_SECRET_ACCESS_KEY", S3SecretAccessKey},
 		[2]string{"AWS_REGION", S3Region},
 	)
+	for _, name := range slices.Sorted(maps.Keys(e.Admin)) {
+		key := "DROVER_DEV_" + strings.ToUpper(strings.NewReplacer("-", "_", ".", "_").Replace(name))
+		env = append(env, [2]string{key + "_HEALTHZ", e.Admin[name] + "/healthz"},
+			[2]string{key + "_READYZ", e.Admin[name] + "/readyz"})
+	}
+	return env
 }
 
 // WriteEnvFile writes Env as KEY=VALUE lines (after one comment line) to

@@ -8,12 +8,11 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
 )
 
 // NewMQTT starts the embedded MQTT broker (mochi-mqtt) on l: MQTT 5 and
-// 3.1.1, anonymous clients allowed, shared subscriptions
+// 3.1.1, anonymous clients allowed (but see ReserveClientIDs), shared subscriptions
 // ($share/{group}/{filter}), and queues sized so that a slow QoS 1
 // subscriber does not lose messages: 65535 in-flight messages per client
 // (the protocol's packet id limit) and as many pending writes. Sessions
@@ -21,14 +20,19 @@ import (
 // restart of the broker. A QoS 1/2 publish for a subscriber whose
 // in-flight store is full waits for room instead of being acknowledged and
 // dropped, and shared groups deliver to connected members first (see
-// flowControl). Close the server with Close.
-func NewMQTT(l net.Listener, log *slog.Logger) (*mqtt.Server, error) {
-	return newMQTT(l, log, math.MaxUint16, 30*time.Second)
+// flowControl). ReserveClientIDs binds client ids to a principal. Close the
+// server with Close.
+func NewMQTT(l net.Listener, log *slog.Logger, opts ...MQTTOption) (*mqtt.Server, error) {
+	return newMQTT(l, log, math.MaxUint16, 30*time.Second, opts...)
 }
 
 // newMQTT is NewMQTT with the per-client in-flight limit and the longest
 // wait for room as parameters (tests use small ones).
-func newMQTT(l net.Listener, log *slog.Logger, maxInflight int, maxWait time.Duration) (*mqtt.Server, error) {
+func newMQTT(l net.Listener, log *slog.Logger, maxInflight int, maxWait time.Duration, opts ...MQTTOption) (*mqtt.Server, error) {
+	var o mqttOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumInflight = uint16(maxInflight)
 	caps.ReceiveMaximum = math.MaxUint16
@@ -36,6 +40,10 @@ func newMQTT(l net.Listener, log *slog.Logger, maxInflight int, maxWait time.Dur
 	caps.MaximumSessionExpiryInterval = math.MaxUint32
 	caps.SharedSubAvailable = 1
 	caps.MinimumProtocolVersion = 3
+	// Each topic alias a client sets holds a topic name (up to 64 KiB) for
+	// the life of the connection: bound them like Mosquitto (10), not
+	// mochi's default of 65535 per client.
+	caps.TopicAliasMaximum = 10
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -44,7 +52,7 @@ func newMQTT(l net.Listener, log *slog.Logger, maxInflight int, maxWait time.Dur
 		Logger:       log.With("component", "mqtt"),
 		InlineClient: true,
 	})
-	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+	if err := srv.AddHook(&accessHook{opts: o, log: log.With("component", "mqtt")}, nil); err != nil {
 		return nil, fmt.Errorf("mqtt: %w", err)
 	}
 	if err := srv.AddHook(newFlowControl(srv, maxInflight, maxWait, log.With("component", "mqtt")), nil); err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/drover-iot/drover/devstack"
 	"github.com/drover-iot/drover/devstack/devtest"
 )
 
@@ -242,4 +243,68 @@ func TestIntegrationMQTTSharedSubscription(t *testing.T) {
 		t.Fatalf("messages not split between the group members: %v", count)
 	}
 	t.Logf("split: %v", count)
+}
+
+// TestIntegrationMQTTReservedClientIDs: with ReserveClientIDs the embedded
+// broker refuses a client id under the prefix unless the client
+// authenticates as the principal (MQTT 5 and 3.1.1, so no device can take
+// the bridge's session over); every other id stays open to anonymous
+// clients.
+func TestIntegrationMQTTReservedClientIDs(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := devstack.NewMQTT(l, devtest.Logger(), devstack.ReserveClientIDs(devstack.BridgePrincipal, devstack.BridgePrincipal, []byte("pw")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	addr := l.Addr().String()
+	for _, tc := range []struct {
+		name, id, user, pass string
+		want                 byte // CONNACK reason code
+	}{
+		{"bridge id, anonymous", "drover-bridge-1", "", "", 0x86},
+		{"bridge id, wrong password", "drover-bridge-1", devstack.BridgePrincipal, "guess", 0x86},
+		{"bridge id, another user", "drover-bridge-1", "cow-1", "pw", 0x86},
+		{"bare prefix", devstack.BridgePrincipal, "", "", 0x86},
+		{"bridge id, the bridge", "drover-bridge-1", devstack.BridgePrincipal, "pw", 0},
+		{"device, anonymous", "cow-1", "", "", 0},
+		{"device with the bridge's credentials", "cow-2", devstack.BridgePrincipal, "pw", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			c := paho.NewClient(paho.ClientConfig{ClientID: tc.id, Conn: conn})
+			cp := &paho.Connect{ClientID: tc.id, CleanStart: true, KeepAlive: 30}
+			if tc.user != "" {
+				cp.Username, cp.UsernameFlag, cp.Password, cp.PasswordFlag = tc.user, true, []byte(tc.pass), true
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			ack, err := c.Connect(ctx, cp)
+			if ack == nil {
+				t.Fatalf("no CONNACK: %v", err)
+			}
+			if ack.ReasonCode != tc.want {
+				t.Fatalf("CONNACK %#x (%v), want %#x", ack.ReasonCode, err, tc.want)
+			}
+		})
+	}
+	// MQTT 3.1.1: refused with return code 5 (not authorized).
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := &client311{conn: conn, r: bufio.NewReader(conn)}
+	c.send(t, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 4,
+		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: "drover-bridge-1", Clean: false, Keepalive: 30}})
+	if pk := c.read(t); pk.FixedHeader.Type != packets.Connack || pk.ReasonCode != 5 {
+		t.Fatalf("v3.1.1 CONNACK %+v, want return code 5", pk)
+	}
 }

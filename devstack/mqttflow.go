@@ -26,9 +26,10 @@ import (
 //     room (for a shared group: every member without room) is held back —
 //     the publisher's connection waits, as TCP back-pressure — until room
 //     appears. After maxWait it is refused: an MQTT 5 publisher gets PUBACK
-//     reason 0x97 (quota exceeded) and knows to retry; an MQTT 3.1.1 one
-//     gets no PUBACK (its session resends on reconnect). Either way nothing
-//     is acknowledged and then dropped. A client's own subscription never
+//     (or PUBREC) reason 0x97 (quota exceeded) and knows to retry; an MQTT
+//     3.1.1 one, which has no negative acknowledgement, is disconnected (its
+//     session resends on reconnect). Either way nothing is acknowledged and
+//     then dropped, and no publish is left unanswered. A client's own subscription never
 //     holds its publishes back (it drains its in-flight messages on the
 //     connection that would wait).
 //   - OnSelectSubscribers: a shared group's message goes to a connected
@@ -86,10 +87,7 @@ func (h *flowControl) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pac
 			h.refused.Add(1)
 			h.log.Warn("mqtt: refusing a publish: a subscriber has no room for more in-flight messages",
 				"publisher", cl.ID, "topic", pk.TopicName, "subscriber", full, "waited", h.maxWait)
-			if cl.Properties.ProtocolVersion == 5 {
-				return pk, packets.ErrQuotaExceeded
-			}
-			return pk, packets.ErrRejectPacket
+			return pk, packets.ErrQuotaExceeded
 		}
 		time.Sleep(2 * time.Millisecond)
 		full = h.fullSubscriber(cl, pk.TopicName)

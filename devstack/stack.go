@@ -1,7 +1,10 @@
 package devstack
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -48,6 +52,12 @@ type Stack struct {
 func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if cfg.DataDir == "" {
 		cfg.DataDir = DefaultDataDir
+	}
+	if cfg.ListenHost == "" {
+		cfg.ListenHost = loopback
+	}
+	if err := checkListenHost(cfg.ListenHost); err != nil {
+		return nil, fmt.Errorf("devstack: ListenHost: %w", err)
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -104,16 +114,16 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	return s, nil
 }
 
-// startServices starts Kafka, the registry, MQTT and S3.
+// startServices starts Kafka, the registry, MQTT and S3 on cfg.ListenHost.
 func (s *Stack) startServices(ctx context.Context) error {
-	cfg, log := s.cfg, s.log
+	cfg, log, host := s.cfg, s.log, s.cfg.ListenHost
 
-	l, err := listen(log, "kafka", cfg.KafkaPort, cfg.StrictPorts)
+	l, err := listen(log, "kafka", host, cfg.KafkaPort, cfg.StrictPorts)
 	if err != nil {
 		return fmt.Errorf("devstack: %w", err)
 	}
 	s.kafkaPort = portOf(l)
-	if s.Kafka, err = s.newKafka(func(string, string) (net.Listener, error) { return l, nil }); err != nil {
+	if s.Kafka, err = s.newKafka(l); err != nil {
 		l.Close()
 		return err
 	}
@@ -122,31 +132,68 @@ func (s *Stack) startServices(ctx context.Context) error {
 	if s.Registry, err = NewRegistry(filepath.Join(s.dataDir, "registry.json"), log.With("component", "schema-registry")); err != nil {
 		return fmt.Errorf("devstack: %w", err)
 	}
-	if l, err = listen(log, "schema-registry", cfg.RegistryPort, cfg.StrictPorts); err != nil {
+	if l, err = listen(log, "schema-registry", host, cfg.RegistryPort, cfg.StrictPorts); err != nil {
 		return fmt.Errorf("devstack: %w", err)
 	}
 	s.serve(l, s.Registry)
-	s.endpoints.SchemaRegistryURL = "http://" + l.Addr().String()
+	s.endpoints.SchemaRegistryURL = "http://" + hostPort(host, l)
 
-	if l, err = listen(log, "mqtt", cfg.MQTTPort, cfg.StrictPorts); err != nil {
-		return fmt.Errorf("devstack: %w", err)
+	if err := s.startMQTT(); err != nil {
+		return err
 	}
-	if s.MQTT, err = NewMQTT(l, log); err != nil {
-		l.Close()
-		return fmt.Errorf("devstack: %w", err)
-	}
-	s.endpoints.MQTTURL = "tcp://" + l.Addr().String()
 
 	if s.S3, err = NewS3(filepath.Join(s.dataDir, "s3"), cfg.OnObjectCreated, DefaultBucket); err != nil {
 		return fmt.Errorf("devstack: %w", err)
 	}
-	if l, err = listen(log, "s3", cfg.S3Port, cfg.StrictPorts); err != nil {
+	if l, err = listen(log, "s3", host, cfg.S3Port, cfg.StrictPorts); err != nil {
 		return fmt.Errorf("devstack: %w", err)
 	}
 	s.serve(l, s.S3)
-	s.endpoints.S3Endpoint = "http://" + l.Addr().String()
+	s.endpoints.S3Endpoint = "http://" + hostPort(host, l)
 	s.endpoints.S3Bucket = DefaultBucket
 	return nil
+}
+
+// startMQTT starts the broker with the bridge's client ids reserved to the
+// bridge principal, whose password is kept in <data-dir>/mqtt-bridge.password
+// (created on first start, mode 0600).
+func (s *Stack) startMQTT() error {
+	pwFile := filepath.Join(s.dataDir, "mqtt-bridge.password")
+	pw, err := bridgePassword(pwFile)
+	if err != nil {
+		return fmt.Errorf("devstack: mqtt: %w", err)
+	}
+	l, err := listen(s.log, "mqtt", s.cfg.ListenHost, s.cfg.MQTTPort, s.cfg.StrictPorts)
+	if err != nil {
+		return fmt.Errorf("devstack: %w", err)
+	}
+	if s.MQTT, err = NewMQTT(l, s.log, ReserveClientIDs(BridgePrincipal, BridgePrincipal, pw)); err != nil {
+		l.Close()
+		return fmt.Errorf("devstack: %w", err)
+	}
+	s.endpoints.MQTTURL = "tcp://" + hostPort(s.cfg.ListenHost, l)
+	s.endpoints.MQTTUsername = BridgePrincipal
+	s.endpoints.MQTTPasswordFile = pwFile
+	return nil
+}
+
+// bridgePassword reads the bridge principal's password from path, creating
+// it (32 random bytes, hex) on first use.
+func bridgePassword(path string) ([]byte, error) {
+	if b, err := os.ReadFile(path); err == nil && len(bytes.TrimSpace(b)) > 0 {
+		return bytes.TrimSpace(b), nil
+	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return nil, err
+	}
+	pw := []byte(hex.EncodeToString(raw))
+	if err := writeFileAtomic(path, append(pw, '\n'), 0o600); err != nil {
+		return nil, err
+	}
+	return pw, nil
 }
 
 // startPostgres starts the throwaway cluster and creates the drover
@@ -163,17 +210,26 @@ func startPostgres(ctx context.Context, dir string, port int, log *slog.Logger) 
 	return c, nil
 }
 
-// newKafka starts one kfake broker persisted under <data>/kafka.
-func (s *Stack) newKafka(listenFn func(network, address string) (net.Listener, error)) (*kfake.Cluster, error) {
+// newKafka starts one kfake broker persisted under <data>/kafka, on l, or
+// with l nil on a new listener at the stack's Kafka port (RestartKafka).
+// Kafka advertises the address it listens on, so an unspecified listen host
+// (0.0.0.0) is advertised as 127.0.0.1.
+func (s *Stack) newKafka(l net.Listener) (*kfake.Cluster, error) {
+	listenFn := func(network, _ string) (net.Listener, error) {
+		if l != nil {
+			return advertised(l, s.cfg.ListenHost), nil
+		}
+		nl, err := net.Listen(network, net.JoinHostPort(s.cfg.ListenHost, strconv.Itoa(s.kafkaPort)))
+		if err != nil {
+			return nil, err
+		}
+		return advertised(nl, s.cfg.ListenHost), nil
+	}
 	opts := []kfake.Opt{
 		kfake.NumBrokers(1),
 		kfake.DataDir(filepath.Join(s.dataDir, "kafka")),
 		kfake.WithLogger(kafkaLogger{s.log.With("component", "kafka")}),
-	}
-	if listenFn != nil {
-		opts = append(opts, kfake.ListenFn(listenFn))
-	} else {
-		opts = append(opts, kfake.Ports(s.kafkaPort))
+		kfake.ListenFn(listenFn),
 	}
 	c, err := kfake.NewCluster(append(opts, s.cfg.KafkaOpts...)...)
 	if err != nil {

@@ -182,6 +182,9 @@ func TestEnvFile(t *testing.T) {
 		S3Endpoint:        "http://127.0.0.1:9000",
 		S3Bucket:          "drover-media",
 		DatabaseURL:       "postgres://postgres@127.0.0.1:5433/drover?sslmode=disable",
+		MQTTUsername:      "drover-bridge",
+		MQTTPasswordFile:  "/data/mqtt-bridge.password",
+		Admin:             map[string]string{"processors": "http://127.0.0.1:9471", "bridge": "http://127.0.0.1:9410"},
 	}
 	dir := t.TempDir()
 	path := filepath.Join(dir, "env")
@@ -203,9 +206,15 @@ func TestEnvFile(t *testing.T) {
 		"DROVER_S3_BUCKET=drover-media",
 		"DROVER_REPLICATION_CAP=1",
 		"DROVER_DATABASE_URL=postgres://postgres@127.0.0.1:5433/drover?sslmode=disable",
+		"DROVER_MQTT_USERNAME=drover-bridge",
+		"DROVER_MQTT_PASSWORD_FILE=/data/mqtt-bridge.password",
 		"AWS_ACCESS_KEY_ID=" + devstack.S3AccessKeyID,
 		"AWS_SECRET_ACCESS_KEY=" + devstack.S3SecretAccessKey,
 		"AWS_REGION=us-east-1",
+		"DROVER_DEV_BRIDGE_HEALTHZ=http://127.0.0.1:9410/healthz",
+		"DROVER_DEV_BRIDGE_READYZ=http://127.0.0.1:9410/readyz",
+		"DROVER_DEV_PROCESSORS_HEALTHZ=http://127.0.0.1:9471/healthz",
+		"DROVER_DEV_PROCESSORS_READYZ=http://127.0.0.1:9471/readyz",
 	}
 	var lines []string
 	for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {

@@ -122,6 +122,9 @@ func (o *devicesOptions) run(ctx context.Context, out, errOut io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := checkTenants(o.tenants, list.Devices); err != nil {
+		return err
+	}
 	devs := slices.DeleteFunc(list.Devices, func(d Device) bool {
 		return (len(o.tenants) > 0 && !slices.Contains(o.tenants, d.Tenant)) ||
 			(o.status == "online" && !d.Online) || (o.status == "offline" && d.Online)
@@ -134,6 +137,24 @@ func (o *devicesOptions) run(ctx context.Context, out, errOut io.Writer) error {
 		return writeJSONLines(out, devs)
 	}
 	return writeDevices(out, devs, o.now())
+}
+
+// checkTenants fails with a usage error naming a --tenant that no device
+// in state.latest has (a typo would otherwise list nothing).
+func checkTenants(want []string, devs []Device) error {
+	var seen []string
+	for _, d := range devs {
+		if !slices.Contains(seen, d.Tenant) {
+			seen = append(seen, d.Tenant)
+		}
+	}
+	for _, t := range want {
+		if !slices.Contains(seen, t) {
+			slices.Sort(seen)
+			return cli.Usagef("--tenant: no device of tenant %q in %s (tenants: %s)", t, topics.StateLatest, strings.Join(seen, ", "))
+		}
+	}
+	return nil
 }
 
 // Devices reads state.latest from its start to the end offsets at the time
@@ -262,8 +283,10 @@ func writeDevices(w io.Writer, devs []Device, now time.Time) error {
 		if d.Online {
 			online = "yes"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", d.Tenant, d.DeviceID, d.LastSeen.UTC().Format(time.RFC3339),
-			humanAge(now.Sub(d.LastSeen)), online, battery, d.ActiveAlerts, fw)
+		// Ids and firmware come from devices: quoted and escaped when they
+		// hold anything a terminal would interpret (see cell).
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", cell(d.Tenant), cell(d.DeviceID), d.LastSeen.UTC().Format(time.RFC3339),
+			humanAge(now.Sub(d.LastSeen)), online, battery, d.ActiveAlerts, cell(fw))
 	}
 	return tw.Flush()
 }

@@ -93,6 +93,13 @@ func TestIntegrationDevices(t *testing.T) {
 			}
 		})
 	}
+	t.Run("unknown tenant", func(t *testing.T) {
+		r := run("--tenant", "farm-1,frm-2")
+		var ue *cli.UsageError
+		if !errors.As(r.err, &ue) || !strings.Contains(r.err.Error(), `--tenant: no device of tenant "frm-2" in state.latest (tenants: farm-1, farm-2)`) || r.out != "" {
+			t.Errorf("error %v, output %q", r.err, r.out)
+		}
+	})
 	t.Run("bad status", func(t *testing.T) {
 		r := run("--status", "asleep")
 		var ue *cli.UsageError

@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/builtin"
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/vm"
@@ -205,4 +207,163 @@ func (f *Filter) MatchValue(env map[string]any) (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// metaFields are the record fields matchWhere adds beside the value's.
+var metaFields = []string{"_key", "_topic", "_partition", "_offset", "_timestamp", "_headers", "_value"}
+
+// CheckFields checks, before any record is read, that every field the
+// --where expressions name exists in the schema of at least one of
+// topicNames: a root field (metric), each step of a path into nested
+// records (location.lat; map keys such as attrs.site are free), or one of
+// the record fields (_key, _topic, ...). A name no schema has is an error
+// naming it and the schemas' fields, wrapping ErrBadFilter, rather than a
+// filter that silently matches nothing. Topics without a local schema are
+// not checked (any field may be theirs).
+func (f *Filter) CheckFields(topicNames []string) error {
+	if f == nil || len(f.wheres) == 0 {
+		return nil
+	}
+	var recs []*avro.RecordSchema
+	for _, t := range topicNames {
+		rs, ok := schemaRecord(t)
+		if !ok {
+			return nil
+		}
+		recs = append(recs, rs)
+	}
+	for _, w := range f.wheres {
+		for _, path := range fieldPaths(w.prog.Node()) {
+			if slices.Contains(metaFields, path[0]) {
+				continue
+			}
+			if err := pathError(path, topicNames, recs); err != nil {
+				return fmt.Errorf("%w: --where %q: %v", ErrBadFilter, w.src, err)
+			}
+		}
+	}
+	return nil
+}
+
+// pathError returns nil when some schema of recs has path, else why not,
+// naming the fields where the path left the schema.
+func pathError(path []string, topicNames []string, recs []*avro.RecordSchema) error {
+	var why []string
+	for i, rs := range recs {
+		var s avro.Schema = rs
+		for depth, name := range path {
+			next, fields := member(s, name)
+			if next == nil {
+				where := topicNames[i]
+				if depth > 0 {
+					where += " field " + strings.Join(path[:depth], ".")
+				}
+				if fields == nil {
+					why = append(why, fmt.Sprintf("%s is a %s, it has no field %q", where, s.Type(), name))
+				} else {
+					why = append(why, fmt.Sprintf("%s has no field %q (fields: %s)", where, name, strings.Join(fields, ", ")))
+				}
+				break
+			}
+			s = next
+		}
+		if len(why) == i { // the whole path resolved in this topic
+			return nil
+		}
+	}
+	return fmt.Errorf("%s; the record fields are %s", strings.Join(why, "; "), strings.Join(metaFields[:6], ", "))
+}
+
+// member returns the schema of field name of s: a record's field, any key
+// of a map, through nullable unions. Without it, fields lists the record's
+// fields (nil when s is no record).
+func member(s avro.Schema, name string) (next avro.Schema, fields []string) {
+	switch t := s.(type) {
+	case *avro.UnionSchema:
+		for _, u := range t.Types() {
+			if u.Type() == avro.Null {
+				continue
+			}
+			if next, fs := member(u, name); next != nil {
+				return next, nil
+			} else if fs != nil {
+				fields = fs
+			}
+		}
+		return nil, fields
+	case *avro.MapSchema:
+		return t.Values(), nil
+	case *avro.RecordSchema:
+		for _, f := range t.Fields() {
+			if f.Name() == name {
+				return f.Type(), nil
+			}
+			fields = append(fields, f.Name())
+		}
+		return nil, fields
+	}
+	return nil, nil
+}
+
+// fieldPaths returns the field paths an expression reads from its
+// environment: each identifier that is not a function, a `let` variable or
+// $env, with the names of the member accesses that follow it (a.b.c).
+func fieldPaths(node ast.Node) [][]string {
+	// ast.Walk visits children before their parent: learn the functions
+	// and variables first, then collect.
+	names := &nameVisitor{skip: map[string]bool{}}
+	ast.Walk(&node, names)
+	paths := &pathVisitor{skip: names.skip}
+	ast.Walk(&node, paths)
+	return paths.paths
+}
+
+// nameVisitor finds the identifiers that are no fields: called functions
+// and `let` variables.
+type nameVisitor struct{ skip map[string]bool }
+
+func (v *nameVisitor) Visit(n *ast.Node) {
+	switch t := (*n).(type) {
+	case *ast.VariableDeclaratorNode:
+		v.skip[t.Name] = true
+	case *ast.CallNode:
+		if id, ok := t.Callee.(*ast.IdentifierNode); ok {
+			v.skip[id.Value] = true
+		}
+	}
+}
+
+type pathVisitor struct {
+	skip  map[string]bool
+	paths [][]string
+}
+
+func (v *pathVisitor) Visit(n *ast.Node) {
+	var path []string
+	switch t := (*n).(type) {
+	case *ast.MemberNode:
+		path, _ = memberPath(t)
+	case *ast.IdentifierNode:
+		path = []string{t.Value}
+	}
+	if len(path) > 0 && !v.skip[path[0]] && !strings.HasPrefix(path[0], "$") {
+		v.paths = append(v.paths, path)
+	}
+}
+
+// memberPath turns a.b.c (or a["b"].c) into [a b c]; ok is false when the
+// chain does not start at an identifier or a step is not a constant name.
+func memberPath(m *ast.MemberNode) ([]string, bool) {
+	prop, ok := m.Property.(*ast.StringNode)
+	if !ok || m.Method {
+		return nil, false
+	}
+	switch base := m.Node.(type) {
+	case *ast.IdentifierNode:
+		return []string{base.Value, prop.Value}, true
+	case *ast.MemberNode:
+		p, ok := memberPath(base)
+		return append(p, prop.Value), ok
+	}
+	return nil, false
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"time"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/hamba/avro/v2"
@@ -148,14 +149,23 @@ func appendFloat(b []byte, f float64, bits int) []byte {
 
 const hexDigits = "0123456789abcdef"
 
+// appendUnicodeEscape appends \uXXXX for a rune of the basic plane (or one
+// half of a surrogate pair).
+func appendUnicodeEscape(b []byte, r rune) []byte {
+	return append(b, '\\', 'u', hexDigits[r>>12&0xf], hexDigits[r>>8&0xf], hexDigits[r>>4&0xf], hexDigits[r&0xf])
+}
+
 // appendString appends s as a JSON string; invalid UTF-8 becomes U+FFFD.
+// Besides what JSON requires, it escapes DEL and every non-printable rune
+// (C1 controls, bidi overrides and other format characters, U+2028/9), so
+// that a line read on a terminal shows them rather than obeys them.
 func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
+			if c >= 0x20 && c != '"' && c != '\\' && c != 0x7f {
 				i++
 				continue
 			}
@@ -184,9 +194,13 @@ func appendString(b []byte, s string) []byte {
 			start = i
 			continue
 		}
-		if r == '\u2028' || r == '\u2029' {
+		if !strconv.IsPrint(r) {
 			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			if r1, r2 := utf16.EncodeRune(r); r1 != utf8.RuneError {
+				b = appendUnicodeEscape(appendUnicodeEscape(b, r1), r2)
+			} else {
+				b = appendUnicodeEscape(b, r)
+			}
 			i += size
 			start = i
 			continue

@@ -42,16 +42,41 @@ type PartitionLag struct {
 	// AgeSeconds is now minus Oldest.
 	AgeSeconds *float64 `json:"age_seconds,omitempty"`
 	Error      string   `json:"error,omitempty"`
+
+	members int // of the group, for the summary
+}
+
+// GroupLag is one row of `drover lag`'s summary: a group's lag over all
+// the partitions it has offsets for.
+type GroupLag struct {
+	Group   string `json:"group"`
+	State   string `json:"state"`
+	Members int    `json:"members"`
+	// Topics are the topics the group has offsets for (or is assigned).
+	Topics []string `json:"topics"`
+	// Partitions is the number of partitions; Lagging those with lag > 0.
+	Partitions int `json:"partitions"`
+	Lagging    int `json:"lagging_partitions"`
+	// Lag is the sum of the partitions' lag (unknown ones left out).
+	Lag int64 `json:"lag"`
+	// Oldest is the oldest unconsumed record over all partitions, and
+	// AgeSeconds now minus it.
+	Oldest     *time.Time `json:"oldest_unconsumed,omitempty"`
+	AgeSeconds *float64   `json:"age_seconds,omitempty"`
+	// Errors counts partitions whose lag could not be computed.
+	Errors int    `json:"errors,omitempty"`
+	Error  string `json:"error,omitempty"`
 }
 
 type lagOptions struct {
-	conn     *cli.Conn
-	groups   []string
-	topics   []string
-	format   string
-	failOver int64
-	timeout  time.Duration
-	now      func() time.Time
+	conn       *cli.Conn
+	groups     []string
+	topics     []string
+	format     string
+	partitions bool
+	failOver   int64
+	timeout    time.Duration
+	now        func() time.Time
 }
 
 // LagCommand returns `drover lag`.
@@ -61,29 +86,34 @@ func lagCommand(conn *cli.Conn, now func() time.Time) *cobra.Command {
 	o := &lagOptions{conn: conn, now: now}
 	cmd := &cobra.Command{
 		Use:   "lag",
-		Short: "Show consumer group lag per partition, with the age of the oldest unconsumed record",
-		Long: `For each consumer group (all groups on the cluster, or those named with
---group) and each partition it consumes: the committed offset, the end
-offset, the lag (end minus committed) and, where there is lag, the age of
-the oldest unconsumed record: drover reads the record at the committed
+		Short: "Show consumer group lag: one line per group, or per partition with --group or --partitions",
+		Long: `Without --group, one line per consumer group on the cluster: its state,
+members, topics, partitions, total lag (end minus committed offsets) and the
+age of the oldest unconsumed record over all its partitions. With --group
+(or --partitions), one line per partition of the named groups: the
+committed offset, the end offset, the lag and, where there is lag, the age
+of the oldest unconsumed record: drover reads the record at the committed
 offset and reports how long ago it was written. Lag in records says how
 much work is queued; the age says how stale the group's view of the world
 is, which is what an on-call engineer usually needs.
 
 Groups without members (state Empty) are shown with the lag of every
 partition of the topics they committed offsets for. drover's own groups are
-the processors (features, alerts, state) and the sink.
+the processors (features, alerts, state, state-alerts), the sink
+(drover-sink), the media stage (drover-media) and the bridge's downlink
+(drover-bridge-downlink). A --group or --topic the cluster does not have is
+an error naming it.
 
 --fail-over N makes the command exit with status 3 when any partition lags
 by more than N records, for use in scripts and health checks.`,
-		Example: `  # every group on the cluster
+		Example: `  # one line per group
   drover lag
 
-  # one group, as JSON lines
+  # every partition of one group, as JSON lines
   drover lag --group drover-sink --format json
 
   # only the raw.sensor partitions of two groups; exit 3 beyond 10000 records
-  drover lag --group drover-features,drover-alerts --topic raw.sensor --fail-over 10000`,
+  drover lag --group features,alerts --topic raw.sensor --fail-over 10000`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return o.run(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -91,10 +121,11 @@ by more than N records, for use in scripts and health checks.`,
 	}
 	fs := cmd.Flags()
 	conn.AddKafkaFlags(fs)
-	fs.StringSliceVarP(&o.groups, "group", "g", nil, "consumer groups to show (repeat or comma-separate; default all)")
+	fs.StringSliceVarP(&o.groups, "group", "g", nil, "consumer groups to show per partition (repeat or comma-separate; default all, one line each)")
+	fs.BoolVar(&o.partitions, "partitions", false, "one line per partition for every group (the default with --group)")
 	fs.StringSliceVarP(&o.topics, "topic", "t", nil, "only these topics (default all the groups consume)")
 	fs.StringVarP(&o.format, "format", "o", "", "output: table or json (default table on a terminal, json otherwise)")
-	fs.Int64Var(&o.failOver, "fail-over", -1, "exit with status 3 when a partition's lag exceeds N records (-1 = never)")
+	fs.Int64Var(&o.failOver, "fail-over", -1, "exit with status 3 when a partition's lag exceeds N records (N ≥ 0; -1 = never)")
 	fs.DurationVar(&o.timeout, "timeout", DefaultTimeout, "how long to wait for Kafka to answer")
 	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{FormatTable, FormatJSON}, cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.RegisterFlagCompletionFunc("topic", completeTopics)
@@ -109,6 +140,19 @@ func (o *lagOptions) run(ctx context.Context, out, errOut io.Writer) error {
 	if o.timeout <= 0 {
 		return cli.Usagef("--timeout: must be > 0, got %s", o.timeout)
 	}
+	if o.failOver < -1 {
+		return cli.Usagef("--fail-over: %d is not a record count (want N ≥ 0, or -1 for never)", o.failOver)
+	}
+	for _, list := range []struct {
+		flag  string
+		names []string
+	}{{"--group", o.groups}, {"--topic", o.topics}} {
+		for _, n := range list.names {
+			if strings.TrimSpace(n) == "" {
+				return cli.Usagef("%s: empty name", list.flag)
+			}
+		}
+	}
 	adm, err := connect(ctx, o.conn, o.timeout)
 	if err != nil {
 		return err
@@ -116,11 +160,22 @@ func (o *lagOptions) run(ctx context.Context, out, errOut io.Writer) error {
 	defer adm.Close()
 	ctx, cancel := context.WithTimeout(ctx, 2*o.timeout)
 	defer cancel()
+	if err := checkTopics(ctx, adm, o.topics); err != nil {
+		return err
+	}
 	rows, err := Lag(ctx, o.conn, adm, o.groups, o.topics, o.now())
 	if err != nil {
 		return err
 	}
-	if err := writeLag(out, format, rows); err != nil {
+	if len(o.topics) > 0 && len(rows) == 0 {
+		return cli.Usagef("--topic %s: no consumer group%s has offsets on it", strings.Join(o.topics, ","), groupsClause(o.groups))
+	}
+	if o.partitions || len(o.groups) > 0 {
+		err = writeLag(out, format, rows)
+	} else {
+		err = writeGroupLag(out, format, summarise(rows))
+	}
+	if err != nil {
 		return err
 	}
 	var errs []error
@@ -141,6 +196,31 @@ func (o *lagOptions) run(ctx context.Context, out, errOut io.Writer) error {
 	}
 	if len(rows) == 0 {
 		fmt.Fprintln(errOut, "drover lag: no consumer group offsets found")
+	}
+	return nil
+}
+
+func groupsClause(groups []string) string {
+	if len(groups) == 0 {
+		return ""
+	}
+	return " among " + strings.Join(groups, ",")
+}
+
+// checkTopics fails with a usage error naming a --topic the cluster does
+// not have.
+func checkTopics(ctx context.Context, adm *kadm.Client, names []string) error {
+	if len(names) == 0 {
+		return nil
+	}
+	md, err := adm.Metadata(ctx, names...)
+	if err != nil {
+		return fmt.Errorf("reading topic metadata: %w", err)
+	}
+	for _, t := range names {
+		if d, ok := md.Topics[t]; !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
+			return cli.Usagef("--topic: unknown topic %q: the cluster has no such topic (see drover topics list)", t)
+		}
 	}
 	return nil
 }
@@ -211,7 +291,7 @@ func Lag(ctx context.Context, conn *cli.Conn, adm *kadm.Client, groups, topicNam
 			if len(topicNames) > 0 && !slices.Contains(topicNames, l.Topic) {
 				continue
 			}
-			r := PartitionLag{Group: g.Group, State: g.State, Topic: l.Topic, Partition: l.Partition, Committed: l.Commit.At, End: l.End.Offset, Lag: l.Lag}
+			r := PartitionLag{Group: g.Group, State: g.State, Topic: l.Topic, Partition: l.Partition, Committed: l.Commit.At, End: l.End.Offset, Lag: l.Lag, members: len(g.Members)}
 			if l.Member != nil {
 				r.Member = l.Member.ClientID + "@" + strings.TrimPrefix(l.Member.ClientHost, "/")
 			}
@@ -306,6 +386,72 @@ func recordTimes(ctx context.Context, conn *cli.Conn, want map[partitionKey][]in
 		cl.Close()
 	}
 	return out, nil
+}
+
+// summarise folds partition rows into one row per group, in order.
+func summarise(rows []PartitionLag) []GroupLag {
+	var out []GroupLag
+	idx := map[string]int{}
+	for _, r := range rows {
+		i, ok := idx[r.Group]
+		if !ok {
+			i = len(out)
+			idx[r.Group] = i
+			out = append(out, GroupLag{Group: r.Group, State: r.State})
+		}
+		g := &out[i]
+		g.Members = max(g.Members, r.members)
+		if r.Partition < 0 { // the group itself could not be described
+			g.Error = r.Error
+			continue
+		}
+		if !slices.Contains(g.Topics, r.Topic) {
+			g.Topics = append(g.Topics, r.Topic)
+		}
+		g.Partitions++
+		switch {
+		case r.Error != "" || r.Lag < 0:
+			g.Errors++
+		case r.Lag > 0:
+			g.Lagging++
+			g.Lag += r.Lag
+		}
+		if r.Oldest != nil && (g.Oldest == nil || r.Oldest.Before(*g.Oldest)) {
+			g.Oldest, g.AgeSeconds = r.Oldest, r.AgeSeconds
+		}
+	}
+	return out
+}
+
+func writeGroupLag(w io.Writer, format string, groups []GroupLag) error {
+	if format == FormatJSON {
+		return writeJSONLines(w, groups)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "GROUP\tSTATE\tMEMBERS\tTOPICS\tPARTITIONS\tLAGGING\tLAG\tOLDEST UNCONSUMED")
+	for _, g := range groups {
+		oldest := "-"
+		switch {
+		case g.Error != "":
+			oldest = "error: " + g.Error
+		case g.AgeSeconds != nil:
+			oldest = humanAge(time.Duration(*g.AgeSeconds*float64(time.Second))) + " ago"
+		case g.Lag > 0:
+			oldest = "unknown"
+		}
+		if g.Errors > 0 {
+			oldest += fmt.Sprintf(" (%d partition(s) unknown)", g.Errors)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", g.Group, g.State, g.Members, len(g.Topics), g.Partitions, g.Lagging, g.Lag, oldest)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(groups) > 0 {
+		_, err := fmt.Fprintln(w, "\nper partition: drover lag --group GROUP (or --partitions for every group)")
+		return err
+	}
+	return nil
 }
 
 func writeLag(w io.Writer, format string, rows []PartitionLag) error {

@@ -124,9 +124,38 @@ func TestIntegrationLag(t *testing.T) {
 			}
 		}
 	})
-	t.Run("all groups", func(t *testing.T) {
+	t.Run("all groups: one line per group", func(t *testing.T) {
 		r := run("--format", "json")
-		if r.err != nil || !strings.Contains(r.out, `"group":"drover-test"`) {
+		if r.err != nil {
+			t.Fatalf("%v\n%s", r.err, r.errOut)
+		}
+		lines := strings.Split(strings.TrimSpace(r.out), "\n")
+		if len(lines) != 1 {
+			t.Fatalf("want one summary line for the one group, got %d:\n%s", len(lines), r.out)
+		}
+		var g GroupLag
+		if err := json.Unmarshal([]byte(lines[0]), &g); err != nil {
+			t.Fatal(err)
+		}
+		if g.Group != "drover-test" || g.State != "Empty" || g.Members != 0 || g.Partitions != 3 || g.Lagging != 1 || g.Lag != 4 ||
+			len(g.Topics) != 1 || g.Topics[0] != topics.RawSensor || g.Oldest == nil || !g.Oldest.Equal(wantOldest) || g.AgeSeconds == nil || *g.AgeSeconds != 54*60 {
+			t.Errorf("summary %+v", g)
+		}
+		r = run("--format", "table")
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		t.Logf("output:\n%s", r.out)
+		if f := strings.Fields(strings.Split(r.out, "\n")[1]); strings.Join(f, " ") != "drover-test Empty 0 1 3 1 4 54m00s ago" {
+			t.Errorf("summary row %q", f)
+		}
+		if !strings.Contains(r.out, "drover lag --group GROUP") {
+			t.Errorf("the summary does not say how to see partitions:\n%s", r.out)
+		}
+	})
+	t.Run("all groups per partition", func(t *testing.T) {
+		r := run("--partitions", "--format", "json")
+		if r.err != nil || strings.Count(r.out, `"partition":`) != 3 {
 			t.Errorf("%v: %s", r.err, r.out)
 		}
 	})
@@ -147,6 +176,10 @@ func TestIntegrationLag(t *testing.T) {
 		}{
 			{"unknown group", []string{"--group", "nope"}, `no consumer group "nope"`},
 			{"bad format", []string{"--format", "xml"}, `--format: unknown format "xml"`},
+			{"negative fail-over", []string{"--fail-over", "-5"}, "--fail-over: -5 is not a record count"},
+			{"unknown topic", []string{"--topic", "raw.snesor"}, `--topic: unknown topic "raw.snesor"`},
+			{"topic no group consumes", []string{"--group", "drover-test", "--topic", topics.RawGPS}, "--topic raw.gps: no consumer group among drover-test has offsets on it"},
+			{"empty group name", []string{"--group", "drover-test,"}, "--group: empty name"},
 		} {
 			t.Run(c.name, func(t *testing.T) {
 				r := run(c.args...)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/drover-iot/drover/cli"
 )
 
 // PositionKind says how a Position picks an offset in each partition.
@@ -148,7 +150,7 @@ func listBounds(ctx context.Context, adm *kadm.Client, topics []string) (map[par
 }
 
 // resolve turns p into an offset for every partition in parts, using the
-// partitions' bounds; time positions ask the cluster (ListOffsetsAfterMilli).
+// partitions' bounds; time positions ask the cluster (cli.OffsetsAfter).
 func (p Position) resolve(ctx context.Context, adm *kadm.Client, parts map[partitionKey]bounds) (map[partitionKey]int64, error) {
 	out := make(map[partitionKey]int64, len(parts))
 	var times kadm.ListedOffsets
@@ -162,7 +164,7 @@ func (p Position) resolve(ctx context.Context, adm *kadm.Client, parts map[parti
 			}
 		}
 		var err error
-		times, err = adm.ListOffsetsAfterMilli(ctx, p.At.UnixMilli(), topics...)
+		times, err = cli.OffsetsAfter(ctx, adm, p.At, topics...)
 		if err == nil {
 			err = times.Error()
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/term"
 
+	"github.com/drover-iot/drover/bridge/decode"
 	"github.com/drover-iot/drover/topics"
 )
 
@@ -216,7 +217,7 @@ func pad(b []byte, s string, w int) []byte {
 func (t *tableWriter) appendRow(b []byte, d *decoded) []byte {
 	r := d.rec
 	pos := strconv.Itoa(int(r.Partition)) + "/" + strconv.FormatInt(r.Offset, 10)
-	key := string(r.Key)
+	key := cell(string(r.Key))
 	if !utf8.Valid(r.Key) {
 		key = "hex:" + hex.EncodeToString(r.Key)
 	}
@@ -238,11 +239,13 @@ func (t *tableWriter) appendRow(b []byte, d *decoded) []byte {
 	start := len(b)
 	b = pad(b, r.Timestamp.UTC().Format(timeLayout), len("2006-01-02T15:04:05.000Z"))
 	if t.multiTopic {
-		b = pad(b, r.Topic, t.topicW)
+		b = pad(b, cell(r.Topic), t.topicW)
 	}
 	b = pad(b, pos, t.posW)
 	b = pad(b, key, t.keyW)
-	b = append(b, summary(d)...)
+	// Whatever a value holds (a device's bidi override, an escape
+	// sequence in an error message), the terminal gets printable text.
+	b = append(b, decode.Escape(summary(d))...)
 	if t.width > 0 {
 		line := string(b[start:])
 		if utf8.RuneCountInString(line) > t.width {
@@ -306,11 +309,21 @@ func summary(d *decoded) string {
 	return sb.String()
 }
 
+// cell renders a string for a table column: as it is when it is printable
+// text, else quoted with Go's escapes (\x1b, \u202e, \xff), so that a
+// terminal shows it rather than obeys it.
+func cell(s string) string {
+	if decode.Escape(s) == s {
+		return s
+	}
+	return strconv.Quote(s)
+}
+
 // human renders one field value for the table.
 func human(v any) string {
 	switch x := v.(type) {
 	case string:
-		if x == "" || strings.ContainsAny(x, " \t\n\"=") {
+		if x == "" || strings.ContainsAny(x, " \t\n\"=") || decode.Escape(x) != x {
 			return strconv.Quote(x)
 		}
 		return x

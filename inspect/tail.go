@@ -87,8 +87,9 @@ metric in ["temp", "hum"], ts > now() - duration("5m")); the record itself is
 available as _key, _topic, _partition, _offset, _timestamp and _headers.
 'path=value' with one '=' is shorthand for path == "value" (or == number).
 Fields named like expr builtins (count, min, max, mean, first, last) mean the
-field; $env["name"] reaches any field by name. A record whose fields do not
-fit an expression (a missing field compared with a number) is skipped.
+field; $env["name"] reaches any field by name. A field that no topic's
+schema has (a typo) is an error naming the schema's fields; a record whose
+fields do not fit an expression (a null compared with a number) is skipped.
 
 Output: an aligned table (time, partition/offset, key, the main fields) when
 stdout is a terminal, JSON lines otherwise, so it pipes into jq; --format
@@ -217,6 +218,9 @@ func (o *tailOptions) run(ctx context.Context, topicNames []string, followSet bo
 		}
 	}
 	filter, err := NewFilter(o.keys, o.headers, o.wheres)
+	if err == nil {
+		err = filter.CheckFields(topicNames)
+	}
 	if err != nil {
 		return nil, cli.Usagef("%w", err)
 	}

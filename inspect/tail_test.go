@@ -63,6 +63,11 @@ func TestIntegrationTailPositions(t *testing.T) {
 		{"duration before now", []string{"--from", "-5m30s", "--follow=false"}, []int64{5, 6, 7, 8, 9}},
 		{"duration window", []string{"--from", "-7m30s", "--to", "-4m30s"}, []int64{3, 4, 5}},
 		{"time after every record", []string{"--from", now.Add(time.Hour).Format(time.RFC3339), "--follow=false"}, nil},
+		// Kafka reads a timestamp of -1 ms as "latest" and refuses other
+		// negative ones: a time before the epoch means every record.
+		{"one millisecond before the epoch", []string{"--from", "1969-12-31T23:59:59.999Z", "--to", "latest"}, []int64{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}},
+		{"year 1", []string{"--from", "0001-01-01T00:00:00Z", "--to", "latest"}, []int64{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}},
+		{"a duration back before the epoch", []string{"--from", "-500000h", "--to", rfc(2)}, []int64{0, 1}},
 		{"offset past the end is clamped", []string{"--from", "500", "--follow=false"}, nil},
 		{"to earliest is empty", []string{"--to", "earliest"}, nil},
 		{"limit while following", []string{"--from", "earliest", "-n", "4"}, []int64{0, 1, 2, 3}},
@@ -250,7 +255,8 @@ func TestIntegrationTailFilters(t *testing.T) {
 		{"in list", []string{"--where", `metric in ["humidity"]`}, []float64{80}, 4},
 		{"record fields", []string{"--where", `_partition == 1 && _headers.source == "mqtt"`}, []float64{41.0}, 4},
 		{"all combined", []string{"--key", "dev-a", "--header", "source=backfill", "--where", "value >= 40"}, []float64{40.1}, 4},
-		{"missing field never matches", []string{"--where", "nosuch > 1"}, nil, 5},
+		{"a missing map key never matches", []string{"--where", `attrs.nosuch == "x"`}, nil, 5},
+		{"a let variable is no field", []string{"--where", "let hot = 40; value > hot"}, []float64{40.1, 41.0, 80}, 2},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := s.tail(append([]string{topics.RawSensor, "--follow=false", "--format", "json"}, c.args...)...)
@@ -487,6 +493,11 @@ func TestTailUsageErrors(t *testing.T) {
 		{"follow and to", []string{topics.RawSensor, "--follow", "--to", "latest"}, "--follow and --to exclude each other"},
 		{"negative limit", []string{topics.RawSensor, "-n", "-1"}, "--max-records (-n): must be ≥ 0"},
 		{"duplicate topic", []string{topics.RawSensor, topics.RawSensor}, "given twice"},
+		{"where names no field", []string{topics.RawSensor, "--where", "nosuch > 1"}, `--where "nosuch > 1": raw.sensor has no field "nosuch" (fields: event_id, tenant, device_id, ts, ingested_at, metric, value, unit,`},
+		{"where shorthand names no field", []string{topics.RawSensor, "--where", "metrc=temperature"}, `raw.sensor has no field "metrc"`},
+		{"where on a field of another topic", []string{topics.RawSensor, "--where", "lat > 50"}, `raw.sensor has no field "lat"`},
+		{"where into a number", []string{topics.RawSensor, "--where", "value.celsius > 1"}, `raw.sensor field value is a double, it has no field "celsius"`},
+		{"where on two topics", []string{topics.RawSensor, topics.RawGPS, "--where", "heading_deg > 1"}, `raw.sensor has no field "heading_deg" (fields: event_id, tenant, device_id, ts, ingested_at, metric, value, unit, source, replayed, attrs); raw.gps has no field "heading_deg" (fields: `},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := s.tail(c.args...)

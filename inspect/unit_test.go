@@ -2,10 +2,13 @@ package inspect
 
 import (
 	"encoding/json"
+	"errors"
 	"math"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/drover-iot/drover/topics"
 )
 
 func TestParsePosition(t *testing.T) {
@@ -145,6 +148,44 @@ func TestExcerpt(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			if got := excerpt([]byte(c.in), 80); got != c.want {
 				t.Errorf("got %q, want %q", got, c.want)
+			}
+		})
+	}
+}
+
+func TestCheckFields(t *testing.T) {
+	cases := []struct {
+		topics  []string
+		where   string
+		wantErr string
+	}{
+		{[]string{topics.RawSensor}, "value > 39.5 && metric == \"temperature\"", ""},
+		{[]string{topics.RawSensor, topics.RawGPS}, "lat > 50", ""}, // raw.gps has it
+		{[]string{topics.RawSensor}, `_key == "a" && _headers.x == "y" && _partition < 3`, ""},
+		{[]string{topics.RawSensor}, `ts > now() - duration("5m") && len(metric) > 2`, ""},
+		{[]string{topics.RawSensor}, `$env["anything"] == 1`, ""},
+		{[]string{topics.Features}, "count > 10 && distance_m > 1", ""},
+		{[]string{"some.foreign.topic"}, "whatever > 1", ""}, // no schema: not checked
+		{[]string{topics.RawSensor, "some.foreign.topic"}, "whatever > 1", ""},
+		{[]string{topics.RawSensor}, "vaule > 1", `--where "vaule > 1": raw.sensor has no field "vaule" (fields: event_id, tenant, device_id, ts, ingested_at, metric, value, unit, source, replayed, attrs); the record fields are _key, _topic, _partition, _offset, _timestamp, _headers`},
+		{[]string{topics.DLQ}, `stage == "validate" && reasn == "x"`, `dlq.events has no field "reasn"`},
+		{[]string{topics.Features}, "metric == \"motion\" && distance > 1000", `features.events has no field "distance"`},
+	}
+	for _, c := range cases {
+		t.Run(c.where, func(t *testing.T) {
+			f, err := NewFilter(nil, nil, []string{c.where})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = f.CheckFields(c.topics)
+			if c.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) || !errors.Is(err, ErrBadFilter) {
+				t.Fatalf("err = %v, want %q", err, c.wantErr)
 			}
 		})
 	}

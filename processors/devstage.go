@@ -22,9 +22,10 @@ import (
 
 // DevStage returns the processors as a `drover dev` stage named
 // "processors": every group (o.Groups empty) or the chosen ones, on the
-// embedded stack, with an admin server on adminAddr ("" = none; the
-// process default is DefaultAdminAddr; a taken port falls back to a free
-// one, logged).
+// embedded stack. Its admin server (/metrics, /healthz, /readyz,
+// /devices/{id}) is the one `drover dev` gives it, on --listen-host at the
+// port of adminAddr (the process default is DefaultAdminAddr; a taken port
+// falls back to a free one, logged).
 //
 // The stage adds two flags to `drover dev`: --alert-rules (a YAML rule file
 // instead of the embedded defaults, checked before the stack starts) and
@@ -33,8 +34,11 @@ import (
 func DevStage(o Options, adminAddr string) devstack.Stage {
 	var rulesFile string
 	var checkEvery time.Duration
+	var adm *admin.Server
 	return devstack.Stage{
-		Name: "processors",
+		Name:      "processors",
+		AdminPort: admin.Port(adminAddr),
+		Admin:     func(a *admin.Server) { adm = a },
 		Flags: func(fs *pflag.FlagSet) {
 			fs.StringVar(&rulesFile, "alert-rules", "", "processors: YAML alert rule file (empty = the embedded default rules)")
 			fs.DurationVar(&checkEvery, "alert-check-interval", alerts.DefaultCheckInterval, "processors: how often the offline sweep runs")
@@ -66,17 +70,7 @@ func DevStage(o Options, adminAddr string) devstack.Stage {
 			}
 			o.KafkaOpts = []kgo.Opt{kgo.SeedBrokers(brokers...)}
 			g, gctx := errgroup.WithContext(ctx)
-			var adm *admin.Server
-			if adminAddr != "" {
-				adm = admin.New(adminAddr, log)
-				if err := adm.Listen(); err != nil {
-					// A taken port must not stop the whole dev stack.
-					adm = admin.New("127.0.0.1:0", log)
-					if err := adm.Listen(); err != nil {
-						return fmt.Errorf("processors: %w", err)
-					}
-					log.Warn("processors admin address taken, using another", "wanted", adminAddr, "addr", adm.Addr())
-				}
+			if adm != nil { // nil when run outside drover dev
 				g.Go(func() error { return adm.Run(gctx) })
 			}
 			g.Go(func() error { return Run(gctx, groupkit.NewKafka(brokers), serde, o, adm, log) })

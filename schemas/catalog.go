@@ -93,6 +93,7 @@ func buildCatalog() (*catalog, error) {
 		{"device_state.avsc", reflect.TypeFor[DeviceState](), []string{topics.StateLatest}},
 		{"dead_letter.avsc", reflect.TypeFor[DeadLetter](), []string{topics.DLQ}},
 		{"command.avsc", reflect.TypeFor[DeviceCommand](), []string{topics.Commands}},
+		{"registry_record.avsc", reflect.TypeFor[RegistryRecord](), []string{topics.DevicesRegistry}},
 		{"envelope.avsc", reflect.TypeFor[Envelope](), envelopeTopics},
 	}
 	c := &catalog{byTopic: map[string]*record{}, byType: map[reflect.Type]*record{}}

@@ -47,10 +47,17 @@ of 'drover dev' does not.`,
   drover schemas check --schema-registry-url http://registry:8081
   drover schemas register`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.AddCommand(o.registerCmd(), o.checkCmd(), o.listCmd(), o.showCmd())
 	return cmd
+}
+
+// validate checks the arguments and --timeout of register and check.
+func (o *cmdOptions) validate(args []string) error {
+	if o.timeout <= 0 {
+		return cli.Usagef("--timeout: must be > 0, got %s", o.timeout)
+	}
+	return validTopics(args)
 }
 
 // registryFlags registers the registry connection flags and --timeout on a
@@ -93,7 +100,7 @@ Prints one line per subject: subject, schema id, version, created|unchanged.`,
   # two topics, against a production registry
   drover schemas register raw.sensor raw.gps --schema-registry-url https://registry.example:8081`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := validTopics(args); err != nil {
+			if err := o.validate(args); err != nil {
 				return err
 			}
 			opts, err := dirOptions(o.schemaDir)
@@ -140,7 +147,7 @@ The command exits with code 3 when any subject is incompatible or missing.`,
 		Example: `  drover schemas check
   drover schemas check raw.sensor --schema-registry-url http://registry:8081`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := validTopics(args); err != nil {
+			if err := o.validate(args); err != nil {
 				return err
 			}
 			opts, err := dirOptions(o.schemaDir)

@@ -57,6 +57,8 @@ func TestCommand(t *testing.T) {
 		{name: "register all", args: []string{"register"}, registry: true, want: []string{"cra.product.lifecycle-value", "commands.devices-value"}},
 		{name: "check all", args: []string{"check"}, registry: true, want: []string{"dlq.events-value"}},
 		{name: "register unknown topic", args: []string{"register", "nope"}, registry: true, code: 2, wantErr: `unknown topic "nope"`},
+		{name: "negative timeout", args: []string{"check", "--timeout", "-1s"}, registry: true, code: 2, wantErr: "--timeout: must be > 0, got -1s"},
+		{name: "zero timeout", args: []string{"register", "--timeout", "0s"}, registry: true, code: 2, wantErr: "--timeout: must be > 0, got 0s"},
 		{name: "incompatible registry schema", registry: true,
 			setup: func(t *testing.T) {
 				bad := strings.Replace(Source(topics.DLQ), `{"name": "payload", "type": "bytes"`, `{"name": "payload", "type": "long"`, 1)

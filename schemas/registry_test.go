@@ -34,8 +34,8 @@ func TestRegisterIdempotent(t *testing.T) {
 			t.Errorf("%s compatibility = %v (%v), want BACKWARD", r.Subject, got[0].Level, got[0].Err)
 		}
 	}
-	if len(ids) != 10 {
-		t.Errorf("%d distinct schema ids, want 10", len(ids))
+	if len(ids) != 11 {
+		t.Errorf("%d distinct schema ids, want 11", len(ids))
 	}
 	second, err := Register(ctx, client, nil)
 	if err != nil {

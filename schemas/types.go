@@ -173,6 +173,38 @@ type DeviceCommand struct {
 	IngestedAt time.Time  `avro:"ingested_at"`
 }
 
+// RegistryRecord is one entry of the device registry (topic
+// devices.registry, compacted): a device (Kind "device", key
+// tenant/device_id) or a tenant (Kind "tenant", key tenant). Package
+// registry owns its meaning; this is the wire form.
+type RegistryRecord struct {
+	Kind             string            `avro:"kind"`
+	Tenant           string            `avro:"tenant"`
+	DeviceID         string            `avro:"device_id"`
+	Status           string            `avro:"status"`
+	DeviceType       string            `avro:"device_type"`
+	Labels           map[string]string `avro:"labels"`
+	AltIDs           map[string]string `avro:"alt_ids"`
+	OfflineTimeoutMS *int64            `avro:"offline_timeout_ms"`
+	Secret           *SecretHash       `avro:"secret"`
+	CertFingerprints []string          `avro:"cert_fingerprints"`
+	CACertPEM        *string           `avro:"ca_cert_pem"`
+	Actor            *string           `avro:"actor"`
+	CreatedAt        time.Time         `avro:"created_at"`
+	UpdatedAt        time.Time         `avro:"updated_at"`
+	TS               time.Time         `avro:"ts"`
+	IngestedAt       time.Time         `avro:"ingested_at"`
+}
+
+// SecretHash is a salted PBKDF2 hash of a device secret (Avro record
+// io.drover.SecretHash, nested in RegistryRecord).
+type SecretHash struct {
+	Algorithm  string `avro:"algorithm"`
+	Iterations int32  `avro:"iterations"`
+	Salt       []byte `avro:"salt"`
+	Hash       []byte `avro:"hash"`
+}
+
 // Envelope is the shared record of the governance, data-act, security,
 // resilience and compliance topics; Payload is a JSON document.
 type Envelope struct {

@@ -22,7 +22,8 @@ var reasonStage = map[simulate.Class]string{
 	simulate.ClassEventInvalidName: "decode", simulate.ClassEventInvalidSeverity: "decode", simulate.ClassEventMessageTooLong: "decode",
 	simulate.ClassNotFinite: "validate", simulate.ClassOutOfRange: "validate", simulate.ClassTSFuture: "validate",
 	simulate.ClassTSPast: "validate", simulate.ClassEmptyMetric: "validate", simulate.ClassDeviceMismatch: "validate",
-	simulate.ClassNoRecords:    "validate",
+	simulate.ClassNoRecords: "validate", simulate.ClassDuplicateTimestamp: "validate", simulate.ClassInvalidMetric: "validate",
+	simulate.ClassDuplicateKey: "decode",
 	simulate.ClassUnknownTopic: "route", simulate.ClassUnknownChannel: "route", simulate.ClassBadIdentity: "route",
 }
 

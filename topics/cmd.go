@@ -27,6 +27,8 @@ type cmdOptions struct {
 	catalogue string
 	cap       int16
 	timeout   time.Duration
+	aclsFile  string
+	acls      bool
 }
 
 // Command returns the `topics` command: list, diff and apply. It reads the
@@ -62,14 +64,14 @@ min.insync.replicas to at most the capped replication.`,
   # a production cluster, checking first
   drover topics apply --dry-run --kafka-brokers kafka-0:9092,kafka-1:9092`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&o.catalogue, "catalogue", "", "topic catalogue YAML file (empty = the catalogue embedded in drover)")
 	pf.Int16Var(&o.cap, "replication-cap", 0, "cap every topic's replication (and min.insync.replicas) at N; 0 = no cap, 1 for a single-broker cluster")
+	pf.StringVar(&o.aclsFile, "acls-file", "", "Kafka ACL file, principals per stage (empty = the ACL file embedded in drover)")
 
 	// New subcommands (describe TOPIC, ...) hook in here and reuse o.
-	cmd.AddCommand(o.listCmd(), o.diffCmd(), o.applyCmd(), o.describeCmd())
+	cmd.AddCommand(o.listCmd(), o.diffCmd(), o.applyCmd(), o.describeCmd(), o.aclsCmd())
 	return cmd
 }
 
@@ -130,13 +132,19 @@ drift apply will not fix (more partitions than the catalogue, a different
 replication factor). Topics the catalogue does not know are listed as
 unmanaged, for information.
 
+With --acls it also compares the cluster's ACLs with the ACL file (acls.yaml,
+one principal per stage): ACLs missing, and extra ACLs of the file's
+principals (or of User:*). ACLs of other principals are counted, not listed.
+Listing ACLs needs DESCRIBE on the cluster and an authorizer on the brokers.
+
 Exit status: 0 when the cluster matches, 3 when anything differs, 1 when
 Kafka cannot be reached.`,
 		Example: `  drover topics diff --replication-cap 1
-  DROVER_KAFKA_BROKERS=kafka-0:9092 drover topics diff`,
+  DROVER_KAFKA_BROKERS=kafka-0:9092 drover topics diff
+  drover topics diff --acls --kafka-sasl-mechanism PLAIN --kafka-sasl-user drover-ops --kafka-sasl-password-file ops.pw`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cat, err := o.load()
+			cat, set, err := o.loadWithACLs()
 			if err != nil {
 				return err
 			}
@@ -146,14 +154,24 @@ Kafka cannot be reached.`,
 					return err
 				}
 				fmt.Fprint(cmd.OutOrStdout(), plan)
-				if !plan.Empty() {
-					return fmt.Errorf("%d difference(s) between the cluster and the catalogue: %w", len(plan.Changes), cli.ErrCheckFailed)
+				n := len(plan.Changes)
+				if set != nil {
+					aplan, err := o.diffACLs(ctx, adm, set)
+					if err != nil {
+						return err
+					}
+					fmt.Fprint(cmd.OutOrStdout(), aplan)
+					n += len(aplan.Missing) + len(aplan.Extra)
+				}
+				if n > 0 {
+					return fmt.Errorf("%d difference(s) between the cluster and the catalogue: %w", n, cli.ErrCheckFailed)
 				}
 				return nil
 			})
 		},
 	}
 	o.kafkaFlags(cmd)
+	o.aclsFlag(cmd)
 	return cmd
 }
 
@@ -169,13 +187,20 @@ deletes topics, removes partitions or changes replication; such drift is
 printed as "not applied". Running apply twice changes nothing the second time.
 
 --dry-run sends every change as a validate-only request: the cluster checks
-it and nothing changes.`,
+it and nothing changes.
+
+With --acls it then creates the ACLs of the ACL file (acls.yaml) that the
+cluster lacks (CreateACLs: run it as the brokers' super user). It never
+deletes an ACL: extra ones are printed as "not applied", with the
+kafka-acls.sh command that removes them. Kafka cannot validate ACLs without
+creating them, so --dry-run only lists them.`,
 		Example: `  drover topics apply --dry-run --replication-cap 1
   drover topics apply --replication-cap 1
-  drover topics apply --catalogue ./topics.yaml --kafka-brokers kafka-0:9092`,
+  drover topics apply --catalogue ./topics.yaml --kafka-brokers kafka-0:9092
+  drover topics apply --acls --kafka-sasl-mechanism PLAIN --kafka-sasl-user admin --kafka-sasl-password-file admin.pw`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cat, err := o.load()
+			cat, set, err := o.loadWithACLs()
 			if err != nil {
 				return err
 			}
@@ -191,13 +216,109 @@ it and nothing changes.`,
 				if errors.Is(err, ErrNotEnoughBrokers) {
 					return fmt.Errorf("%w (use --replication-cap %d or DROVER_REPLICATION_CAP=%d for this cluster)", err, plan.Brokers, plan.Brokers)
 				}
+				if err != nil || set == nil {
+					return o.kafkaErr(err)
+				}
+				aplan, err := o.diffACLs(ctx, adm, set)
+				if err != nil {
+					return err
+				}
+				arep, err := ApplyACLs(actx, adm, aplan, dryRun)
+				fmt.Fprint(cmd.OutOrStdout(), arep)
 				return o.kafkaErr(err)
 			})
 		},
 	}
 	o.kafkaFlags(cmd)
+	o.aclsFlag(cmd)
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "validate every change with the cluster and change nothing")
 	return cmd
+}
+
+// aclsFlag registers --acls on a subcommand that talks to the cluster.
+func (o *cmdOptions) aclsFlag(cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&o.acls, "acls", false, "also reconcile the Kafka ACLs of the ACL file (--acls-file; needs an authorizer on the brokers)")
+}
+
+// loadWithACLs returns the catalogue and, with --acls, the ACL set checked
+// against it (nil without --acls).
+func (o *cmdOptions) loadWithACLs() (*Catalogue, *ACLSet, error) {
+	cat, err := o.load()
+	if err != nil || !o.acls {
+		return cat, nil, err
+	}
+	set, err := o.loadACLs(cat)
+	return cat, set, err
+}
+
+// loadACLs returns the ACL file the flags select, checked against cat.
+func (o *cmdOptions) loadACLs(cat *Catalogue) (*ACLSet, error) {
+	var (
+		set *ACLSet
+		err error
+	)
+	if o.aclsFile == "" {
+		set, err = DefaultACLs(cat)
+	} else {
+		set, err = LoadACLs(o.aclsFile, cat)
+	}
+	if err != nil {
+		return nil, cli.Usagef("--acls-file: %w", err)
+	}
+	return set, nil
+}
+
+// diffACLs runs DiffACLs within --timeout.
+func (o *cmdOptions) diffACLs(ctx context.Context, adm *kadm.Client, set *ACLSet) (ACLPlan, error) {
+	dctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	plan, err := DiffACLs(dctx, adm, set)
+	return plan, o.kafkaErr(err)
+}
+
+func (o *cmdOptions) aclsCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "acls",
+		Short: "Print the Kafka principals of the ACL file and the ACLs they expand to",
+		Long: `Print each principal of the ACL file (acls.yaml: one SASL user per stage),
+who uses it, and the ACLs it expands to against the catalogue (topic globs
+become one LITERAL ACL per catalogue topic). It does not contact Kafka;
+'drover topics diff --acls' compares them with a cluster and 'apply --acls'
+creates the missing ones.`,
+		Example: `  drover topics acls
+  drover topics acls --acls-file ./acls.yaml --catalogue ./topics.yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cat, err := o.load()
+			if err != nil {
+				return err
+			}
+			set, err := o.loadACLs(cat)
+			if err != nil {
+				return err
+			}
+			return WriteACLs(cmd.OutOrStdout(), set)
+		},
+	}
+}
+
+// WriteACLs prints each principal (user, used by) followed by its ACLs.
+func WriteACLs(w io.Writer, set *ACLSet) error {
+	var b strings.Builder
+	acls := set.ACLs()
+	for i, p := range set.Principals {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		fmt.Fprintf(&b, "%s (used by %s): %s\n", p.Name(), strings.Join(p.UsedBy, ", "), p.Description)
+		for _, a := range acls {
+			if a.Principal == p.Name() {
+				fmt.Fprintf(&b, "  %s %s %s (%s)\n", a.Operation, a.Resource, a.Name, strings.ToLower(a.Pattern.String()))
+			}
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
 }
 
 // withAdmin connects to Kafka, checks within --timeout that a broker

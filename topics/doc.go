@@ -20,5 +20,13 @@
 // adapts it (and min.insync.replicas) to a smaller cluster, e.g. 1 for the
 // single-broker dev stack.
 //
-// Command returns the `drover topics` command (list, diff, apply).
+// The Kafka ACLs of drover's stages are data too (acls.yaml, embedded; see
+// DefaultACLs, LoadACLs and ParseACLs): one principal per stage with the
+// topics it reads and writes, its groups and cluster operations, topic
+// globs expanded against the catalogue into LITERAL ACLs. DiffACLs reports
+// missing and extra ACLs, ApplyACLs creates the missing ones; neither ever
+// deletes an ACL.
+//
+// Command returns the `drover topics` command (list, diff, apply, describe,
+// acls).
 package topics

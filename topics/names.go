@@ -17,6 +17,9 @@ const (
 	// Commands carries downlink commands to devices (key = device id); the
 	// bridge publishes them to devices/{tenant}/{device_id}/commands.
 	Commands = "commands.devices"
+	// DevicesRegistry is the device registry (compacted; key =
+	// tenant/device_id, or tenant for a tenant entry); see registry/.
+	DevicesRegistry = "devices.registry"
 )
 
 // MediaTopic returns the raw metadata topic for a media kind (image2d,

@@ -3,12 +3,14 @@ package dlq
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/drover-iot/drover/bridge"
 	"github.com/drover-iot/drover/bridge/decode"
@@ -73,6 +75,9 @@ func statsCommand(conn *cli.Conn) *cobra.Command {
 			if format != "text" && format != "json" {
 				return cli.Usagef("--format: unknown %q (want text or json)", format)
 			}
+			if examples < 0 {
+				return cli.Usagef("--examples: %d is negative (want 0 or more messages per reason)", examples)
+			}
 			ctx := cmd.Context()
 			kc, err := conn.Kafka()
 			if err != nil {
@@ -88,6 +93,9 @@ func statsCommand(conn *cli.Conn) *cobra.Command {
 			}
 			defer done()
 			s, err := Stats(ctx, kc, serde, topic, from, examples)
+			if errors.Is(err, kerr.UnknownTopicOrPartition) {
+				return cli.Usagef("--topic: unknown topic %q: the cluster has no such topic (see drover topics list)", topic)
+			}
 			if err != nil {
 				return err
 			}
@@ -178,7 +186,7 @@ remembered in --state-file, so running it again writes nothing new.`,
 	conn.AddRegistryFlags(fs)
 	fs.StringVar(&since, "since", "", "dead letters from (a duration back from now, or a time); required")
 	fs.StringVar(&until, "until", "", "dead letters before (default now)")
-	fs.StringVar(&reason, "reason", "", "only dead letters with this reason")
+	fs.StringVar(&reason, "reason", "", "only dead letters with this reason (one of the bridge's reasons, e.g. not_json)")
 	fs.StringVar(&routes, "routes", "", "routes file (default: the bridge's embedded routes)")
 	fs.StringVar(&stateFile, "state-file", DefaultStateFile, "file remembering re-driven dead letters (empty = none)")
 	fs.BoolVar(&dryRun, "dry-run", false, "report what would pass, produce nothing")
@@ -204,6 +212,9 @@ func redriveOptions(since, until, reason, routes, stateFile string, dryRun bool,
 		if !o.Since.Before(o.Until) {
 			return o, cli.Usagef("--since %s must be before --until %s", o.Since.Format(time.RFC3339), o.Until.Format(time.RFC3339))
 		}
+	}
+	if err := CheckReason(reason); err != nil {
+		return o, cli.Usagef("--reason: %w", err)
 	}
 	if maxAge < 0 || maxFuture < 0 {
 		return o, cli.Usagef("--max-age/--max-future: must not be negative")

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/drover-iot/drover/cli"
 )
 
@@ -19,6 +21,10 @@ func TestCommandUsageErrors(t *testing.T) {
 		{"redrive bad routes", []string{"dlq", "redrive", "--since", "1h", "--routes", "/nonexistent/routes.yaml"}},
 		{"stats bad since", []string{"dlq", "stats", "--since", "-5h"}},
 		{"stats bad format", []string{"dlq", "stats", "--format", "xml"}},
+		{"stats negative examples", []string{"dlq", "stats", "--examples", "-1"}},
+		{"redrive unknown reason", []string{"dlq", "redrive", "--since", "1h", "--reason", "bogus"}},
+		{"no subcommand", []string{"dlq"}},
+		{"unknown subcommand", []string{"dlq", "purge"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -43,5 +49,22 @@ func TestPrintStats(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, b.String())
 		}
+	}
+}
+
+func TestIntegrationStatsUnknownTopic(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	kc, _ := setup(t)
+	brokers := kc.OptValue(kgo.SeedBrokers).([]string)
+	root := cli.NewRoot("test")
+	root.Cmd.AddCommand(DLQCommand(root.Conn))
+	var out bytes.Buffer
+	root.Cmd.SetOut(&out)
+	root.Cmd.SetArgs([]string{"dlq", "stats", "--dev-env", "", "--kafka-brokers", strings.Join(brokers, ","), "--topic", "dlq.evnets"})
+	err := root.Cmd.Execute()
+	if cli.ExitCode(err) != 2 || !strings.Contains(err.Error(), `--topic: unknown topic "dlq.evnets"`) {
+		t.Fatalf("err %v (exit %d), want exit 2 naming --topic", err, cli.ExitCode(err))
 	}
 }

@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/drover-iot/drover/bridge"
 	"github.com/drover-iot/drover/bridge/decode"
+	"github.com/drover-iot/drover/cli"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
 )
@@ -45,7 +48,7 @@ func Read(ctx context.Context, kc *kgo.Client, serde *schemas.Serde, topic strin
 	if err := ends.Error(); err != nil {
 		return fmt.Errorf("topic %s: %w", topic, err)
 	}
-	starts, err := adm.ListOffsetsAfterMilli(ctx, since.UnixMilli(), topic)
+	starts, err := cli.OffsetsAfter(ctx, adm, since, topic)
 	if err != nil {
 		return fmt.Errorf("listing offsets of %s after %s: %w", topic, since.Format(time.RFC3339), err)
 	}
@@ -69,7 +72,9 @@ func Read(ctx context.Context, kc *kgo.Client, serde *schemas.Serde, topic strin
 		return nil
 	}
 	// A client of its own, with kc's connection options, reads the range.
-	cl, err := kgo.NewClient(append(kc.Opts(), kgo.ConsumePartitions(offs))...)
+	// Control records (transaction markers) are kept: when one is the last
+	// offset of the range, it is what tells the loop the range is read.
+	cl, err := kgo.NewClient(append(kc.Opts(), kgo.ConsumePartitions(offs), kgo.KeepControlRecords())...)
 	if err != nil {
 		return err
 	}
@@ -92,6 +97,9 @@ func Read(ctx context.Context, kc *kgo.Client, serde *schemas.Serde, topic strin
 			}
 			if r.Offset+1 >= end {
 				delete(remaining, r.Partition)
+			}
+			if r.Attrs.IsControl() {
+				return
 			}
 			// Offsets by time are a lower bound: timestamps need not grow.
 			if r.Timestamp.Before(since) || !until.IsZero() && !r.Timestamp.Before(until) {
@@ -245,6 +253,25 @@ type RedriveResult struct {
 	NotRedrivable int            `json:"not_redrivable"`
 	Reasons       map[string]int `json:"still_failing_reasons,omitempty"`
 	DryRun        bool           `json:"dry_run"`
+}
+
+// RedrivableReasons are the reasons of the bridge's dead letters (stages
+// decode, validate, route and produce), the ones --reason may select: every
+// decode.Reason (decode.Reasons, which a test there keeps complete).
+var RedrivableReasons = decode.Reasons()
+
+// CheckReason returns an error naming the known reasons when reason (""
+// = all) is none of RedrivableReasons, so a typo does not select nothing.
+func CheckReason(reason string) error {
+	if reason == "" || slices.Contains(RedrivableReasons, decode.Reason(reason)) {
+		return nil
+	}
+	known := make([]string, len(RedrivableReasons))
+	for i, r := range RedrivableReasons {
+		known[i] = string(r)
+	}
+	slices.Sort(known)
+	return fmt.Errorf("unknown reason %q (re-drivable reasons: %s)", reason, strings.Join(known, ", "))
 }
 
 // redrivable are the stages whose input was an MQTT payload the bridge

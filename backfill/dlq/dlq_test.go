@@ -81,6 +81,10 @@ func TestIntegrationRedriveAfterFix(t *testing.T) {
 		`{"ts":"`+ts+`","lat":47.37,"lon":8.54}`, recv)
 	// Still bad.
 	putLetter(t, kc, serde, "b", "decode", "not_json", "devices/farm/cow-1/sensor", `not json`, recv)
+	// A valid payload on a topic whose device id carries a bidi override:
+	// the current bridge refuses the identity, so it stays a dead letter.
+	putLetter(t, kc, serde, "f", "decode", "not_json", "devices/farm/cow\u202e1/sensor",
+		`{"ts":"`+ts+`","metric":"temperature","value":38.6}`, recv)
 	// Not the bridge's: a backfill dead letter.
 	putLetter(t, kc, serde, "c", "backfill", "no_device", "s3://media/x.jpg", `{}`, recv)
 	// Too old for the window.
@@ -94,7 +98,7 @@ func TestIntegrationRedriveAfterFix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Scanned != 4 || res.Redriven != 2 || res.StillFailing != 1 || res.NotRedrivable != 1 || endSum(t, kc, topics.RawSensor, topics.RawGPS) != 0 {
+	if res.Scanned != 5 || res.Redriven != 2 || res.StillFailing != 2 || res.Reasons["invalid_identity"] != 1 || res.NotRedrivable != 1 || endSum(t, kc, topics.RawSensor, topics.RawGPS) != 0 {
 		t.Fatalf("dry run %+v", res)
 	}
 	o.DryRun = false
@@ -107,7 +111,7 @@ func TestIntegrationRedriveAfterFix(t *testing.T) {
 	if n := endSum(t, kc, topics.RawGPS); n != 1 {
 		t.Fatalf("raw.gps holds %d records, want 1", n)
 	}
-	if n := endSum(t, kc, topics.DLQ); n != 5 {
+	if n := endSum(t, kc, topics.DLQ); n != 6 {
 		t.Fatalf("redrive wrote to the DLQ: %d records", n)
 	}
 	// Second re-drive: nothing new.
@@ -147,17 +151,28 @@ func TestIntegrationRedriveAfterFix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Total != 5 || s.ByStage[0].Key != "decode" || s.ByStage[0].Count != 3 || len(s.ByReason) != 4 {
+	if s.Total != 6 || s.ByStage[0].Key != "decode" || s.ByStage[0].Count != 4 || len(s.ByReason) != 4 {
 		t.Fatalf("stats %+v", s)
 	}
 	if s, err := Stats(ctx, kc, serde, topics.DLQ, time.Now().Add(time.Hour), 2); err != nil || s.Total != 0 {
 		t.Fatalf("stats after every record: %+v %v", s, err)
 	}
+	// Times before the epoch cover everything: -1 ms is Kafka's "latest"
+	// and other negative timestamps are refused, if passed on.
+	for _, since := range []time.Time{time.UnixMilli(-1).UTC(), time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), time.UnixMilli(0)} {
+		if s, err := Stats(ctx, kc, serde, topics.DLQ, since, 2); err != nil || s.Total != 6 {
+			t.Errorf("stats since %s: total %d, err %v; want all 6", since, s.Total, err)
+		}
+	}
+	o.Since = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
+	if res, err := Redrive(ctx, kc, serde, o); err != nil || res.Scanned != 6 {
+		t.Errorf("redrive since year 1: %+v %v; want all 6 scanned", res, err)
+	}
 	src := map[string]int{}
 	for _, c := range s.BySource {
 		src[c.Key] = c.Count
 	}
-	if src["devices/+/+/sensor"] != 3 || src["s3://media"] != 1 {
+	if src["devices/+/+/sensor"] != 4 || src["s3://media"] != 1 {
 		t.Fatalf("by source %v", src)
 	}
 }
@@ -165,20 +180,72 @@ func TestIntegrationRedriveAfterFix(t *testing.T) {
 func TestRedriveOptions(t *testing.T) {
 	now := time.Date(2026, 11, 23, 6, 0, 0, 0, time.UTC)
 	cases := []struct {
-		name, since, until, wantErr string
+		name, since, until, reason, wantErr string
 	}{
 		{name: "ok duration", since: "24h"},
 		{name: "ok times", since: "2026-11-22", until: "2026-11-23T00:00:00Z"},
 		{name: "missing", since: "", wantErr: "--since: required"},
 		{name: "garbage", since: "yesterday", wantErr: "--since"},
 		{name: "reversed", since: "2026-11-23", until: "2026-11-22", wantErr: "must be before"},
+		{name: "year 1 to 9999", since: "0001-01-01", until: "9999-12-31"},
+		{name: "known reason", since: "1h", reason: "senml_unknown_unit"},
+		{name: "unknown reason", since: "1h", reason: "senml_unkown_unit", wantErr: `--reason: unknown reason "senml_unkown_unit" (re-drivable reasons: coordinates_out_of_range, device_mismatch, `},
+		{name: "reason of another stage", since: "1h", reason: "no_device", wantErr: `--reason: unknown reason "no_device"`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := redriveOptions(c.since, c.until, "", "", "", false, time.Hour, time.Minute, now)
+			_, err := redriveOptions(c.since, c.until, c.reason, "", "", false, time.Hour, time.Minute, now)
 			if c.wantErr == "" && err != nil || c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr)) {
 				t.Fatalf("err %v, want %q", err, c.wantErr)
 			}
 		})
+	}
+}
+
+// TestIntegrationReadEndsAtATransactionMarker: a dead-letter partition
+// whose last offset is a commit marker is read to its end, not waited on
+// for ever.
+func TestIntegrationReadEndsAtATransactionMarker(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	kc, serde := setup(t)
+	tx, err := kgo.NewClient(append(kc.Opts(), kgo.TransactionalID("dlq-test"), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := tx.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	dl := schemas.DeadLetter{ID: "t", Stage: "decode", Reason: "not_json", Message: "x", Source: "devices/f/d/sensor", Payload: []byte("x"),
+		PayloadSize: 1, Headers: map[string]string{}, ReceivedAt: now, TS: now, IngestedAt: now}
+	v, err := serde.Encode(ctx, topics.DLQ, &dl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.ProduceSync(ctx, &kgo.Record{Topic: topics.DLQ, Partition: 0, Value: v, Timestamp: now}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	var s Summary
+	go func() {
+		var err error
+		s, err = Stats(ctx, kc, serde, topics.DLQ, now.Add(-time.Hour), 1)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil || s.Total != 1 {
+			t.Fatalf("stats %+v, err %v; want the one dead letter", s, err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Read waited for ever on a partition ending in a transaction marker")
 	}
 }

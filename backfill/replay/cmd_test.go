@@ -14,6 +14,7 @@ func TestCommandUsageErrors(t *testing.T) {
 		{"no group", []string{"replay", "--to-time", "2026-11-23"}},
 		{"no time", []string{"replay", "--group", "g"}},
 		{"bad time", []string{"replay", "--group", "g", "--to-time", "noon"}},
+		{"empty topic", []string{"replay", "--group", "g", "--to-time", "2026-11-23", "--topics", "raw.sensor,"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

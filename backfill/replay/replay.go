@@ -7,11 +7,13 @@ import (
 	"io"
 	"slices"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/drover-iot/drover/backfill"
 	"github.com/drover-iot/drover/cli"
@@ -31,12 +33,28 @@ type Move struct {
 
 // Plan computes, and unless dryRun commits, the offsets of group at time
 // to for topics (empty = every topic the group has offsets for).
+// A group or topic the cluster does not have is a *cli.UsageError naming
+// the flag.
 func Plan(ctx context.Context, adm *kadm.Client, group string, to time.Time, topicList []string, dryRun bool) ([]Move, error) {
+	if len(topicList) > 0 {
+		md, err := adm.Metadata(ctx, topicList...)
+		if err != nil {
+			return nil, fmt.Errorf("reading topic metadata: %w", err)
+		}
+		for _, t := range topicList {
+			if d, ok := md.Topics[t]; !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
+				return nil, cli.Usagef("--topics: unknown topic %q: the cluster has no such topic (see drover topics list)", t)
+			}
+		}
+	}
 	dg, err := adm.DescribeGroups(ctx, group)
 	if err != nil {
 		return nil, fmt.Errorf("describing group %s: %w", group, err)
 	}
 	if d, ok := dg[group]; ok {
+		if errors.Is(d.Err, kerr.GroupIDNotFound) {
+			return nil, cli.Usagef("--group: no consumer group %q on the cluster (see drover lag)", group)
+		}
 		if d.Err != nil {
 			return nil, fmt.Errorf("group %s: %w", group, d.Err)
 		}
@@ -55,10 +73,10 @@ func Plan(ctx context.Context, adm *kadm.Client, group string, to time.Time, top
 		}
 	}
 	if len(ts) == 0 {
-		return nil, fmt.Errorf("group %s has no committed offsets; name --topics", group)
+		return nil, cli.Usagef("--topics: group %s has no committed offsets; name the topics to rewind", group)
 	}
 	sort.Strings(ts)
-	listed, err := adm.ListOffsetsAfterMilli(ctx, to.UnixMilli(), ts...)
+	listed, err := cli.OffsetsAfter(ctx, adm, to, ts...)
 	if err != nil {
 		return nil, fmt.Errorf("listing offsets at %s: %w", to.Format(time.RFC3339), err)
 	}
@@ -119,7 +137,8 @@ func ReplayCommand(conn *cli.Conn) *cobra.Command {
 		Short: "Rewind a stopped consumer group to the first offset at or after a time",
 		Long: `replay sets the committed offsets of --group, for each partition of --topics
 (default: every topic the group has offsets for), to the first offset whose
-record timestamp is at or after --to-time (the end offset when there is none),
+record timestamp is at or after --to-time (the end offset when there is none;
+the log start for a time before 1970),
 and prints before/after per partition. It refuses while the group has live
 members: stop the consumers, replay, start them again.`,
 		Example: `  drover replay --group drover-sink --to-time 2026-11-23T04:00:00Z --dry-run
@@ -131,6 +150,11 @@ members: stop the consumers, replay, start them again.`,
 			}
 			if to == "" {
 				return cli.Usagef("--to-time: required")
+			}
+			for _, t := range topicList {
+				if strings.TrimSpace(t) == "" {
+					return cli.Usagef("--topics: empty topic name in %q", strings.Join(topicList, ","))
+				}
 			}
 			at, err := backfill.ParseTime(to)
 			if err != nil {

@@ -3,6 +3,7 @@ package replay
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/drover-iot/drover/cli"
 	"github.com/drover-iot/drover/devstack/devtest"
 )
 
@@ -77,5 +79,32 @@ func TestIntegrationReplayOffsets(t *testing.T) {
 	moves, err = Plan(ctx, adm, "g", base.Add(48*time.Hour), nil, true)
 	if err != nil || moves[0].After != 10 {
 		t.Fatalf("future time: %+v %v", moves, err)
+	}
+	// The extremes: every time before the first record rewinds to the log
+	// start. One millisecond before the epoch is -1, Kafka's "latest", if
+	// passed on as a timestamp.
+	for _, at := range []time.Time{time.UnixMilli(-1).UTC(), time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), time.UnixMilli(0), base.Add(-time.Hour)} {
+		moves, err = Plan(ctx, adm, "g", at, nil, true)
+		if err != nil || len(moves) != 1 || moves[0].After != 0 {
+			t.Errorf("to %s: moves %+v, err %v; want offset 0", at, moves, err)
+		}
+	}
+	moves, err = Plan(ctx, adm, "g", time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC), nil, true)
+	if err != nil || len(moves) != 1 || moves[0].After != 10 {
+		t.Errorf("to year 9999: moves %+v, err %v; want the end offset", moves, err)
+	}
+	// A group or topic the cluster does not have is a usage error.
+	for _, c := range []struct {
+		group   string
+		topics  []string
+		wantErr string
+	}{
+		{"nope", nil, `--group: no consumer group "nope"`},
+		{"g", []string{"in", "nope"}, `--topics: unknown topic "nope"`},
+	} {
+		_, err := Plan(ctx, adm, c.group, base, c.topics, true)
+		if cli.ExitCode(err) != 2 || !strings.Contains(err.Error(), c.wantErr) {
+			t.Errorf("group %s topics %v: err %v, want exit 2 with %q", c.group, c.topics, err, c.wantErr)
+		}
 	}
 }

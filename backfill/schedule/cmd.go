@@ -77,12 +77,12 @@ goes is skipped and counted), logging and counting every run
 // Runner returns the RunFunc that runs jobs against conn's cluster.
 func Runner(conn *cli.Conn, creds backfill.S3Credentials, stateDir string) RunFunc {
 	return func(ctx context.Context, j *Job, at time.Time) error {
+		start, end, err := j.RunWindow(at)
+		if err != nil {
+			return err
+		}
 		switch j.Type {
 		case TypeBackfillMedia:
-			start, end, err := WindowAt(j.Window, at)
-			if err != nil {
-				return err
-			}
 			o := backfill.MediaOptions{WindowStart: start.Format(time.RFC3339), WindowEnd: end.Format(time.RFC3339),
 				Buckets: j.Buckets, Prefix: j.Prefix, DryRun: j.DryRun, Rate: j.Rate, StateDir: stateDir,
 				MappingFile: j.Mapping, Concurrency: 4, Progress: "none", Creds: creds}
@@ -97,7 +97,6 @@ func Runner(conn *cli.Conn, creds backfill.S3Credentials, stateDir string) RunFu
 				"skipped", sum.Skipped, "unmappable", sum.Unmappable, "errors", sum.Errors)
 			return err
 		case TypeDLQRedrive:
-			d, _ := time.ParseDuration(j.Since)
 			kc, err := conn.Kafka()
 			if err != nil {
 				return err
@@ -111,7 +110,7 @@ func Runner(conn *cli.Conn, creds backfill.S3Credentials, stateDir string) RunFu
 			if err != nil {
 				return err
 			}
-			res, err := dlq.Redrive(ctx, kc, serde, dlq.RedriveOptions{Since: at.Add(-d), Until: at, Reason: j.Reason, DryRun: j.DryRun,
+			res, err := dlq.Redrive(ctx, kc, serde, dlq.RedriveOptions{Since: start, Until: end, Reason: j.Reason, DryRun: j.DryRun,
 				StateFile: stateDir + "/dlq-redriven.txt", Log: conn.Logger()})
 			conn.Logger().Info("redrive summary", "job", j.Name, "scanned", res.Scanned, "redriven", res.Redriven,
 				"records", res.Records, "still_failing", res.StillFailing, "already_redriven", res.AlreadyDone)

@@ -2,6 +2,7 @@ package schedule
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +20,17 @@ func TestParse(t *testing.T) {
 		{name: "redrive since", yaml: "jobs:\n - name: r\n   schedule: '@hourly'\n   type: dlq-redrive\n", wantErr: "job r: since"},
 		{name: "duplicate", yaml: "jobs:\n - {name: a, schedule: '@hourly', type: dlq-redrive, since: 1h}\n - {name: a, schedule: '@hourly', type: dlq-redrive, since: 1h}\n", wantErr: "job a: name: duplicate"},
 		{name: "missing name", yaml: "jobs:\n - {schedule: '@hourly', type: dlq-redrive, since: 1h}\n", wantErr: "job #1: name: required"},
+		{name: "unknown reason", yaml: "jobs:\n - {name: r, schedule: '@hourly', type: dlq-redrive, since: 1h, reason: not_jsn}\n", wantErr: `job r: reason: unknown reason "not_jsn" (re-drivable reasons: `},
+		{name: "known reason", yaml: "jobs:\n - {name: r, schedule: '@hourly', type: dlq-redrive, since: 1h, reason: not_json}\n"},
+		// The runs of a job must cover time without gaps.
+		{name: "previous-hour every two hours", yaml: "jobs:\n - {name: m, schedule: '@every 2h', type: backfill-media, window: previous-hour}\n", wantErr: `job m: window: previous-hour with schedule "@every 2h" leaves [`},
+		{name: "previous-day on weekdays", yaml: "jobs:\n - {name: m, schedule: '30 1 * * 1-5', type: backfill-media, window: previous-day}\n", wantErr: "job m: window: previous-day with schedule \"30 1 * * 1-5\" leaves ["},
+		{name: "previous-day every day", yaml: "jobs:\n - {name: m, schedule: '30 1 * * *', type: backfill-media, window: previous-day}\n"},
+		{name: "last:29m every 30 minutes", yaml: "jobs:\n - {name: m, schedule: '*/30 * * * *', type: backfill-media, window: 'last:29m'}\n", wantErr: "job m: window: last:29m with schedule"},
+		{name: "last:30m every 30 minutes", yaml: "jobs:\n - {name: m, schedule: '*/30 * * * *', type: backfill-media, window: 'last:30m'}\n"},
+		{name: "since shorter than the interval", yaml: "jobs:\n - {name: r, schedule: '*/15 * * * *', type: dlq-redrive, since: 10m}\n", wantErr: "job r: since: 10m with schedule \"*/15 * * * *\" leaves ["},
+		{name: "since equal to the interval", yaml: "jobs:\n - {name: r, schedule: '*/15 * * * *', type: dlq-redrive, since: 15m}\n"},
+		{name: "monthly with previous-day", yaml: "jobs:\n - {name: m, schedule: '@monthly', type: backfill-media, window: previous-day}\n", wantErr: "job m: window: previous-day with schedule \"@monthly\""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -114,6 +126,8 @@ func TestSchedulerFiresWithInjectedClock(t *testing.T) {
 		}
 		return nil
 	}}
+	var logs lockedBuffer
+	s.Log = slog.New(slog.NewJSONHandler(&logs, nil))
 	var finished sync.WaitGroup
 	finished.Add(1)
 	s.afterRun = func(*Job) { finished.Done() }
@@ -137,6 +151,10 @@ func TestSchedulerFiresWithInjectedClock(t *testing.T) {
 	if nruns() != 1 {
 		t.Fatalf("%d runs while the first was still going, want 1 (skip)", nruns())
 	}
+	// The skipped run's window is named, with the command that covers it.
+	if l := logs.String(); !strings.Contains(l, `"window_start":"2026-11-23T05:00:00Z","window_end":"2026-11-23T06:00:00Z","command":"drover backfill media --window-start 2026-11-23T05:00:00Z --window-end 2026-11-23T06:00:00Z"`) {
+		t.Errorf("skip log does not name the uncovered window and its command:\n%s", l)
+	}
 	close(release)
 	finished.Wait()
 	finished.Add(1)
@@ -156,3 +174,37 @@ func TestSchedulerFiresWithInjectedClock(t *testing.T) {
 	<-done
 	finished.Wait() // the cancelled second run ended too
 }
+
+// TestCoverageGapNamesTheHole checks the reported gap on a fixed clock.
+func TestCoverageGapNamesTheHole(t *testing.T) {
+	f, err := Parse("jobs.yaml", []byte("jobs:\n - {name: m, schedule: '5 * * * *', type: backfill-media, window: previous-hour}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := f.Jobs[0]
+	j.Schedule = "5 */3 * * *"
+	if j.sched, err = parser.Parse(j.Schedule); err != nil {
+		t.Fatal(err)
+	}
+	err = j.checkCoverage(time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC))
+	want := "previous-hour with schedule \"5 */3 * * *\" leaves [2026-11-23T00:00:00Z, 2026-11-23T02:00:00Z) uncovered between the runs at 2026-11-23T00:05:00Z and 2026-11-23T03:05:00Z"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("err %v, want %q", err, want)
+	}
+	if got := j.Command(time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC), time.Date(2026, 11, 23, 2, 0, 0, 0, time.UTC)); got != "drover backfill media --window-start 2026-11-23T00:00:00Z --window-end 2026-11-23T02:00:00Z" {
+		t.Fatalf("command %q", got)
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }

@@ -93,7 +93,10 @@ func (s *Scheduler) loop(ctx context.Context, j *Job, wg *sync.WaitGroup) {
 		}
 		if !busy.CompareAndSwap(false, true) {
 			s.count(j.Name, "skipped")
-			s.Log.Warn("job still running; skipping this run", "job", j.Name, "scheduled", next)
+			start, end, _ := j.RunWindow(next)
+			s.Log.Warn("job still running; skipping this run, whose window no run covers: run the command by hand",
+				"job", j.Name, "scheduled", next, "window_start", start.UTC().Format(time.RFC3339), "window_end", end.UTC().Format(time.RFC3339),
+				"command", j.Command(start, end))
 			now = next
 			continue
 		}
@@ -132,7 +135,9 @@ func (s *Scheduler) runOne(ctx context.Context, j *Job, at time.Time) {
 	}
 	if err != nil {
 		s.count(j.Name, "error")
-		log.Error("job run failed", "err", err, "took", took.Round(time.Millisecond).String())
+		start, end, _ := j.RunWindow(at)
+		log.Error("job run failed; run the command by hand to finish its window", "err", err, "took", took.Round(time.Millisecond).String(),
+			"command", j.Command(start, end))
 		return
 	}
 	s.count(j.Name, "ok")

@@ -84,6 +84,9 @@ var Specs = []Spec{
 		Drover: "sim_msg/s", Baseline: "bare_msg/s", Ratio: "ratio"},
 	{Stage: "serde: encode one SensorReading", Pkg: "./schemas/", Bench: "Encode/Encode", Drover: "ns/op", BenchTime: "1s"},
 	{Stage: "serde: decode one SensorReading", Pkg: "./schemas/", Bench: "Decode/Decode", Drover: "ns/op", BenchTime: "1s"},
+	{Stage: "registry: per-message lookup (View.Admit, 100k devices), CPU", Pkg: "./registry/", Bench: "Lookup/serial", Drover: "cpu-ns/op", BenchTime: "1s"},
+	{Stage: "registry: view restore, 1M devices (embedded Kafka)", Pkg: "./registry/", Bench: "Restore",
+		Drover: "restore-s", Baseline: "consume-s", Ratio: "restore/consume", BenchTime: "1s"},
 	{Stage: "deploy: validate every overlay", Pkg: "./deploy/", Bench: "ValidateOverlays",
 		Drover: "ms/validation", Baseline: "ms/build-baseline", Ratio: "ratio"},
 }

@@ -4,9 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"math"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -50,6 +50,11 @@ type Output struct {
 	Sensor []schemas.SensorReading
 	GPS    []schemas.GPSFix
 	Media  []schemas.MediaObject
+
+	// sensorIndex[i] is Sensor[i]'s index in the message (the one its
+	// event id is derived from), for messages that name records.
+	sensorIndex []int
+	seen        map[readingKey]int // checkUnique's, kept for reuse
 }
 
 // Reset empties o, keeping its capacity.
@@ -57,7 +62,7 @@ func (o *Output) Reset() {
 	clear(o.Sensor)
 	clear(o.GPS)
 	clear(o.Media)
-	o.Sensor, o.GPS, o.Media = o.Sensor[:0], o.GPS[:0], o.Media[:0]
+	o.Sensor, o.GPS, o.Media, o.sensorIndex = o.Sensor[:0], o.GPS[:0], o.Media[:0], o.sensorIndex[:0]
 }
 
 // Len is the number of records in o.
@@ -145,30 +150,15 @@ func firstInvalidUTF8(b []byte) int {
 }
 
 func validate(in *Input, lim Limits, out *Output) error {
-	checkTS := func(field string, ts time.Time) error {
-		if lim.MaxFuture > 0 && ts.After(in.ReceivedAt.Add(lim.MaxFuture)) {
-			return fail(StageValidate, ReasonTSFuture, field, "ts %s is %s after receive time (max skew %s)",
-				ts.Format(time.RFC3339Nano), ts.Sub(in.ReceivedAt).Round(time.Second), lim.MaxFuture)
-		}
-		if lim.MaxAge > 0 && ts.Before(in.ReceivedAt.Add(-lim.MaxAge)) {
-			msg := "ts %s is %s before receive time (max age %s)"
-			if ts.Year() < 1990 {
-				msg += "; ts numbers are epoch milliseconds, not seconds"
-			}
-			return fail(StageValidate, ReasonTSTooOld, field, msg,
-				ts.Format(time.RFC3339Nano), in.ReceivedAt.Sub(ts).Round(time.Second), lim.MaxAge)
-		}
-		return nil
-	}
 	for i := range out.Sensor {
 		r := &out.Sensor[i]
-		if strings.TrimSpace(r.Metric) == "" {
-			return fail(StageValidate, ReasonEmptyMetric, "metric", "metric name is empty")
+		if err := checkMetric(r.Metric); err != nil {
+			return err
 		}
 		if !finite(r.Value) {
-			return fail(StageValidate, ReasonInvalidValue, "value", "value of %s is not a finite number", r.Metric)
+			return fail(StageValidate, ReasonInvalidValue, "value", "value of %s is %v, not a finite number", quote(r.Metric, 64), r.Value)
 		}
-		if err := checkTS("ts", r.TS); err != nil {
+		if err := checkTS(in, lim, "ts", r.TS); err != nil {
 			return err
 		}
 	}
@@ -180,14 +170,76 @@ func validate(in *Input, lim Limits, out *Output) error {
 		if !finite(r.Lon) || r.Lon < -180 || r.Lon > 180 {
 			return fail(StageValidate, ReasonOutOfRange, "lon", "longitude %v is outside [-180, 180]", r.Lon)
 		}
-		if err := checkTS("ts", r.TS); err != nil {
+		if err := checkTS(in, lim, "ts", r.TS); err != nil {
 			return err
 		}
 	}
 	for i := range out.Media {
-		if err := checkTS("ts", out.Media[i].TS); err != nil {
+		if err := checkTS(in, lim, "ts", out.Media[i].TS); err != nil {
 			return err
 		}
+	}
+	return checkUnique(out)
+}
+
+// The event times drover accepts at all, whatever the limits: the years
+// RFC 3339 can write (0001-9999), which Avro's timestamp-millis, Go and
+// PostgreSQL all represent exactly.
+var (
+	minTS = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxTS = time.Date(9999, 12, 31, 23, 59, 59, 999e6, time.UTC)
+)
+
+// checkTS checks ts against the absolute range and lim's window around
+// the receive time.
+func checkTS(in *Input, lim Limits, field string, ts time.Time) error {
+	if ts.Before(minTS) || ts.After(maxTS) {
+		return fail(StageValidate, ReasonInvalidTS, field, "ts %s is outside the years 0001-9999", ts.Format(time.RFC3339Nano))
+	}
+	if lim.MaxFuture > 0 && ts.After(in.ReceivedAt.Add(lim.MaxFuture)) {
+		return fail(StageValidate, ReasonTSFuture, field, "ts %s is %s after receive time (max skew %s)",
+			ts.Format(time.RFC3339Nano), span(in.ReceivedAt, ts), lim.MaxFuture)
+	}
+	if lim.MaxAge > 0 && ts.Before(in.ReceivedAt.Add(-lim.MaxAge)) {
+		msg := "ts %s is %s before receive time (max age %s)"
+		if ts.Year() < 1990 {
+			msg += "; ts numbers are epoch milliseconds, not seconds"
+		}
+		return fail(StageValidate, ReasonTSTooOld, field, msg,
+			ts.Format(time.RFC3339Nano), span(ts, in.ReceivedAt), lim.MaxAge)
+	}
+	return nil
+}
+
+// span renders how much later b is than a, to the second. time.Duration
+// stops at about 292 years (a.Sub(b) saturates), so longer spans are
+// given in days and years.
+func span(a, b time.Time) string {
+	const day = 24 * time.Hour
+	ms := b.UnixMilli() - a.UnixMilli() // both within minTS..maxTS: no overflow
+	if ms > -200*365*int64(day/time.Millisecond) && ms < 200*365*int64(day/time.Millisecond) {
+		return (time.Duration(ms) * time.Millisecond).Round(time.Second).String()
+	}
+	days := ms / int64(day/time.Millisecond)
+	return fmt.Sprintf("%d days (about %d years)", days, days*400/146097)
+}
+
+// MaxMetric is the longest metric name, in bytes: names are index keys
+// downstream.
+const MaxMetric = 256
+
+// checkMetric rejects a blank metric name, an over-long one, and one with
+// a character a terminal or a dashboard would interpret or hide (control
+// and format characters such as bidi overrides; see Escape).
+func checkMetric(m string) error {
+	if strings.TrimSpace(m) == "" {
+		return fail(StageValidate, ReasonEmptyMetric, "metric", "metric name is empty")
+	}
+	if len(m) > MaxMetric {
+		return fail(StageValidate, ReasonInvalidMetric, "metric", "metric name %s is %d bytes, limit %d", quote(m, 64), len(m), MaxMetric)
+	}
+	if Escape(m) != m {
+		return fail(StageValidate, ReasonInvalidMetric, "metric", "metric name %s has a control, format or other non-printable character", quote(m, 64))
 	}
 	return nil
 }
@@ -227,8 +279,11 @@ func (in *Input) PayloadDigest() [sha256.Size]byte {
 	return in.digest
 }
 
-func (in *Input) sensor(metric string, value float64, unit *string, ts time.Time, index int, attrs map[string]string) schemas.SensorReading {
-	return schemas.SensorReading{
+// addSensor appends one reading of in, index being its index in the
+// message.
+func (o *Output) addSensor(in *Input, metric string, value float64, unit *string, ts time.Time, index int, attrs map[string]string) {
+	o.sensorIndex = append(o.sensorIndex, index)
+	o.Sensor = append(o.Sensor, schemas.SensorReading{
 		EventID:    in.EventID(metric, ts, index),
 		Tenant:     in.Tenant,
 		DeviceID:   in.DeviceID,
@@ -239,7 +294,5 @@ func (in *Input) sensor(metric string, value float64, unit *string, ts time.Time
 		Unit:       unit,
 		Source:     in.Source,
 		Attrs:      attrs,
-	}
+	})
 }
-
-func formatFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }

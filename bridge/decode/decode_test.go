@@ -146,7 +146,8 @@ func TestDecode(t *testing.T) {
 					t.Errorf("second ts = %v", b.TS)
 				}
 			}},
-		{name: "event array same name and ts distinct ids", decoder: "event", payload: `[{"ts":1777636740000,"event":"button"},{"ts":1777636740000,"event":"button"}]`, records: 2,
+		{name: "event array same name and ts", decoder: "event", payload: `[{"ts":1777636740000,"event":"button"},{"ts":1777636740000,"event":"button"}]`, reason: ReasonDuplicateTimestamp, stage: StageValidate, errSub: `metric "event.button" has two values at ts 2026-05-01T11:59:00Z (records 0 and 1 of the message)`},
+		{name: "event array same name distinct ids", decoder: "event", payload: `[{"ts":1777636740000,"event":"button"},{"ts":1777636740001,"event":"button"}]`, records: 2,
 			check: func(t *testing.T, out *Output) {
 				if out.Sensor[0].EventID == out.Sensor[1].EventID {
 					t.Error("two events of one array share an event id")
@@ -279,7 +280,7 @@ func TestDecode(t *testing.T) {
 		{name: "wildfi trailing data", decoder: "wildfi-gps", kind: "gps", payload: `{"ts":1} {}`, reason: ReasonNotJSON},
 		{name: "wildfi missing ts", decoder: "wildfi-sensor", kind: "env", payload: `{"t":1}`, reason: ReasonMissingField},
 		{name: "wildfi no numbers", decoder: "wildfi-sensor", kind: "meta", payload: `{"ts":1777636740000,"fw":"x"}`, reason: ReasonNoRecords},
-		{name: "wildfi string in array", decoder: "wildfi-sensor", kind: "imu", payload: `{"ts":1777636740000,"ax":[1,"x"]}`, reason: ReasonInvalidValue, errSub: "imu.ax[1]"},
+		{name: "wildfi string in array", decoder: "wildfi-sensor", kind: "imu", payload: `{"ts":1777636740000,"hz":10,"ax":[1,"x"]}`, reason: ReasonInvalidValue, errSub: "imu.ax[1]"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -370,7 +371,7 @@ func TestEventArrayErrorNamesElement(t *testing.T) {
 	}
 	// Deterministic ids: the same message gives the same ids, another
 	// index another id.
-	p := `[{"ts":1777636740000,"event":"a"},{"ts":1777636740000,"event":"a"}]`
+	p := `[{"ts":1777636740000,"event":"a"},{"ts":1777636740001,"event":"a"}]`
 	var o1, o2 Output
 	if err := Decode(d.Func, input("events", "", p), DefaultLimits(), &o1); err != nil {
 		t.Fatal(err)

@@ -14,8 +14,13 @@
 // (one metric, or a "measurements" object), SenML packs (RFC 8428), GPS
 // fixes, media object metadata, heartbeats, device events (one object or
 // an array; metric "event.<name>"), and WildFi collar JSON.
-// Validation (finite numbers, coordinate ranges, the ts window, non-empty
-// metric names, the size limit) is applied by Decode after decoding.
+// Validation (finite numbers, coordinate ranges, times in the years
+// 0001-9999 and the ts window, printable metric names, the size limit, no
+// two records of one message that the sink would store as one row) is
+// applied by Decode after decoding. Payloads are refused rather than
+// guessed at: a key given twice (duplicate_key), a number that overflows or
+// underflows, a device id outside the identity alphabet (package identity)
+// are dead letters, and every rejection message is printable (Escape).
 //
 // Everything in this package is safe for concurrent use.
 package decode

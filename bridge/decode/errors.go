@@ -25,7 +25,8 @@ const (
 	ReasonNotJSON          Reason = "not_json"           // not a JSON document
 	ReasonWrongShape       Reason = "wrong_shape"        // valid JSON, wrong structure or field type
 	ReasonMissingField     Reason = "missing_field"      // ts, metric, value, lat, lon, bucket, ... absent
-	ReasonInvalidTS        Reason = "invalid_ts"         // ts neither RFC 3339 nor epoch milliseconds
+	ReasonInvalidTS        Reason = "invalid_ts"         // ts not RFC 3339 or epoch milliseconds, or outside years 0001-9999
+	ReasonDuplicateKey     Reason = "duplicate_key"      // an object names one field twice (JSON leaves the outcome undefined)
 	ReasonSenMLMissingName Reason = "senml_missing_name" // SenML record without bn+n
 	ReasonSenMLInvalidName Reason = "senml_invalid_name" // SenML name with characters RFC 8428 forbids
 	ReasonSenMLUnknownUnit Reason = "senml_unknown_unit" // SenML unit not in the SenML units registry
@@ -43,16 +44,25 @@ const (
 	ReasonTSFuture       Reason = "ts_in_future"             // ts later than now + max skew
 	ReasonTSTooOld       Reason = "ts_too_old"               // ts earlier than now - max age
 	ReasonEmptyMetric    Reason = "empty_metric"             // metric name empty or blank
+	ReasonInvalidMetric  Reason = "invalid_metric"           // metric name over MaxMetric bytes or with non-printable characters
 	ReasonDeviceMismatch Reason = "device_mismatch"          // payload names another device than the topic
 	ReasonSchemaInvalid  Reason = "schema_invalid"           // record does not encode with the topic's Avro schema
 	ReasonNoRecords      Reason = "no_records"               // a well-formed payload that carries no value at all
+
+	// ReasonDuplicateTimestamp: two records of one message would be one
+	// row downstream (same metric and ts; GPS fixes with the same ts).
+	ReasonDuplicateTimestamp Reason = "duplicate_timestamp"
 )
 
 // Reasons of the route stage.
 const (
-	ReasonUnknownTopic   Reason = "unknown_topic"    // MQTT topic matches no route and names no device
-	ReasonUnknownChannel Reason = "unknown_channel"  // device topic with a channel (or media kind, WildFi type) no route knows
-	ReasonBadIdentity    Reason = "invalid_identity" // empty or over-long tenant or device id in the topic
+	ReasonUnknownTopic   Reason = "unknown_topic"   // MQTT topic matches no route and names no device
+	ReasonUnknownChannel Reason = "unknown_channel" // device topic with a channel (or media kind, WildFi type) no route knows
+	// ReasonBadIdentity: a tenant or device id outside the identity
+	// alphabet (package identity): from the topic, the default tenant, a
+	// route's fixed tenant (stage route) or a payload's device_id (stage
+	// validate).
+	ReasonBadIdentity Reason = "invalid_identity"
 )
 
 // ReasonInternalError is a decoder failure that is a bug in drover (a
@@ -64,6 +74,20 @@ const ReasonInternalError Reason = "internal_error"
 const (
 	ReasonProduceFailed Reason = "produce_failed" // Kafka refused the record for good (e.g. too large)
 )
+
+// Reasons returns every reason of this package, in the order of the
+// reason table in bridge/README.md (a test keeps the list complete).
+func Reasons() []Reason {
+	return []Reason{
+		ReasonEmptyPayload, ReasonPayloadTooLarge, ReasonNotUTF8, ReasonNotJSON, ReasonWrongShape,
+		ReasonMissingField, ReasonInvalidTS, ReasonDuplicateKey, ReasonSenMLMissingName, ReasonSenMLInvalidName,
+		ReasonSenMLUnknownUnit, ReasonSenMLUnsupported, ReasonEventInvalidName, ReasonEventInvalidSeverity,
+		ReasonEventMessageTooLong, ReasonInvalidValue, ReasonOutOfRange, ReasonTSFuture, ReasonTSTooOld,
+		ReasonEmptyMetric, ReasonInvalidMetric, ReasonDuplicateTimestamp, ReasonDeviceMismatch, ReasonNoRecords,
+		ReasonSchemaInvalid, ReasonInternalError, ReasonUnknownTopic, ReasonUnknownChannel, ReasonBadIdentity,
+		ReasonProduceFailed,
+	}
+}
 
 // Error is a rejected message: the stage and reason for the dead letter and
 // a human-readable message. Field names the offending payload field, if any.
@@ -78,6 +102,11 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s: %s: %s", e.Stage, e.Reason, e.Message)
 }
 
+// fail builds an *Error. The message is passed through Escape and clipped
+// to MaxMessage, so whatever device-supplied text a format inserts, a dead
+// letter's message never carries a control character, a bidi override or
+// invalid UTF-8 to an operator's terminal or a database; quote values
+// with quote (or %q) so that they are also visibly delimited.
 func fail(stage Stage, reason Reason, field, format string, args ...any) *Error {
-	return &Error{Stage: stage, Reason: reason, Field: field, Message: fmt.Sprintf(format, args...)}
+	return &Error{Stage: stage, Reason: reason, Field: Escape(clip(field, 128)), Message: clip(Escape(fmt.Sprintf(format, args...)), MaxMessage)}
 }

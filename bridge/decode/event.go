@@ -118,6 +118,9 @@ func decodeEventObject(in *Input, raw []byte, index int, out *Output) error {
 	if err := unmarshal(raw, &p, "event"); err != nil {
 		return err
 	}
+	if err := checkKeys(raw, &eventKeys); err != nil {
+		return err
+	}
 	if err := checkDevice(in, p.DeviceID, p.Device); err != nil {
 		return err
 	}
@@ -163,7 +166,7 @@ func decodeEventObject(in *Input, raw []byte, index int, out *Output) error {
 		attrs["message"] = *p.Message
 	}
 	metric := EventMetricPrefix + name
-	out.Sensor = append(out.Sensor, in.sensor(metric, value, optString(p.Unit), ts, index, attrs))
+	out.addSensor(in, metric, value, optString(p.Unit), ts, index, attrs)
 	return nil
 }
 

@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-
 	"math"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/drover-iot/drover/identity"
 	"github.com/drover-iot/drover/schemas"
 )
 
@@ -65,7 +65,8 @@ func isNull(raw json.RawMessage) bool {
 	return len(raw) == 0 || string(raw) == "null"
 }
 
-// parseTS parses ts: an RFC 3339 string or a number of epoch milliseconds.
+// parseTS parses ts: an RFC 3339 string or a number of epoch milliseconds,
+// in the years 0001-9999.
 func parseTS(raw json.RawMessage, field string) (time.Time, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 {
@@ -77,21 +78,60 @@ func parseTS(raw json.RawMessage, field string) (time.Time, error) {
 		if err := json.Unmarshal(raw, &s); err != nil {
 			return time.Time{}, fail(StageDecode, ReasonInvalidTS, field, "%s: %v", field, err)
 		}
-		t, err := time.Parse(time.RFC3339Nano, s)
+		t, err := parseRFC3339(s)
 		if err != nil {
-			return time.Time{}, fail(StageDecode, ReasonInvalidTS, field, "%s %q is not an RFC 3339 time (e.g. 2026-05-01T12:00:00Z) or epoch milliseconds", field, clip(s, 64))
+			return time.Time{}, fail(StageDecode, ReasonInvalidTS, field, "%s %s is not an RFC 3339 time (e.g. 2026-05-01T12:00:00Z) or epoch milliseconds%s", field, quote(s, 64), err)
 		}
-		return t.UTC().Truncate(time.Millisecond), nil
+		t = t.UTC().Truncate(time.Millisecond)
+		if t.Before(minTS) || t.After(maxTS) {
+			return time.Time{}, fail(StageDecode, ReasonInvalidTS, field, "%s %s is %s in UTC, outside the years 0001-9999", field, quote(s, 64), t.Format(time.RFC3339Nano))
+		}
+		return t, nil
 	case c == '-' || (c >= '0' && c <= '9'):
 		f, err := strconv.ParseFloat(string(raw), 64)
-		if err != nil || math.IsInf(f, 0) || math.IsNaN(f) || f < -62135596800000 || f > 253402300799999 {
-			return time.Time{}, fail(StageDecode, ReasonInvalidTS, field, "%s %s is not a valid epoch milliseconds value", field, clip(string(raw), 64))
+		if err != nil || f < float64(minTS.UnixMilli()) || f > float64(maxTS.UnixMilli()) {
+			return time.Time{}, fail(StageDecode, ReasonInvalidTS, field, "%s %s is not epoch milliseconds in the years 0001-9999 (%d to %d)", field, clip(string(raw), 64), minTS.UnixMilli(), maxTS.UnixMilli())
 		}
-		return time.UnixMilli(int64(f)).UTC(), nil
+		return time.UnixMilli(int64(math.Floor(f))).UTC(), nil
 	case string(raw) == "null":
 		return time.Time{}, fail(StageDecode, ReasonMissingField, field, "%s is null", field)
 	}
 	return time.Time{}, fail(StageDecode, ReasonInvalidTS, field, "%s must be an RFC 3339 string or epoch milliseconds, got %s", field, clip(string(raw), 64))
+}
+
+// rfc3339Error says what is wrong with a time that has the RFC 3339 shape;
+// it renders as " (why)", or nothing.
+type rfc3339Error string
+
+func (e rfc3339Error) Error() string {
+	if e == "" {
+		return ""
+	}
+	return " (" + string(e) + ")"
+}
+
+// parseRFC3339 parses an RFC 3339 time as time.Parse does, with two
+// corrections towards the RFC: a leap second (second 60, which Go refuses)
+// is taken as the first instant of the next minute, as PostgreSQL takes
+// it; an offset of 24 hours or more (which Go accepts) is refused.
+func parseRFC3339(s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil && len(s) > 19 && s[16] == ':' && s[17:19] == "60" {
+		if t2, err2 := time.Parse(time.RFC3339Nano, s[:17]+"59"+s[19:]); err2 == nil {
+			t, err = t2.Add(time.Second), nil
+		}
+	}
+	if err != nil {
+		var pe *time.ParseError
+		if errors.As(err, &pe) && pe.Message != "" {
+			return t, rfc3339Error(strings.TrimPrefix(pe.Message, ": "))
+		}
+		return t, rfc3339Error("")
+	}
+	if _, off := t.Zone(); off <= -24*3600 || off >= 24*3600 {
+		return t, rfc3339Error("offset of 24 hours or more")
+	}
+	return t, nil
 }
 
 // parseNumber parses a required finite number.
@@ -126,6 +166,9 @@ func numberValue(raw json.RawMessage, field string) (float64, error) {
 			}
 			return 0, fail(StageDecode, ReasonNotJSON, field, "%s %s is not a JSON number", field, clip(string(raw), 64))
 		}
+		if f == 0 && !zeroDigits(raw) {
+			return 0, fail(StageValidate, ReasonInvalidValue, field, "%s %s underflows a 64-bit float (it would be stored as 0)", field, clip(string(raw), 64))
+		}
 		return f, nil
 	case c == '"':
 		return 0, fail(StageValidate, ReasonInvalidValue, field, "%s is a string (%s), not a finite number", field, clip(string(raw), 64))
@@ -135,6 +178,20 @@ func numberValue(raw json.RawMessage, field string) (float64, error) {
 		return 0, fail(StageValidate, ReasonInvalidValue, field, "%s is a boolean, not a finite number", field)
 	}
 	return 0, fail(StageValidate, ReasonInvalidValue, field, "%s is %s, not a finite number", field, jsonKind(raw))
+}
+
+// zeroDigits reports whether the JSON number num has only zeros before its
+// exponent: it means 0, and parsing it as 0 is no underflow.
+func zeroDigits(num []byte) bool {
+	for _, c := range num {
+		switch {
+		case c == 'e' || c == 'E':
+			return true
+		case c >= '1' && c <= '9':
+			return false
+		}
+	}
+	return true
 }
 
 func jsonKind(raw json.RawMessage) string {
@@ -164,18 +221,23 @@ func checkDevice(in *Input, fields ...json.RawMessage) error {
 		} else {
 			got = string(raw)
 		}
-		if got != in.DeviceID {
-			return fail(StageValidate, ReasonDeviceMismatch, names[i%2], "payload names device %q but the topic is for device %q", clip(got, 128), in.DeviceID)
+		if err := checkNamedDevice(in, names[i%2], got); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
+// checkNamedDevice checks a device id a payload names in field: it must
+// be a well-formed id (invalid_identity) and the topic's (device_mismatch).
+func checkNamedDevice(in *Input, field, got string) error {
+	if err := identity.ValidDevice(got); err != nil {
+		return fail(StageValidate, ReasonBadIdentity, field, "payload field %s: %v", field, err)
 	}
-	return s[:n] + "…"
+	if got != in.DeviceID {
+		return fail(StageValidate, ReasonDeviceMismatch, field, "payload names device %s but the topic is for device %s", quote(got, 128), quote(in.DeviceID, 128))
+	}
+	return nil
 }
 
 func optString(s *string) *string {
@@ -212,6 +274,9 @@ func decodeSensor(in *Input, out *Output) error {
 		if err := unmarshal(in.Payload, &p, "sensor"); err != nil {
 			return err
 		}
+		if err := checkKeys(in.Payload, &sensorKeys); err != nil {
+			return err
+		}
 	}
 	if err := checkDevice(in, p.DeviceID, p.Device); err != nil {
 		return err
@@ -236,7 +301,7 @@ func decodeSensor(in *Input, out *Output) error {
 			if u, ok := p.Units[name]; ok && u != "" {
 				unit = &u
 			}
-			out.Sensor = append(out.Sensor, in.sensor(name, v, unit, ts, i, cloneAttrs(p.Attrs)))
+			out.addSensor(in, name, v, unit, ts, i, cloneAttrs(p.Attrs))
 		}
 		return nil
 	}
@@ -247,7 +312,7 @@ func decodeSensor(in *Input, out *Output) error {
 	if err != nil {
 		return err
 	}
-	out.Sensor = append(out.Sensor, in.sensor(*p.Metric, v, optString(p.Unit), ts, 0, p.Attrs))
+	out.addSensor(in, *p.Metric, v, optString(p.Unit), ts, 0, p.Attrs)
 	return nil
 }
 
@@ -281,6 +346,9 @@ type gpsJSON struct {
 func decodeGPS(in *Input, out *Output) error {
 	var p gpsJSON
 	if err := unmarshal(in.Payload, &p, "gps"); err != nil {
+		return err
+	}
+	if err := checkKeys(in.Payload, &gpsKeys); err != nil {
 		return err
 	}
 	if err := checkDevice(in, p.DeviceID, p.Device); err != nil {
@@ -372,6 +440,9 @@ func decodeMedia(in *Input, out *Output) error {
 	if err := unmarshal(in.Payload, &p, "media"); err != nil {
 		return err
 	}
+	if err := checkKeys(in.Payload, &mediaKeys); err != nil {
+		return err
+	}
 	if err := checkDevice(in, p.DeviceID, p.Device); err != nil {
 		return err
 	}
@@ -452,6 +523,9 @@ func decodeHeartbeat(in *Input, out *Output) error {
 	if err := unmarshal(in.Payload, &p, "heartbeat"); err != nil {
 		return err
 	}
+	if err := checkKeys(in.Payload, &beatKeys); err != nil {
+		return err
+	}
 	if err := checkDevice(in, p.DeviceID, p.Device); err != nil {
 		return err
 	}
@@ -466,7 +540,7 @@ func decodeHeartbeat(in *Input, out *Output) error {
 		}
 		attrs["firmware"] = *p.Firmware
 	}
-	out.Sensor = append(out.Sensor, in.sensor(heartbeatMetric, 1, nil, ts, 0, attrs))
+	out.addSensor(in, heartbeatMetric, 1, nil, ts, 0, attrs)
 	for i, f := range []struct {
 		name, unit string
 		raw        json.RawMessage
@@ -479,7 +553,7 @@ func decodeHeartbeat(in *Input, out *Output) error {
 			continue
 		}
 		unit := f.unit
-		out.Sensor = append(out.Sensor, in.sensor(f.name, *v, &unit, ts, i+1, cloneAttrs(p.Attrs)))
+		out.addSensor(in, f.name, *v, &unit, ts, i+1, cloneAttrs(p.Attrs))
 	}
 	return nil
 }

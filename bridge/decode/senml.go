@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -50,6 +51,9 @@ func decodeSenML(in *Input, out *Output) error {
 	if err := unmarshal(in.Payload, &pack, "senml"); err != nil {
 		return err
 	}
+	if err := checkKeys(in.Payload, &deepKeys); err != nil {
+		return err
+	}
 	if len(pack) == 0 {
 		return fail(StageValidate, ReasonNoRecords, "", "SenML pack is empty")
 	}
@@ -81,7 +85,7 @@ func decodeSenML(in *Input, out *Output) error {
 		f, err := numberValue(raw, k)
 		if err != nil {
 			if e, ok := err.(*Error); ok {
-				e.Message = "SenML record " + itoa(i) + ": " + e.Message
+				e.Message = "SenML record " + strconv.Itoa(i) + ": " + e.Message
 			}
 			return 0, false, err
 		}
@@ -93,7 +97,7 @@ func decodeSenML(in *Input, out *Output) error {
 		}
 		for k := range rec {
 			if !senmlFields[k] && strings.HasSuffix(k, "_") {
-				return fail(StageDecode, ReasonSenMLUnsupported, k, "SenML record %d has must-understand field %q", i, clip(k, 64))
+				return fail(StageDecode, ReasonSenMLUnsupported, k, "SenML record %d has must-understand field %s", i, quote(k, 64))
 			}
 		}
 		if v, ok, err := num(i, rec, "bver"); err != nil {
@@ -137,7 +141,7 @@ func decodeSenML(in *Input, out *Output) error {
 		_, hasVD := rec["vd"]
 		if !hasV && !hasVB && !hasS && !hasVS && !hasVD {
 			if hasN {
-				return fail(StageDecode, ReasonMissingField, "v", "SenML record %d (%s) has no value", i, clip(bn+n, 64))
+				return fail(StageDecode, ReasonMissingField, "v", "SenML record %d (%s) has no value", i, quote(bn+n, 64))
 			}
 			continue // a base-only record
 		}
@@ -149,7 +153,7 @@ func decodeSenML(in *Input, out *Output) error {
 			return fail(StageDecode, ReasonSenMLMissingName, "n", "SenML record %d has no name (neither bn nor n)", i)
 		}
 		if !validSenMLName(name) {
-			return fail(StageDecode, ReasonSenMLInvalidName, "n", "SenML name %q must start with a letter or digit and use only A-Z a-z 0-9 : . / _ -", clip(name, 64))
+			return fail(StageDecode, ReasonSenMLInvalidName, "n", "SenML name %s must start with a letter or digit and use only A-Z a-z 0-9 : . / _ -", quote(name, 64))
 		}
 		unit, hasU, err := str(i, rec, "u")
 		if err != nil {
@@ -159,13 +163,13 @@ func decodeSenML(in *Input, out *Output) error {
 			unit = bu
 		}
 		if unit != "" && !senmlUnits[unit] {
-			return fail(StageDecode, ReasonSenMLUnknownUnit, "u", "SenML record %d (%s): unit %q is not in the SenML units registry", i, clip(name, 64), clip(unit, 32))
+			return fail(StageDecode, ReasonSenMLUnknownUnit, "u", "SenML record %d (%s): unit %s is not in the SenML units registry", i, quote(name, 64), quote(unit, 32))
 		}
 		t, _, err := num(i, rec, "t")
 		if err != nil {
 			return err
 		}
-		ts, err := senmlTime(in.ReceivedAt, bt+t)
+		ts, err := senmlTime(in.ReceivedAt, bt, t, i)
 		if err != nil {
 			return err
 		}
@@ -178,13 +182,15 @@ func decodeSenML(in *Input, out *Output) error {
 				return err
 			}
 			if isNull(rec["v"]) {
-				return fail(StageValidate, ReasonInvalidValue, "v", "SenML record %d (%s): v is null, not a finite number", i, clip(name, 64))
+				return fail(StageValidate, ReasonInvalidValue, "v", "SenML record %d (%s): v is null, not a finite number", i, quote(name, 64))
 			}
-			value = bv + v
+			if value = bv + v; !finite(value) {
+				return fail(StageValidate, ReasonInvalidValue, "v", "SenML record %d (%s): bv + v = %v + %v overflows a 64-bit float", i, quote(name, 64), bv, v)
+			}
 		case hasVB:
 			var b bool
 			if err := json.Unmarshal(rec["vb"], &b); err != nil {
-				return fail(StageValidate, ReasonInvalidValue, "vb", "SenML record %d (%s): vb must be true or false", i, clip(name, 64))
+				return fail(StageValidate, ReasonInvalidValue, "vb", "SenML record %d (%s): vb must be true or false", i, quote(name, 64))
 			}
 			if b {
 				value = 1
@@ -196,27 +202,39 @@ func decodeSenML(in *Input, out *Output) error {
 				return err
 			}
 			if isNull(rec["s"]) {
-				return fail(StageValidate, ReasonInvalidValue, "s", "SenML record %d (%s): s is null, not a finite number", i, clip(name, 64))
+				return fail(StageValidate, ReasonInvalidValue, "s", "SenML record %d (%s): s is null, not a finite number", i, quote(name, 64))
 			}
-			value = bs + s
+			if value = bs + s; !finite(value) {
+				return fail(StageValidate, ReasonInvalidValue, "s", "SenML record %d (%s): bs + s = %v + %v overflows a 64-bit float", i, quote(name, 64), bs, s)
+			}
 			attrs = map[string]string{"senml.type": "sum"}
 		}
 		var u *string
 		if unit != "" {
 			u = &unit
 		}
-		out.Sensor = append(out.Sensor, in.sensor(name, value, u, ts, i, attrs))
+		out.addSensor(in, name, value, u, ts, i, attrs)
 	}
 	return nil
 }
 
-func senmlTime(now time.Time, t float64) (time.Time, error) {
-	if math.IsNaN(t) || math.IsInf(t, 0) || math.Abs(t) > 253402300799 {
-		return time.Time{}, fail(StageDecode, ReasonInvalidTS, "t", "SenML time %v is out of range", t)
+// senmlTime resolves record i's time bt + t (seconds): from 2**28 on it
+// is absolute, below it relative to the receive time (RFC 8428 section
+// 4.5.3). A relative time may reach back at most 2**28 s (8.5 years): a
+// larger negative one is an absolute time before 1978 sent by mistake
+// (SenML cannot write those), not a reading from 1969 years ago. The
+// arithmetic is in integer milliseconds: no time.Duration overflow (which
+// once turned a bt of year 1 into a date in 1811).
+func senmlTime(now time.Time, bt, t float64, i int) (time.Time, error) {
+	sum := bt + t
+	if !finite(sum) || sum <= -senmlRelativeLimit || sum > float64(maxTS.Unix()) {
+		return time.Time{}, fail(StageDecode, ReasonInvalidTS, "t",
+			"SenML record %d: time bt + t = %v + %v = %v s is out of range (absolute times are epoch seconds from 2^28 (1978-07-04) to the year 9999; relative ones lie within 2^28 s of the receive time)",
+			i, formatNum(bt), formatNum(t), formatNum(sum))
 	}
-	ms := int64(math.Round(t * 1000))
-	if t < senmlRelativeLimit {
-		return now.Add(time.Duration(ms) * time.Millisecond).UTC().Truncate(time.Millisecond), nil
+	ms := int64(math.Round(sum * 1000))
+	if sum < senmlRelativeLimit {
+		ms += now.UnixMilli()
 	}
 	return time.UnixMilli(ms).UTC(), nil
 }
@@ -232,8 +250,4 @@ func validSenMLName(s string) bool {
 		}
 	}
 	return true
-}
-
-func itoa(i int) string {
-	return formatFloat(float64(i))
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -55,6 +54,9 @@ func wildfiObjects(in *Input) ([]map[string]any, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, fail(StageDecode, ReasonNotJSON, "", "payload has data after the JSON document")
 	}
+	if err := checkKeys(in.Payload, &deepKeys); err != nil {
+		return nil, err
+	}
 	switch x := v.(type) {
 	case map[string]any:
 		return []map[string]any{x}, nil
@@ -93,39 +95,48 @@ func anyKind(v any) string {
 	return "unknown"
 }
 
-// take removes and returns the first present key of keys.
-func take(m map[string]any, keys []string) (string, any, bool) {
-	for _, k := range keys {
-		if v, ok := m[k]; ok {
-			delete(m, k)
-			return k, v, true
+// take removes and returns the value of the one key of aliases present in
+// m. Two aliases present ({"ts": ..., "timestamp": ...}) are two values for
+// one field: duplicate_key, never a silent pick.
+func take(m map[string]any, aliases []string, i int) (string, any, bool, error) {
+	found := ""
+	for _, k := range aliases {
+		if _, ok := m[k]; !ok {
+			continue
 		}
+		if found != "" {
+			return "", nil, false, fail(StageDecode, ReasonDuplicateKey, k, "WildFi object %d gives both %s and %s, which name the same field", i, quote(found, 64), quote(k, 64))
+		}
+		found = k
 	}
-	return keys[0], nil, false
+	if found == "" {
+		return aliases[0], nil, false, nil
+	}
+	v := m[found]
+	delete(m, found)
+	return found, v, true, nil
 }
 
+// anyNumber is numberValue for a number decoded with UseNumber.
 func anyNumber(v any, field string) (float64, error) {
 	switch x := v.(type) {
 	case json.Number:
-		f, err := strconv.ParseFloat(string(x), 64)
-		if err != nil || math.IsInf(f, 0) {
-			return 0, fail(StageValidate, ReasonInvalidValue, field, "%s %s overflows a 64-bit float (Infinity)", field, clip(string(x), 64))
-		}
-		return f, nil
+		return numberValue(json.RawMessage(x), field)
 	case nil:
 		return 0, fail(StageValidate, ReasonInvalidValue, field, "%s is null, not a finite number", field)
 	case string:
-		return 0, fail(StageValidate, ReasonInvalidValue, field, "%s is a string (%q), not a finite number", field, clip(x, 64))
+		return 0, fail(StageValidate, ReasonInvalidValue, field, "%s is a string (%s), not a finite number", field, quote(x, 64))
 	}
 	return 0, fail(StageValidate, ReasonInvalidValue, field, "%s is %s, not a finite number", field, anyKind(v))
 }
 
 func wildfiCommon(in *Input, obj map[string]any, i int) (time.Time, error) {
-	for {
-		k, dv, ok := take(obj, wildfiDevKeys)
+	for _, k := range wildfiDevKeys { // device_id and device may both be given
+		dv, ok := obj[k]
 		if !ok {
-			break
+			continue
 		}
+		delete(obj, k)
 		var got string
 		switch x := dv.(type) {
 		case string:
@@ -137,11 +148,14 @@ func wildfiCommon(in *Input, obj map[string]any, i int) (time.Time, error) {
 		default:
 			return time.Time{}, fail(StageDecode, ReasonWrongShape, k, "%s must be a string", k)
 		}
-		if got != in.DeviceID {
-			return time.Time{}, fail(StageValidate, ReasonDeviceMismatch, k, "payload names device %q but the topic is for device %q", clip(got, 128), in.DeviceID)
+		if err := checkNamedDevice(in, k, got); err != nil {
+			return time.Time{}, err
 		}
 	}
-	k, tv, ok := take(obj, wildfiTSKeys)
+	k, tv, ok, err := take(obj, wildfiTSKeys, i)
+	if err != nil {
+		return time.Time{}, err
+	}
 	if !ok {
 		return time.Time{}, fail(StageDecode, ReasonMissingField, "ts", "WildFi object %d has no ts (or timestamp, time)", i)
 	}
@@ -161,7 +175,11 @@ func decodeWildFiGPS(in *Input, out *Output) error {
 		}
 		raws := make([]json.RawMessage, 6)
 		for j, keys := range [][]string{wildfiLatKeys, wildfiLonKeys, wildfiAltKeys, wildfiHDOPKeys, wildfiSatKeys, wildfiSpdKeys} {
-			if _, v, ok := take(obj, keys); ok {
+			_, v, ok, err := take(obj, keys, i)
+			if err != nil {
+				return err
+			}
+			if ok {
 				raws[j], _ = json.Marshal(v)
 			}
 		}
@@ -197,80 +215,124 @@ func decodeWildFiSensor(in *Input, out *Output) error {
 	if err != nil {
 		return err
 	}
-	prefix := in.Kind
 	idx := 0
 	for i, obj := range objs {
 		ts, err := wildfiCommon(in, obj, i)
 		if err != nil {
 			return err
 		}
-		var hz float64
-		if _, v, ok := take(obj, []string{"hz"}); ok {
-			if hz, err = anyNumber(v, "hz"); err != nil {
+		w := wildfiWalk{object: i, prefix: in.Kind, ts: ts, attrs: map[string]string{}}
+		if _, v, ok, err := take(obj, []string{"hz"}, i); err != nil {
+			return err
+		} else if ok {
+			if w.hz, err = anyNumber(v, "hz"); err != nil {
 				return err
 			}
-			if hz <= 0 {
-				return fail(StageValidate, ReasonInvalidValue, "hz", "hz %v must be positive", hz)
+			if w.hz <= 0 {
+				return fail(StageValidate, ReasonInvalidValue, "hz", "hz %v must be positive", w.hz)
 			}
-		}
-		attrs := map[string]string{}
-		type reading struct {
-			metric string
-			value  float64
-			ts     time.Time
-			index  int
-		}
-		var rs []reading
-		var walk func(path string, v any) error
-		walk = func(path string, v any) error {
-			switch x := v.(type) {
-			case json.Number:
-				f, err := anyNumber(x, path)
-				if err != nil {
-					return err
-				}
-				rs = append(rs, reading{metric: path, value: f, ts: ts, index: -1})
-			case map[string]any:
-				for _, k := range sortedKeys(x) {
-					if err := walk(path+"."+k, x[k]); err != nil {
-						return err
-					}
-				}
-			case []any:
-				for j, e := range x {
-					f, err := anyNumber(e, path+"["+strconv.Itoa(j)+"]")
-					if err != nil {
-						return err
-					}
-					t := ts
-					if hz > 0 {
-						t = ts.Add(time.Duration(float64(j) / hz * float64(time.Second))).Truncate(time.Millisecond)
-					}
-					rs = append(rs, reading{metric: path, value: f, ts: t, index: j})
-				}
-			case string, bool:
-				s, _ := scalarString(x)
-				attrs[strings.TrimPrefix(path, prefix+".")] = s
-			case nil:
-			}
-			return nil
 		}
 		for _, k := range sortedKeys(obj) {
-			if err := walk(prefix+"."+k, obj[k]); err != nil {
+			if err := w.walk(w.prefix+"."+k, obj[k]); err != nil {
 				return err
 			}
 		}
-		for _, r := range rs {
-			a := cloneAttrs(attrs)
+		for _, r := range w.rs {
+			a := cloneAttrs(w.attrs)
 			if r.index >= 0 {
+				if _, clash := a["index"]; clash {
+					return fail(StageDecode, ReasonDuplicateKey, "index", "WildFi object %d: field \"index\" clashes with the sample index drover gives array readings (attrs[\"index\"])", i)
+				}
 				if a == nil {
 					a = map[string]string{}
 				}
 				a["index"] = strconv.Itoa(r.index)
 			}
-			out.Sensor = append(out.Sensor, in.sensor(r.metric, r.value, nil, r.ts, idx, a))
+			out.addSensor(in, r.metric, r.value, nil, r.ts, idx, a)
 			idx++
 		}
 	}
 	return nil
 }
+
+// wildfiMaxHz is the highest sample rate of a WildFi array: ts has
+// millisecond resolution, so faster samples would share a ts.
+const wildfiMaxHz = 1000
+
+// wildfiWalk flattens one WildFi sensor object into readings and attrs.
+type wildfiWalk struct {
+	object int
+	prefix string
+	ts     time.Time
+	hz     float64 // 0 = not given
+	attrs  map[string]string
+	rs     []wildfiReading
+}
+
+type wildfiReading struct {
+	metric string
+	value  float64
+	ts     time.Time
+	index  int // sample index in an array, -1 for a scalar
+}
+
+func (w *wildfiWalk) walk(path string, v any) error {
+	switch x := v.(type) {
+	case json.Number:
+		f, err := anyNumber(x, path)
+		if err != nil {
+			return err
+		}
+		w.rs = append(w.rs, wildfiReading{metric: path, value: f, ts: w.ts, index: -1})
+	case map[string]any:
+		for _, k := range sortedKeys(x) {
+			if err := w.walk(path+"."+k, x[k]); err != nil {
+				return err
+			}
+		}
+	case []any:
+		return w.samples(path, x)
+	case string, bool:
+		s, _ := scalarString(x)
+		name := strings.TrimPrefix(path, w.prefix+".")
+		if _, dup := w.attrs[name]; dup {
+			return fail(StageDecode, ReasonDuplicateKey, name, "WildFi object %d gives %s twice (a nested object and a dotted key flatten to one name)", w.object, quote(name, 64))
+		}
+		w.attrs[name] = s
+	}
+	return nil
+}
+
+// samples turns an array into one reading per element, 1/hz seconds
+// apart. Several samples need an hz of at most wildfiMaxHz: without one
+// they would all share ts, and the sink would keep one.
+func (w *wildfiWalk) samples(path string, arr []any) error {
+	if len(arr) > 1 && w.hz == 0 {
+		return fail(StageDecode, ReasonMissingField, "hz", "WildFi object %d: %s has %d samples but no hz (samples per second) says how far apart they are; without it they would all share ts %s",
+			w.object, path, len(arr), w.ts.Format(time.RFC3339Nano))
+	}
+	if len(arr) > 1 && w.hz > wildfiMaxHz {
+		return fail(StageValidate, ReasonInvalidValue, "hz", "hz %v is above %d: the samples of %s would lie less than 1 ms apart, finer than the millisecond resolution of ts",
+			w.hz, wildfiMaxHz, path)
+	}
+	for j, e := range arr {
+		f, err := anyNumber(e, path+"["+strconv.Itoa(j)+"]")
+		if err != nil {
+			return err
+		}
+		t := w.ts
+		if w.hz > 0 {
+			d := float64(j) / w.hz * float64(time.Second)
+			if d >= maxSampleOffset {
+				return fail(StageValidate, ReasonInvalidValue, "hz", "hz %v: sample %d of %s would lie %.3g s after ts, beyond any representable time", w.hz, j, path, d/float64(time.Second))
+			}
+			t = t.Add(time.Duration(d)).Truncate(time.Millisecond)
+		}
+		w.rs = append(w.rs, wildfiReading{metric: path, value: f, ts: t, index: j})
+	}
+	return nil
+}
+
+// maxSampleOffset bounds a sample's offset from ts (in ns) well inside
+// time.Duration; the ts range check then judges the sample's time.
+const maxSampleOffset = float64(1 << 62)

@@ -40,11 +40,16 @@ const (
 	ClassSenMLInvalidName Class = "senml_invalid_name" // SenML name with characters RFC 8428 forbids
 	ClassSenMLUnsupported Class = "senml_unsupported"  // SenML string value (vs): raw.sensor carries numbers
 	ClassUnknownTopic     Class = "unknown_topic"      // topic under devices/ that names no device channel
-	ClassBadIdentity      Class = "invalid_identity"   // over-long device id in the topic
+	ClassBadIdentity      Class = "invalid_identity"   // device id in the topic over-long or outside the identity alphabet (a bidi override)
 
 	ClassEventInvalidName     Class = "event_invalid_name"     // event name with characters outside [a-z0-9_.-]
 	ClassEventInvalidSeverity Class = "event_invalid_severity" // event severity not info, warning or critical
 	ClassEventMessageTooLong  Class = "event_message_too_long" // event message above 256 characters
+
+	// Records that would collide or be mangled downstream (issue 14).
+	ClassDuplicateTimestamp Class = "duplicate_timestamp" // two records of one message with the same metric and ts (a SenML pack without t)
+	ClassDuplicateKey       Class = "duplicate_key"       // a JSON object naming one field twice
+	ClassInvalidMetric      Class = "invalid_metric"      // metric name with a control or bidi character
 
 	// ClassSchemaInvalid is a record that passed decoding and the semantic
 	// checks but not the Avro schema. A device cannot provoke it through the
@@ -63,6 +68,7 @@ func Classes() []Class {
 		ClassUnknownChannel, ClassTooLarge, ClassSenMLUnknownUnit, ClassSenMLMissingName,
 		ClassInvalidTS, ClassEmptyMetric, ClassNoRecords, ClassSenMLInvalidName, ClassSenMLUnsupported,
 		ClassUnknownTopic, ClassBadIdentity, ClassEventInvalidName, ClassEventInvalidSeverity, ClassEventMessageTooLong,
+		ClassDuplicateTimestamp, ClassDuplicateKey, ClassInvalidMetric,
 	}
 }
 
@@ -272,6 +278,9 @@ var invalidForms = []form{
 	{class: ClassMissingField, name: "event-name", build: func(c fixtureCtx) (string, []byte) {
 		return raw(c.topic("events"), `{"ts":%s,"severity":"warning","message":"case opened"}`, c.ms())
 	}},
+	{class: ClassMissingField, name: "wildfi-imu-no-hz", build: func(c fixtureCtx) (string, []byte) {
+		return raw(c.wildfiTopic("imu"), `{"ts":%s,"ax":[0.08,0.11,0.09]}`, c.ms())
+	}},
 	{class: ClassNotFinite, name: "string", build: func(c fixtureCtx) (string, []byte) {
 		return raw(c.topic("sensor"), `{"ts":%s,"metric":"temperature","value":"38.5"}`, c.ms())
 	}},
@@ -289,6 +298,9 @@ var invalidForms = []form{
 	}},
 	{class: ClassNotFinite, name: "event-value", build: func(c fixtureCtx) (string, []byte) {
 		return raw(c.topic("events"), `{"ts":%s,"event":"tamper","value":"NaN"}`, c.ms())
+	}},
+	{class: ClassNotFinite, name: "underflow", build: func(c fixtureCtx) (string, []byte) {
+		return raw(c.topic("sensor"), `{"ts":%s,"metric":"temperature","value":1e-400}`, c.ms())
 	}},
 	{class: ClassOutOfRange, name: "lat", build: func(c fixtureCtx) (string, []byte) {
 		return raw(c.topic("gps"), `{"ts":%s,"lat":91.5,"lon":-7.86}`, c.ms())
@@ -332,6 +344,12 @@ var invalidForms = []form{
 	{class: ClassInvalidTS, name: "word", build: func(c fixtureCtx) (string, []byte) {
 		return raw(c.topic("sensor"), `{"ts":"yesterday","metric":"temperature","value":38.5}`)
 	}},
+	{class: ClassInvalidTS, name: "year-0000", build: func(c fixtureCtx) (string, []byte) {
+		return raw(c.topic("gps"), `{"ts":"0000-01-01T00:00:00Z","lat":52.47,"lon":-7.86}`)
+	}},
+	{class: ClassInvalidTS, name: "senml-bt-year-1", build: func(c fixtureCtx) (string, []byte) {
+		return raw(c.topic("sensor"), `[{"bt":-62135596800,"n":"temperature","u":"Cel","v":38.5}]`)
+	}},
 	{class: ClassEmptyMetric, name: "blank", build: func(c fixtureCtx) (string, []byte) {
 		return raw(c.topic("sensor"), `{"ts":%s,"metric":" ","value":38.5}`, c.ms())
 	}},
@@ -352,6 +370,24 @@ var invalidForms = []form{
 	}},
 	{class: ClassBadIdentity, name: "long-device", build: func(c fixtureCtx) (string, []byte) {
 		return raw("devices/"+c.tenant+"/"+strings.Repeat("d", 300)+"/sensor", `{"ts":%s,"metric":"temperature","value":38.5}`, c.ms())
+	}},
+	{class: ClassBadIdentity, name: "bidi-device", build: func(c fixtureCtx) (string, []byte) {
+		return raw("devices/"+c.tenant+"/"+c.device+"\u202e/sensor", `{"ts":%s,"metric":"temperature","value":38.5}`, c.ms())
+	}},
+	{class: ClassDuplicateTimestamp, name: "senml-without-t", build: func(c fixtureCtx) (string, []byte) {
+		return raw(c.topic("sensor"), `[{"bn":"collar.","n":"temperature","u":"Cel","v":38.5},{"n":"temperature","v":38.6},{"n":"temperature","v":38.7}]`)
+	}},
+	{class: ClassDuplicateTimestamp, name: "events-same-ms", build: func(c fixtureCtx) (string, []byte) {
+		return raw(c.topic("events"), `[{"ts":%s,"event":"button"},{"ts":%[1]s,"event":"button","value":2}]`, c.ms())
+	}},
+	{class: ClassDuplicateKey, name: "measurement-twice", build: func(c fixtureCtx) (string, []byte) {
+		return raw(c.topic("sensor"), `{"ts":%s,"measurements":{"temperature":38.5,"temperature":39.1}}`, c.ms())
+	}},
+	{class: ClassDuplicateKey, name: "wildfi-ts-aliases", build: func(c fixtureCtx) (string, []byte) {
+		return raw(c.wildfiTopic("env"), `{"ts":%s,"timestamp":%[1]s,"temperature":14.2}`, c.ms())
+	}},
+	{class: ClassInvalidMetric, name: "bidi", build: func(c fixtureCtx) (string, []byte) {
+		return raw(c.topic("sensor"), `{"ts":%s,"metric":"temperature\u202e","value":38.5}`, c.ms())
 	}},
 	{class: ClassEventInvalidName, name: "upper-case-space", build: func(c fixtureCtx) (string, []byte) {
 		return raw(c.topic("events"), `{"ts":%s,"event":"Door Open"}`, c.ms())

@@ -18,6 +18,7 @@ import (
 	"github.com/drover-iot/drover/processors/alerts"
 	"github.com/drover-iot/drover/processors/state"
 	"github.com/drover-iot/drover/processors/timescale"
+	"github.com/drover-iot/drover/registry/command"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/smoke"
 	"github.com/drover-iot/drover/topics"
@@ -27,6 +28,11 @@ import (
 var version = "dev"
 
 func main() {
+	os.Exit(newRoot().Execute(os.Args[1:]))
+}
+
+// newRoot builds the command tree (tests walk it).
+func newRoot() *cli.Root {
 	root := cli.NewRoot(version)
 	root.Cmd.AddCommand(
 		devstack.Command(root.Conn,
@@ -42,7 +48,9 @@ func main() {
 		schemas.Command(root.Conn),
 		inspect.TailCommand(root.Conn),
 		inspect.LagCommand(root.Conn),
-		inspect.DevicesCommand(root.Conn),
+		command.DevicesCommand(root.Conn), // includes `devices seen`, the former `drover devices`
+		command.TenantsCommand(root.Conn),
+		command.RegistryCommand(root.Conn),
 		processors.Command(root.Conn),
 		alerts.Command(root.Conn),
 		state.Command(root.Conn),
@@ -54,5 +62,5 @@ func main() {
 		schedule.ScheduleCommand(root.Conn),
 		smoke.Command(root.Conn),
 	)
-	os.Exit(root.Execute(os.Args[1:]))
+	return root
 }

@@ -324,6 +324,13 @@ func TestCLIBadInput(t *testing.T) {
 		{name: "missing dev alert rules", args: []string{"dev", "--alert-rules", "/nonexistent/rules.yaml", "--dev-env", ""}, wantCode: 2, wantOut: "/nonexistent/rules.yaml"},
 		{name: "bad dev check interval", args: []string{"dev", "--alert-check-interval", "0s", "--dev-env", ""}, wantCode: 2, wantOut: "--alert-check-interval"},
 		{name: "help", args: []string{"--help"}, wantCode: 0, wantOut: "DROVER_"},
+		{name: "missing dev env file", args: []string{"topics", "list", "--dev-env", "/nonexistent/dev.env"}, wantCode: 2, wantOut: "drover: --dev-env /nonexistent/dev.env: no such file"},
+		{name: "missing dev env file by variable", env: []string{"DROVER_DEV_ENV=/nonexistent/dev.env"}, args: []string{"topics", "list"}, wantCode: 2, wantOut: "drover: DROVER_DEV_ENV /nonexistent/dev.env: no such file"},
+		{name: "flag error names the command once", args: []string{"schemas", "show", "raw.sensor", "--format", "xml", "--dev-env", ""}, wantCode: 2, wantOut: "drover: schemas show: unknown flag: --format (see 'drover schemas show --help')"},
+		{name: "argument error names the command", args: []string{"state", "get", "--dev-env", ""}, wantCode: 2, wantOut: "drover: state get: accepts 1 arg(s), received 0 (see 'drover state get --help')"},
+		{name: "bridge argument", args: []string{"bridge", "extra", "--dev-env", ""}, wantCode: 2, wantOut: "drover: bridge takes no arguments"},
+		{name: "no command", args: []string{"--dev-env", ""}, wantCode: 2, wantOut: "drover: a command is required: "},
+		{name: "unknown subcommand", args: []string{"dlq", "purge", "--dev-env", ""}, wantCode: 2, wantOut: `drover: dlq: unknown command "purge" for "drover dlq"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -331,10 +338,11 @@ func TestCLIBadInput(t *testing.T) {
 			if code != tt.wantCode || !strings.Contains(out, tt.wantOut) {
 				t.Fatalf("exit %d (want %d), output lacks %q:\n%s", code, tt.wantCode, tt.wantOut, out)
 			}
-			if code != 0 && strings.Count(strings.TrimSpace(out), "\n") > 0 && !strings.Contains(out, "Usage") {
-				// Errors are one line (logs are JSON on stderr; only count drover: lines).
-				if n := strings.Count(out, "drover: "); n != 1 {
-					t.Fatalf("want exactly one error line, got %d:\n%s", n, out)
+			if code != 0 {
+				// One error line with one "drover: " prefix (logs are JSON
+				// lines on stderr and do not start with it).
+				if n := strings.Count(out, "drover: "); n != 1 || strings.Contains(out, "drover: drover") {
+					t.Fatalf("want exactly one error line with one drover: prefix, got %d:\n%s", n, out)
 				}
 			}
 		})

@@ -26,13 +26,7 @@ import (
 // from dropping privileges, which would clear that signal).
 func Mosquitto(t testing.TB, extraConf ...string) string {
 	t.Helper()
-	bin, err := exec.LookPath("mosquitto")
-	if err != nil {
-		if _, serr := os.Stat("/usr/sbin/mosquitto"); serr != nil {
-			t.Fatal("mosquitto not found: apt-get install -y mosquitto")
-		}
-		bin = "/usr/sbin/mosquitto"
-	}
+	bin := mosquittoBin(t)
 	dir := t.TempDir()
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
@@ -74,6 +68,50 @@ func Mosquitto(t testing.TB, extraConf ...string) string {
 	}
 	t.Fatalf("devtest: mosquitto: %v", lastErr)
 	return ""
+}
+
+// MosquittoConf starts a real mosquitto with conf, a whole configuration
+// (its listeners on ports from FreePort; "user root" is added when the
+// test runs as root, as for Mosquitto), and waits until it accepts
+// connections on port. It is stopped when the test ends. Files the
+// configuration names must be readable by the mosquitto process.
+func MosquittoConf(t testing.TB, conf string, port int) {
+	t.Helper()
+	bin := mosquittoBin(t)
+	if os.Geteuid() == 0 {
+		conf = "user root\n" + conf
+	}
+	confPath := filepath.Join(t.TempDir(), "mosquitto.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		t.Fatalf("devtest: mosquitto: %v", err)
+	}
+	_, stop, err := startMosquitto(bin, confPath, port)
+	if err != nil {
+		t.Fatalf("devtest: mosquitto: %v", err)
+	}
+	t.Cleanup(stop)
+}
+
+// FreePort returns a TCP port that was free on 127.0.0.1 a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	p, err := freePort()
+	if err != nil {
+		t.Fatalf("devtest: free port: %v", err)
+	}
+	return p
+}
+
+func mosquittoBin(t testing.TB) string {
+	t.Helper()
+	bin, err := exec.LookPath("mosquitto")
+	if err != nil {
+		if _, serr := os.Stat("/usr/sbin/mosquitto"); serr != nil {
+			t.Fatal("mosquitto not found: apt-get install -y mosquitto")
+		}
+		bin = "/usr/sbin/mosquitto"
+	}
+	return bin
 }
 
 func startMosquitto(bin, confPath string, port int) (string, func(), error) {

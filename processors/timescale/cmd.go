@@ -361,14 +361,21 @@ func safeURL(db *pgx.ConnConfig) string {
 // DevStage is the sink as a `drover dev` stage: it migrates the embedded
 // database (plain PostgreSQL unless TimescaleDB is usable) and writes
 // everything the pipeline produces, with batches flushed every 500ms so
-// rows appear quickly. Its metrics go to a private registry; it logs how to
-// connect with psql.
+// rows appear quickly. Its metrics and /healthz, /readyz are served on the
+// admin server `drover dev` gives it (port 9466 unless taken); it logs how
+// to connect with psql.
 func DevStage() devstack.Stage {
+	var srv *admin.Server // drover dev's admin server for the stage
 	return devstack.Stage{
-		Name: "sink",
+		Name:      "sink",
+		AdminPort: admin.Port(DefaultAdminAddr),
+		Admin:     func(a *admin.Server) { srv = a },
 		Run: func(ctx context.Context, ep devstack.Endpoints, log *slog.Logger) error {
 			if ep.DatabaseURL == "" {
 				log.Info("no database: sink not started")
+				if srv != nil {
+					return srv.Run(ctx)
+				}
 				<-ctx.Done()
 				return nil
 			}
@@ -383,8 +390,11 @@ func DevStage() devstack.Stage {
 			layout := DefaultLayout(PathPostgres)
 			layout.RefreshInterval = DevRefreshInterval
 			cfg := Config{FlushInterval: 500 * time.Millisecond, Layout: &layout, Log: log, Registerer: prometheus.NewRegistry()}
+			if srv != nil {
+				cfg.Registerer = srv.Registry
+			}
 			log.Info("database for analysts", "psql", fmt.Sprintf("psql '%s'", ep.DatabaseURL))
-			return run(ctx, cfg, db, []kgo.Opt{kgo.SeedBrokers(strings.Split(ep.KafkaBrokers, ",")...)}, reg, nil, log)
+			return run(ctx, cfg, db, []kgo.Opt{kgo.SeedBrokers(strings.Split(ep.KafkaBrokers, ",")...)}, reg, srv, log)
 		},
 	}
 }

@@ -2,7 +2,7 @@
 -- Hourly mean body temperature per device over the last 7 days.
 SELECT bucket, device_id, round(mean::numeric, 2) AS mean_celsius, n
 FROM sensor_readings_hourly
-WHERE tenant = 'farm' AND metric = 'temperature'
+WHERE tenant = 'demo' AND metric = 'temperature'
   AND bucket >= now() - INTERVAL '7 days'
 ORDER BY device_id, bucket;
 
@@ -10,7 +10,7 @@ ORDER BY device_id, bucket;
 -- Distance walked per animal per day, in metres.
 SELECT day, device_id, round(distance_m::numeric) AS metres, fixes
 FROM gps_distance_daily
-WHERE tenant = 'farm'
+WHERE tenant = 'demo'
 ORDER BY device_id, day;
 
 -- name: alerts_per_rule_per_day
@@ -30,8 +30,8 @@ GROUP BY reason
 ORDER BY dead_letters DESC, reason;
 
 -- name: herd_latest_state
--- Latest state of a herd (here: the devices named cow-*).
+-- Latest state of a herd (here: the devices named collar-*, as the simulator names them).
 SELECT device_id, online, last_seen, battery, lat, lon, active_alerts
 FROM device_state
-WHERE tenant = 'farm' AND device_id LIKE 'cow-%'
+WHERE tenant = 'demo' AND device_id LIKE 'collar-%'
 ORDER BY device_id;

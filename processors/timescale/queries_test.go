@@ -65,35 +65,35 @@ func TestReadmeHasExampleQueries(t *testing.T) {
 func analystDataset() *Batch {
 	d1 := day0.AddDate(0, 0, 1)
 	reading := func(dev string, ts time.Time, v float64) schemas.SensorReading {
-		return schemas.SensorReading{EventID: dev + ts.String(), Tenant: "farm", DeviceID: dev, TS: ts, IngestedAt: ts, Metric: "temperature", Value: v, Unit: ptr("Cel"), Source: "mqtt"}
+		return schemas.SensorReading{EventID: dev + ts.String(), Tenant: "demo", DeviceID: dev, TS: ts, IngestedAt: ts, Metric: "temperature", Value: v, Unit: ptr("Cel"), Source: "mqtt"}
 	}
 	fix := func(dev string, ts time.Time, lat float64) schemas.GPSFix {
-		return schemas.GPSFix{EventID: dev + ts.String(), Tenant: "farm", DeviceID: dev, TS: ts, IngestedAt: ts, Lat: lat, Lon: 8, Source: "mqtt"}
+		return schemas.GPSFix{EventID: dev + ts.String(), Tenant: "demo", DeviceID: dev, TS: ts, IngestedAt: ts, Lat: lat, Lon: 8, Source: "mqtt"}
 	}
 	alert := func(id, rule string, fired time.Time) schemas.Alert {
-		return schemas.Alert{AlertID: id, Rule: rule, Kind: "threshold", Tenant: "farm", DeviceID: "cow-1", State: "firing", Severity: "warning", Message: rule, FiredAt: fired, TS: fired, IngestedAt: fired}
+		return schemas.Alert{AlertID: id, Rule: rule, Kind: "threshold", Tenant: "demo", DeviceID: "collar-1", State: "firing", Severity: "warning", Message: rule, FiredAt: fired, TS: fired, IngestedAt: fired}
 	}
 	dl := func(id, reason string, at time.Time) DeadLetter {
-		return DeadLetter{DeadLetter: schemas.DeadLetter{ID: id, Stage: "validate", Reason: reason, Message: reason, Source: "devices/farm/cow-1/sensor", Payload: []byte("x"), PayloadSize: 1, ReceivedAt: at, TS: at, IngestedAt: at}}
+		return DeadLetter{DeadLetter: schemas.DeadLetter{ID: id, Stage: "validate", Reason: reason, Message: reason, Source: "devices/demo/collar-1/sensor", Payload: []byte("x"), PayloadSize: 1, ReceivedAt: at, TS: at, IngestedAt: at}}
 	}
 	resolved := alert("a2", "fever", at(9, 0))
 	resolved.State, resolved.ResolvedAt, resolved.TS = "resolved", ptr(at(10, 0)), at(10, 0)
 	return &Batch{
 		Readings: []schemas.SensorReading{
-			reading("cow-1", at(1, 0), 38.0), reading("cow-1", at(1, 30), 39.0), reading("cow-1", at(2, 15), 40.0),
-			reading("cow-2", at(1, 10), 38.2),
-			{EventID: "b", Tenant: "farm", DeviceID: "cow-1", TS: at(1, 5), IngestedAt: at(1, 5), Metric: "battery", Value: 3.7, Unit: ptr("V")},
+			reading("collar-1", at(1, 0), 38.0), reading("collar-1", at(1, 30), 39.0), reading("collar-1", at(2, 15), 40.0),
+			reading("collar-2", at(1, 10), 38.2),
+			{EventID: "b", Tenant: "demo", DeviceID: "collar-1", TS: at(1, 5), IngestedAt: at(1, 5), Metric: "battery", Value: 3.7, Unit: ptr("V")},
 		},
 		Fixes: []schemas.GPSFix{
-			fix("cow-1", at(6, 0), 47.000), fix("cow-1", at(7, 0), 47.001), fix("cow-1", at(8, 0), 47.002),
-			fix("cow-1", d1.Add(time.Hour), 47.003),
-			fix("cow-2", at(6, 0), 46.5),
+			fix("collar-1", at(6, 0), 47.000), fix("collar-1", at(7, 0), 47.001), fix("collar-1", at(8, 0), 47.002),
+			fix("collar-1", d1.Add(time.Hour), 47.003),
+			fix("collar-2", at(6, 0), 46.5),
 		},
 		Alerts: []schemas.Alert{alert("a1", "fever", at(8, 0)), alert("a2", "fever", at(9, 0)), resolved, alert("a3", "low_battery", at(9, 30)), alert("a4", "fever", d1.Add(2*time.Hour))},
 		States: []schemas.DeviceState{
-			{Tenant: "farm", DeviceID: "cow-1", TS: at(10, 0), IngestedAt: at(10, 0), Online: true, LastSeen: at(10, 0), Battery: ptr(3.7), Lat: ptr(47.002), Lon: ptr(8.0), ActiveAlerts: 2, UpdatedAt: at(10, 0)},
-			{Tenant: "farm", DeviceID: "cow-2", TS: at(6, 0), IngestedAt: at(6, 0), Online: false, LastSeen: at(6, 0), UpdatedAt: at(6, 0)},
-			{Tenant: "farm", DeviceID: "cam-1", TS: at(6, 0), IngestedAt: at(6, 0), Online: true, LastSeen: at(6, 0), UpdatedAt: at(6, 0)},
+			{Tenant: "demo", DeviceID: "collar-1", TS: at(10, 0), IngestedAt: at(10, 0), Online: true, LastSeen: at(10, 0), Battery: ptr(3.7), Lat: ptr(47.002), Lon: ptr(8.0), ActiveAlerts: 2, UpdatedAt: at(10, 0)},
+			{Tenant: "demo", DeviceID: "collar-2", TS: at(6, 0), IngestedAt: at(6, 0), Online: false, LastSeen: at(6, 0), UpdatedAt: at(6, 0)},
+			{Tenant: "demo", DeviceID: "cam-1", TS: at(6, 0), IngestedAt: at(6, 0), Online: true, LastSeen: at(6, 0), UpdatedAt: at(6, 0)},
 		},
 		DeadLetters: []DeadLetter{dl("d1", "schema_mismatch", at(3, 0)), dl("d2", "schema_mismatch", at(4, 0)), dl("d3", "schema_mismatch", at(5, 0)), dl("d4", "not_json", at(5, 0))},
 	}
@@ -136,15 +136,15 @@ func TestIntegrationExampleQueries(t *testing.T) {
 	}
 	want := map[string][][]string{
 		"hourly_body_temperature": {
-			{d(0, 1, 0), "cow-1", "38.5", "2"},
-			{d(0, 2, 0), "cow-1", "40", "1"},
-			{d(0, 1, 0), "cow-2", "38.2", "1"},
+			{d(0, 1, 0), "collar-1", "38.5", "2"},
+			{d(0, 2, 0), "collar-1", "40", "1"},
+			{d(0, 1, 0), "collar-2", "38.2", "1"},
 		},
 		// 0.001° of latitude is 111.2 m on the mean Earth sphere.
 		"distance_per_day": {
-			{d(0, 0, 0), "cow-1", "222", "3"},
-			{d(1, 0, 0), "cow-1", "111", "1"},
-			{d(0, 0, 0), "cow-2", "0", "1"},
+			{d(0, 0, 0), "collar-1", "222", "3"},
+			{d(1, 0, 0), "collar-1", "111", "1"},
+			{d(0, 0, 0), "collar-2", "0", "1"},
 		},
 		"alerts_per_rule_per_day": {
 			{d(0, 0, 0), "fever", "2"},
@@ -156,8 +156,8 @@ func TestIntegrationExampleQueries(t *testing.T) {
 			{"not_json", "1", "25"},
 		},
 		"herd_latest_state": {
-			{"cow-1", "true", d(0, 10, 0), "3.7", "47.002", "8", "2"},
-			{"cow-2", "false", d(0, 6, 0), "NULL", "NULL", "NULL", "0"},
+			{"collar-1", "true", d(0, 10, 0), "3.7", "47.002", "8", "2"},
+			{"collar-2", "false", d(0, 6, 0), "NULL", "NULL", "NULL", "0"},
 		},
 	}
 	names, sql := exampleQueries(t)

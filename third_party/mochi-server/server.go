@@ -652,6 +652,11 @@ func (s *Server) SendConnack(cl *Client, reason packets.Code, present bool, prop
 		properties.MaximumQosFlag = true
 	}
 
+	// drover patch: announce the topic aliases the server accepts (upstream
+	// accepted up to TopicAliasMaximum without announcing any, so clients
+	// had to assume 0).
+	properties.TopicAliasMaximum = s.Options.Capabilities.TopicAliasMaximum // [MQTT-3.2.2-17]
+
 	if cl.Properties.Props.AssignedClientID != "" {
 		properties.AssignedClientID = cl.Properties.Props.AssignedClientID // [MQTT-3.1.3-7] [MQTT-3.2.2-16]
 	}
@@ -883,30 +888,31 @@ func (s *Server) InjectPacket(cl *Client, pk packets.Packet) error {
 
 // processPublish processes a Publish packet.
 func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
-	if !cl.Net.Inline && !IsValidFilter(pk.TopicName, true) {
-		return nil
-	}
-
 	if atomic.LoadInt32(&cl.State.Inflight.receiveQuota) == 0 {
 		return s.DisconnectClient(cl, packets.ErrReceiveMaximum) // ~[MQTT-3.3.4-7] ~[MQTT-3.3.4-8]
 	}
 
+	// drover patch: resolve the topic alias before any check looks at the
+	// topic (upstream checked the possibly empty topic first, and published
+	// to topic "" when an empty topic came with an alias never set).
+	if pk.Properties.TopicAliasFlag && pk.Properties.TopicAlias > 0 { // [MQTT-3.3.2-11]
+		pk.TopicName = cl.State.TopicAliases.Inbound.Set(pk.Properties.TopicAlias, pk.TopicName)
+		if pk.TopicName == "" {
+			return s.DisconnectClient(cl, packets.ErrProtocolViolationNoTopic) // [MQTT-3.3.4-?] alias unknown to the server
+		}
+	}
+
+	// drover patch: a refused QoS 1/2 publish is always answered (upstream
+	// returned without any acknowledgement for $SYS topics, so the client
+	// waited for a PUBACK that never came), see refusePublish.
+	if !cl.Net.Inline && reservedPublishTopic(pk.TopicName) {
+		return s.refusePublish(cl, pk, packets.ErrNotAuthorized)
+	}
+	if !cl.Net.Inline && !IsValidFilter(pk.TopicName, true) {
+		return s.refusePublish(cl, pk, packets.ErrTopicNameInvalid)
+	}
 	if !cl.Net.Inline && !s.hooks.OnACLCheck(cl, pk.TopicName, true) {
-		if pk.FixedHeader.Qos == 0 {
-			return nil
-		}
-
-		if cl.Properties.ProtocolVersion != 5 {
-			return s.DisconnectClient(cl, packets.ErrNotAuthorized)
-		}
-
-		ackType := packets.Puback
-		if pk.FixedHeader.Qos == 2 {
-			ackType = packets.Pubrec
-		}
-
-		ack := s.buildAck(pk.PacketID, ackType, 0, pk.Properties, packets.ErrNotAuthorized)
-		return cl.WritePacket(ack)
+		return s.refusePublish(cl, pk, packets.ErrNotAuthorized)
 	}
 
 	pk.Origin = cl.ID
@@ -920,17 +926,17 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 	if !cl.Net.Inline {
 		if pki, ok := cl.State.Inflight.Get(pk.PacketID); ok {
 			if pki.FixedHeader.Type == packets.Pubrec { // [MQTT-4.3.3-10]
-				ack := s.buildAck(pk.PacketID, packets.Pubrec, 0, pk.Properties, packets.ErrPacketIdentifierInUse)
-				return cl.WritePacket(ack)
+				// drover patch: a QoS 2 PUBLISH repeated before its PUBREL
+				// (a resend after a reconnect) is acknowledged again with
+				// success and not delivered again; upstream answered 0x91
+				// (packet identifier in use), telling the client that a
+				// message it had delivered failed.
+				return cl.WritePacket(s.buildAck(pk.PacketID, packets.Pubrec, 0, pk.Properties, packets.CodeSuccess))
 			}
 			if ok := cl.State.Inflight.Delete(pk.PacketID); ok { // [MQTT-4.3.2-5]
 				atomic.AddInt64(&s.Info.Inflight, -1)
 			}
 		}
-	}
-
-	if pk.Properties.TopicAliasFlag && pk.Properties.TopicAlias > 0 { // [MQTT-3.3.2-11]
-		pk.TopicName = cl.State.TopicAliases.Inbound.Set(pk.Properties.TopicAlias, pk.TopicName)
 	}
 
 	if pk.FixedHeader.Qos > s.Options.Capabilities.MaximumQos {
@@ -944,12 +950,17 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 		return nil
 	} else if errors.Is(err, packets.CodeSuccessIgnore) {
 		pk.Ignore = true
-	} else if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 && errors.As(err, new(packets.Code)) {
-		err = cl.WritePacket(s.buildAck(pk.PacketID, packets.Puback, 0, pk.Properties, err.(packets.Code)))
-		if err != nil {
-			return err
+	} else if code := new(packets.Code); errors.As(err, code) {
+		// drover patch: upstream acknowledged only MQTT 5 QoS 1/2 refusals
+		// (and with a PUBACK even for QoS 2); for QoS 0 and MQTT 3.1.1 it
+		// went on and published the refused message. A v3.1.1 client has
+		// no negative acknowledgement: its connection is closed, so its
+		// session resends the message (hooks refuse for a transient reason,
+		// e.g. drover's flow control: quota exceeded).
+		if pk.FixedHeader.Qos > 0 && cl.Properties.ProtocolVersion < 5 {
+			return s.DisconnectClient(cl, *code)
 		}
-		return nil
+		return s.refusePublish(cl, pk, *code)
 	}
 
 	if pk.FixedHeader.Retain { // [MQTT-3.3.1-5] ![MQTT-3.3.1-8]
@@ -965,8 +976,33 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 		return nil
 	}
 
+	// drover patch: PUBACK says 0x10 when nobody subscribes to the topic
+	// (as Mosquitto does), else 0x00; upstream sent 0x01 (granted QoS 1,
+	// not a PUBACK reason code), which clients such as Python's paho-mqtt
+	// reject.
+	subscribers := s.Topics.Subscribers(pk.TopicName)
+	reason := packets.CodeSuccess
+	if pk.FixedHeader.Qos == 1 && !pk.Ignore && subscribers.Empty() {
+		reason = packets.CodeNoMatchingSubscribers
+	}
+	if err := s.ackPublish(cl, pk, reason); err != nil {
+		return err
+	}
+
+	s.publishToFound(pk, subscribers)
+	s.hooks.OnPublished(cl, pk)
+
+	return nil
+}
+
+// ackPublish acknowledges a client's QoS 1 or 2 publish with reason (a
+// success code): PUBACK, or PUBREC kept in flight until the client's PUBREL.
+//
+// drover patch: split out of processPublish, so that a refused publish of
+// an MQTT 3.1.1 client is acknowledged exactly like an accepted one.
+func (s *Server) ackPublish(cl *Client, pk packets.Packet, reason packets.Code) error {
 	cl.State.Inflight.DecreaseReceiveQuota()
-	ack := s.buildAck(pk.PacketID, packets.Puback, 0, pk.Properties, packets.QosCodes[pk.FixedHeader.Qos]) // [MQTT-4.3.2-4]
+	ack := s.buildAck(pk.PacketID, packets.Puback, 0, pk.Properties, reason) // [MQTT-4.3.2-4]
 	if pk.FixedHeader.Qos == 2 {
 		ack = s.buildAck(pk.PacketID, packets.Pubrec, 0, pk.Properties, packets.CodeSuccess) // [MQTT-3.3.4-1] [MQTT-4.3.3-8]
 	}
@@ -976,8 +1012,7 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 		s.hooks.OnQosPublish(cl, ack, ack.Created, 0)
 	}
 
-	err = cl.WritePacket(ack)
-	if err != nil {
+	if err := cl.WritePacket(ack); err != nil {
 		return err
 	}
 
@@ -988,11 +1023,40 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 		cl.State.Inflight.IncreaseReceiveQuota()
 		s.hooks.OnQosComplete(cl, ack)
 	}
-
-	s.publishToSubscribers(pk)
-	s.hooks.OnPublished(cl, pk)
-
 	return nil
+}
+
+// refusePublish answers a client's publish that is not delivered, for the
+// reason code: an MQTT 5 client gets PUBACK (QoS 1) or PUBREC (QoS 2) with
+// that code; MQTT 3.1.1 has no negative acknowledgement, so the publish is
+// acknowledged as usual and dropped ([MQTT-3.3.5-2] allows that or closing
+// the connection; Mosquitto acknowledges too). A QoS 0 publish gets nothing.
+//
+// drover patch: upstream returned without any answer for topics that are
+// not valid for publishing ($SYS/...), so a QoS 1/2 publisher waited for
+// ever.
+func (s *Server) refusePublish(cl *Client, pk packets.Packet, code packets.Code) error {
+	switch {
+	case pk.FixedHeader.Qos == 0:
+		return nil
+	case cl.Properties.ProtocolVersion < 5:
+		return s.ackPublish(cl, pk, packets.CodeSuccess)
+	case pk.FixedHeader.Qos == 2:
+		return cl.WritePacket(s.buildAck(pk.PacketID, packets.Pubrec, 0, pk.Properties, code))
+	default:
+		return cl.WritePacket(s.buildAck(pk.PacketID, packets.Puback, 0, pk.Properties, code))
+	}
+}
+
+// reservedPublishTopic reports whether clients may not publish to topic:
+// the broker's own $SYS tree and the $share prefix of shared subscriptions
+// (case-insensitively, as IsValidFilter compares them).
+//
+// drover patch: upstream let "$share/g/t" through and dropped $SYS
+// publishes silently; Mosquitto refuses both with 0x87 (not authorized).
+func reservedPublishTopic(topic string) bool {
+	first, _, _ := strings.Cut(topic, "/")
+	return strings.EqualFold(first, SysPrefix) || strings.EqualFold(first, SharePrefix)
 }
 
 // retainMessage adds a message to a topic, and if a persistent store is provided,
@@ -1013,6 +1077,19 @@ func (s *Server) publishToSubscribers(pk packets.Packet) {
 	if pk.Ignore {
 		return
 	}
+	s.publishToFound(pk, s.Topics.Subscribers(pk.TopicName))
+}
+
+// publishToFound is publishToSubscribers with the topic's subscribers
+// already looked up.
+//
+// drover patch: split out of publishToSubscribers, so that processPublish
+// looks the subscribers up once, to choose the PUBACK reason code, and then
+// delivers to them.
+func (s *Server) publishToFound(pk packets.Packet, subscribers *Subscribers) {
+	if pk.Ignore {
+		return
+	}
 
 	if pk.Created == 0 {
 		pk.Created = time.Now().Unix()
@@ -1025,7 +1102,6 @@ func (s *Server) publishToSubscribers(pk packets.Packet) {
 		}
 	}
 
-	subscribers := s.Topics.Subscribers(pk.TopicName)
 	if len(subscribers.Shared) > 0 {
 		subscribers = s.hooks.OnSelectSubscribers(subscribers, pk)
 		if len(subscribers.SharedSelected) == 0 {
@@ -1171,9 +1247,12 @@ func (s *Server) publishRetainedToClient(cl *Client, sub packets.Subscription, e
 
 // buildAck builds a standardised ack message for Puback, Pubrec, Pubrel, Pubcomp packets.
 func (s *Server) buildAck(packetID uint16, pkt, qos byte, properties packets.Properties, reason packets.Code) packets.Packet {
-	if s.Options.Capabilities.Compatibilities.NoInheritedPropertiesOnAck {
-		properties = packets.Properties{}
-	}
+	// drover patch: an acknowledgement never repeats the acknowledged
+	// packet's properties. Upstream echoed them unless
+	// Compatibilities.NoInheritedPropertiesOnAck was set, so a publisher got
+	// its own user properties back on its PUBACK/PUBREC/PUBCOMP (Mosquitto
+	// sends none); only a Reason String for a failure is added below.
+	properties = packets.Properties{}
 	if reason.Code >= packets.ErrUnspecifiedError.Code {
 		properties.ReasonString = reason.Reason
 	}
@@ -1322,9 +1401,7 @@ func (s *Server) processSubscribe(cl *Client, pk packets.Packet) error {
 		},
 		PacketID:    pk.PacketID, // [MQTT-2.2.1-6] [MQTT-3.8.4-2]
 		ReasonCodes: reasonCodes, // [MQTT-3.8.4-6]
-		Properties: packets.Properties{
-			User: pk.Properties.User,
-		},
+		// drover patch: upstream echoed the request's user properties.
 	}
 
 	if code.Code >= packets.ErrUnspecifiedError.Code {
@@ -1379,9 +1456,7 @@ func (s *Server) processUnsubscribe(cl *Client, pk packets.Packet) error {
 		},
 		PacketID:    pk.PacketID, // [MQTT-2.2.1-6]  [MQTT-3.10.4-5]
 		ReasonCodes: reasonCodes, // [MQTT-3.11.3-2]
-		Properties: packets.Properties{
-			User: pk.Properties.User,
-		},
+		// drover patch: upstream echoed the request's user properties.
 	}
 
 	if code.Code >= packets.ErrUnspecifiedError.Code {

@@ -55,8 +55,10 @@ func (a *InboundTopicAliases) Set(id uint16, topic string) string {
 		return topic // ?
 	}
 
-	if existing, ok := a.internal[id]; ok && topic == "" {
-		return existing
+	if topic == "" {
+		// drover patch: an empty topic only uses a mapping; upstream stored
+		// "" for an alias never set and the message went to topic "".
+		return a.internal[id]
 	}
 
 	a.internal[id] = topic
@@ -314,6 +316,12 @@ type Subscribers struct {
 	SharedSelected      map[string]packets.Subscription
 	Subscriptions       map[string]packets.Subscription
 	InlineSubscriptions map[int]InlineSubscription
+}
+
+// Empty reports whether there is no subscriber at all (drover patch, for
+// the PUBACK reason code 0x10 no matching subscribers).
+func (s *Subscribers) Empty() bool {
+	return len(s.Shared) == 0 && len(s.Subscriptions) == 0 && len(s.InlineSubscriptions) == 0
 }
 
 // SelectShared returns one subscriber for each shared subscription group.

@@ -709,7 +709,10 @@ func (pk *Packet) encodePubAckRelRecComp(buf *bytes.Buffer) error {
 		pb := mempool.GetBuffer()
 		defer mempool.PutBuffer(pb)
 		pk.Properties.Encode(pk.FixedHeader.Type, pk.Mods, pb, nb.Len())
-		if pk.ReasonCode >= ErrUnspecifiedError.Code || pb.Len() > 1 {
+		// drover patch: only a success (0x00) without properties may omit the
+		// reason code (MQTT 5 3.4.2.1); upstream also dropped the non-error
+		// code 0x10 (no matching subscribers), so the client read success.
+		if pk.ReasonCode != CodeSuccess.Code || pb.Len() > 1 {
 			nb.WriteByte(pk.ReasonCode)
 		}
 
