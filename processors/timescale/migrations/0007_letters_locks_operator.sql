@@ -32,6 +32,10 @@ REVOKE ALL ON schema_migrations_lock FROM PUBLIC, {{.Analyst}}, {{.Writer}};
 -- Operators read everything analysts read, plus the raw bytes and headers
 -- of dead letters, which may carry device secrets (MQTT user properties,
 -- tokens in payloads): analysts read every other column of dead_letters.
+-- The operator's rights are granted on the tables, as the analyst's are
+-- (0004, 0006), not through membership in the analyst role: granting a role
+-- takes CREATEROLE, which the sink's login need not have (like 0001, this
+-- creates the role only when it is missing).
 DO $roles$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{{.Operator}}') THEN
@@ -40,14 +44,13 @@ BEGIN
         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
         END;
     END IF;
-    BEGIN
-        GRANT {{.Analyst}} TO {{.Operator}};
-    EXCEPTION WHEN unique_violation THEN NULL;
-    END;
 END
 $roles$;
+GRANT USAGE ON SCHEMA {{.Schema}} TO {{.Operator}};
+GRANT SELECT ON sensor_readings, gps_fixes, features, media_objects, alerts, device_state, dead_letters,
+    sensor_readings_hourly, sensor_readings_daily, gps_distance_daily, rollup_watermarks TO {{.Operator}};
+ALTER DEFAULT PRIVILEGES IN SCHEMA {{.Schema}} GRANT SELECT ON TABLES TO {{.Operator}};
+REVOKE ALL ON rollup_gate, schema_migrations_lock FROM {{.Operator}};
 REVOKE SELECT ON dead_letters FROM {{.Analyst}};
 GRANT SELECT (id, stage, reason, message, source, tenant, device_id, payload_size, truncated, content_type,
     received_at, ts, ingested_at, kafka_topic, kafka_partition, kafka_offset, written_at) ON dead_letters TO {{.Analyst}};
-GRANT SELECT ON dead_letters TO {{.Operator}};
-GRANT USAGE ON SCHEMA {{.Schema}} TO {{.Operator}};
