@@ -170,11 +170,14 @@ var validForms = []form{
 	{name: "sensor/metric-rfc3339", expect: topics.RawSensor, records: 1, build: func(c fixtureCtx) (string, []byte) {
 		return raw(c.topic("sensor"), `{"ts":%s,"metric":"temperature","value":38.6,"unit":"Cel"}`, c.rfc())
 	}},
+	// Valid forms of one device never put two values of a metric, or two
+	// positions, at one instant: the sink keeps the first and dead-letters
+	// the other (duplicate_timestamp).
 	{name: "sensor/metric-epoch-ms", expect: topics.RawSensor, records: 1, build: func(c fixtureCtx) (string, []byte) {
-		return raw(c.topic("sensor"), `{"ts":%s,"metric":"temperature","value":38.4}`, c.ms())
+		return raw(c.topic("sensor"), `{"ts":%s,"metric":"temperature","value":38.4}`, c.at(-time.Second).ms())
 	}},
 	{name: "sensor/measurements", expect: topics.RawSensor, records: 4, build: func(c fixtureCtx) (string, []byte) {
-		return raw(c.topic("sensor"), `{"ts":%s,"measurements":{"activity":0.42,"accel_x":0.12,"accel_y":-0.03,"accel_z":9.79},"units":{"activity":"/","accel_x":"m/s2","accel_y":"m/s2","accel_z":"m/s2"}}`, c.ms())
+		return raw(c.topic("sensor"), `{"ts":%s,"measurements":{"activity":0.42,"accel_x":0.12,"accel_y":-0.03,"accel_z":9.79},"units":{"activity":"/","accel_x":"m/s2","accel_y":"m/s2","accel_z":"m/s2"}}`, c.at(-2*time.Second).ms())
 	}},
 	{name: "sensor/senml", expect: topics.RawSensor, records: 3, build: func(c fixtureCtx) (string, []byte) {
 		return raw(c.topic("sensor"), `[{"bt":%s,"bu":"Cel","n":"temperature","v":38.7},{"n":"activity","u":"/","v":0.35,"t":-5},{"n":"battery","u":"%%EL","v":81.5}]`, c.at(5*time.Second).secs())
@@ -183,7 +186,7 @@ var validForms = []form{
 		return raw(c.topic("gps"), `{"ts":%s,"lat":52.4712,"lon":-7.8601,"alt":87.5,"hdop":0.9,"satellites":9,"speed":0.4}`, c.rfc())
 	}},
 	{name: "gps/minimal", expect: topics.RawGPS, records: 1, build: func(c fixtureCtx) (string, []byte) {
-		return raw(c.topic("gps"), `{"ts":%s,"lat":52.4709,"lon":-7.8588}`, c.ms())
+		return raw(c.topic("gps"), `{"ts":%s,"lat":52.4709,"lon":-7.8588}`, c.at(-time.Second).ms())
 	}},
 	{name: "heartbeat/full", expect: topics.RawSensor, records: 3, build: func(c fixtureCtx) (string, []byte) {
 		return raw(c.topic("heartbeat"), `{"ts":%s,"battery":87.2,"rssi":-71,"firmware":"1.4.2"}`, c.ms())
@@ -205,10 +208,10 @@ var validForms = []form{
 		return raw(c.wildfiTopic("gps"), `{"ts":%s,"lat":52.4705,"lon":-7.8612,"hdop":1.2,"satellites":7}`, c.ms())
 	}},
 	{name: "wildfi/gnss", expect: topics.RawGPS, records: 1, build: func(c fixtureCtx) (string, []byte) {
-		return raw(c.wildfiTopic("gnss"), `{"ts":%s,"lat":52.4701,"lon":-7.8597,"alt":91.0,"satellites":11}`, c.ms())
+		return raw(c.wildfiTopic("gnss"), `{"ts":%s,"lat":52.4701,"lon":-7.8597,"alt":91.0,"satellites":11}`, c.at(-time.Second).ms())
 	}},
 	{name: "wildfi/rawgps", expect: topics.RawGPS, records: 1, build: func(c fixtureCtx) (string, []byte) {
-		return raw(c.wildfiTopic("rawgps"), `{"ts":%s,"lat":52.4698,"lon":-7.8605}`, c.ms())
+		return raw(c.wildfiTopic("rawgps"), `{"ts":%s,"lat":52.4698,"lon":-7.8605}`, c.at(-2*time.Second).ms())
 	}},
 	{name: "wildfi/imu", expect: topics.RawSensor, records: 6, build: func(c fixtureCtx) (string, []byte) {
 		return raw(c.wildfiTopic("imu"), `{"ts":%s,"hz":10,"ax":[0.08,0.11],"ay":[0.02,-0.01],"az":[9.81,9.79],"mode":"burst"}`, c.ms())

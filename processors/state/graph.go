@@ -61,6 +61,7 @@ type metrics struct {
 	relayed prometheus.Counter
 	lookups *prometheus.CounterVec // source
 	dead    prometheus.Counter
+	unseen  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -74,9 +75,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		relayed: prometheus.NewCounter(prometheus.CounterOpts{Name: "drover_state_alerts_relayed_total", Help: "Alert events forwarded from alerts.events to the state group."}),
 		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drover_state_lookups_total", Help: "Device state lookups served, by source: table (this instance's partitions) or topic (state.latest)."}, []string{"source"}),
 		dead:    prometheus.NewCounter(prometheus.CounterOpts{Name: "drover_state_dead_letters_total", Help: "Undecodable raw.* records written to dlq.events (only with dead letters on; off by default, the alerts group writes them)."}),
+		unseen:  prometheus.NewCounter(prometheus.CounterOpts{Name: "drover_state_unseen_changes_total", Help: "State changes of devices with no record seen yet (an alert before the first reading): kept in the table, not emitted until the device's first record."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.records, m.bad, m.offline, m.emitted, m.ticks, m.visited, m.relayed, m.lookups, m.dead)
+		reg.MustRegister(m.records, m.bad, m.offline, m.emitted, m.ticks, m.visited, m.relayed, m.lookups, m.dead, m.unseen)
 	}
 	return m
 }
@@ -222,8 +224,19 @@ func (p *Processor) onTick(ctx goka.Context, msg interface{}) {
 	}
 }
 
+// save stores the shadow and emits it to state.latest, unless no record
+// of the device has been seen yet: a shadow without an event time (an
+// alert relayed before the device's first reading reached this group; the
+// topics are not ordered against each other) would go out with ts and
+// last_seen at the epoch, which no consumer can use (the sink
+// dead-lettered it as ts_out_of_range). It is kept in the table, and the
+// first reading's state carries it.
 func (p *Processor) save(ctx goka.Context, s *shadow) {
 	ctx.SetValue(s)
+	if s.LastSeen <= 0 {
+		p.m.unseen.Inc()
+		return
+	}
 	ctx.Emit(Stream, ctx.Key(), s.record(ctx.Key()))
 	p.m.emitted.Inc()
 }

@@ -119,6 +119,34 @@ func TestActiveAlertsFromAlertsTopic(t *testing.T) {
 	}
 }
 
+// TestAlertBeforeFirstReading: alerts.events and raw.sensor are not
+// ordered against each other, so an alert can reach a device's state before
+// its first reading. No state may go out with ts and last_seen at the epoch
+// (the sink dead-lettered those as ts_out_of_range); the alert is kept and
+// the first reading's state carries it.
+func TestAlertBeforeFirstReading(t *testing.T) {
+	serde, _ := newSerde(t)
+	g := startTester(t, Config{}, serde)
+	for _, a := range []struct{ id, state string }{{"a1", "firing"}, {"a2", "firing"}, {"a1", "resolved"}} {
+		g.tt.Consume(topics.Alerts, "cow-7", &schemas.Alert{
+			AlertID: a.id, Rule: "fever", Kind: "threshold", Tenant: "farm", DeviceID: "cow-7", State: a.state,
+			Severity: "warning", Message: "m", FiredAt: t0, TS: t0, IngestedAt: t0,
+		})
+		g.tt.Catchup()
+	}
+	if s := g.states(t); len(s) != 0 {
+		t.Fatalf("states emitted before the device was seen: %+v", s)
+	}
+	if got := counterValue(t, g.p.m.unseen); got != 3 {
+		t.Errorf("unseen changes = %v, want 3", got)
+	}
+	g.sensor("cow-7", "temperature", t0.Add(time.Minute), 40)
+	ds := g.last(t)
+	if !ds.LastSeen.Equal(t0.Add(time.Minute)) || !ds.TS.Equal(ds.LastSeen) || ds.ActiveAlerts != 1 || ds.Tenant != "farm" {
+		t.Fatalf("first state: last_seen %v ts %v active alerts %d tenant %q, want the reading's time and 1 alert (a2)", ds.LastSeen, ds.TS, ds.ActiveAlerts, ds.Tenant)
+	}
+}
+
 func TestDevicesHandler(t *testing.T) {
 	serde, _ := newSerde(t)
 	g := startTester(t, Config{}, serde)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
@@ -104,6 +105,8 @@ backoff and /readyz reports not ready.`,
 				return cli.Usagef("--session-timeout: %s, want 1s..30m", cfg.SessionTimeout)
 			case cfg.RebalanceTimeout < time.Second || cfg.RebalanceTimeout > 30*time.Minute:
 				return cli.Usagef("--rebalance-timeout: %s, want 1s..30m", cfg.RebalanceTimeout)
+			case cfg.StallTimeout < 0:
+				return cli.Usagef("--stall-timeout: %s, want a positive duration (or 0 for the default)", cfg.StallTimeout)
 			}
 			cfg.Mode, cfg.Layout, cfg.Migrate, cfg.RetryMax = mode, &layout, &migrate, f.retryMax
 			cfg.Topics = topicsCSV
@@ -124,8 +127,75 @@ backoff and /readyz reports not ready.`,
 	fs.DurationVar(&f.retryMax, "retry-max", 10*time.Second, "longest backoff between retries while the database is down")
 	fs.DurationVar(&cfg.SessionTimeout, "session-timeout", DefaultSessionTimeout, "how long the Kafka group coordinator keeps a sink that stopped heartbeating (e.g. killed) in the group")
 	fs.DurationVar(&cfg.RebalanceTimeout, "rebalance-timeout", DefaultRebalanceTimeout, "how long a group rebalance waits for members to rejoin; a restarted sink waits at most this long for a killed one")
+	fs.DurationVar(&cfg.StallTimeout, "stall-timeout", 0, "how long a batch write may wait or fail before /readyz reports the sink cannot write (0 = twice --flush-interval plus 5s)")
 	fs.BoolVar(&migrate, "migrate", true, "apply the schema migrations at start")
-	cmd.AddCommand(migrateCommand(conn), rollupsCommand(conn))
+	cmd.AddCommand(migrateCommand(conn), rollupsCommand(conn), loginCommand(conn))
+	return cmd
+}
+
+func loginCommand(conn *cli.Conn) *cobra.Command {
+	l := Login{ConnectionLimit: DefaultConnectionLimit, StatementTimeout: DefaultStatementTimeout, IdleInTransactionTimeout: DefaultIdleInTransactionTimeout}
+	var role, passwordFile string
+	cmd := &cobra.Command{
+		Use:   "login NAME",
+		Short: "Create (or bring in line) a read-only database login: analyst or operator, with its limits",
+		Long: `login creates the database login NAME in the role drover_analyst (or, with
+--role operator, drover_operator, which also reads dead letters' raw bytes and
+headers), or brings an existing one in line. PostgreSQL applies a connection
+limit and role settings only to the login itself, never through a group role,
+so they are set here on each login: --connection-limit (no login can take the
+connections the sink needs), --statement-timeout and
+--idle-in-transaction-timeout (no session holds locks and old snapshots for
+ever). Run it as a login with CREATEROLE (a DBA's), after 'drover sink migrate'.`,
+		Example: `  drover sink login alice --password-file ./alice.pw --database-url "$DROVER_DATABASE_URL"
+  drover sink login oncall --role operator --password-file /run/secrets/oncall --database-url "$DROVER_DATABASE_URL"`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l.Name = args[0]
+			switch role {
+			case "analyst":
+				l.Role = AnalystRole
+			case "operator":
+				l.Role = OperatorRole
+			default:
+				return cli.Usagef("--role: %q, want analyst or operator", role)
+			}
+			if passwordFile != "" {
+				b, err := os.ReadFile(passwordFile)
+				if err != nil {
+					return cli.Usagef("--password-file: %w", err)
+				}
+				l.Password = strings.TrimRight(string(b), "\r\n")
+			}
+			if err := l.validate(); err != nil {
+				return cli.Usagef("%w", err)
+			}
+			db, err := ParseURL(conn.DatabaseURL)
+			if err != nil {
+				return cli.Usagef("%w", err)
+			}
+			ctx := cmd.Context()
+			c, err := pgx.ConnectConfig(ctx, db)
+			if err != nil {
+				return fmt.Errorf("connecting to the database at %s: %w", safeURL(db), err)
+			}
+			defer c.Close(context.WithoutCancel(ctx))
+			if err := EnsureLogin(ctx, c, l); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "login %s: %s, at most %d connections, statements up to %s, idle transactions up to %s\n",
+				l.Name, l.Role, l.ConnectionLimit, l.StatementTimeout, l.IdleInTransactionTimeout)
+			fmt.Fprintln(cmd.OutOrStdout(), psqlHint(db, l.Name))
+			return nil
+		},
+	}
+	conn.AddDatabaseFlags(cmd.Flags())
+	fs := cmd.Flags()
+	fs.StringVar(&role, "role", "analyst", "analyst or operator (operator also reads dead letters' raw bytes and headers)")
+	fs.StringVar(&passwordFile, "password-file", "", "file holding the login's password (empty keeps the current one)")
+	fs.IntVar(&l.ConnectionLimit, "connection-limit", DefaultConnectionLimit, "most sessions of the login at once")
+	fs.DurationVar(&l.StatementTimeout, "statement-timeout", DefaultStatementTimeout, "longest statement of the login")
+	fs.DurationVar(&l.IdleInTransactionTimeout, "idle-in-transaction-timeout", DefaultIdleInTransactionTimeout, "longest a session of the login may sit idle inside a transaction")
 	return cmd
 }
 
@@ -269,7 +339,7 @@ func run(ctx context.Context, cfg Config, db *pgx.ConnConfig, kopts []kgo.Opt, r
 		log.Info("admin endpoints", "addr", srv.Addr())
 	}
 	log.Info("connect as the read-only analyst role",
-		"create_login", fmt.Sprintf("CREATE ROLE alice LOGIN PASSWORD '...' IN ROLE %s;", AnalystRole),
+		"create_login", "drover sink login alice --password-file FILE --database-url URL",
 		"psql", psqlHint(db, "alice"))
 	err = s.Run(ctx)
 	if errors.Is(err, context.Canceled) {

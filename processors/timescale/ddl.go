@@ -21,10 +21,13 @@ import (
 var migrationFS embed.FS
 
 // Role names created by the migrations. WriterRole may write every table;
-// AnalystRole may only read tables and views.
+// AnalystRole may only read tables and views, and of dead_letters every
+// column but the raw bytes and headers; OperatorRole reads what the
+// analyst reads plus those.
 const (
-	WriterRole  = "drover_writer"
-	AnalystRole = "drover_analyst"
+	WriterRole   = "drover_writer"
+	AnalystRole  = "drover_analyst"
+	OperatorRole = "drover_operator"
 )
 
 // Table and view names: the analysts' contract.
@@ -136,6 +139,7 @@ type templateData struct {
 	TS              string // schema of the timescaledb functions
 	Writer          string
 	Analyst         string
+	Operator        string
 	ChunkInterval   string
 	RefreshInterval string
 }
@@ -151,6 +155,7 @@ func (l Layout) data() templateData {
 		TS:              l.ext(),
 		Writer:          WriterRole,
 		Analyst:         AnalystRole,
+		Operator:        OperatorRole,
 		ChunkInterval:   "1 day",
 		RefreshInterval: pgInterval(l.RefreshInterval),
 	}
@@ -257,13 +262,23 @@ func partitionName(table string, day time.Time) string {
 	return table + "_p" + day.UTC().Format("20060102")
 }
 
-// partitionDDL creates the daily partition of table holding day (UTC) if
-// it does not exist yet.
-func partitionDDL(table string, day time.Time) string {
+// partitionDDL returns the statements that create the daily partition of
+// table holding day (UTC) as a table of its own and attach it. CREATE
+// TABLE ... PARTITION OF would take an ACCESS EXCLUSIVE lock on the parent,
+// queueing behind any reader's open transaction (an analyst's long query)
+// with every writer queued behind it; ATTACH PARTITION takes SHARE UPDATE
+// EXCLUSIVE on the parent, which conflicts with neither readers nor
+// writers (the partition is new, so its own ACCESS EXCLUSIVE lock and the
+// check of its rows cost nothing). ATTACH creates the partition's indexes.
+func partitionDDL(table string, day time.Time) []string {
 	from := day.UTC().Truncate(24 * time.Hour)
 	to := from.AddDate(0, 0, 1)
-	return fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s PARTITION OF %s FOR VALUES FROM ('%s') TO ('%s')",
-		partitionName(table, from), table, from.Format("2006-01-02 15:04:05+00"), to.Format("2006-01-02 15:04:05+00"))
+	name := partitionName(table, from)
+	return []string{
+		fmt.Sprintf("CREATE TABLE %s (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS)", name, table),
+		fmt.Sprintf("ALTER TABLE %s ATTACH PARTITION %s FOR VALUES FROM ('%s') TO ('%s')",
+			table, name, from.Format("2006-01-02 15:04:05+00"), to.Format("2006-01-02 15:04:05+00")),
+	}
 }
 
 // parsePartitionDay returns the day of a partition named by partitionName.

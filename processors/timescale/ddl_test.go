@@ -33,7 +33,9 @@ func renderAll(t *testing.T, p Path) string {
 		b.WriteString(q + ";\n")
 	}
 	b.WriteString("-- daily partition (plain PostgreSQL, created ahead by the sink)\n")
-	b.WriteString(partitionDDL(TableSensorReadings, time.Date(2026, 11, 23, 15, 4, 5, 0, time.UTC)) + ";\n")
+	for _, q := range partitionDDL(TableSensorReadings, time.Date(2026, 11, 23, 15, 4, 5, 0, time.UTC)) {
+		b.WriteString(q + ";\n")
+	}
 	return b.String()
 }
 
@@ -77,7 +79,8 @@ func TestDDLPaths(t *testing.T) {
 			[]string{"PARTITION BY RANGE (ts)", "sensor_readings_ts_brin ON sensor_readings USING brin (ts)",
 				"CREATE TABLE sensor_readings_hourly", "CREATE TABLE gps_distance_daily",
 				"sensor_readings_written_brin ON sensor_readings USING brin (written_at)", "'sensor_readings', '-infinity'",
-				"sensor_readings_p20261123 PARTITION OF sensor_readings FOR VALUES FROM ('2026-11-23 00:00:00+00') TO ('2026-11-24 00:00:00+00')"},
+				"CREATE TABLE sensor_readings_p20261123 (LIKE sensor_readings INCLUDING DEFAULTS INCLUDING CONSTRAINTS)",
+				"ALTER TABLE sensor_readings ATTACH PARTITION sensor_readings_p20261123 FOR VALUES FROM ('2026-11-23 00:00:00+00') TO ('2026-11-24 00:00:00+00')"},
 			[]string{"create_hypertable", "timescaledb.", "time_bucket("}},
 	}
 	for _, tc := range tests {

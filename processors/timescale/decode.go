@@ -51,17 +51,18 @@ func invalidf(format string, args ...any) error {
 	return &invalidError{reason: ReasonInvalid, msg: fmt.Sprintf(format, args...)}
 }
 
+// minTime is minEventTime parsed.
+var minTime, _ = time.Parse(time.RFC3339, minEventTime)
+
 // decoder turns Kafka records into batch rows.
 type decoder struct {
 	serde     *schemas.Serde
 	now       func() time.Time
 	maxFuture time.Duration
-	minTime   time.Time
 }
 
 func newDecoder(serde *schemas.Serde, now func() time.Time) *decoder {
-	min, _ := time.Parse(time.RFC3339, minEventTime)
-	return &decoder{serde: serde, now: now, maxFuture: maxFutureDefault, minTime: min}
+	return &decoder{serde: serde, now: now, maxFuture: maxFutureDefault}
 }
 
 // outcome says what add did with a record.
@@ -71,7 +72,19 @@ const (
 	outRow        outcome = iota // a row for its table
 	outDeadLetter                // a dead letter (poison record)
 	outSkipped                   // a tombstone: nothing to write
+	outIgnored                   // a device state without an event time: nothing to write
 )
+
+// outcomeLabels are the outcome label values of drover_sink_records_total.
+var outcomeLabels = [...]string{outRow: "row", outDeadLetter: "dead_letter", outSkipped: "tombstone", outIgnored: "skipped"}
+
+// errNoEventTime is a state.latest record of a device never seen: ts and
+// last_seen are the epoch (the state processor emitted such records for an
+// alert that reached a device's state before any reading). It says nothing
+// device_state can hold (last_seen is NOT NULL and means "seen"), and the
+// device's first real state carries its alerts, so it is skipped and
+// counted (drover_sink_records_total{outcome="skipped"}).
+var errNoEventTime = errors.New("device state without an event time")
 
 // add decodes r into b. Poison records become dead letters in b; the only
 // errors returned are transient (e.g. the registry is unreachable), after
@@ -86,6 +99,9 @@ func (d *decoder) add(ctx context.Context, b *Batch, r *kgo.Record) (outcome, er
 	err := d.decodeInto(ctx, b, r)
 	if err == nil {
 		return outRow, nil
+	}
+	if errors.Is(err, errNoEventTime) {
+		return outIgnored, nil
 	}
 	reason := ""
 	var ie *invalidError
@@ -109,9 +125,17 @@ func (d *decoder) add(ctx context.Context, b *Batch, r *kgo.Record) (outcome, er
 
 // poison builds the dead letter that replaces record r.
 func (d *decoder) poison(r *kgo.Record, reason, msg string) DeadLetter {
+	return recordLetter(r, reason, msg, d.now())
+}
+
+// recordLetter builds the sink's dead letter (stage sink) for Kafka record
+// r: id sink:topic:partition:offset, the record's bytes and headers, its
+// Kafka coordinates, and its timestamp as the receive time (now when it
+// has none).
+func recordLetter(r *kgo.Record, reason, msg string, now time.Time) DeadLetter {
 	ts := r.Timestamp.UTC().Truncate(time.Millisecond)
-	if ts.IsZero() || ts.Before(d.minTime) {
-		ts = d.now().UTC().Truncate(time.Millisecond)
+	if ts.IsZero() || ts.Before(minTime) {
+		ts = now.UTC().Truncate(time.Millisecond)
 	}
 	headers := make(map[string]string, len(r.Headers))
 	for _, h := range r.Headers {
@@ -135,7 +159,7 @@ func (d *decoder) poison(r *kgo.Record, reason, msg string) DeadLetter {
 			Headers:     headers,
 			ReceivedAt:  ts,
 			TS:          ts,
-			IngestedAt:  d.now().UTC().Truncate(time.Millisecond),
+			IngestedAt:  now.UTC().Truncate(time.Millisecond),
 		},
 		KafkaTopic:     r.Topic,
 		KafkaPartition: r.Partition,
@@ -155,6 +179,7 @@ func (d *decoder) decodeInto(ctx context.Context, b *Batch, r *kgo.Record) error
 			return err
 		}
 		b.Readings = append(b.Readings, v)
+		b.src.readings = append(b.src.readings, r)
 	case topics.RawGPS:
 		var v schemas.GPSFix
 		if _, err := d.serde.Decode(ctx, r.Value, &v); err != nil {
@@ -168,6 +193,7 @@ func (d *decoder) decodeInto(ctx context.Context, b *Batch, r *kgo.Record) error
 			return invalidf("position %v,%v is not a valid latitude/longitude", v.Lat, v.Lon)
 		}
 		b.Fixes = append(b.Fixes, v)
+		b.src.fixes = append(b.src.fixes, r)
 	case topics.RawImage2D, topics.RawImage3D, topics.RawVideo2D, topics.RawVideo3D:
 		var v schemas.MediaObject
 		if _, err := d.serde.Decode(ctx, r.Value, &v); err != nil {
@@ -182,6 +208,7 @@ func (d *decoder) decodeInto(ctx context.Context, b *Batch, r *kgo.Record) error
 			return err
 		}
 		b.Media = append(b.Media, v)
+		b.src.media = append(b.src.media, r)
 	case topics.Features:
 		var v schemas.Feature
 		if _, err := d.serde.Decode(ctx, r.Value, &v); err != nil {
@@ -191,6 +218,7 @@ func (d *decoder) decodeInto(ctx context.Context, b *Batch, r *kgo.Record) error
 			return err
 		}
 		b.Features = append(b.Features, v)
+		b.src.features = append(b.src.features, r)
 	case topics.Alerts:
 		var v schemas.Alert
 		if _, err := d.serde.Decode(ctx, r.Value, &v); err != nil {
@@ -204,10 +232,14 @@ func (d *decoder) decodeInto(ctx context.Context, b *Batch, r *kgo.Record) error
 			return invalidf("alert state %q is neither firing nor resolved", cleanText(v.State))
 		}
 		b.Alerts = append(b.Alerts, v)
+		b.src.alerts = append(b.src.alerts, r)
 	case topics.StateLatest:
 		var v schemas.DeviceState
 		if _, err := d.serde.Decode(ctx, r.Value, &v); err != nil {
 			return err
+		}
+		if v.TS.UnixMilli() == 0 && v.LastSeen.UnixMilli() == 0 {
+			return errNoEventTime
 		}
 		if err := errors.Join(d.ident(v.Tenant, v.DeviceID, "-"), d.eventTime(v.TS), optText("firmware", v.Firmware)); err != nil {
 			return err
@@ -240,7 +272,9 @@ func (d *decoder) decodeInto(ctx context.Context, b *Batch, r *kgo.Record) error
 		if v.ReceivedAt.IsZero() {
 			v.ReceivedAt = v.TS
 		}
-		b.DeadLetters = append(b.DeadLetters, DeadLetter{DeadLetter: v})
+		// The row's key is the dlq.events record: one row per dead letter,
+		// even for identical payloads (which share the dead letter's id).
+		b.DeadLetters = append(b.DeadLetters, DeadLetter{DeadLetter: v, KafkaTopic: r.Topic, KafkaPartition: r.Partition, KafkaOffset: r.Offset})
 	default:
 		return invalidf("topic %s is not one the sink writes", r.Topic)
 	}
@@ -253,7 +287,7 @@ func (d *decoder) ident(tenant, device, id string) error {
 
 // eventTime rejects event times the partitions cannot sensibly hold.
 func (d *decoder) eventTime(ts time.Time) error {
-	if ts.Before(d.minTime) || ts.After(d.now().Add(d.maxFuture)) {
+	if ts.Before(minTime) || ts.After(d.now().Add(d.maxFuture)) {
 		return &invalidError{reason: ReasonTimeRange, msg: fmt.Sprintf("event time %s is before %s or more than %s ahead", ts.UTC().Format(time.RFC3339), minEventTime, d.maxFuture)}
 	}
 	return nil

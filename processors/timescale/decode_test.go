@@ -51,6 +51,13 @@ func TestDecodeValidation(t *testing.T) {
 		{"not wire format", &kgo.Record{Topic: topics.RawSensor, Value: []byte("{}")}, outDeadLetter, ReasonNotWireFormat, "not confluent wire format"},
 		{"unknown schema id", &kgo.Record{Topic: topics.RawSensor, Value: schemas.Header(424242)}, outDeadLetter, ReasonUnknownSchema, "424242"},
 		{"tombstone", &kgo.Record{Topic: topics.StateLatest, Key: []byte("cow-1")}, outSkipped, "", ""},
+		// Older state processors emitted the state of a device never seen
+		// (an alert before its first reading) with ts and last_seen at the
+		// epoch: skipped and counted, not a dead letter.
+		{"state of a device never seen", env.record(t, topics.StateLatest, "cow-1", schemas.DeviceState{Tenant: "farm", DeviceID: "cow-1",
+			TS: time.UnixMilli(0), LastSeen: time.UnixMilli(0), IngestedAt: time.UnixMilli(0), ActiveAlerts: 1, UpdatedAt: at(1, 0)}), outIgnored, "", ""},
+		{"state with an old event time", env.record(t, topics.StateLatest, "cow-1", schemas.DeviceState{Tenant: "farm", DeviceID: "cow-1",
+			TS: time.Date(1999, 1, 1, 0, 0, 0, 0, time.UTC), LastSeen: time.Date(1999, 1, 1, 0, 0, 0, 0, time.UTC), UpdatedAt: at(1, 0)}), outDeadLetter, ReasonTimeRange, "before 2000"},
 		{"dead letter with bad text is cleaned, not rejected", env.record(t, topics.DLQ, "x", schemas.DeadLetter{ID: "d", Stage: "s", Reason: "r", Message: "bad \x00 \xff",
 			ReceivedAt: at(1, 0), TS: at(1, 0), IngestedAt: at(1, 0)}), outRow, "", ""},
 	}
@@ -66,8 +73,12 @@ func TestDecodeValidation(t *testing.T) {
 				t.Fatalf("outcome = %d, want %d (batch %+v)", got, tc.want, b)
 			}
 			if tc.want != outDeadLetter {
-				if tc.rec.Topic == topics.DLQ && (len(b.DeadLetters) != 1 || b.DeadLetters[0].Message != "bad  \uFFFD") {
-					t.Fatalf("cleaned dead letter = %+v", b.DeadLetters)
+				if tc.rec.Topic == topics.DLQ && (len(b.DeadLetters) != 1 || b.DeadLetters[0].Message != "bad  \uFFFD" ||
+					b.DeadLetters[0].KafkaTopic != topics.DLQ || b.DeadLetters[0].KafkaPartition != 2 || b.DeadLetters[0].KafkaOffset != 17) {
+					t.Fatalf("dead letter from dlq.events (cleaned, keyed by its record) = %+v", b.DeadLetters)
+				}
+				if tc.want == outIgnored && b.Len() != 0 {
+					t.Fatalf("an ignored record left rows in the batch: %+v", b)
 				}
 				return
 			}

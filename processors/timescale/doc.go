@@ -8,14 +8,17 @@
 // with INSERT ... SELECT ... ON CONFLICT on the tables' natural keys (DO
 // NOTHING for events, a guarded upsert for alerts and device_state); as a
 // fast path, insert-only tables first try a COPY straight into the table
-// inside a savepoint and fall back to staging when a key exists. Kafka
+// inside a savepoint and fall back to staging when a key exists. A record
+// that meets its key holding other content becomes a dead letter in the
+// same transaction (conflict.go). Kafka
 // offsets are committed only after that transaction commits, so a crash
 // anywhere replays at most the last batch, and the natural keys make the
 // replay write nothing twice.
 //
 // The schema is created by ordered, versioned, embedded migrations
-// (migrations/*.sql, applied under an advisory lock and recorded in
-// schema_migrations). They render one of two paths: TimescaleDB
+// (migrations/*.sql, applied under a table lock and recorded in
+// schema_migrations). The sink takes no lock a read-only role can take or
+// block for long (locks.go). They render one of two paths: TimescaleDB
 // (hypertables, compression, retention and continuous aggregates) when the
 // extension is usable, or plain PostgreSQL (daily range partitions created
 // ahead and dropped by retention, BRIN indexes, rollup tables the sink keeps

@@ -2,6 +2,7 @@ package timescale
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -40,11 +41,11 @@ func Maintain(ctx context.Context, conn *pgx.Conn, layout Layout, now time.Time)
 	for _, t := range timeTables {
 		for i := 0; i <= layout.PartitionsAheadDays; i++ {
 			day := today.AddDate(0, 0, i)
-			var exists bool
-			if err := conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", partitionName(t, day)).Scan(&exists); err != nil {
-				return res, fmt.Errorf("checking partition %s: %w", partitionName(t, day), err)
+			st, err := partitionStatus(ctx, conn, partitionName(t, day))
+			if err != nil {
+				return res, err
 			}
-			if exists {
+			if st == partAttached {
 				continue
 			}
 			if err := createPartition(ctx, conn, t, day); err != nil {
@@ -58,9 +59,15 @@ func Maintain(ctx context.Context, conn *pgx.Conn, layout Layout, now time.Time)
 	}
 	cutoff := today.AddDate(0, 0, -layout.RetentionDays)
 	for _, t := range timeTables {
-		rows, err := conn.Query(ctx, `SELECT c.relname FROM pg_inherits i
-			JOIN pg_class c ON c.oid = i.inhrelid
-			WHERE i.inhparent = to_regclass($1) ORDER BY c.relname`, t)
+		// Attached partitions, and leftovers of an earlier drop that gave
+		// way to a reader (detached, or with the detach pending).
+		// A pending detach comes first: a table has at most one, and none
+		// of its other partitions can be detached until it is finalized.
+		rows, err := conn.Query(ctx, `SELECT c.relname FROM pg_class c
+			LEFT JOIN pg_inherits i ON i.inhrelid = c.oid AND i.inhparent = to_regclass($2)
+			WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r'
+			  AND starts_with(c.relname, $1) AND (NOT c.relispartition OR i.inhrelid IS NOT NULL)
+			ORDER BY coalesce(i.inhdetachpending, false) DESC, c.relname`, t+"_p", t)
 		if err != nil {
 			return res, fmt.Errorf("listing partitions of %s: %w", t, err)
 		}
@@ -71,12 +78,14 @@ func Maintain(ctx context.Context, conn *pgx.Conn, layout Layout, now time.Time)
 		for _, name := range names {
 			day, ok := parsePartitionDay(t, name)
 			// A partition holds [day, day+1); drop it once all of it is older
-			// than the cutoff.
-			if !ok || day.AddDate(0, 0, 1).After(cutoff) {
+			// than the cutoff (or finish dropping it: only retention detaches).
+			if st, err := partitionStatus(ctx, conn, name); err != nil {
+				return res, err
+			} else if !ok || st == partAttached && day.AddDate(0, 0, 1).After(cutoff) {
 				continue
 			}
-			if _, err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+pgx.Identifier{name}.Sanitize()); err != nil {
-				return res, fmt.Errorf("dropping expired partition %s: %w", name, err)
+			if err := dropPartition(ctx, conn, t, name); err != nil {
+				return res, err
 			}
 			res.Dropped = append(res.Dropped, name)
 		}
@@ -114,9 +123,9 @@ func RebuildRollups(ctx context.Context, conn *pgx.Conn, layout Layout) (Refresh
 		tables = append(tables, ViewReadingsHourly, ViewReadingsDaily)
 	}
 	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		// Wait for a refresh in progress, and keep others out until the
-		// reset is committed.
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", rollupRefreshKey); err != nil {
+		// Wait for a refresh in progress (it holds the watermark rows), and
+		// keep others out until the reset is committed.
+		if _, err := tx.Exec(ctx, rollupResetLock); err != nil {
 			return err
 		}
 		for _, t := range tables {
@@ -133,14 +142,10 @@ func RebuildRollups(ctx context.Context, conn *pgx.Conn, layout Layout) (Refresh
 	return RefreshRollups(ctx, conn, layout)
 }
 
-// The advisory locks of the rollups ("drover.rollup" and the next key). The
-// writers hold rollupLockKey shared for their whole write transaction when
-// it writes a rollup source; a refresh takes it exclusively for an instant.
-// rollupRefreshKey keeps refreshes of several sinks from running at once.
-const (
-	rollupLockKey    int64 = 0x64726f7665725250
-	rollupRefreshKey       = rollupLockKey + 1
-)
+// rollupResetLock keeps refreshes out while RebuildRollups resets the
+// rollups: a refresh locks the watermark rows (ROW SHARE on the table),
+// which EXCLUSIVE conflicts with; readers' ACCESS SHARE does not.
+const rollupResetLock = "LOCK TABLE rollup_watermarks IN EXCLUSIVE MODE"
 
 // RefreshResult says what one refresh did.
 type RefreshResult struct {
@@ -157,8 +162,8 @@ type RefreshResult struct {
 // were rebuilt from every row at each refresh).
 //
 // Every source row carries written_at, the start of the statement that
-// wrote it, and the writers hold the rollup lock shared from before that
-// statement until commit. So once the refresh has held the lock exclusively
+// wrote it, and the writers hold the rollup lock (rollup_gate, ROW SHARE)
+// from before that statement until commit. So once the refresh has held the lock exclusively
 // and read the clock (cut), every row stamped before cut is committed, and
 // every row committed later is stamped at cut or after. The refresh then
 // merges, in one repeatable-read transaction, the rows stamped in
@@ -175,7 +180,7 @@ func refreshRollups(ctx context.Context, conn *pgx.Conn, layout Layout) (Refresh
 		if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '2s'"); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", rollupLockKey); err != nil {
+		if _, err := tx.Exec(ctx, rollupRefreshLock); err != nil {
 			return err
 		}
 		return tx.QueryRow(ctx, "SELECT clock_timestamp()").Scan(&cut)
@@ -185,13 +190,15 @@ func refreshRollups(ctx context.Context, conn *pgx.Conn, layout Layout) (Refresh
 	}
 	summarizeNewRanges(ctx, conn, layout)
 	err = pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
-		var mine bool
-		if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock($1)", rollupRefreshKey).Scan(&mine); err != nil {
+		// One refresher at a time: the others find the watermark rows
+		// locked (or, having read them before a concurrent refresh
+		// committed, fail to serialise) and skip.
+		if _, err := tx.Exec(ctx, "SELECT FROM rollup_watermarks FOR UPDATE NOWAIT"); err != nil {
+			if isCode(err, "55P03", "40001") {
+				res.Skipped = true
+				return errSkipped
+			}
 			return err
-		}
-		if !mine {
-			res.Skipped = true
-			return nil
 		}
 		// One core: the refresh must not starve the pipeline it serves. The
 		// new rows are found through the written_at BRIN indexes and grouped
@@ -228,11 +235,17 @@ func refreshRollups(ctx context.Context, conn *pgx.Conn, layout Layout) (Refresh
 		}
 		return nil
 	})
+	if errors.Is(err, errSkipped) {
+		return RefreshResult{Rows: map[string]int64{}, Skipped: true}, nil
+	}
 	if err != nil {
 		return RefreshResult{Rows: map[string]int64{}}, err
 	}
 	return res, nil
 }
+
+// errSkipped ends a refresh transaction that found another refresher.
+var errSkipped = errors.New("another refresh is running")
 
 // summarizeNewRanges summarizes the block ranges filled since the last
 // refresh in the written_at BRIN indexes of the plain PostgreSQL path's

@@ -17,6 +17,9 @@ type metrics struct {
 	maintained *prometheus.CounterVec // action: partition_created, partition_dropped, view_refreshed
 	// refreshSeconds times the incremental rollup refreshes.
 	refreshSeconds prometheus.Histogram
+	// duplicates counts records that met their natural key: table,
+	// outcome (skipped, dead_letter).
+	duplicates *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -27,7 +30,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"table"}),
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "drover", Subsystem: "sink", Name: "records_total",
-			Help: "Kafka records committed, by topic and outcome (row, dead_letter, tombstone).",
+			Help: "Kafka records committed, by topic and outcome (row, dead_letter, tombstone, skipped: a device state without an event time).",
 		}, []string{"topic", "outcome"}),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "drover", Subsystem: "sink", Name: "batch_records",
@@ -65,12 +68,20 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Time to merge the rows written since the last refresh into the rollups.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
 		}),
+		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "drover", Subsystem: "sink", Name: "duplicates_total",
+			Help: "Records whose natural key was already stored or met earlier in their batch, by table and outcome: " +
+				"skipped (the same record again, or an older version: nothing to write) or dead_letter (different content: " +
+				"stored in dead_letters as duplicate_timestamp or duplicate_key).",
+		}, []string{"table", "outcome"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.rows, m.records, m.batchSize, m.batchTime, m.endToEnd, m.lag, m.errors, m.dbUp, m.maintained, m.refreshSeconds)
+		reg.MustRegister(m.rows, m.records, m.batchSize, m.batchTime, m.endToEnd, m.lag, m.errors, m.dbUp, m.maintained, m.refreshSeconds, m.duplicates)
 	}
 	for _, t := range Tables {
 		m.rows.WithLabelValues(t)
+		m.duplicates.WithLabelValues(t, "skipped")
+		m.duplicates.WithLabelValues(t, "dead_letter")
 	}
 	return m
 }

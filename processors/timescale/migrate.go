@@ -43,10 +43,6 @@ var ErrTimescaleUnavailable = errors.New("timescaledb is not usable in this data
 // sink was asked to use the other.
 var ErrPathMismatch = errors.New("database schema path mismatch")
 
-// migrateLockKey is the pg_advisory_lock key serialising migrations
-// ("drover.timescale.migrate").
-const migrateLockKey int64 = 0x64726f7665724d31
-
 // Support reports what the database offers for TimescaleDB.
 type Support struct {
 	Installed bool // the extension is installed in this database
@@ -95,7 +91,8 @@ type MigrateResult struct {
 }
 
 // Migrate brings the database schema up to date: it takes the migration
-// advisory lock (so concurrent callers wait and then find nothing to do),
+// lock (so concurrent callers wait and then find nothing to do; see
+// lockMigrations),
 // picks the path from mode (a database already migrated keeps its recorded
 // path), creates the timescaledb extension when the TimescaleDB path is
 // chosen and it is not installed yet, applies each missing migration in its
@@ -107,13 +104,11 @@ func Migrate(ctx context.Context, conn *pgx.Conn, mode Mode, layout Layout, log 
 		log = slog.New(slog.DiscardHandler)
 	}
 	var res MigrateResult
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", migrateLockKey); err != nil {
-		return res, fmt.Errorf("taking the migration lock: %w", err)
+	release, err := lockMigrations(ctx, conn)
+	if err != nil {
+		return res, err
 	}
-	defer func() {
-		// A broken connection releases the lock by itself.
-		_, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", migrateLockKey)
-	}()
+	defer release()
 
 	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version    integer     PRIMARY KEY,
@@ -186,15 +181,7 @@ func Migrate(ctx context.Context, conn *pgx.Conn, mode Mode, layout Layout, log 
 			continue
 		}
 		start := log.With("version", m.Version, "name", m.Name, "path", string(path))
-		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, m.SQL); err != nil {
-				return err
-			}
-			_, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version, name, path, checksum) VALUES ($1, $2, $3, $4)",
-				m.Version, m.Name, string(path), m.Checksum)
-			return err
-		})
-		if err != nil {
+		if err := applyMigration(ctx, conn, m, path, log); err != nil {
 			return res, fmt.Errorf("applying migration %04d_%s (%s path): %w", m.Version, m.Name, path, err)
 		}
 		start.Info("applied migration")
@@ -202,11 +189,32 @@ func Migrate(ctx context.Context, conn *pgx.Conn, mode Mode, layout Layout, log 
 		res.Current = max(res.Current, m.Version)
 	}
 	for _, q := range PolicySQL(layout) {
-		if _, err := conn.Exec(ctx, q); err != nil {
+		if err := execDDL(ctx, conn, log, q); err != nil {
 			return res, fmt.Errorf("applying timescaledb policy (%s): %w", q, err)
 		}
 	}
 	return res, nil
+}
+
+// applyMigration applies m and records it, in one transaction. Its DDL
+// waits at most ddlLockTimeout for a lock (an analyst's long query or idle
+// transaction on a table it alters): writers queue behind a waiting DDL
+// statement, so it gives way and the transaction is retried after a pause,
+// until ctx ends.
+func applyMigration(ctx context.Context, conn *pgx.Conn, m Migration, path Path, log *slog.Logger) error {
+	return retryLocked(ctx, log, func() error {
+		return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = '%dms'", ddlLockTimeout.Milliseconds())); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, m.SQL); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version, name, path, checksum) VALUES ($1, $2, $3, $4)",
+				m.Version, m.Name, string(path), m.Checksum)
+			return err
+		})
+	})
 }
 
 // extensionSchema returns the quoted schema the timescaledb extension is

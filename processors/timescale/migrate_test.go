@@ -111,7 +111,9 @@ func TestIntegrationAnalystCannotWrite(t *testing.T) {
 		}
 	}
 	for _, name := range append(append([]string{}, Tables...), Views...) {
-		if _, err := c.Exec(ctx, "SELECT * FROM "+name+" LIMIT 1"); err != nil {
+		// count(*): of dead_letters the analyst may read all columns but
+		// two (TestIntegrationRoleLogins).
+		if _, err := c.Exec(ctx, "SELECT count(*) FROM "+name); err != nil {
 			t.Errorf("analyst cannot read %s: %v", name, err)
 		}
 	}

@@ -219,7 +219,7 @@ func TestIntegrationRollupsWaitForWriters(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, q := range []string{
-		fmt.Sprintf("SELECT pg_advisory_xact_lock_shared(%d)", rollupLockKey),
+		rollupWriterLock,
 		fmt.Sprintf(`INSERT INTO sensor_readings (ts, tenant, device_id, metric, value, ingested_at, event_id)
 			VALUES ('%s', 'farm', 'cow-1', 'temperature', 40, now(), 'b')`, at(1, 30).Format(time.RFC3339)),
 	} {
@@ -257,7 +257,7 @@ func TestIntegrationRollupsWaitForWriters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock_shared($1)", rollupLockKey); err != nil {
+	if _, err := tx.Exec(ctx, rollupWriterLock); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := RefreshRollups(ctx, c, layout); err == nil || !strings.Contains(err.Error(), "waiting for the writers") {
@@ -272,7 +272,11 @@ func TestIntegrationRollupsWaitForWriters(t *testing.T) {
 
 	// The sink's own writer follows the protocol: while a refresh holds the
 	// lock exclusively, a batch with readings or fixes waits.
-	if _, err := c.Exec(ctx, "SELECT pg_advisory_lock($1)", rollupLockKey); err != nil {
+	refreshing, err := c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := refreshing.Exec(ctx, rollupRefreshLock); err != nil {
 		t.Fatal(err)
 	}
 	wrote := make(chan error, 1)
@@ -285,7 +289,7 @@ func TestIntegrationRollupsWaitForWriters(t *testing.T) {
 		t.Fatalf("the writer wrote (%v) while a refresh held the rollup lock", err)
 	case <-time.After(500 * time.Millisecond):
 	}
-	if _, err := c.Exec(ctx, "SELECT pg_advisory_unlock($1)", rollupLockKey); err != nil {
+	if err := refreshing.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-wrote; err != nil {
@@ -294,7 +298,7 @@ func TestIntegrationRollupsWaitForWriters(t *testing.T) {
 }
 
 // TestIntegrationRollupsOneRefresherAtATime runs a refresh while another
-// session holds the refresh lock: it must skip, not merge a second time.
+// refresh holds the watermark rows: it must skip, not merge a second time.
 func TestIntegrationRollupsOneRefresherAtATime(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
@@ -302,7 +306,11 @@ func TestIntegrationRollupsOneRefresherAtATime(t *testing.T) {
 	url, layout := migratedDB(t)
 	ctx := context.Background()
 	other := connect(t, url)
-	if _, err := other.Exec(ctx, "SELECT pg_advisory_lock($1)", rollupRefreshKey); err != nil {
+	refreshing, err := other.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := refreshing.Exec(ctx, "SELECT FROM rollup_watermarks FOR UPDATE"); err != nil {
 		t.Fatal(err)
 	}
 	c := connect(t, url)
@@ -313,7 +321,7 @@ func TestIntegrationRollupsOneRefresherAtATime(t *testing.T) {
 	if !res.Skipped {
 		t.Error("refresh ran while another held the refresh lock")
 	}
-	if _, err := other.Exec(ctx, "SELECT pg_advisory_unlock($1)", rollupRefreshKey); err != nil {
+	if err := refreshing.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if res, err := RefreshRollups(ctx, c, layout); err != nil || res.Skipped {

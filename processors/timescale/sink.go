@@ -77,6 +77,10 @@ type Config struct {
 	// to rejoin, and so how long a restarted sink waits for the members a
 	// kill left behind; default DefaultRebalanceTimeout.
 	RebalanceTimeout time.Duration
+	// StallTimeout is how long one batch write may be pending (waiting or
+	// failing) before Ready reports the sink cannot write; default twice
+	// FlushInterval plus 5s.
+	StallTimeout time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// Log receives the sink's logs; default slog.Default().
@@ -123,6 +127,9 @@ func (c *Config) setDefaults() error {
 	if c.RebalanceTimeout == 0 {
 		c.RebalanceTimeout = DefaultRebalanceTimeout
 	}
+	if c.StallTimeout == 0 {
+		c.StallTimeout = 2*c.FlushInterval + 5*time.Second
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -147,6 +154,8 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("--session-timeout: %s is out of range 1s..30m", c.SessionTimeout)
 	case c.RebalanceTimeout < time.Second || c.RebalanceTimeout > 30*time.Minute:
 		return fmt.Errorf("--rebalance-timeout: %s is out of range 1s..30m", c.RebalanceTimeout)
+	case c.StallTimeout < 0:
+		return fmt.Errorf("--stall-timeout: %s is negative (0 = twice --flush-interval plus 5s)", c.StallTimeout)
 	}
 	return c.Layout.validate()
 }
@@ -164,11 +173,15 @@ type Sink struct {
 	cl     *kgo.Client
 	layout Layout
 
-	mu        sync.Mutex
-	ready     error // nil when the last database operation succeeded
-	started   bool
-	committed map[string]map[int32]kgo.EpochOffset // written but not yet committed
-	hw        map[string]map[int32]int64           // high watermarks seen
+	mu      sync.Mutex
+	ready   error // nil when the last database operation succeeded
+	started bool
+	// writeSince is when the batch write in progress began (writeDepth >
+	// 0), for the stall check.
+	writeSince time.Time
+	writeDepth int
+	committed  map[string]map[int32]kgo.EpochOffset // written but not yet committed
+	hw         map[string]map[int32]int64           // high watermarks seen
 }
 
 // ErrNotStarted is the readiness error before the sink has migrated and
@@ -194,6 +207,27 @@ func New(cfg Config, db *pgx.ConnConfig, kopts []kgo.Opt, serde *schemas.Serde) 
 		hw:        map[string]map[int32]int64{},
 	}
 	if cfg.Registerer != nil {
+		cfg.Registerer.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Namespace: "drover", Subsystem: "sink", Name: "write_pending_seconds",
+				Help: "How long the batch write in progress has been pending (waiting or retrying); 0 when none.",
+			}, func() float64 {
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				return s.pendingLocked().Seconds()
+			}),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Namespace: "drover", Subsystem: "sink", Name: "write_stalled",
+				Help: "1 while a batch write has been pending for longer than --stall-timeout (/readyz then fails), else 0.",
+			}, func() float64 {
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				if s.pendingLocked() > s.cfg.StallTimeout {
+					return 1
+				}
+				return 0
+			}),
+		)
 		for _, path := range []string{"direct", "staged"} {
 			cfg.Registerer.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 				Namespace: "drover", Subsystem: "sink", Name: "copy_batches_total",
@@ -216,13 +250,26 @@ func New(cfg Config, db *pgx.ConnConfig, kopts []kgo.Opt, serde *schemas.Serde) 
 	return s, nil
 }
 
-// Ready reports nil when the sink is running and its last database
-// operation succeeded (the /readyz check).
+// Ready reports nil when the sink is running, its last database operation
+// succeeded and no batch write has been pending for longer than
+// Config.StallTimeout (the /readyz check). A write that waits without
+// failing (for a lock, say) is such a stall.
 func (s *Sink) Ready(context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.ready
+	if s.ready != nil {
+		return s.ready
+	}
+	if d := s.pendingLocked(); d > s.cfg.StallTimeout {
+		return fmt.Errorf("%w: a batch write has been pending for %s (over --stall-timeout %s); see pg_stat_activity for what it waits on",
+			ErrStalled, d.Round(time.Millisecond), s.cfg.StallTimeout)
+	}
+	return nil
 }
+
+// ErrStalled is the readiness error of a sink whose batch write takes too
+// long.
+var ErrStalled = errors.New("sink cannot write")
 
 func (s *Sink) setReady(err error) {
 	s.mu.Lock()
@@ -267,6 +314,7 @@ func (s *Sink) Run(ctx context.Context) error {
 	s.mu.Unlock()
 	s.mu.Lock()
 	s.writer = NewWriter(s.db, layout)
+	s.writer.now = s.cfg.Now
 	s.mu.Unlock()
 	defer s.writer.Close(context.Background())
 
@@ -586,10 +634,13 @@ func (s *Sink) decode(ctx context.Context, records []*kgo.Record) (*Batch, []out
 
 // write writes a decoded batch, retrying transient failures until ctx ends.
 func (s *Sink) write(ctx context.Context, records []*kgo.Record, b *Batch, outcomes []outcome) error {
+	defer s.writing()()
 	var dataErr error
+	var res Result
 	err := s.retry(ctx, "write", func(ctx context.Context) (bool, error) {
 		start := time.Now()
-		w, err := s.writer.Write(ctx, b)
+		var err error
+		res, err = s.writer.Write(ctx, b)
 		if err != nil {
 			if IsDataError(err) {
 				dataErr = err
@@ -600,9 +651,7 @@ func (s *Sink) write(ctx context.Context, records []*kgo.Record, b *Batch, outco
 		}
 		s.setReady(nil)
 		s.m.batchTime.Observe(time.Since(start).Seconds())
-		for t, n := range w {
-			s.m.rows.WithLabelValues(t).Add(float64(n))
-		}
+		s.countResult(res)
 		return false, nil
 	})
 	if err != nil {
@@ -611,10 +660,62 @@ func (s *Sink) write(ctx context.Context, records []*kgo.Record, b *Batch, outco
 	if dataErr != nil {
 		return s.bisect(ctx, records, dataErr)
 	}
+	conflicted := make(map[*kgo.Record]bool, len(res.DeadLettered))
+	for _, r := range res.DeadLettered {
+		conflicted[r] = true
+	}
 	for i, r := range records {
-		s.m.records.WithLabelValues(r.Topic, [...]string{"row", "dead_letter", "tombstone"}[outcomes[i]]).Inc()
+		label := outcomeLabels[outcomes[i]]
+		if conflicted[r] {
+			label = outcomeLabels[outDeadLetter]
+		}
+		s.m.records.WithLabelValues(r.Topic, label).Inc()
 	}
 	return nil
+}
+
+// countResult adds what a Write did to the metrics, and logs conflicts.
+func (s *Sink) countResult(res Result) {
+	for t, n := range res.Written {
+		s.m.rows.WithLabelValues(t).Add(float64(n))
+	}
+	for t, n := range res.Skipped {
+		s.m.duplicates.WithLabelValues(t, "skipped").Add(float64(n))
+	}
+	for t, n := range res.Conflicts {
+		if n > 0 {
+			s.m.duplicates.WithLabelValues(t, "dead_letter").Add(float64(n))
+			s.log.Warn("records met their natural key holding different content; stored as dead letters",
+				"table", t, "records", n)
+		}
+	}
+}
+
+// writing marks a batch write as in progress, for the stall check of
+// Ready, and returns the function that ends it. Writes nest (bisect).
+func (s *Sink) writing() func() {
+	s.mu.Lock()
+	if s.writeDepth == 0 {
+		s.writeSince = s.cfg.Now()
+	}
+	s.writeDepth++
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		if s.writeDepth--; s.writeDepth == 0 {
+			s.writeSince = time.Time{}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// pendingLocked returns how long the batch write in progress has taken
+// (0 when none). s.mu must be held.
+func (s *Sink) pendingLocked() time.Duration {
+	if s.writeDepth == 0 {
+		return 0
+	}
+	return s.cfg.Now().Sub(s.writeSince)
 }
 
 // bisect writes records whose batch the database rejected: halves are
@@ -639,7 +740,7 @@ func (s *Sink) bisect(ctx context.Context, records []*kgo.Record, cause error) e
 			}
 			return true, err
 		}
-		s.m.rows.WithLabelValues(TableDeadLetters).Add(float64(w[TableDeadLetters]))
+		s.m.rows.WithLabelValues(TableDeadLetters).Add(float64(w.Written[TableDeadLetters]))
 		return false, nil
 	})
 	if err == nil {

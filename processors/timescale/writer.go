@@ -1,7 +1,6 @@
 package timescale
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/drover-iot/drover/schemas"
 )
@@ -41,6 +41,11 @@ type Batch struct {
 	// (the device was removed): their device_state rows are deleted before
 	// States, which hold only states that came after the tombstone.
 	StateDeletes []string
+
+	// src holds the Kafka record each row of Readings, Fixes, Media,
+	// Features and Alerts was decoded from (shorter, or empty, for rows
+	// given directly), for the dead letter of a conflicting row.
+	src struct{ readings, fixes, media, features, alerts []*kgo.Record }
 }
 
 // deleteState records a state.latest tombstone for device: the states of
@@ -65,23 +70,43 @@ func (b *Batch) Reset() {
 	clear(b.Alerts)
 	clear(b.States)
 	clear(b.DeadLetters)
+	src := b.src
 	*b = Batch{
 		Readings: b.Readings[:0], Fixes: b.Fixes[:0], Media: b.Media[:0], Features: b.Features[:0],
 		Alerts: b.Alerts[:0], States: b.States[:0], DeadLetters: b.DeadLetters[:0], StateDeletes: b.StateDeletes[:0],
 	}
+	for _, s := range []*[]*kgo.Record{&src.readings, &src.fixes, &src.media, &src.features, &src.alerts} {
+		clear(*s)
+		*s = (*s)[:0]
+	}
+	b.src = src
 }
 
-// Written counts, per table, the rows a Write inserted or updated (rows
-// whose natural key already held the same or newer data are not counted).
-type Written map[string]int64
+// Counts are numbers of rows or records per table.
+type Counts map[string]int64
 
 // Total returns the sum over all tables.
-func (w Written) Total() int64 {
+func (c Counts) Total() int64 {
 	var n int64
-	for _, v := range w {
+	for _, v := range c {
 		n += v
 	}
 	return n
+}
+
+// Result says what a Write did, per table.
+type Result struct {
+	// Written counts the rows inserted or updated.
+	Written Counts
+	// Skipped counts the records whose natural key was already stored, or
+	// met earlier in the batch, by the same record (a redelivery or a
+	// replay) or by a newer version: nothing to write.
+	Skipped Counts
+	// Conflicts counts the records whose natural key was already held by
+	// different content: stored as dead letters instead (see conflict.go).
+	Conflicts Counts
+	// DeadLettered lists the Kafka records of those conflicts.
+	DeadLettered []*kgo.Record
 }
 
 // payloadExcerptMax bounds the payload bytes kept in dead_letters.
@@ -105,6 +130,8 @@ type Writer struct {
 	// written: "direct" (COPY into the table) or "staged" (COPY into the
 	// staging table, then INSERT ... ON CONFLICT DO NOTHING).
 	Paths struct{ Direct, Staged atomic.Int64 }
+	// now stamps the dead letters of conflicts; default time.Now.
+	now func() time.Time
 }
 
 // stagedAfterConflict is how many batches of a table go straight to the
@@ -116,7 +143,7 @@ const stagedAfterConflict = 16
 // layout.Timescale must match the migrated schema (Migrate reports it); the
 // schema must be migrated before the first Write.
 func NewWriter(cfg *pgx.ConnConfig, layout Layout) *Writer {
-	return &Writer{cfg: cfg, layout: layout, parts: map[string]bool{}, stagedFor: map[string]int{}}
+	return &Writer{cfg: cfg, layout: layout, parts: map[string]bool{}, stagedFor: map[string]int{}, now: time.Now}
 }
 
 // ParseURL parses a database URL, naming the flag in the error.
@@ -147,7 +174,9 @@ func (w *Writer) connLocked(ctx context.Context) (*pgx.Conn, error) {
 	}
 	var b strings.Builder
 	for _, t := range Tables {
-		fmt.Fprintf(&b, "CREATE TEMP TABLE IF NOT EXISTS stage_%s (LIKE %s INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;\n", t, t)
+		// ord: the row's index in the batch, to name the records a
+		// conflict query finds.
+		fmt.Fprintf(&b, "CREATE TEMP TABLE IF NOT EXISTS stage_%s (LIKE %s INCLUDING DEFAULTS, ord integer) ON COMMIT DELETE ROWS;\n", t, t)
 	}
 	if _, err := c.Exec(ctx, b.String()); err != nil {
 		_ = c.Close(context.WithoutCancel(ctx))
@@ -231,44 +260,58 @@ const stateMerge = ` ON CONFLICT (tenant, device_id) DO UPDATE SET
 	lat = excluded.lat, lon = excluded.lon, position_ts = excluded.position_ts, battery = excluded.battery,
 	firmware = excluded.firmware, metrics = excluded.metrics, active_alerts = excluded.active_alerts,
 	updated_at = excluded.updated_at, written_at = now()
-WHERE (excluded.ts, excluded.updated_at) > (t.ts, t.updated_at)`
+WHERE (excluded.ts, excluded.updated_at) > (t.ts, t.updated_at)
+   OR (excluded.ts, excluded.updated_at) = (t.ts, t.updated_at)
+  AND (excluded.online, excluded.last_seen, excluded.lat, excluded.lon, excluded.position_ts, excluded.battery,
+       excluded.firmware, excluded.metrics, excluded.active_alerts)
+      IS DISTINCT FROM (t.online, t.last_seen, t.lat, t.lon, t.position_ts, t.battery, t.firmware, t.metrics, t.active_alerts)`
 
 func mergeSQL(name string, cols []string, tail string) string {
 	c := strings.Join(cols, ", ")
 	return fmt.Sprintf("INSERT INTO %s AS t (%s) SELECT %s FROM stage_%s%s", name, c, c, name, tail)
 }
 
-// Write writes b in one transaction and returns the rows written per table.
-// On error nothing of b is written. Errors from the database are returned
-// as they are (wrapped): see IsDataError for the ones retrying cannot fix.
-func (w *Writer) Write(ctx context.Context, b *Batch) (Written, error) {
+// Write writes b in one transaction and returns what it did per table. On
+// error nothing of b is written. Errors from the database are returned as
+// they are (wrapped): see IsDataError for the ones retrying cannot fix.
+// Records that meet their natural key are skipped or become dead letters
+// (see conflict.go), in the same transaction.
+func (w *Writer) Write(ctx context.Context, b *Batch) (Result, error) {
+	res := Result{Written: Counts{}, Skipped: Counts{}, Conflicts: Counts{}}
 	if b.Len() == 0 {
-		return Written{}, nil
+		return res, nil
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	conn, err := w.connLocked(ctx)
 	if err != nil {
-		return nil, err
+		return res, err
 	}
 	if !w.layout.Timescale {
 		if err := w.ensurePartitions(ctx, conn, b); err != nil {
 			w.dropIfBroken()
-			return nil, err
+			return res, err
 		}
 	}
-	alerts := latestAlerts(b.Alerts)
-	states := latestStates(b.States)
-	features := latestFeatures(b.Features)
-	out := Written{}
+	parts := []writable{
+		&part[schemas.SensorReading, readingKey]{def: &readingTable, rows: b.Readings, src: b.src.readings},
+		&part[schemas.GPSFix, fixKey]{def: &fixTable, rows: b.Fixes, src: b.src.fixes},
+		&part[schemas.MediaObject, mediaKey]{def: &mediaTable, rows: b.Media, src: b.src.media},
+		&part[schemas.Feature, featureKey]{def: &featureTable, rows: b.Features, src: b.src.features},
+		&part[schemas.Alert, string]{def: &alertTable, rows: b.Alerts, src: b.src.alerts},
+		&part[schemas.DeviceState, stateKey]{def: &stateTable, rows: b.States},
+	}
+	for _, p := range parts {
+		p.dedupe()
+	}
 	// Rows of the incrementally maintained rollups are stamped by the
 	// statement that writes them (written_at); holding the rollup lock
-	// shared until commit lets a refresh find a clock reading before which
-	// every stamped row is committed (see refreshRollups). The lock rides on
-	// the BEGIN: no extra round trip.
+	// until commit lets a refresh find a clock reading before which every
+	// stamped row is committed (see refreshRollups). The lock rides on the
+	// BEGIN: no extra round trip.
 	var txOpts pgx.TxOptions
 	if w.rollupSources(b) {
-		txOpts.BeginQuery = rollupBegin
+		txOpts.BeginQuery = "BEGIN; " + rollupWriterLock
 	}
 	err = pgx.BeginTxFunc(ctx, conn, txOpts, func(tx pgx.Tx) error {
 		if len(b.StateDeletes) > 0 {
@@ -276,63 +319,88 @@ func (w *Writer) Write(ctx context.Context, b *Batch) (Written, error) {
 				return fmt.Errorf("deleting the state of %d removed device(s): %w", len(b.StateDeletes), err)
 			}
 		}
-		steps := []struct {
-			name string
-			cols []string
-			n    int
-			row  func(i int) []any
-			tail string
-		}{
-			{TableSensorReadings, readingCols, len(b.Readings), func(i int) []any { return readingRow(&b.Readings[i]) }, doNothing},
-			{TableGPSFixes, fixCols, len(b.Fixes), func(i int) []any { return fixRow(&b.Fixes[i]) }, doNothing},
-			{TableMediaObjects, mediaCols, len(b.Media), func(i int) []any { return mediaRow(&b.Media[i]) }, doNothing},
-			{TableFeatures, featureCols, len(features), func(i int) []any { return featureRow(&features[i]) }, featureMerge},
-			{TableAlerts, alertCols, len(alerts), func(i int) []any { return alertRow(&alerts[i]) }, alertMerge},
-			{TableDeviceState, stateCols, len(states), func(i int) []any { return stateRow(&states[i]) }, stateMerge},
-			{TableDeadLetters, dlCols, len(b.DeadLetters), func(i int) []any { return deadLetterRow(&b.DeadLetters[i]) }, doNothing},
+		letters := b.DeadLetters[:len(b.DeadLetters):len(b.DeadLetters)] // appending copies: b stays as it is
+		for _, p := range parts {
+			if err := w.writePart(ctx, tx, p, &res); err != nil {
+				return err
+			}
+			skipped, conflicts := p.result()
+			name := p.spec().name
+			res.Skipped[name] += int64(skipped)
+			res.Conflicts[name] = int64(len(conflicts))
+			dls, recs := p.letters(w.now())
+			letters = append(letters, dls...)
+			res.DeadLettered = append(res.DeadLettered, recs...)
 		}
-		for _, s := range steps {
-			if s.n == 0 {
-				continue
-			}
-			src := func() pgx.CopyFromSource {
-				return pgx.CopyFromSlice(s.n, func(i int) ([]any, error) { return s.row(i), nil })
-			}
-			if s.tail == doNothing || s.tail == featureMerge {
-				ok, err := w.copyDirect(ctx, tx, s.name, s.cols, s.n, src())
-				if err != nil {
-					return err
-				}
-				if ok {
-					out[s.name] = int64(s.n)
-					w.Paths.Direct.Add(1)
-					continue
-				}
-				w.Paths.Staged.Add(1)
-			}
-			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"stage_" + s.name}, s.cols, src()); err != nil {
-				return fmt.Errorf("copying %d rows into stage_%s: %w", s.n, s.name, err)
-			}
-			tag, err := tx.Exec(ctx, mergeSQL(s.name, s.cols, s.tail))
-			if err != nil {
-				return fmt.Errorf("merging stage_%s into %s: %w", s.name, s.name, err)
-			}
-			out[s.name] = tag.RowsAffected()
-		}
-		return nil
+		return w.writePart(ctx, tx, &part[DeadLetter, struct{}]{def: &deadLetterTable, rows: letters}, &res)
 	})
 	if err != nil {
 		if isNoPartition(err) {
 			clear(w.parts)
 		}
 		w.dropIfBroken()
-		return nil, err
+		return Result{}, err
 	}
-	return out, nil
+	return res, nil
 }
 
-// rollupBegin starts a write transaction holding the rollup lock shared.
-var rollupBegin = fmt.Sprintf("BEGIN; SELECT pg_advisory_xact_lock_shared(%d)", rollupLockKey)
+// writePart writes one table's rows and counts the rows written (the part
+// counts what it skipped and its conflicts). The fast path COPYs the rows
+// dedupe kept straight into the table; it fails as a whole if any key is
+// stored already. Then the rows go through the staging table: for a table
+// with conflicts, every row is staged, the table judges the ones whose key
+// it holds, resolve decides per key in batch order, and the rows that end
+// up holding their key are merged; other tables merge the rows dedupe kept
+// through their guarded upsert.
+func (w *Writer) writePart(ctx context.Context, tx pgx.Tx, p writable, res *Result) error {
+	s := p.spec()
+	n := p.count()
+	if n == 0 {
+		return nil
+	}
+	if s.direct {
+		src := pgx.CopyFromSlice(n, func(j int) ([]any, error) { return p.row(j), nil })
+		ok, err := w.copyDirect(ctx, tx, s.name, s.cols, n, src)
+		if err != nil {
+			return err
+		}
+		if ok {
+			res.Written[s.name] += int64(n)
+			w.Paths.Direct.Add(1)
+			return nil
+		}
+		w.Paths.Staged.Add(1)
+	}
+	all := s.verdicts != ""
+	n, row := p.stage(all)
+	src := pgx.CopyFromSlice(n, func(j int) ([]any, error) { return row(j), nil })
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"stage_" + s.name}, append(slices.Clip(s.cols), "ord"), src); err != nil {
+		return fmt.Errorf("copying %d rows into stage_%s: %w", n, s.name, err)
+	}
+	q := mergeSQL(s.name, s.cols, s.tail)
+	var args []any
+	if all {
+		stored, err := storedRows(ctx, tx, p)
+		if err != nil {
+			return err
+		}
+		write := p.resolve(stored)
+		if n = len(write); n == 0 {
+			return nil
+		}
+		q = mergeSQL(s.name, s.cols, " WHERE ord = ANY($1)"+s.tail)
+		args = []any{write}
+	}
+	tag, err := tx.Exec(ctx, q, args...)
+	if err != nil {
+		return fmt.Errorf("merging stage_%s into %s: %w", s.name, s.name, err)
+	}
+	res.Written[s.name] += tag.RowsAffected()
+	// A row the merge did not write met a newer or equal row (another sink
+	// wrote it meanwhile, or it was in the table: its guard said no).
+	res.Skipped[s.name] += int64(n) - tag.RowsAffected()
+	return nil
+}
 
 // rollupSources reports whether b writes rows an incrementally maintained
 // rollup is computed from: fixes on both paths, readings on plain
@@ -454,109 +522,6 @@ func (w *Writer) dropIfBroken() {
 	if w.conn.IsClosed() || w.conn.PgConn().TxStatus() != 'I' {
 		w.dropLocked()
 	}
-}
-
-// beginner is what createPartition needs (a connection).
-type beginner interface {
-	Begin(ctx context.Context) (pgx.Tx, error)
-}
-
-// createPartition creates table's partition for day if missing, serialised
-// with other sinks by a transaction-scoped advisory lock.
-func createPartition(ctx context.Context, db beginner, table string, day time.Time) error {
-	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", migrateLockKey+1); err != nil {
-			return err
-		}
-		var exists bool
-		if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", partitionName(table, day)).Scan(&exists); err != nil {
-			return err
-		}
-		if exists {
-			return nil
-		}
-		_, err := tx.Exec(ctx, partitionDDL(table, day))
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("creating partition %s: %w", partitionName(table, day), err)
-	}
-	return nil
-}
-
-// latestAlerts keeps one event per alert id: the one the upsert would keep
-// last (newest ts; at equal ts, resolved over firing), so one statement
-// never touches a row twice.
-func latestAlerts(in []schemas.Alert) []schemas.Alert {
-	if len(in) < 2 {
-		return in
-	}
-	idx := make(map[string]int, len(in))
-	out := make([]schemas.Alert, 0, len(in))
-	for _, a := range in {
-		j, ok := idx[a.AlertID]
-		if !ok {
-			idx[a.AlertID] = len(out)
-			out = append(out, a)
-			continue
-		}
-		cur := out[j]
-		if a.TS.After(cur.TS) || (a.TS.Equal(cur.TS) && a.State == "resolved" && cur.State != "resolved") {
-			out[j] = a
-		}
-	}
-	return out
-}
-
-// latestFeatures keeps the latest version of every window (the highest
-// late_updates per feature_id and ts), so one merge never meets a key twice.
-func latestFeatures(in []schemas.Feature) []schemas.Feature {
-	if len(in) < 2 {
-		return in
-	}
-	type key struct {
-		id string
-		ts int64
-	}
-	idx := make(map[key]int, len(in))
-	out := make([]schemas.Feature, 0, len(in))
-	for _, f := range in {
-		k := key{f.FeatureID, f.TS.UnixMicro()}
-		j, ok := idx[k]
-		if !ok {
-			idx[k] = len(out)
-			out = append(out, f)
-			continue
-		}
-		if f.LateUpdates > out[j].LateUpdates {
-			out[j] = f
-		}
-	}
-	return out
-}
-
-// latestStates keeps the newest state per device (by ts, then updated_at).
-func latestStates(in []schemas.DeviceState) []schemas.DeviceState {
-	if len(in) < 2 {
-		return in
-	}
-	type key struct{ tenant, device string }
-	idx := make(map[key]int, len(in))
-	out := make([]schemas.DeviceState, 0, len(in))
-	for _, s := range in {
-		k := key{s.Tenant, s.DeviceID}
-		j, ok := idx[k]
-		if !ok {
-			idx[k] = len(out)
-			out = append(out, s)
-			continue
-		}
-		cur := out[j]
-		if c := cmp.Or(s.TS.Compare(cur.TS), s.UpdatedAt.Compare(cur.UpdatedAt)); c > 0 {
-			out[j] = s
-		}
-	}
-	return out
 }
 
 func attrsValue(m map[string]string) any {

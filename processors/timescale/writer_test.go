@@ -59,10 +59,10 @@ func TestIntegrationWriterAllTables(t *testing.T) {
 	if err != nil {
 		t.Fatalf("write: %v", err)
 	}
-	want := Written{TableSensorReadings: 3, TableGPSFixes: 2, TableMediaObjects: 1, TableFeatures: 1, TableAlerts: 1, TableDeviceState: 1, TableDeadLetters: 1}
+	want := Counts{TableSensorReadings: 3, TableGPSFixes: 2, TableMediaObjects: 1, TableFeatures: 1, TableAlerts: 1, TableDeviceState: 1, TableDeadLetters: 1}
 	for table, n := range want {
-		if got[table] != n {
-			t.Errorf("written[%s] = %d, want %d", table, got[table], n)
+		if got.Written[table] != n {
+			t.Errorf("written[%s] = %d, want %d", table, got.Written[table], n)
 		}
 	}
 	c := connect(t, url)
@@ -92,8 +92,8 @@ func TestIntegrationWriterAllTables(t *testing.T) {
 	if err != nil {
 		t.Fatalf("rewrite: %v", err)
 	}
-	if again.Total() != 0 {
-		t.Errorf("rewriting the same batch wrote %v, want nothing", again)
+	if again.Written.Total() != 0 {
+		t.Errorf("rewriting the same batch wrote %v, want nothing", again.Written)
 	}
 	for _, table := range Tables {
 		before := map[string]int64{TableSensorReadings: 3, TableGPSFixes: 2, TableMediaObjects: 1, TableFeatures: 1, TableAlerts: 1, TableDeviceState: 1, TableDeadLetters: 1}[table]
@@ -137,8 +137,8 @@ func TestIntegrationWriterLifecycles(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", s.name, err)
 		}
-		if wrote.Total() != s.wantWrote {
-			t.Errorf("%s: wrote %v, want %d rows", s.name, wrote, s.wantWrote)
+		if wrote.Written.Total() != s.wantWrote {
+			t.Errorf("%s: wrote %v, want %d rows", s.name, wrote.Written, s.wantWrote)
 		}
 		var state string
 		var resolvedAt *time.Time
