@@ -10,7 +10,7 @@ BENCHTIME ?= 1x
 COUNT     ?= 3
 BENCHARGS ?=
 
-.PHONY: all build run test vet fmt bench smoke chaos clean deps console-assets console-screenshots
+.PHONY: all build run test vet fmt bench smoke chaos chaos-db clean deps console-assets console-screenshots
 
 all: build
 
@@ -50,6 +50,11 @@ CHAOS_N       ?= 3000
 CHAOS_SECONDS ?= 30
 chaos: build
 	DROVER_CHAOS_N=$(CHAOS_N) DROVER_CHAOS_SECONDS=$(CHAOS_SECONDS) $(GO) test -count=1 -run '^TestIntegrationChaos$$' -v -timeout 60m ./smoke/chaos/
+
+## chaos-db: the database-failover variant: the sink under load on Patroni/etcd, HAProxy and PgBouncer (devstack/hatest); CHAOS_KILLS kill -9 of the leader's PostgreSQL, then a switchover; every record once
+CHAOS_KILLS ?= 3
+chaos-db:
+	DROVER_FAILOVER_KILLS=$(CHAOS_KILLS) $(GO) test -count=1 -run '^TestIntegrationSinkFailover$$' -v -timeout 30m ./processors/timescale/
 
 ## console-assets: rebuild the console's front end (console/web → console/dist, committed, embedded) from the lockfile
 console-assets:

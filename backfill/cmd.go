@@ -13,6 +13,7 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/term"
 
 	"github.com/drover-iot/drover/cli"
@@ -54,6 +55,9 @@ type MediaOptions struct {
 	ProgressInterval time.Duration
 	Progress         string // auto, bar, log, none
 	Creds            S3Credentials
+	// KafkaOpts are appended to the Kafka client's options (hooks such as
+	// the stage's kprom metrics); nil = none.
+	KafkaOpts []kgo.Opt
 }
 
 // BackfillCommand returns `drover backfill` with its subcommand `media`.
@@ -203,7 +207,7 @@ func PrepareMedia(ctx context.Context, conn *cli.Conn, o MediaOptions) (job *Job
 		Rate: o.Rate, StateDir: o.StateDir, Concurrency: o.Concurrency, NoPrune: o.NoPrune, Log: conn.Logger()}
 	closeFn = func() {}
 	if !o.DryRun {
-		kc, err := conn.Kafka()
+		kc, err := conn.Kafka(o.KafkaOpts...)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -15,7 +15,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/drover-iot/drover/bridge"
+	"github.com/drover-iot/drover/identity"
+	"github.com/drover-iot/drover/ingest"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
 )
@@ -480,8 +481,8 @@ func (j *Job) handle(ctx context.Context, obj Object, pg *page) {
 			j.fail(pg, obj, err)
 			return
 		}
-		rec = &kgo.Record{Topic: t.Topic, Key: []byte(t.DeviceID), Value: v, Headers: []kgo.RecordHeader{
-			{Key: bridge.HeaderTenant, Value: []byte(t.Tenant)},
+		rec = &kgo.Record{Topic: t.Topic, Key: []byte(identity.Key(t.Tenant, t.DeviceID)), Value: v, Headers: []kgo.RecordHeader{
+			{Key: ingest.HeaderTenant, Value: []byte(t.Tenant)},
 			{Key: HeaderReplayed, Value: []byte("true")},
 		}}
 	}

@@ -51,7 +51,7 @@ func TestIntegrationBackfillWindowEdges(t *testing.T) {
 		}
 		seen[g.media.Key] = true
 		m := g.media
-		if g.rec.Topic != topics.RawImage2D || string(g.rec.Key) != m.DeviceID || m.Tenant != "farm" || !m.Replayed ||
+		if g.rec.Topic != topics.RawImage2D || string(g.rec.Key) != m.Tenant+"/"+m.DeviceID || m.Tenant != "farm" || !m.Replayed ||
 			m.Kind != "image2d" || m.ContentType != "image/jpeg" || m.Bucket != "media" || m.ETag == nil || *m.ETag == "" ||
 			m.EventID != EventID("media", m.Key, *m.ETag) || g.headers[HeaderReplayed] != "true" {
 			t.Errorf("record %s: %+v on %s key %s", m.Key, m, g.rec.Topic, g.rec.Key)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -20,9 +21,11 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/drover-iot/drover/admin"
-	"github.com/drover-iot/drover/bridge"
 	"github.com/drover-iot/drover/cli"
-	"github.com/drover-iot/drover/devstack"
+	"github.com/drover-iot/drover/devstack/devstage"
+	"github.com/drover-iot/drover/identity"
+	"github.com/drover-iot/drover/ingest"
+	"github.com/drover-iot/drover/ingest/decode"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
 )
@@ -157,10 +160,9 @@ func (s *Stage) handle(ctx context.Context, r *kgo.Record) error {
 		}
 		s.count("invalid", &s.Stats.Invalid)
 		s.Log.Warn("invalid media event", "partition", r.Partition, "offset", r.Offset, "err", msg)
-		dl := schemas.DeadLetter{ID: fmt.Sprintf("%s-%d-%d", r.Topic, r.Partition, r.Offset), Stage: StageMedia, Reason: ReasonBadEvent,
-			Message: msg, Source: r.Topic, Payload: r.Value, PayloadSize: int64(len(r.Value)), Headers: map[string]string{},
-			ReceivedAt: r.Timestamp.UTC().Truncate(time.Millisecond), TS: r.Timestamp.UTC().Truncate(time.Millisecond), IngestedAt: now.UTC().Truncate(time.Millisecond)}
-		return s.produce(ctx, s.DLQTopic, r.Key, &dl, nil)
+		l := ingest.Letter{ID: fmt.Sprintf("%s-%d-%d", r.Topic, r.Partition, r.Offset), Source: r.Topic, Payload: r.Value, ReceivedAt: r.Timestamp}
+		dl, hdr := ingest.DeadLetter(l, &decode.Error{Stage: StageMedia, Reason: ReasonBadEvent, Message: msg}, now)
+		return s.produce(ctx, s.DLQTopic, r.Key, &dl, hdr)
 	}
 	if !IsObjectCreated(ev.EventName) {
 		s.count("ignored", &s.Stats.Ignored)
@@ -194,7 +196,7 @@ func (s *Stage) handle(ctx context.Context, r *kgo.Record) error {
 	}
 	rec := Record(t, obj, now, false)
 	s.count("published", &s.Stats.Published)
-	return s.produce(ctx, t.Topic, []byte(t.DeviceID), &rec, []kgo.RecordHeader{{Key: bridge.HeaderTenant, Value: []byte(t.Tenant)}})
+	return s.produce(ctx, t.Topic, []byte(identity.Key(t.Tenant, t.DeviceID)), &rec, []kgo.RecordHeader{{Key: ingest.HeaderTenant, Value: []byte(t.Tenant)}})
 }
 
 func (s *Stage) produce(ctx context.Context, topic string, key []byte, v any, hdr []kgo.RecordHeader) error {
@@ -347,7 +349,8 @@ media.object.events.`,
 			if group == "" {
 				return cli.Usagef("--group: empty")
 			}
-			kc, err := conn.Kafka(StageKafkaOpts(group)...)
+			adm := admin.New(adminAddr, conn.Logger())
+			kc, err := conn.Kafka(append(StageKafkaOpts(group), adm.KafkaMetrics("media")("media"))...)
 			if err != nil {
 				return err
 			}
@@ -365,7 +368,7 @@ media.object.events.`,
 					return err
 				}
 			}
-			return runStage(ctx, kc, reg, s3c, m, adminAddr, true, conn.Logger())
+			return runStage(ctx, kc, reg, s3c, m, adm, true, conn.Logger())
 		},
 	}
 	fs := cmd.Flags()
@@ -380,7 +383,10 @@ media.object.events.`,
 	return cmd
 }
 
-func runStage(ctx context.Context, kc *kgo.Client, reg *sr.Client, s3c *s3.Client, m *Mapping, adminAddr string, strictAdmin bool, log *slog.Logger) error {
+// runStage runs the stage and its admin server adm (created by the caller,
+// so the Kafka client could take its metrics, not yet listening); with
+// strictAdmin false a taken address falls back to a free loopback port.
+func runStage(ctx context.Context, kc *kgo.Client, reg *sr.Client, s3c *s3.Client, m *Mapping, adm *admin.Server, strictAdmin bool, log *slog.Logger) error {
 	serde, err := schemas.NewSerde(reg, schemas.AutoRegister(true))
 	if err != nil {
 		return err
@@ -391,15 +397,15 @@ func runStage(ctx context.Context, kc *kgo.Client, reg *sr.Client, s3c *s3.Clien
 	if err := serde.Prepare(pctx, ts...); err != nil {
 		return fmt.Errorf("schema registry: %w", err)
 	}
-	adm := admin.New(adminAddr, log)
 	if err := adm.Listen(); err != nil {
 		if strictAdmin {
 			return cli.Usagef("--admin-addr: %w", err)
 		}
-		adm = admin.New("127.0.0.1:0", log)
-		if err := adm.Listen(); err != nil {
-			return err
+		ln, lerr := net.Listen("tcp", "127.0.0.1:0")
+		if lerr != nil {
+			return lerr
 		}
+		adm.UseListener(ln)
 	}
 	st := &Stage{Kafka: kc, Serde: serde, Mapping: m, Log: log, S3: s3c}
 	st.Register(adm.Registry, adm)
@@ -430,21 +436,23 @@ func mediaTopicNames() []string {
 // media.object.events and maps them to
 // raw.*.meta records. Its admin server listens on adminAddr ("" = none; a
 // taken port falls back to a free one).
-func DevStage(n *Notifier, adminAddr string) devstack.Stage {
+func DevStage(n *Notifier, adminAddr string) devstage.Stage {
 	var hook func(bucket, key string, size int64, etag, contentType string, meta map[string]string)
 	if n != nil {
 		hook = n.ObjectCreated
 	}
-	return devstack.Stage{
+	return devstage.Stage{
 		Name:            "media",
 		OnObjectCreated: hook,
-		Run: func(ctx context.Context, ep devstack.Endpoints, log *slog.Logger) error {
+		Run: func(ctx context.Context, ep devstage.Endpoints, log *slog.Logger) error {
 			brokers := strings.Split(ep.KafkaBrokers, ",")
 			reg, err := sr.NewClient(sr.URLs(ep.SchemaRegistryURL))
 			if err != nil {
 				return fmt.Errorf("media: registry: %w", err)
 			}
-			kc, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, StageKafkaOpts(DefaultMediaGroup)...)...)
+			adm := admin.New(adminAddr, log)
+			kc, err := kgo.NewClient(append(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, StageKafkaOpts(DefaultMediaGroup)...),
+				adm.KafkaMetrics("media")("media"))...)
 			if err != nil {
 				return fmt.Errorf("media: %w", err)
 			}
@@ -458,7 +466,7 @@ func DevStage(n *Notifier, adminAddr string) devstack.Stage {
 				n.Log = log
 				g.Go(func() error { return n.Run(gctx, kc, serde) })
 			}
-			g.Go(func() error { return runStage(gctx, kc, reg, nil, DefaultMapping(), adminAddr, false, log) })
+			g.Go(func() error { return runStage(gctx, kc, reg, nil, DefaultMapping(), adm, false, log) })
 			return g.Wait()
 		},
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -234,11 +235,14 @@ func TestIntegrationEventsHandler(t *testing.T) {
 			got = append(got, ev)
 		})
 	}
+	// The two objects' events are keyed by object, so they may sit on two
+	// partitions and arrive in either order.
+	slices.SortFunc(got, func(a, b schemas.MediaObjectEvent) int { return strings.Compare(a.Key, b.Key) })
 	if got[0].Key != "a.jpg" || got[0].EventName != "ObjectCreated:Put" || got[0].UserMetadata["X-Amz-Meta-Device-Id"] != "cam-1" ||
 		!got[0].EventTime.Equal(time.Date(2026, 11, 23, 4, 59, 59, 500e6, time.UTC)) || !got[0].IngestedAt.Equal(at) {
 		t.Fatalf("event %+v", got[0])
 	}
-	if got[1].EventName != "ObjectRemoved:Delete" {
+	if got[1].Key != "b.jpg" || got[1].EventName != "ObjectRemoved:Delete" {
 		t.Fatalf("event %+v", got[1])
 	}
 }

@@ -4,13 +4,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/drover-iot/drover/bridge"
+	"github.com/drover-iot/drover/ingest"
+	"github.com/drover-iot/drover/ingest/decode"
 	"github.com/drover-iot/drover/schemas"
 )
 
@@ -88,30 +88,13 @@ func deadLetter(stage string, o Object, ue *UnmappableError, now time.Time) (sch
 		h.Write([]byte(s))
 		h.Write([]byte{0})
 	}
-	src := "s3://" + o.Bucket + "/" + o.Key
-	recv := o.Time.UTC().Truncate(time.Millisecond)
-	ct := "application/json"
-	dl := schemas.DeadLetter{
+	l := ingest.Letter{
 		ID:          hex.EncodeToString(h.Sum(nil)[:16]),
-		Stage:       stage,
-		Reason:      ue.Reason,
-		Message:     ue.Message,
-		Source:      src,
+		Source:      "s3://" + o.Bucket + "/" + o.Key,
 		Payload:     payload,
-		PayloadSize: int64(len(payload)),
-		ContentType: &ct,
+		ContentType: "application/json",
 		Headers:     map[string]string{"s3.bucket": o.Bucket, "s3.key": o.Key},
-		ReceivedAt:  recv,
-		TS:          recv,
-		IngestedAt:  now.UTC().Truncate(time.Millisecond),
+		ReceivedAt:  o.Time,
 	}
-	hdr := []kgo.RecordHeader{
-		{Key: bridge.HeaderStage, Value: []byte(stage)},
-		{Key: bridge.HeaderReason, Value: []byte(ue.Reason)},
-		{Key: bridge.HeaderSource, Value: []byte(src)},
-		{Key: bridge.HeaderMessage, Value: []byte(ue.Message)},
-		{Key: bridge.HeaderReceivedAt, Value: []byte(recv.Format(time.RFC3339Nano))},
-		{Key: bridge.HeaderPayloadLen, Value: []byte(strconv.Itoa(len(payload)))},
-	}
-	return dl, hdr
+	return ingest.DeadLetter(l, &decode.Error{Stage: decode.Stage(stage), Reason: decode.Reason(ue.Reason), Message: ue.Message}, now)
 }

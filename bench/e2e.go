@@ -24,6 +24,7 @@ import (
 	"github.com/drover-iot/drover/bridge"
 	"github.com/drover-iot/drover/devstack"
 	"github.com/drover-iot/drover/processors/timescale"
+	"github.com/drover-iot/drover/registry"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
 )
@@ -182,6 +183,11 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	}
 	e.ep = e.stack.Endpoints()
 	if err := devstack.Provision(ctx, e.ep, opts.StackLog); err != nil {
+		return nil, err
+	}
+	// The bridge checks every message's device against the device registry
+	// (as drover dev's does): register the run's devices first.
+	if err := e.registerDevices(ctx); err != nil {
 		return nil, err
 	}
 	if err := e.prepareDB(ctx); err != nil {
@@ -573,4 +579,25 @@ func (e *Env) Probes() []time.Duration {
 	p := slices.Clone(e.probes)
 	slices.Sort(p)
 	return p
+}
+
+// registerDevices registers the devices the run publishes as (tenant
+// "bench": d0 … d<Devices-1> and the warm-up device) in the device registry.
+func (e *Env) registerDevices(ctx context.Context) error {
+	reg, err := sr.NewClient(sr.URLs(e.ep.SchemaRegistryURL))
+	if err != nil {
+		return fmt.Errorf("bench: registry: %w", err)
+	}
+	serde, err := schemas.NewSerde(reg)
+	if err != nil {
+		return fmt.Errorf("bench: registry: %w", err)
+	}
+	ids := []string{"warm"}
+	for i := range e.opts.Devices {
+		ids = append(ids, "d"+strconv.Itoa(i))
+	}
+	if err := registry.RegisterDevices(ctx, []kgo.Opt{kgo.SeedBrokers(strings.Split(e.ep.KafkaBrokers, ",")...)}, serde, "drover bench", "bench", ids, e.opts.StackLog); err != nil {
+		return fmt.Errorf("bench: registering the devices: %w", err)
+	}
+	return nil
 }

@@ -123,7 +123,7 @@ func BenchmarkBridgeDrain(b *testing.B) {
 		mqttURL := devtest.Mosquitto(b)
 		bridgeArgs := []string{
 			"bridge", "--mqtt-url", mqttURL, "--kafka-brokers", strings.Join(e.brokers, ","), "--schema-registry-url", e.regURL,
-			"--mqtt-client-id", "bench-bridge", "--admin-addr", "127.0.0.1:0", "--dev-env", "", "--downlink=false",
+			"--mqtt-client-id", "bench-bridge", "--admin-addr", "127.0.0.1:0", "--dev-env=", "--downlink=false",
 		}
 		bridgeArgs = append(bridgeArgs, strings.Fields(os.Getenv("DROVER_BENCH_BRIDGE_ARGS"))...)
 		bareArgs := fmt.Sprintf("%s bench-bare bare %d", mqttURL, 0)

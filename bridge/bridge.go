@@ -19,6 +19,9 @@ import (
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/drover-iot/drover/control"
+	"github.com/drover-iot/drover/ingest/sparkplug"
 )
 
 // Bridge moves MQTT messages into Kafka. Build it with New and start it
@@ -40,7 +43,11 @@ type Bridge struct {
 	connections atomic.Int64
 	backoff     *backoff
 	stats       Stats
-	prodCtx     context.Context // records are produced with this; cancelled after the drain
+	prodCtx     context.Context  // records are produced with this; cancelled after the drain
+	tracker     *control.Tracker // commands known from commands.status; nil without the downlink
+	statusOK    atomic.Bool      // commands.status was read to its end (or no tracker)
+	presence    *presence        // who is connected; nil unless the downlink waits for connects
+	sparkplug   *sparkplug.Session
 
 	testOnReceive func(*paho.Publish) // test hook, nil in production
 }
@@ -85,7 +92,14 @@ func New(cfg Config) (*Bridge, error) {
 		return nil, fmt.Errorf("kafka producer: %w", err)
 	}
 	b := &Bridge{cfg: c, log: c.Log, m: newMetrics(c.Metrics), kafka: cl, seed: maphash.MakeSeed(),
-		stopCh: make(chan struct{}), slots: make(chan struct{}, c.ReceiveMaximum), backoff: newBackoff(c.Reconnect, c.Now)}
+		stopCh: make(chan struct{}), slots: make(chan struct{}, c.ReceiveMaximum), backoff: newBackoff(c.Reconnect, c.Now),
+		sparkplug: sparkplug.NewSession()}
+	if c.Downlink {
+		b.tracker = control.NewTracker()
+		if c.Presence == PresenceEvents {
+			b.presence = newPresence()
+		}
+	}
 	return b, nil
 }
 
@@ -97,6 +111,14 @@ func (b *Bridge) Kafka() *kgo.Client { return b.kafka }
 
 // Ready reports whether the bridge is subscribed on MQTT and Kafka answers.
 func (b *Bridge) Ready(ctx context.Context) error {
+	select {
+	case <-b.cfg.Admission.Ready():
+	default:
+		return errors.New("device registry not restored yet (nothing is acknowledged until it is)")
+	}
+	if !b.statusOK.Load() {
+		return errors.New("command lifecycle not restored from commands.status yet (does the topic exist? drover topics apply creates it)")
+	}
 	if !b.connOK.Load() {
 		return errors.New("mqtt not connected")
 	}
@@ -136,6 +158,50 @@ func (b *Bridge) Run(ctx context.Context) error {
 		}(b.queues[i])
 	}
 
+	// The command lifecycle: restore what commands.status knows before
+	// taking replies or sending commands, and keep following it.
+	var follow sync.WaitGroup
+	followCtx, cancelFollow := context.WithCancel(context.WithoutCancel(ctx))
+	defer func() { cancelFollow(); follow.Wait() }()
+	statusReady := make(chan struct{})
+	var readyOnce sync.Once
+	markReady := func() { readyOnce.Do(func() { b.statusOK.Store(true); close(statusReady) }) }
+	if b.tracker != nil {
+		follow.Add(1)
+		go func() {
+			defer follow.Done()
+			for followCtx.Err() == nil {
+				if err := b.followStatus(followCtx, markReady); err != nil {
+					b.log.Warn("following commands.status; retrying", "err", err)
+					select {
+					case <-followCtx.Done():
+					case <-time.After(time.Second):
+					}
+				}
+			}
+		}()
+	} else {
+		markReady()
+	}
+
+	// Without the registry the bridge could only dead-letter every
+	// message: take none until the view is restored.
+	for _, ready := range []<-chan struct{}{b.cfg.Admission.Ready(), statusReady} {
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			close(b.stopCh)
+			for _, q := range b.queues {
+				close(q)
+			}
+			workers.Wait()
+			return nil
+		}
+	}
+	if b.tracker != nil {
+		b.log.Info("command lifecycle restored", "commands", b.tracker.Len())
+	}
+
 	mqttCtx, cancelMQTT := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelMQTT()
 	cm, err := autopaho.NewConnection(mqttCtx, b.clientConfig(mqttCtx))
@@ -149,13 +215,24 @@ func (b *Bridge) Run(ctx context.Context) error {
 	downCtx, cancelDown := context.WithCancel(ctx)
 	defer cancelDown()
 	if b.cfg.Downlink {
-		down.Add(1)
+		down.Add(2)
 		go func() {
 			defer down.Done()
 			if err := b.runDownlink(downCtx, cm); err != nil {
 				downErr <- err
 			}
 		}()
+		go func() {
+			defer down.Done()
+			b.expireLoop(downCtx, b.cfg.ExpiryTick)
+		}()
+		if b.presence != nil {
+			down.Add(1)
+			go func() {
+				defer down.Done()
+				b.runFlusher(downCtx, cm)
+			}()
+		}
 	}
 
 	var runErr error
@@ -201,6 +278,10 @@ func (b *Bridge) clientConfig(ctx context.Context) autopaho.ClientConfig {
 	var filters []paho.SubscribeOptions
 	for _, f := range b.cfg.Filters {
 		filters = append(filters, paho.SubscribeOptions{Topic: "$share/" + b.cfg.Group + "/" + f, QoS: 1})
+	}
+	if b.presence != nil {
+		// Not shared: every replica needs to know who is connected.
+		filters = append(filters, paho.SubscribeOptions{Topic: PresenceFilter, QoS: 0})
 	}
 	rm := uint16(b.cfg.ReceiveMaximum)
 	cc := autopaho.ClientConfig{
@@ -308,6 +389,10 @@ func (b *Bridge) subscribe(ctx context.Context, cm *autopaho.ConnectionManager, 
 // When every slot is taken the handler waits, so paho stops reading and TCP
 // pushes back on the broker.
 func (b *Bridge) onPublish(pr paho.PublishReceived) (bool, error) {
+	if b.presence != nil && isPresence(pr.Packet.Topic) {
+		b.onPresence(pr.Packet.Topic, pr.Packet.Payload) // QoS 0: nothing to acknowledge
+		return true, nil
+	}
 	// Count the message before looking at the stop flag, so the drain
 	// (which sets the flag, then waits for the count to reach zero) never
 	// misses a message on its way in.
@@ -339,25 +424,13 @@ func (b *Bridge) onPublish(pr paho.PublishReceived) (bool, error) {
 }
 
 // shard keeps one device's messages on one worker: it hashes the topic up
-// to the device segment (devices/{tenant}/{device}, wildfi/{device}).
+// to the device segment the routes table gives (devices/{tenant}/{device},
+// wildfi/{device} with the default table).
 func (b *Bridge) shard(topic string) int {
 	if len(b.queues) == 1 {
 		return 0
 	}
-	n := 3
-	if strings.HasPrefix(topic, "wildfi/") {
-		n = 2
-	}
-	end := len(topic)
-	for i, seen := 0, 0; i < len(topic); i++ {
-		if topic[i] == '/' {
-			if seen++; seen == n {
-				end = i
-				break
-			}
-		}
-	}
-	return int(maphash.String(b.seed, topic[:end]) % uint64(len(b.queues)))
+	return int(maphash.String(b.seed, b.cfg.Routes.ShardKey(topic)) % uint64(len(b.queues)))
 }
 
 // finish acknowledges m on MQTT (its records or dead letter are in Kafka).

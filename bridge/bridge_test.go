@@ -10,8 +10,9 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 
-	"github.com/drover-iot/drover/bridge/decode"
 	"github.com/drover-iot/drover/devstack/devtest"
+	"github.com/drover-iot/drover/ingest"
+	"github.com/drover-iot/drover/ingest/decode"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
 )
@@ -127,7 +128,7 @@ func TestIntegrationBridgePayloads(t *testing.T) {
 				// A device may not forge the bridge's own headers with user
 				// properties, and a repeated one is kept.
 				props := &paho.PublishProperties{ContentType: "application/json", User: paho.UserProperties{{Key: "fw", Value: "1.2"}, {Key: "case", Value: strconv.Itoa(i)},
-					{Key: "mqtt.qos", Value: "forged"}, {Key: HeaderReason, Value: "forged"}, {Key: "fw", Value: "1.3"}}}
+					{Key: "mqtt.qos", Value: "forged"}, {Key: ingest.HeaderReason, Value: "forged"}, {Key: "fw", Value: "1.3"}}}
 				pub.publish(t, topic, []byte(payload), props)
 				if c.reason != "" {
 					want++
@@ -138,7 +139,7 @@ func TestIntegrationBridgePayloads(t *testing.T) {
 			got := e.consume(t, want, 60*time.Second)
 			perTopic := map[string][]consumed{}
 			for _, c := range got {
-				perTopic[c.headers[HeaderMQTTTopic]] = append(perTopic[c.headers[HeaderMQTTTopic]], c)
+				perTopic[c.headers[ingest.HeaderMQTTTopic]] = append(perTopic[c.headers[ingest.HeaderMQTTTopic]], c)
 			}
 			for topic, c := range byTopic {
 				recs := perTopic[topic]
@@ -152,7 +153,7 @@ func TestIntegrationBridgePayloads(t *testing.T) {
 							t.Fatalf("dead letter %s/%s (%s), want %s/%s", dl.Stage, dl.Reason, dl.Message, c.stage, c.reason)
 						}
 						h := recs[0].headers
-						if h[HeaderReason] != string(c.reason) || h[HeaderStage] != string(c.stage) || h[HeaderSource] != topic {
+						if h[ingest.HeaderReason] != string(c.reason) || h[ingest.HeaderStage] != string(c.stage) || h[ingest.HeaderSource] != topic {
 							t.Errorf("dead letter headers %v", h)
 						}
 						if dl.Source != topic || dl.Message == "" || dl.ReceivedAt.IsZero() {
@@ -172,17 +173,17 @@ func TestIntegrationBridgePayloads(t *testing.T) {
 						if dl.Headers["mqtt.user.fw"] != "1.2" || dl.Headers["mqtt.user.fw#2"] != "1.3" || dl.ContentType == nil || *dl.ContentType != "application/json" {
 							t.Errorf("dead letter lost MQTT properties: %v %v", dl.Headers, dl.ContentType)
 						}
-						if dl.Headers["mqtt.qos"] != "1" || dl.Headers["mqtt.user.mqtt.qos"] != "forged" || dl.Headers["mqtt.user."+HeaderReason] != "forged" {
+						if dl.Headers["mqtt.qos"] != "1" || dl.Headers["mqtt.user.mqtt.qos"] != "forged" || dl.Headers["mqtt.user."+ingest.HeaderReason] != "forged" {
 							t.Errorf("dead letter headers forged by user properties: %v", dl.Headers)
 						}
 						if c.reason == decode.ReasonBadIdentity && c.stage == decode.StageRoute {
 							// The malformed id stays in source, never in the
 							// identity fields, the key or the headers.
 							if strings.HasPrefix(topic, "devices/färm/") {
-								if dl.Tenant != nil || h[HeaderTenant] != "" || dl.DeviceID == nil || *dl.DeviceID != devOf[topic] {
+								if dl.Tenant != nil || h[ingest.HeaderTenant] != "" || dl.DeviceID == nil || *dl.DeviceID != devOf[topic] {
 									t.Errorf("malformed tenant carried: tenant %v device %v headers %v", dl.Tenant, dl.DeviceID, h)
 								}
-							} else if dl.DeviceID != nil || h[HeaderDevice] != "" || string(recs[0].rec.Key) != topic {
+							} else if dl.DeviceID != nil || h[ingest.HeaderDevice] != "" || string(recs[0].rec.Key) != topic {
 								t.Errorf("malformed device carried: device %v key %q headers %v", dl.DeviceID, recs[0].rec.Key, h)
 							}
 						}
@@ -199,14 +200,14 @@ func TestIntegrationBridgePayloads(t *testing.T) {
 							t.Errorf("record on %s, want %s", r.rec.Topic, c.topicTo)
 						}
 						dev := devOf[topic]
-						if string(r.rec.Key) != dev {
-							t.Errorf("key %q, want device %q", r.rec.Key, dev)
-						}
 						wantTenant := "farm1"
 						if strings.HasPrefix(topic, "wildfi/") {
 							wantTenant = "wildlife"
 						}
-						if r.headers[HeaderTenant] != wantTenant || r.headers[HeaderContentType] != "application/json" {
+						if want := wantTenant + "/" + dev; string(r.rec.Key) != want { // identity.Key
+							t.Errorf("key %q, want %q", r.rec.Key, want)
+						}
+						if r.headers[ingest.HeaderTenant] != wantTenant || r.headers[HeaderContentType] != "application/json" {
 							t.Errorf("headers %v", r.headers)
 						}
 						// Every user property, repeated ones too, under the
@@ -216,7 +217,7 @@ func TestIntegrationBridgePayloads(t *testing.T) {
 							switch {
 							case strings.HasPrefix(h.Key, HeaderUserPrefix):
 								user = append(user, strings.TrimPrefix(h.Key, HeaderUserPrefix)+"="+string(h.Value))
-							case h.Key == "mqtt.qos" || h.Key == HeaderReason:
+							case h.Key == "mqtt.qos" || h.Key == ingest.HeaderReason:
 								t.Errorf("user property forged header %s", h.Key)
 							}
 						}

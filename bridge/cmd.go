@@ -16,15 +16,17 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
-	"github.com/twmb/franz-go/plugin/kprom"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/drover-iot/drover/admin"
-	"github.com/drover-iot/drover/bridge/decode"
 	"github.com/drover-iot/drover/cli"
-	"github.com/drover-iot/drover/devstack"
+	"github.com/drover-iot/drover/devstack/devstage"
 	"github.com/drover-iot/drover/identity"
+	"github.com/drover-iot/drover/ingest"
+	"github.com/drover-iot/drover/ingest/decode"
+	"github.com/drover-iot/drover/ingest/routes"
 	"github.com/drover-iot/drover/schemas"
+	"github.com/drover-iot/drover/topics"
 )
 
 // DefaultAdminAddr is where `drover bridge` serves /metrics, /healthz and
@@ -61,6 +63,10 @@ type flags struct {
 
 	downlink      bool
 	commandsGroup string
+	presence      string
+
+	registryMode  string
+	registryTopic string
 
 	adminAddr string
 }
@@ -72,7 +78,7 @@ func Command(conn *cli.Conn) *cobra.Command {
 		Use:   "bridge",
 		Short: "Bridge MQTT device messages into Kafka (validated Avro records or dead letters) and Kafka commands back to devices",
 		Long: `bridge subscribes to the MQTT broker with shared subscriptions
-($share/<group>/devices/# and $share/<group>/wildfi/#, QoS 1, persistent
+($share/<group>/ + each prefix of the routes table: devices/#, spBv1.0/#, wildfi/#; QoS 1, persistent
 session), decodes every message by its topic (routes), validates it and
 produces Avro records to raw.sensor, raw.gps and raw.{image2d,image3d,
 video2d,video3d}.meta, or a dead letter with stage and reason to dlq.events.
@@ -113,19 +119,20 @@ documented in bridge/README.md; --print-routes shows the default routes.`,
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if f.printRoutes {
-				_, err := cmd.OutOrStdout().Write(DefaultRoutesYAML())
+				_, err := cmd.OutOrStdout().Write(routes.DefaultYAML())
 				return err
 			}
 			return run(cmd.Context(), conn, &f)
 		},
 	}
+	cli.ChecksConfig(cmd)
 	fs := cmd.Flags()
 	conn.AddMQTTFlags(fs)
 	conn.AddKafkaFlags(fs)
 	conn.AddRegistryFlags(fs)
 	fs.StringVar(&f.clientID, "mqtt-client-id", "", "stable MQTT client id of this replica; the broker keeps the session under it (default drover-bridge-<hostname>)")
 	fs.StringVar(&f.group, "mqtt-group", DefaultGroup, "shared subscription group: replicas in one group split the messages")
-	fs.StringSliceVar(&f.filters, "mqtt-topics", DefaultFilters(), "MQTT topic filters to subscribe to, each as $share/<group>/<filter>")
+	fs.StringSliceVar(&f.filters, "mqtt-topics", nil, "MQTT topic filters to subscribe to, each as $share/<group>/<filter> (default: the routes table's prefixes, devices/#, spBv1.0/# and wildfi/# with the default table)")
 	fs.StringVar(&f.username, "mqtt-username", "", "MQTT user name")
 	fs.StringVar(&f.passwordFile, "mqtt-password-file", "", "file holding the MQTT password (a mounted secret)")
 	fs.StringVar(&f.tlsCA, "mqtt-tls-ca", "", "PEM file of CAs to trust for ssl:// and mqtts:// brokers (default: system roots)")
@@ -146,8 +153,11 @@ documented in bridge/README.md; --print-routes shows the default routes.`,
 	fs.StringVar(&f.compression, "kafka-compression", "snappy", "producer compression: snappy, lz4, zstd, gzip or none (snappy: lz4 and zstd cost 15-20 MB more memory)")
 	fs.DurationVar(&f.linger, "kafka-linger", 5*time.Millisecond, "producer linger: how long a batch may wait for more records")
 	fs.BoolVar(&f.autoRegister, "schema-auto-register", false, "register missing schemas at start (default: require 'drover schemas register')")
+	fs.StringVar(&f.registryMode, "registry", string(ingest.RegistryAuto), "device registry check per message: enforce (unknown_device and device_revoked dead letters), observe (count and mark with the drover.registry header), off, or auto = enforce when the registry topic exists in Kafka, else off")
+	fs.StringVar(&f.registryTopic, "registry-topic", topics.DevicesRegistry, "the device registry's compacted topic")
 	fs.BoolVar(&f.downlink, "downlink", true, "publish commands from commands.devices to devices")
 	fs.StringVar(&f.commandsGroup, "commands-group", DefaultCommandsGroup, "Kafka consumer group of the downlink")
+	fs.StringVar(&f.presence, "command-presence", PresenceEvents, "when the downlink sends a command: events = once the broker's client-connected events ($SYS/brokers/+/clients/#: the embedded broker, EMQX) say the device is connected; none = at once (Mosquitto, which has no such events: the device's session holds it)")
 	admin.AddFlag(fs, &f.adminAddr, DefaultAdminAddr)
 	return cmd
 }
@@ -170,6 +180,7 @@ func buildConfig(conn *cli.Conn, f *flags) (Config, error) {
 		Limits:         decode.Limits{MaxPayload: f.maxPayload, MaxFuture: f.maxFuture, MaxAge: f.maxAge},
 		Downlink:       f.downlink,
 		CommandsGroup:  f.commandsGroup,
+		Presence:       f.presence,
 		DrainTimeout:   f.drainTimeout,
 		Log:            conn.Logger(),
 	}
@@ -225,8 +236,6 @@ func buildConfig(conn *cli.Conn, f *flags) (Config, error) {
 		return cfg, cli.Usagef("--drain-timeout %s: must be positive", f.drainTimeout)
 	case identity.ValidTenant(f.defaultTenant) != nil:
 		return cfg, cli.Usagef("--default-tenant: %v", identity.ValidTenant(f.defaultTenant))
-	case len(f.filters) == 0:
-		return cfg, cli.Usagef("--mqtt-topics: no filter given")
 	case f.linger < 0:
 		return cfg, cli.Usagef("--kafka-linger %s: must not be negative", f.linger)
 	}
@@ -235,8 +244,14 @@ func buildConfig(conn *cli.Conn, f *flags) (Config, error) {
 			return cfg, cli.Usagef("--mqtt-topics %q: give plain filters; the bridge adds $share/<group>/", flt)
 		}
 	}
+	if _, err := ingest.ParseRegistryMode(f.registryMode); err != nil {
+		return cfg, cli.Usagef("--registry %w", err)
+	}
+	if f.registryTopic == "" {
+		return cfg, cli.Usagef("--registry-topic: empty")
+	}
 	if f.routesFile != "" {
-		r, err := LoadRoutes(f.routesFile)
+		r, err := routes.Load(f.routesFile)
 		if err != nil {
 			return cfg, cli.Usagef("--routes: %w", err)
 		}
@@ -280,19 +295,31 @@ func run(ctx context.Context, conn *cli.Conn, f *flags) error {
 	if err != nil {
 		return err
 	}
+	if err := conn.ConfigChecked(); err != nil {
+		return err
+	}
 	adm := admin.New(f.adminAddr, cfg.Log)
 	if err := adm.Listen(); err != nil {
 		return cli.Usagef("--admin-addr: %w", err)
 	}
-	return serve(ctx, cfg, reg, f.autoRegister, adm, func(ctx context.Context, cl *kgo.Client) error {
+	return serve(ctx, cfg, reg, serveOpts{autoRegister: f.autoRegister, registryMode: ingest.RegistryMode(f.registryMode),
+		registryTopic: f.registryTopic}, adm, func(ctx context.Context, cl *kgo.Client) error {
 		return conn.PingKafka(ctx, cl, 15*time.Second)
 	})
 }
 
+// serveOpts are serve's settings beyond the Config.
+type serveOpts struct {
+	autoRegister  bool
+	registryMode  ingest.RegistryMode // "" = auto
+	registryTopic string              // "" = topics.DevicesRegistry
+}
+
 // serve prepares the schemas, builds the bridge with kprom metrics and runs
-// it next to the admin server.
-func serve(ctx context.Context, cfg Config, reg *sr.Client, autoRegister bool, adm *admin.Server, ping func(context.Context, *kgo.Client) error) error {
-	serde, err := schemas.NewSerde(reg, schemas.AutoRegister(autoRegister))
+// it next to the admin server (and the registry view, when the registry is
+// checked).
+func serve(ctx context.Context, cfg Config, reg *sr.Client, o serveOpts, adm *admin.Server, ping func(context.Context, *kgo.Client) error) error {
+	serde, err := schemas.NewSerde(reg, schemas.AutoRegister(o.autoRegister))
 	if err != nil {
 		return err
 	}
@@ -306,9 +333,13 @@ func serve(ctx context.Context, cfg Config, reg *sr.Client, autoRegister bool, a
 		return fmt.Errorf("schemas: %w", err)
 	}
 	cfg.Serde = serde
-	km := kprom.NewMetrics("drover_bridge_kafka", kprom.Registerer(adm.Registry), kprom.Gatherer(adm.Registry))
-	cfg.ProducerOpts = append(cfg.ProducerOpts, kgo.WithHooks(km))
+	km := adm.KafkaMetrics("bridge")
+	cfg.ProducerOpts = append(cfg.ProducerOpts, km("producer"))
+	cfg.DownlinkOpts = append(cfg.DownlinkOpts, km("downlink"))
 	cfg.Metrics = adm.Registry
+	if cfg.Admission, err = registryAdmission(ctx, cfg, serde, o, adm); err != nil {
+		return err
+	}
 	b, err := New(cfg)
 	if err != nil {
 		if errors.Is(err, ErrConfig) {
@@ -325,6 +356,10 @@ func serve(ctx context.Context, cfg Config, reg *sr.Client, autoRegister bool, a
 	adm.AddCheck("bridge", b.Ready)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return adm.Run(gctx) })
+	if v := cfg.Admission.View(); v != nil {
+		adm.AddCheck("registry", v.Check)
+		g.Go(func() error { return v.Run(gctx) })
+	}
 	g.Go(func() error {
 		err := b.Run(gctx)
 		if err == nil && ctx.Err() == nil {
@@ -339,7 +374,12 @@ func serve(ctx context.Context, cfg Config, reg *sr.Client, autoRegister bool, a
 	return err
 }
 
-func (c *Config) routesOrDefault() *Routes {
+// registryAdmission builds the bridge's registry check.
+func registryAdmission(ctx context.Context, cfg Config, serde *schemas.Serde, o serveOpts, adm *admin.Server) (*ingest.Admission, error) {
+	return ingest.OpenAdmission(ctx, cfg.KafkaOpts, serde, o.registryMode, o.registryTopic, cfg.Log, adm.Registry)
+}
+
+func (c *Config) routesOrDefault() *routes.Table {
 	if c.Routes != nil {
 		return c.Routes
 	}
@@ -360,14 +400,14 @@ func (c *Config) dlqOrDefault() string {
 // one-line summary every interval (0 = every 10s). Its admin server is the
 // one `drover dev` gives it (/metrics, /healthz, /readyz; port 9410 unless
 // taken).
-func DevStage(interval time.Duration) devstack.Stage {
+func DevStage(interval time.Duration) devstage.Stage {
 	if interval <= 0 {
 		interval = 10 * time.Second
 	}
 	// The bridge is ready once serve registered its check and the check
 	// passes (connected, subscribed, Kafka reachable).
 	var stageAdmin atomic.Pointer[admin.Server]
-	return devstack.Stage{
+	return devstage.Stage{
 		Name:      "bridge",
 		AdminPort: admin.Port(DefaultAdminAddr),
 		Admin:     func(a *admin.Server) { stageAdmin.Store(a) },
@@ -385,14 +425,14 @@ func DevStage(interval time.Duration) devstack.Stage {
 			}
 			return fmt.Errorf("bridge not ready: %v", failed)
 		},
-		Run: func(ctx context.Context, ep devstack.Endpoints, log *slog.Logger) error {
+		Run: func(ctx context.Context, ep devstage.Endpoints, log *slog.Logger) error {
 			reg, err := sr.NewClient(sr.URLs(ep.SchemaRegistryURL))
 			if err != nil {
 				return fmt.Errorf("bridge: registry: %w", err)
 			}
 			cfg := Config{
 				MQTTURL:   ep.MQTTURL,
-				ClientID:  devstack.BridgePrincipal + "-dev",
+				ClientID:  devstage.BridgePrincipal + "-dev",
 				Username:  ep.MQTTUsername,
 				KafkaOpts: []kgo.Opt{kgo.SeedBrokers(strings.Split(ep.KafkaBrokers, ",")...)},
 				Downlink:  true,
@@ -422,7 +462,7 @@ func DevStage(interval time.Duration) devstack.Stage {
 					}
 				}
 			}()
-			return serve(ctx, cfg, reg, true, adm, nil)
+			return serve(ctx, cfg, reg, serveOpts{autoRegister: true, registryMode: ingest.RegistryAuto}, adm, nil)
 		},
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/drover-iot/drover/cli"
 	"github.com/drover-iot/drover/devstack/devtest"
+	"github.com/drover-iot/drover/ingest/routes"
 )
 
 func execute(t *testing.T, ctx context.Context, args ...string) (int, string) {
@@ -54,7 +55,7 @@ func TestCommandBadFlags(t *testing.T) {
 		{"max age", []string{"--max-age", "-1h"}, "--max-age"},
 		{"compression", []string{"--kafka-compression", "brotli"}, "--kafka-compression"},
 		{"routes missing", []string{"--routes", "testdata/nope.yaml"}, "--routes"},
-		{"routes bad", []string{"--routes", "testdata/unknown_decoder.bad.yaml"}, `unknown_decoder.bad.yaml:4: route sensor: decoder`},
+		{"routes bad", []string{"--routes", "../ingest/routes/testdata/unknown_decoder.bad.yaml"}, `unknown_decoder.bad.yaml:4: route sensor: decoder`},
 		{"password without user", []string{"--mqtt-password-file", pw}, "--mqtt-username"},
 		{"password file missing", []string{"--mqtt-username", "u", "--mqtt-password-file", "/nonexistent"}, "--mqtt-password-file"},
 		{"tls on tcp", []string{"--mqtt-tls-ca", pw}, "--mqtt-tls-ca"},
@@ -81,7 +82,7 @@ func TestCommandPrintRoutes(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "match: devices/{tenant}/{device}/sensor") {
 		t.Fatalf("exit %d, output %q", code, out)
 	}
-	if _, err := ParseRoutes("printed", []byte(out)); err != nil {
+	if _, err := routes.Parse("printed", []byte(out)); err != nil {
 		t.Errorf("printed routes do not parse: %v", err)
 	}
 }
@@ -135,7 +136,8 @@ func TestIntegrationBridgeCommand(t *testing.T) {
 			strings.Contains(body, `drover_bridge_mqtt_subscribed 1`) &&
 			strings.Contains(body, `drover_bridge_produce_latency_seconds_count`) &&
 			strings.Contains(body, `drover_bridge_inflight_messages 0`) &&
-			strings.Contains(body, `drover_bridge_kafka_`)
+			strings.Contains(body, `drover_bridge_kafka_connects_total{client="producer"`) &&
+			strings.Contains(body, `drover_bridge_kafka_connects_total{client="downlink"`)
 	})
 	cancel()
 	select {

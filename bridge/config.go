@@ -14,8 +14,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/drover-iot/drover/bridge/decode"
 	"github.com/drover-iot/drover/identity"
+	"github.com/drover-iot/drover/ingest"
+	"github.com/drover-iot/drover/ingest/decode"
+	"github.com/drover-iot/drover/ingest/routes"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
 )
@@ -28,13 +30,12 @@ const (
 	DefaultKeepAlive      = 30 * time.Second
 	DefaultAckInterval    = 5 * time.Millisecond
 	DefaultDrainTimeout   = 30 * time.Second
-	DefaultTenant         = "default"
+	DefaultTenant         = routes.DefaultTenant
 	DefaultCommandsGroup  = "drover-bridge-downlink"
 )
 
-// DefaultFilters returns the MQTT topic filters the bridge subscribes to,
-// each as a shared subscription $share/<group>/<filter>.
-func DefaultFilters() []string { return []string{"devices/#", "wildfi/#"} }
+// DefaultRoutes returns the bridge's default routing table, routes.Default().
+func DefaultRoutes() *routes.Table { return routes.Default() }
 
 // Config configures a Bridge. Zero fields take the documented defaults;
 // MQTTURL, KafkaOpts and Serde are required.
@@ -46,7 +47,9 @@ type Config struct {
 	ClientID string
 	// Group is the shared subscription group; default "ingestors".
 	Group string
-	// Filters are the topic filters to subscribe to; default DefaultFilters().
+	// Filters are the topic filters to subscribe to, each as a shared
+	// subscription $share/<group>/<filter>; default Routes.Filters(), the
+	// routes table's prefixes (devices/#, spBv1.0/# and wildfi/# with the default table).
 	Filters []string
 	// Username and Password authenticate to the broker (optional).
 	Username string
@@ -73,12 +76,17 @@ type Config struct {
 	Workers int
 
 	// Routes is the routing table; default DefaultRoutes().
-	Routes *Routes
+	Routes *routes.Table
 	// DefaultTenant is the tenant of routes without {tenant} (WildFi);
 	// default "default".
 	DefaultTenant string
 	// Limits are the semantic checks; zero value = decode.DefaultLimits().
 	Limits decode.Limits
+	// Admission checks every message's device against the device registry
+	// (ingest.NewAdmission); nil = no check. With one, Run subscribes only once
+	// the registry view is restored: until then the bridge is not ready
+	// and acknowledges nothing.
+	Admission *ingest.Admission
 
 	// KafkaOpts are the franz-go connection options (seed brokers, TLS,
 	// SASL); the bridge adds its producer and consumer settings.
@@ -86,6 +94,9 @@ type Config struct {
 	// ProducerOpts are appended to the producer's options (compression,
 	// linger, hooks such as kprom).
 	ProducerOpts []kgo.Opt
+	// DownlinkOpts are appended to the downlink consumer's options (hooks
+	// such as kprom).
+	DownlinkOpts []kgo.Opt
 	// Serde encodes records and decodes commands; required.
 	Serde *schemas.Serde
 	// DLQTopic is where dead letters go; default topics.DLQ.
@@ -98,6 +109,13 @@ type Config struct {
 	// CommandsGroup is the downlink's consumer group; default
 	// "drover-bridge-downlink".
 	CommandsGroup string
+	// Presence is when the downlink sends a command: PresenceEvents (the
+	// default) once the broker's client-connected events say the device is
+	// connected, PresenceNone at once.
+	Presence string
+	// ExpiryTick is how often the downlink looks for commands whose
+	// deadline passed; default 1s.
+	ExpiryTick time.Duration
 
 	// DrainTimeout bounds how long Run waits for in-flight messages after
 	// its context is cancelled; default 30s.
@@ -143,9 +161,6 @@ func (c *Config) withDefaults() (Config, error) {
 	if strings.ContainsAny(cfg.Group, "/+#") {
 		return cfg, fmt.Errorf("%w: Group %q: must not contain '/', '+' or '#'", ErrConfig, cfg.Group)
 	}
-	if len(cfg.Filters) == 0 {
-		cfg.Filters = DefaultFilters()
-	}
 	if cfg.SessionExpiry == 0 {
 		cfg.SessionExpiry = DefaultSessionExpiry
 	}
@@ -176,6 +191,9 @@ func (c *Config) withDefaults() (Config, error) {
 	if cfg.Routes == nil {
 		cfg.Routes = DefaultRoutes()
 	}
+	if len(cfg.Filters) == 0 {
+		cfg.Filters = cfg.Routes.Filters()
+	}
 	if cfg.DefaultTenant == "" {
 		cfg.DefaultTenant = DefaultTenant
 	}
@@ -199,6 +217,16 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.CommandsTopic == "" {
 		cfg.CommandsTopic = topics.Commands
+	}
+	switch cfg.Presence {
+	case "":
+		cfg.Presence = PresenceEvents
+	case PresenceEvents, PresenceNone:
+	default:
+		return cfg, fmt.Errorf("%w: Presence %q: want %s or %s", ErrConfig, cfg.Presence, PresenceEvents, PresenceNone)
+	}
+	if cfg.ExpiryTick <= 0 {
+		cfg.ExpiryTick = time.Second
 	}
 	if cfg.CommandsGroup == "" {
 		cfg.CommandsGroup = DefaultCommandsGroup

@@ -19,8 +19,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/drover-iot/drover/bridge/decode"
 	"github.com/drover-iot/drover/devstack/devtest"
+	"github.com/drover-iot/drover/ingest/decode"
+	"github.com/drover-iot/drover/ingest/routes"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
 )
@@ -224,6 +225,7 @@ func TestIntegrationBridgeDownlink(t *testing.T) {
 	}
 	cfg := e.config(mqttURL, "downlink-bridge")
 	cfg.Downlink = true
+	cfg.Presence = PresenceNone // Mosquitto has no client-connected events
 	b, _ := runBridge(t, cfg)
 
 	now := time.Now().UTC().Truncate(time.Millisecond)
@@ -286,9 +288,9 @@ func TestIntegrationBridgeDownlink(t *testing.T) {
 	})
 }
 
-func mustRoutes(t *testing.T, y string) *Routes {
+func mustRoutes(t *testing.T, y string) *routes.Table {
 	t.Helper()
-	r, err := ParseRoutes("test.yaml", []byte(y))
+	r, err := routes.Parse("test.yaml", []byte(y))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,7 +43,7 @@ func TestIntegrationBridgeDevStage(t *testing.T) {
 	}
 	ctx := context.Background()
 	s, err := devstack.Start(ctx, devstack.Config{DataDir: t.TempDir(), NoPostgres: true,
-		KafkaOpts: []kfake.Opt{kfake.SeedTopics(1, append(rawTopics, topics.Commands)...)}})
+		KafkaOpts: []kfake.Opt{kfake.SeedTopics(1, append(rawTopics, topics.Commands, topics.CommandStatus)...)}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,6 @@
 // Package bridge is drover's front door: it subscribes to MQTT (shared
 // subscriptions, QoS 1, persistent session), routes every message by its
-// topic to a decoder (package bridge/decode), validates the records against
+// topic to a decoder (package ingest/decode), validates the records against
 // their Avro schemas and produces them to Kafka (raw.* topics), or produces a
 // dead letter to dlq.events with the stage and reason of the rejection.
 //

@@ -12,8 +12,10 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/drover-iot/drover/bridge/decode"
+	"github.com/drover-iot/drover/control"
 	"github.com/drover-iot/drover/identity"
+	"github.com/drover-iot/drover/ingest/decode"
+	"github.com/drover-iot/drover/ingest/routes"
 	"github.com/drover-iot/drover/schemas"
 )
 
@@ -24,9 +26,11 @@ const (
 	ReasonCommandInvalid decode.Reason = "command_invalid"
 )
 
-// CommandTopic returns the MQTT topic a device receives commands on.
+// CommandTopic returns the filter a device subscribes to for its
+// commands: devices/{tenant}/{device}/commands/+ (each command is
+// published on .../commands/{command_id}).
 func CommandTopic(tenant, device string) string {
-	return "devices/" + tenant + "/" + device + "/commands"
+	return "devices/" + tenant + "/" + device + "/commands/+"
 }
 
 // CommandMessage is the JSON document published to a device.
@@ -36,6 +40,9 @@ type CommandMessage struct {
 	Payload   json.RawMessage `json:"payload"`
 	CreatedAt time.Time       `json:"created_at"`
 	ExpiresAt *time.Time      `json:"expires_at,omitempty"`
+	// ReplyTopic is where the device replies (MQTT v3.1.1 clients, which
+	// have no Response Topic property).
+	ReplyTopic string `json:"reply_topic"`
 }
 
 // runDownlink consumes the commands topic and publishes each command to its
@@ -50,6 +57,7 @@ func (b *Bridge) runDownlink(ctx context.Context, cm *autopaho.ConnectionManager
 		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 	)
+	opts = append(opts, b.cfg.DownlinkOpts...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("downlink consumer: %w", err)
@@ -119,33 +127,109 @@ func (b *Bridge) deliverCommand(ctx context.Context, cm *autopaho.ConnectionMana
 		b.m.commands.WithLabelValues("invalid").Inc()
 		return b.commandDeadLetter(ctx, r, &cmd, decode.ReasonBadIdentity, decode.StageValidate, fmt.Sprintf("command %s: %v", strconv.Quote(cmd.CommandID), err))
 	}
+	if err := control.ValidID(cmd.CommandID); err != nil {
+		b.m.commands.WithLabelValues("invalid").Inc()
+		return b.commandDeadLetter(ctx, r, &cmd, ReasonCommandInvalid, decode.StageValidate, err.Error())
+	}
 	now := b.cfg.Now()
+	c, known := b.tracker.Get(cmd.CommandID)
+	if known && (c.Status.Terminal() || c.Status == control.Delivered) {
+		// Delivered before a restart, whose offset was not committed yet.
+		b.m.commands.WithLabelValues("duplicate").Inc()
+		return nil
+	}
+	var recs []*schemas.CommandStatus
+	if !known {
+		c = *control.FromCommand(&cmd)
+		q := c.Record(control.Queued, now)
+		q.Payload = c.Payload
+		recs = append(recs, q)
+	}
 	if cmd.ExpiresAt != nil && !now.Before(*cmd.ExpiresAt) {
 		b.m.commands.WithLabelValues("expired").Inc()
+		if !c.Status.Terminal() {
+			e := c.Record(control.Expired, now)
+			msg := "the deadline passed before the command could be sent"
+			e.Message = &msg
+			if err := b.produceStatus(ctx, append(recs, e)...); err != nil {
+				return ctx.Err()
+			}
+		}
 		return b.commandDeadLetter(ctx, r, &cmd, ReasonCommandExpired, decode.StageValidate,
 			fmt.Sprintf("command %s (%s) expired at %s, before delivery", cmd.CommandID, cmd.Name, cmd.ExpiresAt.UTC().Format(time.RFC3339)))
 	}
-	payload := json.RawMessage(cmd.Payload)
+	if len(recs) > 0 {
+		if err := b.produceStatus(ctx, recs...); err != nil {
+			return ctx.Err()
+		}
+	}
+	if b.presence != nil && !b.presence.online(identity.Key(cmd.Tenant, cmd.DeviceID)) {
+		// The device is not connected: the command waits in Kafka
+		// (queued on commands.status) and is sent when it connects.
+		b.m.commands.WithLabelValues("waiting").Inc()
+		return nil
+	}
+	replyTopic := ""
+	if cmd.ReplyTopic != nil && control.ValidReplyTopic(cmd.Tenant, cmd.DeviceID, *cmd.ReplyTopic) {
+		replyTopic = *cmd.ReplyTopic
+	}
+	return b.send(ctx, cm, c, replyTopic)
+}
+
+// send publishes command c to its device: sent is recorded before the
+// publish (a crash between the two leaves the command open, and it is sent
+// again), delivered after the broker's PUBACK: the broker took it for the
+// device's subscription (with --command-presence events, sent only once
+// the device is connected and subscribed). A PUBACK saying that nobody
+// subscribed (possible only when the bridge's own filters do not cover
+// the command topics) leaves the command sent: it goes again when the
+// device next connects or subscribes. replyTopic "" means the default. It
+// fails only when ctx ends.
+func (b *Bridge) send(ctx context.Context, cm *autopaho.ConnectionManager, c control.Command, replyTopic string) error {
+	if replyTopic == "" {
+		replyTopic = control.ReplyTopic(c.Tenant, c.Device, c.ID)
+	}
+	raw := ""
+	if c.Payload != nil {
+		raw = *c.Payload
+	}
+	payload := json.RawMessage(raw)
 	if !json.Valid(payload) {
-		payload, _ = json.Marshal(cmd.Payload) // not JSON: send it as a JSON string
+		payload, _ = json.Marshal(raw) // not JSON: send it as a JSON string
 	}
-	body, _ := json.Marshal(CommandMessage{CommandID: cmd.CommandID, Name: cmd.Name, Payload: payload, CreatedAt: cmd.CreatedAt.UTC(), ExpiresAt: cmd.ExpiresAt})
+	body, _ := json.Marshal(CommandMessage{CommandID: c.ID, Name: c.Name, Payload: payload,
+		CreatedAt: c.CreatedAt.UTC(), ExpiresAt: c.ExpiresAt, ReplyTopic: replyTopic})
+	now := b.cfg.Now()
 	props := &paho.PublishProperties{
-		ContentType: "application/json",
-		User:        paho.UserProperties{{Key: "command_id", Value: cmd.CommandID}, {Key: "name", Value: cmd.Name}},
+		ContentType:     "application/json",
+		ResponseTopic:   replyTopic,
+		CorrelationData: []byte(c.ID),
+		User:            paho.UserProperties{{Key: "command_id", Value: c.ID}, {Key: "name", Value: c.Name}},
 	}
-	if cmd.ExpiresAt != nil {
-		secs := uint32(max(1, cmd.ExpiresAt.Sub(now)/time.Second))
+	if c.ExpiresAt != nil {
+		secs := uint32(max(1, c.ExpiresAt.Sub(now)/time.Second))
 		props.MessageExpiry = &secs
 	}
-	pub := &paho.Publish{Topic: CommandTopic(cmd.Tenant, cmd.DeviceID), QoS: 1, Payload: body, Properties: props}
+	pub := &paho.Publish{Topic: control.CommandTopic(c.Tenant, c.Device, c.ID), QoS: 1, Payload: body, Properties: props}
+	if err := b.produceStatus(ctx, c.Record(control.Sent, now)); err != nil {
+		return ctx.Err()
+	}
 	for attempt := 0; ; attempt++ {
 		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		resp, err := cm.Publish(pctx, pub)
 		cancel()
+		if err == nil && resp != nil && resp.ReasonCode == 0x10 {
+			// No matching subscribers: the device is not listening.
+			b.m.commands.WithLabelValues("no_subscriber").Inc()
+			b.log.Debug("downlink: nobody subscribed", "command_id", c.ID)
+			return nil
+		}
 		if err == nil && (resp == nil || resp.ReasonCode < 0x80) {
 			b.stats.Commands.Add(1)
 			b.m.commands.WithLabelValues("published").Inc()
+			if err := b.produceStatus(ctx, c.Record(control.Delivered, b.cfg.Now())); err != nil {
+				return ctx.Err()
+			}
 			return nil
 		}
 		if err == nil {
@@ -155,7 +239,7 @@ func (b *Bridge) deliverCommand(ctx context.Context, cm *autopaho.ConnectionMana
 			return ctx.Err()
 		}
 		if attempt%10 == 0 {
-			b.log.Warn("downlink publish failed; retrying", "topic", pub.Topic, "command_id", cmd.CommandID, "err", err)
+			b.log.Warn("downlink publish failed; retrying", "topic", pub.Topic, "command_id", c.ID, "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -168,11 +252,11 @@ func (b *Bridge) deliverCommand(ctx context.Context, cm *autopaho.ConnectionMana
 func (b *Bridge) commandDeadLetter(ctx context.Context, r *kgo.Record, cmd *schemas.DeviceCommand, reason decode.Reason, stage decode.Stage, msg string) error {
 	pub := &paho.Publish{Topic: r.Topic, Payload: r.Value}
 	m := &message{pub: pub, received: b.cfg.Now()}
-	match := Match{Device: string(r.Key)}
+	match := routes.Match{Device: string(r.Key)}
 	if cmd != nil {
 		match.Tenant, match.Device = cmd.Tenant, cmd.DeviceID
 	}
-	match.dropInvalidIDs() // as for MQTT messages (validateIdentity)
+	match.DropInvalidIDs() // as for MQTT messages (validateIdentity)
 	de := &decode.Error{Stage: stage, Reason: reason, Message: msg}
 	b.m.deadLetters.WithLabelValues(string(stage), string(reason)).Inc()
 	for attempt := 0; ; attempt++ {

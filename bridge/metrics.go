@@ -18,6 +18,8 @@ type metrics struct {
 	reconnects     prometheus.Counter
 	takeovers      prometheus.Counter
 	commands       *prometheus.CounterVec // result
+	statuses       *prometheus.CounterVec // status
+	replies        *prometheus.CounterVec // result
 	blocked        prometheus.Counter
 	connectErrors  prometheus.Counter
 }
@@ -49,7 +51,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		takeovers: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "mqtt_session_takeovers_total",
 			Help: "Times the broker disconnected the bridge because another client connected with its client id (MQTT 5 reason 0x8E): that client may receive the session's messages."}),
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "commands_total",
-			Help: "Downlink commands handled, per result (published, expired, invalid)."}, []string{"result"}),
+			Help: "Downlink commands handled, per result (published, expired, invalid, duplicate)."}, []string{"result"}),
+		statuses: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "command_status_total",
+			Help: "Command lifecycle records written to commands.status, per status."}, []string{"status"}),
+		replies: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "command_replies_total",
+			Help: "Device replies to commands, per result (applied, late, duplicate, rejected)."}, []string{"result"}),
 		connectErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "mqtt_connect_errors_total",
 			Help: "Failed MQTT connection attempts (refused credentials, TLS, network)."}),
 		blocked: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "inflight_full_total",
@@ -57,7 +63,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.received, m.produced, m.deadLetters, m.acked, m.inflight, m.produceLatency,
-			m.connected, m.subscribed, m.connections, m.reconnects, m.takeovers, m.commands, m.blocked, m.connectErrors)
+			m.connected, m.subscribed, m.connections, m.reconnects, m.takeovers, m.commands, m.statuses, m.replies, m.blocked, m.connectErrors)
 	}
 	return m
 }

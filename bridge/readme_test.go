@@ -7,8 +7,8 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/drover-iot/drover/bridge/decode"
 	"github.com/drover-iot/drover/cli"
+	"github.com/drover-iot/drover/ingest/decode"
 )
 
 // TestReadmeDocumentsEverything keeps README.md in step with the flags and
@@ -24,7 +24,7 @@ func TestReadmeDocumentsEverything(t *testing.T) {
 			t.Errorf("README.md flags table lacks --%s", f.Name)
 		}
 	})
-	reasons := append([]decode.Reason{ReasonCommandExpired, ReasonCommandInvalid}, decode.Reasons()...)
+	reasons := append([]decode.Reason{ReasonCommandExpired, ReasonCommandInvalid, ReasonReplyInvalid, ReasonReplyUnknown, ReasonReplyWrongDevice}, decode.Reasons()...)
 	for _, r := range reasons {
 		if !strings.Contains(readme, "| `"+string(r)+"` |") {
 			t.Errorf("README.md reason table lacks %s", r)

@@ -1,42 +1,32 @@
 package bridge
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"runtime/debug"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/drover-iot/drover/bridge/decode"
-	"github.com/drover-iot/drover/schemas"
+	"github.com/drover-iot/drover/identity"
+	"github.com/drover-iot/drover/ingest"
+	"github.com/drover-iot/drover/ingest/decode"
+	"github.com/drover-iot/drover/ingest/routes"
+	"github.com/drover-iot/drover/ingest/sparkplug"
 )
 
-// Kafka header names on every record and dead letter the bridge writes.
+// Kafka header names of the MQTT door, besides ingest's (drover.tenant,
+// mqtt.topic, drover.stage, ...).
 const (
-	HeaderMQTTTopic   = "mqtt.topic"
-	HeaderTenant      = "drover.tenant"
 	HeaderContentType = "content-type"
 	// HeaderUserPrefix prefixes each MQTT v5 user property (mqtt.user.<name>).
 	HeaderUserPrefix = "mqtt.user."
-
-	HeaderStage      = "drover.stage"
-	HeaderReason     = "drover.reason"
-	HeaderSource     = "drover.source"
-	HeaderMessage    = "drover.message"
-	HeaderReceivedAt = "drover.received_at"
-	HeaderDevice     = "drover.device_id"
-	HeaderPayloadLen = "drover.payload_size"
 )
 
-// maxDeadLetterPayload caps the payload kept in a dead letter, so the dead
-// letter fits Kafka's default 1 MB record limit whatever --max-payload says.
-const maxDeadLetterPayload = 768 << 10
+// Door is the MQTT bridge's name in dead letters and metrics (drover.door).
+const Door = "mqtt"
 
 // worker decodes, validates and produces messages one at a time; its
 // Output is reused.
@@ -60,12 +50,30 @@ func (w *worker) process(m *message) {
 		b.finish(m)
 		return
 	}
+	_, flag, err := b.cfg.Admission.Check(&match)
+	if err != nil {
+		w.deadLetter(m, match, err)
+		return
+	}
+	if match.Route.Reply {
+		w.reply(m, match)
+		return
+	}
 	in := decode.Input{
 		Tenant: match.Tenant, DeviceID: match.Device, Source: match.Source, Kind: match.Kind,
 		Payload: m.pub.Payload, ReceivedAt: m.received.UTC().Truncate(time.Millisecond),
 	}
-	if err := w.decode(match, &in); err != nil {
+	if match.Route.Decoder.Name == decode.Sparkplug {
+		err = w.decodeSparkplug(m.pub.Topic, &in)
+	} else {
+		err = w.decode(match, &in)
+	}
+	if err != nil {
 		w.deadLetter(m, match, err)
+		return
+	}
+	if w.out.Len() == 0 { // a Sparkplug message without numbers (a stale death, say)
+		b.finish(m)
 		return
 	}
 	if err := b.waitSchema(match.Topic); err != nil {
@@ -73,16 +81,25 @@ func (w *worker) process(m *message) {
 		return
 	}
 	headers := recordHeaders(m.pub, match.Tenant)
+	if flag != "" {
+		headers = append(headers, kgo.RecordHeader{Key: ingest.HeaderRegistry, Value: []byte(flag)})
+	}
 	recs := make(recordBatch, 0, w.out.Len())
+	key := []byte(identity.Key(match.Tenant, match.Device))
 	add := func(v any) error {
 		buf, err := b.cfg.Serde.AppendEncode(b.prodCtx, nil, match.Topic, v)
 		if err != nil {
 			return &decode.Error{Stage: decode.StageValidate, Reason: decode.ReasonSchemaInvalid, Message: err.Error()}
 		}
-		recs = append(recs, &kgo.Record{Topic: match.Topic, Key: []byte(match.Device), Value: buf, Headers: headers})
+		recs = append(recs, &kgo.Record{Topic: match.Topic, Key: key, Value: buf, Headers: headers})
 		return nil
 	}
 	for i := range w.out.Sensor {
+		if d := w.out.Sensor[i].DeviceID; d != match.Device {
+			// A Sparkplug death takes the devices behind an edge node
+			// offline: each reading is keyed by its own device.
+			key = []byte(identity.Key(match.Tenant, d))
+		}
 		if err := add(&w.out.Sensor[i]); err != nil {
 			w.deadLetter(m, match, err)
 			return
@@ -106,7 +123,7 @@ func (w *worker) process(m *message) {
 // decode runs the route's decoder; a panic (a bug) becomes an
 // internal_error dead letter instead of crashing the bridge, which would
 // only have the broker redeliver the message to the next replica.
-func (w *worker) decode(match Match, in *decode.Input) (err error) {
+func (w *worker) decode(match routes.Match, in *decode.Input) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			w.b.log.Error("decoder panic", "decoder", match.Route.Decoder.Name, "panic", r, "stack", string(debug.Stack()))
@@ -115,6 +132,36 @@ func (w *worker) decode(match Match, in *decode.Input) (err error) {
 		}
 	}()
 	return decode.Decode(match.Route.Decoder.Func, in, w.b.cfg.Limits, &w.out)
+}
+
+// decodeSparkplug reads a Sparkplug B message with the bridge's session:
+// its birth certificates resolve aliases, sequence gaps become readings,
+// deaths take devices offline, and a DATA message before its BIRTH is
+// refused (sparkplug.ReasonNoBirth). The records are checked as a
+// decoder's are (decode.Validate).
+func (w *worker) decodeSparkplug(topic string, in *decode.Input) error {
+	w.out.Reset()
+	if lim := w.b.cfg.Limits.MaxPayload; lim > 0 && len(in.Payload) > lim {
+		return &decode.Error{Stage: decode.StageDecode, Reason: decode.ReasonPayloadTooLarge, Message: fmt.Sprintf("payload is %d bytes, limit %d", len(in.Payload), lim)}
+	}
+	t, err := sparkplug.ParseTopic(topic)
+	if err != nil {
+		return err
+	}
+	sm, err := w.b.sparkplug.Handle(t, in.Payload)
+	if err != nil {
+		return err
+	}
+	if sm.Gap != nil {
+		w.b.log.Warn("sparkplug sequence gap", "topic", topic, "expected", sm.Gap.Expected, "got", sm.Gap.Got)
+	}
+	if err := sparkplug.Records(sm, in, &w.out); err != nil {
+		return err
+	}
+	if w.out.Len() == 0 {
+		return nil
+	}
+	return decode.Validate(in, w.b.cfg.Limits, &w.out)
 }
 
 // waitSchema makes sure topic's schema id is known, retrying while the
@@ -142,7 +189,7 @@ func (b *Bridge) waitSchema(topic string) error {
 // produce sends recs and acknowledges m when Kafka acknowledged all of
 // them. A record Kafka refuses for good turns the message into a dead letter
 // (stage produce); dead is true when recs is that dead letter.
-func (b *Bridge) produce(m *message, match Match, recs recordBatch, dead bool) {
+func (b *Bridge) produce(m *message, match routes.Match, recs recordBatch, dead bool) {
 	m.pending.Store(int32(len(recs)))
 	m.failErr.Store(nil)
 	for _, r := range recs {
@@ -193,7 +240,7 @@ func (b *Bridge) produce(m *message, match Match, recs recordBatch, dead bool) {
 	}
 }
 
-func (w *worker) deadLetter(m *message, match Match, err error) {
+func (w *worker) deadLetter(m *message, match routes.Match, err error) {
 	var de *decode.Error
 	if !errors.As(err, &de) {
 		de = &decode.Error{Stage: decode.StageDecode, Reason: decode.ReasonWrongShape, Message: err.Error()}
@@ -204,7 +251,7 @@ func (w *worker) deadLetter(m *message, match Match, err error) {
 // produceDeadLetter writes m's dead letter and acknowledges m once Kafka
 // has it. If the dead letter cannot even be built (registry down at
 // shutdown), m is left unacknowledged for redelivery.
-func (b *Bridge) produceDeadLetter(m *message, match Match, de *decode.Error) {
+func (b *Bridge) produceDeadLetter(m *message, match routes.Match, de *decode.Error) {
 	if err := b.waitSchema(b.cfg.DLQTopic); err != nil {
 		b.abandon(m)
 		return
@@ -220,89 +267,31 @@ func (b *Bridge) produceDeadLetter(m *message, match Match, de *decode.Error) {
 	b.produce(m, match, recordBatch{rec}, true)
 }
 
-// deadLetterRecord builds the dlq.events record for m.
-func (b *Bridge) deadLetterRecord(m *message, match Match, de *decode.Error) (*kgo.Record, error) {
-	payload := m.pub.Payload
-	truncated := false
-	if limit := min(b.cfg.Limits.MaxPayload, maxDeadLetterPayload); len(payload) > limit {
-		payload, truncated = payload[:limit], true
-	}
-	recv := m.received.UTC().Truncate(time.Millisecond)
-	// Every path builds its message from device data; whatever it
-	// quoted, the dead letter carries printable text.
-	msg := decode.Escape(de.Message)
-	h := sha256.New()
-	for _, s := range []string{m.pub.Topic, string(de.Stage), string(de.Reason)} {
-		h.Write([]byte(s))
-		h.Write([]byte{0})
-	}
-	h.Write(m.pub.Payload)
-	dl := schemas.DeadLetter{
-		ID:          hex.EncodeToString(h.Sum(nil)[:16]),
-		Stage:       string(de.Stage),
-		Reason:      string(de.Reason),
-		Message:     msg,
-		Source:      m.pub.Topic,
-		Payload:     payload,
-		PayloadSize: int64(len(m.pub.Payload)),
-		Truncated:   truncated,
-		Headers:     map[string]string{},
-		ReceivedAt:  recv,
-		TS:          recv,
-		IngestedAt:  b.cfg.Now().UTC().Truncate(time.Millisecond),
-	}
-	if match.Tenant != "" {
-		t := match.Tenant
-		dl.Tenant = &t
-	}
-	if match.Device != "" {
-		d := match.Device
-		dl.DeviceID = &d
-	}
-	var headers []kgo.RecordHeader
+// deadLetterRecord builds the dlq.events record for m (ingest's one
+// dead-letter builder, with the MQTT message's properties).
+func (b *Bridge) deadLetterRecord(m *message, match routes.Match, de *decode.Error) (*kgo.Record, error) {
+	l := ingest.Letter{Source: m.pub.Topic, Tenant: match.Tenant, Device: match.Device, Payload: m.pub.Payload,
+		Headers: map[string]string{}, ReceivedAt: m.received, MaxPayload: b.cfg.Limits.MaxPayload}
 	if m.client != nil { // an MQTT message (not a downlink command)
-		headers = recordHeaders(m.pub, match.Tenant)
-		dl.Headers["mqtt.qos"] = strconv.Itoa(int(m.pub.QoS))
+		l.Door = Door
+		l.RecordHeaders = recordHeaders(m.pub, "")
+		l.Headers["mqtt.qos"] = strconv.Itoa(int(m.pub.QoS))
 		if m.pub.Retain {
-			dl.Headers["mqtt.retain"] = "true"
+			l.Headers["mqtt.retain"] = "true"
 		}
-	} else if match.Tenant != "" {
-		headers = append(headers, kgo.RecordHeader{Key: HeaderTenant, Value: []byte(match.Tenant)})
 	}
 	if p := m.pub.Properties; p != nil {
-		if p.ContentType != "" {
-			ct := p.ContentType
-			dl.ContentType = &ct
-		}
-		addUserProperties(dl.Headers, p.User)
+		l.ContentType = p.ContentType
+		addUserProperties(l.Headers, p.User)
 	}
-	headers = append(headers,
-		kgo.RecordHeader{Key: HeaderStage, Value: []byte(de.Stage)},
-		kgo.RecordHeader{Key: HeaderReason, Value: []byte(de.Reason)},
-		kgo.RecordHeader{Key: HeaderSource, Value: []byte(m.pub.Topic)},
-		kgo.RecordHeader{Key: HeaderMessage, Value: []byte(clipBytes(msg, 1024))},
-		kgo.RecordHeader{Key: HeaderReceivedAt, Value: []byte(recv.Format(time.RFC3339Nano))},
-		kgo.RecordHeader{Key: HeaderPayloadLen, Value: []byte(strconv.Itoa(len(m.pub.Payload)))},
-	)
-	if match.Device != "" {
-		headers = append(headers, kgo.RecordHeader{Key: HeaderDevice, Value: []byte(match.Device)})
-	}
-	key := match.Device
-	if key == "" {
-		key = m.pub.Topic
-	}
-	value, err := b.cfg.Serde.AppendEncode(b.prodCtx, nil, b.cfg.DLQTopic, &dl)
-	if err != nil {
-		return nil, err
-	}
-	return &kgo.Record{Topic: b.cfg.DLQTopic, Key: []byte(key), Value: value, Headers: headers}, nil
+	return ingest.DeadLetterRecord(b.prodCtx, b.cfg.Serde, b.cfg.DLQTopic, l, de, b.cfg.Now())
 }
 
 func recordHeaders(p *paho.Publish, tenant string) []kgo.RecordHeader {
 	h := make([]kgo.RecordHeader, 0, 4)
-	h = append(h, kgo.RecordHeader{Key: HeaderMQTTTopic, Value: []byte(p.Topic)})
+	h = append(h, kgo.RecordHeader{Key: ingest.HeaderMQTTTopic, Value: []byte(p.Topic)})
 	if tenant != "" {
-		h = append(h, kgo.RecordHeader{Key: HeaderTenant, Value: []byte(tenant)})
+		h = append(h, kgo.RecordHeader{Key: ingest.HeaderTenant, Value: []byte(tenant)})
 	}
 	if p.Properties != nil {
 		if p.Properties.ContentType != "" {
@@ -331,15 +320,4 @@ func addUserProperties(h map[string]string, props paho.UserProperties) {
 		}
 		h[k] = up.Value
 	}
-}
-
-// clipBytes cuts s to at most n bytes at a rune boundary.
-func clipBytes(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }

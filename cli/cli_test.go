@@ -186,20 +186,47 @@ func TestHelpShowsEnvVars(t *testing.T) {
 }
 
 func TestKafkaOptsErrors(t *testing.T) {
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "pw")
+	tok := filepath.Join(dir, "token")
+	empty := filepath.Join(dir, "empty")
+	for name, data := range map[string]string{pw: "secret\n", tok: "eyJhbGciOi.x.y\n", empty: "\n"} {
+		if err := os.WriteFile(name, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	brokers := []string{"a:1"}
 	tests := []struct {
 		name    string
 		conn    Conn
 		wantErr string
 	}{
-		{name: "no brokers", conn: Conn{KafkaBrokers: []string{" "}}, wantErr: "--kafka-brokers"},
-		{name: "bad mechanism", conn: Conn{KafkaBrokers: []string{"a:1"}, KafkaSASLMechanism: "GSSAPI"}, wantErr: "--kafka-sasl-mechanism"},
-		{name: "missing ca", conn: Conn{KafkaBrokers: []string{"a:1"}, KafkaTLSCA: "/nonexistent/ca.pem"}, wantErr: "--kafka-tls-ca"},
-		{name: "cert without key", conn: Conn{KafkaBrokers: []string{"a:1"}, KafkaTLSCert: "/x.pem"}, wantErr: "--kafka-tls-cert and --kafka-tls-key go together"},
-		{name: "missing password file", conn: Conn{KafkaBrokers: []string{"a:1"}, KafkaSASLMechanism: "PLAIN", KafkaSASLPassFile: "/nonexistent"}, wantErr: "--kafka-sasl-password-file"},
-		{name: "ok", conn: Conn{KafkaBrokers: []string{"a:1"}, KafkaSASLMechanism: "scram-sha-512"}},
+		{name: "no brokers", conn: Conn{KafkaBrokers: []string{" "}}, wantErr: "--kafka-brokers ($DROVER_KAFKA_BROKERS)"},
+		{name: "unknown mechanism", conn: Conn{KafkaBrokers: brokers, KafkaSASLMechanism: "GSSAPI"}, wantErr: "--kafka-sasl-mechanism ($DROVER_KAFKA_SASL_MECHANISM): unknown mechanism \"GSSAPI\""},
+		{name: "misspelt mechanism", conn: Conn{KafkaBrokers: brokers, KafkaSASLMechanism: "SCRAM-SHA512", KafkaSASLUser: "u", KafkaSASLPassFile: pw}, wantErr: "--kafka-sasl-mechanism ($DROVER_KAFKA_SASL_MECHANISM): unknown mechanism"},
+		{name: "missing ca", conn: Conn{KafkaBrokers: brokers, KafkaTLSCA: "/nonexistent/ca.pem"}, wantErr: "--kafka-tls-ca ($DROVER_KAFKA_TLS_CA)"},
+		{name: "ca not pem", conn: Conn{KafkaBrokers: brokers, KafkaTLSCA: pw}, wantErr: "--kafka-tls-ca ($DROVER_KAFKA_TLS_CA) " + pw + ": no PEM certificate found"},
+		{name: "cert without key", conn: Conn{KafkaBrokers: brokers, KafkaTLSCert: "/x.pem"}, wantErr: "--kafka-tls-cert and --kafka-tls-key go together"},
+		{name: "unreadable key pair", conn: Conn{KafkaBrokers: brokers, KafkaTLSCert: pw, KafkaTLSKey: pw}, wantErr: "--kafka-tls-cert ($DROVER_KAFKA_TLS_CERT)/--kafka-tls-key ($DROVER_KAFKA_TLS_KEY)"},
+		{name: "missing password file", conn: Conn{KafkaBrokers: brokers, KafkaSASLMechanism: "PLAIN", KafkaSASLUser: "u", KafkaSASLPassFile: "/nonexistent"}, wantErr: "--kafka-sasl-password-file ($DROVER_KAFKA_SASL_PASSWORD_FILE)"},
+		{name: "scram without password file", conn: Conn{KafkaBrokers: brokers, KafkaSASLMechanism: "SCRAM-SHA-512", KafkaSASLUser: "u"}, wantErr: "--kafka-sasl-password-file ($DROVER_KAFKA_SASL_PASSWORD_FILE): SCRAM-SHA-512 needs a password file"},
+		{name: "scram without user", conn: Conn{KafkaBrokers: brokers, KafkaSASLMechanism: "SCRAM-SHA-256", KafkaSASLPassFile: pw}, wantErr: "--kafka-sasl-user ($DROVER_KAFKA_SASL_USER)"},
+		{name: "oauth without token file", conn: Conn{KafkaBrokers: brokers, KafkaSASLMechanism: "OAUTHBEARER"}, wantErr: "--kafka-sasl-token-file ($DROVER_KAFKA_SASL_TOKEN_FILE): OAUTHBEARER needs a token file"},
+		{name: "oauth missing token file", conn: Conn{KafkaBrokers: brokers, KafkaSASLMechanism: "OAUTHBEARER", KafkaSASLTokenFile: "/nonexistent/token"}, wantErr: "--kafka-sasl-token-file ($DROVER_KAFKA_SASL_TOKEN_FILE): stat /nonexistent/token"},
+		{name: "oauth empty token file", conn: Conn{KafkaBrokers: brokers, KafkaSASLMechanism: "OAUTHBEARER", KafkaSASLTokenFile: empty}, wantErr: "empty token"},
+		{name: "token file without oauth", conn: Conn{KafkaBrokers: brokers, KafkaSASLTokenFile: tok}, wantErr: "--kafka-sasl-token-file ($DROVER_KAFKA_SASL_TOKEN_FILE) is set but --kafka-sasl-mechanism"},
+		{name: "aws with a password", conn: Conn{KafkaBrokers: brokers, KafkaSASLMechanism: "AWS_MSK_IAM", KafkaSASLUser: "u", KafkaSASLPassFile: pw}, wantErr: "AWS_MSK_IAM takes its credentials from the AWS chain"},
+		{name: "plain", conn: Conn{KafkaBrokers: brokers, KafkaSASLMechanism: "plain", KafkaSASLUser: "u", KafkaSASLPassFile: pw}},
+		{name: "scram-sha-256", conn: Conn{KafkaBrokers: brokers, KafkaSASLMechanism: "SCRAM-SHA-256", KafkaSASLUser: "u", KafkaSASLPassFile: pw}},
+		{name: "scram-sha-512", conn: Conn{KafkaBrokers: brokers, KafkaSASLMechanism: "scram-sha-512", KafkaSASLUser: "u", KafkaSASLPassFile: pw}},
+		{name: "oauthbearer", conn: Conn{KafkaBrokers: brokers, KafkaSASLMechanism: "OAUTHBEARER", KafkaSASLTokenFile: tok}},
+		{name: "aws msk iam", conn: Conn{KafkaBrokers: brokers, KafkaSASLMechanism: "AWS_MSK_IAM"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			// The AWS chain must not find a stray profile of the caller.
+			t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "no-aws-config"))
+			t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "no-aws-credentials"))
 			_, err := tt.conn.KafkaOpts()
 			if tt.wantErr == "" {
 				if err != nil {
@@ -214,6 +241,160 @@ func TestKafkaOptsErrors(t *testing.T) {
 				t.Fatalf("exit code %d, want 2", ExitCode(err))
 			}
 		})
+	}
+}
+
+func TestAWSProfileMissingIsUsageError(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
+	t.Setenv("AWS_PROFILE", "no-such-profile")
+	c := Conn{KafkaBrokers: []string{"b-1.mycluster.abc123.c2.kafka.eu-west-1.amazonaws.com:9098"}, KafkaSASLMechanism: "AWS_MSK_IAM"}
+	_, err := c.KafkaOpts()
+	if err == nil || ExitCode(err) != 2 || !strings.Contains(err.Error(), "--kafka-sasl-mechanism ($DROVER_KAFKA_SASL_MECHANISM) AWS_MSK_IAM: AWS configuration") {
+		t.Fatalf("err = %v (exit %d), want a usage error about the AWS configuration", err, ExitCode(err))
+	}
+}
+
+// TestTokenFileRereadOnChange: the OAUTHBEARER token is read from its file
+// at every authentication, and a rotated file is picked up.
+func TestTokenFileRereadOnChange(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(path, []byte("first\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := Conn{KafkaBrokers: []string{"a:1"}, KafkaSASLMechanism: "OAUTHBEARER", KafkaSASLTokenFile: path}
+	mech, err := c.KafkaSASL()
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := func() string {
+		t.Helper()
+		_, msg, err := mech.Authenticate(context.Background(), "broker:9092")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(msg)
+	}
+	if m := first(); !strings.Contains(m, "auth=Bearer first\x01") {
+		t.Fatalf("first message %q lacks the token", m)
+	}
+	// A rotation: new content, new modification time.
+	if err := os.WriteFile(path, []byte("second-token"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(path, time.Now().Add(time.Minute), time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if m := first(); !strings.Contains(m, "auth=Bearer second-token\x01") {
+		t.Fatalf("after rotation the message %q lacks the new token", m)
+	}
+	// A token file that disappears fails the authentication (and so the
+	// connection), it does not fall back to nothing.
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := mech.Authenticate(context.Background(), "broker:9092"); err == nil {
+		t.Fatal("authenticated without a token file")
+	}
+}
+
+// TestIntegrationSASLAgainstKafka authenticates franz-go clients built by
+// KafkaOpts against an embedded Kafka requiring SASL: every mechanism kfake
+// implements gets in with the right password and is refused with a wrong
+// one.
+func TestIntegrationSASLAgainstKafka(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test; -short")
+	}
+	for _, mech := range []string{SASLPlain, SASLScramSHA256, SASLScramSHA512} {
+		t.Run(mech, func(t *testing.T) {
+			c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.EnableSASL(), kfake.Superuser(mech, "drover-bridge", "s3cret"), kfake.SeedTopics(1, "t"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			pw := filepath.Join(t.TempDir(), "pw")
+			for _, tc := range []struct {
+				pass string
+				ok   bool
+			}{{"s3cret\n", true}, {"wrong", false}} {
+				if err := os.WriteFile(pw, []byte(tc.pass), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				conn := Conn{KafkaBrokers: c.ListenAddrs(), KafkaSASLMechanism: mech, KafkaSASLUser: "drover-bridge", KafkaSASLPassFile: pw}
+				cl, err := conn.Kafka(kgo.DefaultProduceTopic("t"), kgo.RecordRetries(1), kgo.RetryTimeout(2*time.Second))
+				if err != nil {
+					t.Fatal(err)
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				err = cl.ProduceSync(ctx, &kgo.Record{Value: []byte("x")}).FirstErr()
+				cancel()
+				cl.Close()
+				if tc.ok && err != nil {
+					t.Fatalf("right password: %v", err)
+				}
+				if !tc.ok && err == nil {
+					t.Fatal("wrong password: produced anyway")
+				}
+			}
+		})
+	}
+}
+
+// TestCheckConfig: --check-config validates the connection settings of the
+// flags a command registered and exits 0 without running it; a bad value
+// exits 2 naming the flag and its variable.
+func TestCheckConfig(t *testing.T) {
+	t.Chdir(t.TempDir())
+	pw := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pw, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want int
+		ran  bool
+	}{
+		{name: "ok, not run", args: []string{"show", "--check-config"}, want: 0},
+		{name: "without the flag it runs", args: []string{"show"}, want: 0, ran: true},
+		{name: "bad mechanism from the environment", env: map[string]string{"DROVER_KAFKA_SASL_MECHANISM": "SCRAM-SHA-1"}, args: []string{"show", "--check-config"}, want: 2},
+		{name: "scram ok", env: map[string]string{"DROVER_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "DROVER_KAFKA_SASL_USER": "u", "DROVER_KAFKA_SASL_PASSWORD_FILE": pw}, args: []string{"show", "--check-config"}, want: 0},
+		{name: "check from the environment", env: map[string]string{"DROVER_CHECK_CONFIG": "true"}, args: []string{"show"}, want: 0},
+		{name: "unreadable registry CA", args: []string{"show", "--check-config", "--schema-registry-tls-ca", "/nonexistent"}, want: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			r, seen := newTestRoot(t)
+			if code := r.Execute(tt.args); code != tt.want {
+				t.Fatalf("exit %d, want %d", code, tt.want)
+			}
+			if ran := *seen != nil; ran != tt.ran {
+				t.Fatalf("command ran = %v, want %v", ran, tt.ran)
+			}
+		})
+	}
+	// A command that checks its own configuration runs to ConfigChecked,
+	// and Kafka() refuses to connect under --check-config.
+	r := NewRoot("test")
+	var reached bool
+	sub := &cobra.Command{Use: "own", RunE: func(cmd *cobra.Command, _ []string) error {
+		reached = true
+		if _, err := r.Conn.Kafka(); !errors.Is(err, ErrConfigOK) {
+			return fmt.Errorf("Kafka() under --check-config: %v", err)
+		}
+		return r.Conn.ConfigChecked()
+	}}
+	ChecksConfig(sub)
+	r.Conn.AddKafkaFlags(sub.Flags())
+	r.Cmd.AddCommand(sub)
+	if code := r.Execute([]string{"own", "--check-config"}); code != 0 || !reached {
+		t.Fatalf("exit %d, reached %v", code, reached)
 	}
 }
 

@@ -14,8 +14,6 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sasl/plain"
-	"github.com/twmb/franz-go/pkg/sasl/scram"
 	"github.com/twmb/franz-go/pkg/sr"
 )
 
@@ -41,6 +39,7 @@ type Conn struct {
 	KafkaSASLMechanism string
 	KafkaSASLUser      string
 	KafkaSASLPassFile  string
+	KafkaSASLTokenFile string
 
 	SchemaRegistryURL      string
 	SchemaRegistryUser     string
@@ -59,6 +58,9 @@ type Conn struct {
 
 	// Log is the process logger, set by the root command before any RunE.
 	Log *slog.Logger
+
+	// checking is set under --check-config: Kafka refuses to connect.
+	checking bool
 }
 
 // Logger returns c.Log, or slog.Default() before the root command set it.
@@ -79,9 +81,10 @@ func (c *Conn) AddKafkaFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.KafkaTLSCA, "kafka-tls-ca", "", "PEM file of CAs to trust for Kafka TLS (implies --kafka-tls)")
 	fs.StringVar(&c.KafkaTLSCert, "kafka-tls-cert", "", "PEM client certificate for Kafka mTLS (implies --kafka-tls)")
 	fs.StringVar(&c.KafkaTLSKey, "kafka-tls-key", "", "PEM client key for Kafka mTLS")
-	fs.StringVar(&c.KafkaSASLMechanism, "kafka-sasl-mechanism", "", "Kafka SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty = none)")
-	fs.StringVar(&c.KafkaSASLUser, "kafka-sasl-user", "", "Kafka SASL user name")
-	fs.StringVar(&c.KafkaSASLPassFile, "kafka-sasl-password-file", "", "file holding the Kafka SASL password (a mounted secret)")
+	fs.StringVar(&c.KafkaSASLMechanism, "kafka-sasl-mechanism", "", "Kafka SASL mechanism: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER or AWS_MSK_IAM (empty = none)")
+	fs.StringVar(&c.KafkaSASLUser, "kafka-sasl-user", "", "Kafka SASL user name (PLAIN, SCRAM)")
+	fs.StringVar(&c.KafkaSASLPassFile, "kafka-sasl-password-file", "", "file holding the Kafka SASL password (PLAIN, SCRAM; a mounted secret)")
+	fs.StringVar(&c.KafkaSASLTokenFile, "kafka-sasl-token-file", "", "file holding the OAUTHBEARER token, re-read when it changes")
 }
 
 // AddRegistryFlags registers --schema-registry-url and its credentials.
@@ -133,33 +136,24 @@ func (c *Conn) KafkaOpts() ([]kgo.Opt, error) {
 		}
 	}
 	if len(brokers) == 0 {
-		return nil, Usagef("--kafka-brokers: no broker given")
+		return nil, Usagef("%s: no broker given", FlagRef("kafka-brokers"))
 	}
 	// A broker that accepts connections but never answers must not hang a
 	// command: bound the dial and the handshake (callers may override).
 	opts := []kgo.Opt{kgo.SeedBrokers(brokers...), kgo.DialTimeout(10 * time.Second)}
-	if c.KafkaTLS || c.KafkaTLSCA != "" || c.KafkaTLSCert != "" {
-		cfg, err := tlsConfig("kafka-tls", c.KafkaTLSCA, c.KafkaTLSCert, c.KafkaTLSKey)
-		if err != nil {
-			return nil, err
-		}
+	cfg, err := c.KafkaTLSConfig()
+	if err != nil {
+		return nil, err
+	}
+	if cfg != nil {
 		opts = append(opts, kgo.DialTLSConfig(cfg))
 	}
-	if c.KafkaSASLMechanism != "" {
-		pass, err := readSecret("kafka-sasl-password-file", c.KafkaSASLPassFile)
-		if err != nil {
-			return nil, err
-		}
-		switch strings.ToUpper(c.KafkaSASLMechanism) {
-		case "PLAIN":
-			opts = append(opts, kgo.SASL(plain.Auth{User: c.KafkaSASLUser, Pass: pass}.AsMechanism()))
-		case "SCRAM-SHA-256":
-			opts = append(opts, kgo.SASL(scram.Auth{User: c.KafkaSASLUser, Pass: pass}.AsSha256Mechanism()))
-		case "SCRAM-SHA-512":
-			opts = append(opts, kgo.SASL(scram.Auth{User: c.KafkaSASLUser, Pass: pass}.AsSha512Mechanism()))
-		default:
-			return nil, Usagef("--kafka-sasl-mechanism: unknown mechanism %q (want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)", c.KafkaSASLMechanism)
-		}
+	mech, err := c.KafkaSASL()
+	if err != nil {
+		return nil, err
+	}
+	if mech != nil {
+		opts = append(opts, kgo.SASL(mech))
 	}
 	return opts, nil
 }
@@ -170,6 +164,11 @@ func (c *Conn) Kafka(extra ...kgo.Opt) (*kgo.Client, error) {
 	opts, err := c.KafkaOpts()
 	if err != nil {
 		return nil, err
+	}
+	if c.checking {
+		// --check-config never connects: a command that gets here has
+		// validated what it validates before connecting.
+		return nil, ErrConfigOK
 	}
 	cl, err := kgo.NewClient(append(opts, extra...)...)
 	if err != nil {
@@ -235,7 +234,7 @@ func readSecret(flag, path string) (string, error) {
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", Usagef("--%s: %w", flag, err)
+		return "", Usagef("%s: %w", FlagRef(flag), err)
 	}
 	return strings.TrimRight(string(b), "\r\n"), nil
 }
@@ -251,11 +250,11 @@ func tlsConfig(flag, caFile, certFile, keyFile string) (*tls.Config, error) {
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile)
 		if err != nil {
-			return nil, Usagef("--%s-ca: %w", flag, err)
+			return nil, Usagef("%s: %w", FlagRef(flag+"-ca"), err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, Usagef("--%s-ca %s: no PEM certificate found", flag, caFile)
+			return nil, Usagef("%s %s: no PEM certificate found", FlagRef(flag+"-ca"), caFile)
 		}
 		cfg.RootCAs = pool
 	}
@@ -265,7 +264,7 @@ func tlsConfig(flag, caFile, certFile, keyFile string) (*tls.Config, error) {
 		}
 		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 		if err != nil {
-			return nil, Usagef("--%s-cert/--%s-key: %w", flag, flag, err)
+			return nil, Usagef("%s/%s: %w", FlagRef(flag+"-cert"), FlagRef(flag+"-key"), err)
 		}
 		cfg.Certificates = []tls.Certificate{cert}
 	}

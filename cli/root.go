@@ -22,9 +22,10 @@ type Root struct {
 	Cmd  *cobra.Command
 	Conn *Conn
 
-	logLevel  string
-	logFormat string
-	devEnv    string
+	logLevel    string
+	logFormat   string
+	devEnv      string
+	checkConfig bool
 }
 
 // NewRoot builds the root command. Subcommands are added by the caller
@@ -61,6 +62,7 @@ found drift or an incompatibility.`,
 	pf.StringVar(&r.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	pf.StringVar(&r.logFormat, "log-format", "json", "log format: json or text")
 	pf.StringVar(&r.devEnv, "dev-env", DefaultDevEnvFile, "env file written by 'drover dev'; read when present for values not set otherwise (empty = never)")
+	pf.BoolVar(&r.checkConfig, "check-config", false, "validate flags, environment and the files they name (secrets, CAs, rules), print 'configuration ok' and exit 0 without connecting to anything; exit 2 on a bad value")
 	r.Cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		if !c.HasParent() {
 			return &UsageError{Err: fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
@@ -108,6 +110,9 @@ func (r *Root) prepare(cmd *cobra.Command, logOut io.Writer) error {
 	}
 	r.Conn.Log = log
 	slog.SetDefault(log)
+	if r.checkConfig {
+		return r.Conn.startCheck(cmd)
+	}
 	return nil
 }
 
@@ -155,6 +160,14 @@ func (r *Root) Execute(args []string) int {
 	requireSubcommands(r.Cmd)
 	r.Cmd.SetArgs(args)
 	cmd, err := r.Cmd.ExecuteContextC(ctx)
+	if errors.Is(err, ErrConfigOK) {
+		if p := Path(cmd); p != "drover" {
+			fmt.Fprintf(os.Stdout, "drover %s: configuration ok\n", p)
+		} else {
+			fmt.Fprintln(os.Stdout, "drover: configuration ok")
+		}
+		return 0
+	}
 	if err != nil && isCobraUsage(err) {
 		err = &UsageError{Err: err}
 		if cmd != nil && cmd.HasParent() {

@@ -212,11 +212,16 @@ func TestComposeReferencesExist(t *testing.T) {
 
 // TestComposeTopology checks the properties each overlay promises.
 func TestComposeTopology(t *testing.T) {
+	// published lists the services that publish a host port on an
+	// interface other than the host's loopback.
 	published := func(p *types.Project) []string {
 		var out []string
 		for name, s := range p.Services {
-			if len(s.Ports) > 0 {
-				out = append(out, name)
+			for _, port := range s.Ports {
+				if port.HostIP != "127.0.0.1" {
+					out = append(out, name)
+					break
+				}
 			}
 		}
 		slices.Sort(out)
@@ -304,9 +309,11 @@ func TestComposeTopology(t *testing.T) {
 					t.Errorf("bridge does not wait for %s to be healthy", b)
 				}
 			}
+			checkConsole(t, o.name, p)
+			checkRegistryService(t, o.name, p)
 			switch o.name {
 			case "base":
-				if got := published(p); len(got) != 0 {
+				if got := publishedAny(p); len(got) != 0 {
 					t.Errorf("base publishes host ports of %v; it must publish none", got)
 				}
 			case "dev":
@@ -374,6 +381,130 @@ func TestComposeTopology(t *testing.T) {
 				t.Errorf("%s: mirrormaker runs without its profile", o.name)
 			}
 		})
+	}
+}
+
+// publishedAny lists the services that publish any host port.
+func publishedAny(p *types.Project) []string {
+	var out []string
+	for name, s := range p.Services {
+		if len(s.Ports) > 0 {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// checkConsole: every overlay runs the console with the operator token from
+// a mounted secret file and its re-drive state on its volume; dev publishes
+// it on the host's loopback; staging and prod serve HTTPS from mounted
+// certificate files, on the host's loopback only (its pages are readable
+// without the token).
+func checkConsole(t *testing.T, overlay string, p *types.Project) {
+	t.Helper()
+	s, ok := p.Services["console"]
+	if !ok {
+		t.Errorf("%s: no console service", overlay)
+		return
+	}
+	flag := func(name string) string {
+		for _, a := range s.Command {
+			if v, ok := strings.CutPrefix(a, "--"+name+"="); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	if tok := flag("operator-token-file"); tok == "" || mountedAt(s, tok) == "" {
+		t.Errorf("%s: console operator token %q is not a mounted secret file", overlay, tok)
+	}
+	if st := flag("redrive-state-file"); !strings.HasPrefix(st, "/state/") {
+		t.Errorf("%s: console --redrive-state-file %q is not on its /state volume", overlay, st)
+	}
+	for _, port := range s.Ports {
+		if port.HostIP != "127.0.0.1" {
+			t.Errorf("%s: console publishes %s:%s beyond the host's loopback", overlay, port.HostIP, port.Published)
+		}
+	}
+	tls := overlay != "base" && overlay != "dev"
+	cert, key := flag("console-tls-cert"), flag("console-tls-key")
+	switch {
+	case tls && (cert == "" || key == "" || mountedAt(s, cert) == "" || mountedAt(s, key) == ""):
+		t.Errorf("%s: console serves without TLS from mounted files (cert %q, key %q)", overlay, cert, key)
+	case !tls && cert != "":
+		t.Errorf("%s: console serves TLS with %s, which this overlay has no certificate for", overlay, cert)
+	}
+	if overlay == "dev" && len(s.Ports) == 0 {
+		t.Error("dev does not publish the console")
+	}
+	if tls && len(s.Ports) != 1 {
+		t.Errorf("%s: console ports %v, want the page's only (on the host's loopback)", overlay, s.Ports)
+	}
+}
+
+// commandFlag returns the value of --name=V or --name V in a command.
+func commandFlag(cmd []string, name string) (string, bool) {
+	for i, a := range cmd {
+		if v, ok := strings.CutPrefix(a, "--"+name+"="); ok {
+			return v, true
+		}
+		if a == "--"+name {
+			if i+1 < len(cmd) && !strings.HasPrefix(cmd[i+1], "--") {
+				return cmd[i+1], true
+			}
+			return "", true
+		}
+	}
+	return "", false
+}
+
+// checkRegistryService: every overlay runs `drover registry`, its operator
+// token a mounted secret file, its admin port (the provisioning API)
+// published on the host's loopback in dev only; with Kafka ACLs it logs in
+// as drover-registry (TestKafkaACLs checks the password); prod serves
+// EMQX's HTTP authentication to the EMQX nodes (ingest) with a token.
+func checkRegistryService(t *testing.T, overlay string, p *types.Project) {
+	t.Helper()
+	s, ok := p.Services["registry"]
+	if !ok {
+		t.Errorf("%s: no registry service", overlay)
+		return
+	}
+	if len(s.Command) == 0 || s.Command[0] != "registry" {
+		t.Fatalf("%s: registry runs %v, want drover registry", overlay, s.Command)
+	}
+	if addr, _ := commandFlag(s.Command, "admin-addr"); addr != ":9482" {
+		t.Errorf("%s: registry --admin-addr %q, want :9482 (Prometheus scrapes registry:9482)", overlay, addr)
+	}
+	if tok, _ := commandFlag(s.Command, "api-token-file"); tok == "" || mountedAt(s, tok) == "" {
+		t.Errorf("%s: registry operator token %q is not a mounted secret file", overlay, tok)
+	}
+	for _, port := range s.Ports {
+		if overlay != "dev" || port.HostIP != "127.0.0.1" {
+			t.Errorf("%s: registry publishes %s:%s; only dev may, on the host's loopback", overlay, port.HostIP, port.Published)
+		}
+	}
+	if overlay == "dev" && len(s.Ports) == 0 {
+		t.Error("dev does not publish the registry's API on 127.0.0.1")
+	}
+	if overlay == "base" || overlay == "dev" {
+		return
+	}
+	if u := envOf(s, "DROVER_KAFKA_SASL_USER"); u != "drover-registry" {
+		t.Errorf("%s: registry logs in to Kafka as %q, want drover-registry", overlay, u)
+	}
+	if !strings.HasPrefix(overlay, "prod") {
+		return
+	}
+	if _, on := commandFlag(s.Command, "emqx"); !on {
+		t.Errorf("%s: registry does not serve EMQX's HTTP authentication (--emqx)", overlay)
+	}
+	if tok, _ := commandFlag(s.Command, "emqx-token-file"); tok == "" || mountedAt(s, tok) == "" {
+		t.Errorf("%s: registry --emqx-token-file %q is not a mounted secret file: anyone on ingest could ask it", overlay, tok)
+	}
+	if _, ok := s.Networks["ingest"]; !ok {
+		t.Errorf("%s: registry is not on ingest, where the EMQX nodes call it", overlay)
 	}
 }
 

@@ -117,6 +117,8 @@ func TestMosquittoConfigs(t *testing.T) {
 			}
 			if strings.Contains(f, "tls") {
 				checkMosquittoListeners(t, string(data))
+			} else if !strings.Contains(string(data), "\nlistener 8083\nprotocol websockets\n") {
+				t.Error("no MQTT over WebSockets listener (listener 8083, protocol websockets)")
 			}
 		})
 	}
@@ -531,8 +533,8 @@ func TestDockerignore(t *testing.T) {
 		}
 		return ""
 	}
-	needed := []string{"go.mod", "go.sum", "third_party/mochi-server/go.mod", "cmd/drover/main.go",
-		"topics/catalogue.yaml", "bridge/routes.yaml", "backfill/mapping.yaml", "processors/alerts/default_rules.yaml"}
+	needed := []string{"go.mod", "go.sum", "third_party/mochi-server/go.mod", "third_party/goka/go.mod", "cmd/drover/main.go",
+		"topics/catalogue.yaml", "ingest/routes/routes.yaml", "backfill/mapping.yaml", "processors/alerts/default_rules.yaml"}
 	migs, _ := filepath.Glob(filepath.Join(repoRoot(t), "processors", "timescale", "migrations", "*.sql"))
 	avsc, _ := filepath.Glob(filepath.Join(repoRoot(t), "schemas", "avsc", "*.avsc"))
 	for _, f := range append(migs, avsc...) {

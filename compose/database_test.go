@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/drover-iot/drover/console"
 	"github.com/drover-iot/drover/devstack/devtest"
 	"github.com/drover-iot/drover/devstack/postgres"
 )
@@ -261,7 +262,7 @@ func migrateAsSink(t *testing.T, p *types.Project, db string) {
 		}
 	}
 	pgpass := filepath.Join(t.TempDir(), "pgpass")
-	line := fmt.Sprintf("*:*:*:%s:%s\n", want.User.Username(), strings.SplitN(exampleSecret(t, "pgpass"), ":", 5)[4])
+	line := fmt.Sprintf("*:*:*:%s:%s\n", want.User.Username(), pgpassPassword(t, exampleSecret(t, "pgpass"), "*", "*", "drover_sink"))
 	if err := os.WriteFile(pgpass, []byte(line), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -327,6 +328,19 @@ func TestDatabaseClients(t *testing.T) {
 					client(name, u.User.Username(), "drover_sink", u.Query().Get("sslmode"), u.Query().Get("sslrootcert"))
 				}
 			}
+			if raw := envOf(p.Services["console"], "DROVER_CONSOLE_DATABASE_URL"); raw == "" {
+				t.Error("console has no DROVER_CONSOLE_DATABASE_URL")
+			} else if u, err := url.Parse(raw); err != nil {
+				t.Fatalf("console: %v", err)
+			} else {
+				client("console", u.User.Username(), "drover_console", u.Query().Get("sslmode"), u.Query().Get("sslrootcert"))
+				if _, ok := u.User.Password(); ok {
+					t.Error("console: DROVER_CONSOLE_DATABASE_URL holds a password; use PGPASSFILE")
+				}
+				if pf := envOf(p.Services["console"], "PGPASSFILE"); pf == "" || mountedAt(p.Services["console"], pf) == "" {
+					t.Errorf("console: PGPASSFILE %q is not a mounted secret", pf)
+				}
+			}
 			for _, name := range []string{"db-init", "db-grants"} {
 				s := p.Services[name]
 				client(name, envOf(s, "PGUSER"), "drover", envOf(s, "PGSSLMODE"), envOf(s, "PGSSLROOTCERT"))
@@ -338,4 +352,82 @@ func TestDatabaseClients(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestIntegrationConsoleRole creates the roles as the overlays do, then logs
+// in as the console does (drover_console, the password from console_pgpass)
+// through console.OpenDB, which refuses a superuser: the login is accepted,
+// reads what the console's pages read, and may not write, raise its rights
+// or read the dead letters' bytes.
+func TestIntegrationConsoleRole(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL and builds drover")
+	}
+	p := mustLoad(t, overlays(t)[0])
+	admin, _ := testServer(t)
+	db := freshDatabase(t, admin)
+	runDBInit(t, p, "db-init", db)
+	migrateAsSink(t, p, db)
+	runDBInit(t, p, "db-grants", db)
+
+	s := p.Services["console"]
+	want, err := url.Parse(envOf(s, "DROVER_CONSOLE_DATABASE_URL"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	password := pgpassPassword(t, secretFile(t, p, s, envOf(s, "PGPASSFILE")), want.Hostname(), want.Port(), want.User.Username())
+	if password != exampleSecret(t, "console_db_password") {
+		t.Fatal("console_pgpass and console_db_password (what db-init sets) disagree")
+	}
+	u, _ := url.Parse(db)
+	u.User = url.UserPassword(want.User.Username(), password)
+	ctx := context.Background()
+	pool, err := console.OpenDB(ctx, u.String())
+	if err != nil {
+		t.Fatalf("console.OpenDB as %s: %v", want.User.Username(), err)
+	}
+	defer pool.Close()
+	if _, err := console.OpenDB(ctx, db); !errors.Is(err, console.ErrSuperuser) {
+		t.Errorf("console.OpenDB as the superuser: err = %v, want ErrSuperuser", err)
+	}
+	for _, q := range []string{
+		"SELECT count(*) FROM sensor_readings", "SELECT count(*) FROM gps_fixes", "SELECT count(*) FROM features",
+		"SELECT count(*) FROM media_objects", "SELECT count(*) FROM alerts", "SELECT count(*) FROM device_state",
+		"SELECT count(*) FROM dead_letters", "SELECT ts, stage, reason FROM dead_letters LIMIT 1",
+		"SELECT tenant, device_id, online, last_seen, lat, lon, battery, firmware, active_alerts, metrics FROM device_state LIMIT 1",
+	} {
+		if _, err := pool.Exec(ctx, q); err != nil {
+			t.Errorf("drover_console: %s: %v", q, err)
+		}
+	}
+	var connLimit int
+	if err := pool.QueryRow(ctx, `SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user`).Scan(&connLimit); err != nil || connLimit < 1 {
+		t.Errorf("drover_console connection limit %d (%v), want a limit", connLimit, err)
+	}
+	for _, c := range []struct{ name, sql string }{
+		{"dead letters' payload bytes", "SELECT payload_excerpt FROM dead_letters"},
+		{"writing", "DELETE FROM alerts"},
+		{"creating", "CREATE TABLE console_was_here (i int)"},
+		{"raising its rights", "SET default_transaction_read_only = off; UPDATE device_state SET online = false"},
+	} {
+		if _, err := pool.Exec(ctx, c.sql); !isDenied(err) {
+			t.Errorf("drover_console %s (%s): err = %v, want permission denied or read-only", c.name, c.sql, err)
+		}
+	}
+}
+
+// pgpassPassword returns the password of the first line of a pgpass file
+// that matches host, port and user as libpq matches them ("*" matches any
+// value; a "*" argument matches any line), failing the test if none does.
+func pgpassPassword(t *testing.T, content, host, port, user string) string {
+	t.Helper()
+	match := func(field, want string) bool { return field == "*" || want == "*" || field == want }
+	for _, line := range strings.Split(content, "\n") {
+		f := strings.SplitN(strings.TrimSpace(line), ":", 5)
+		if len(f) == 5 && match(f[0], host) && match(f[1], port) && match(f[3], user) {
+			return f[4]
+		}
+	}
+	t.Fatalf("pgpass: no line for %s:%s user %s", host, port, user)
+	return ""
 }

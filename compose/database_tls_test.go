@@ -15,12 +15,15 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/jackc/pgx/v5"
+	"gopkg.in/yaml.v3"
 
 	"github.com/drover-iot/drover/devstack/postgres"
 )
@@ -91,25 +94,40 @@ func writeServerFile(t *testing.T, path string, data []byte) {
 	}
 }
 
-// TestIntegrationDatabaseTLS starts PostgreSQL with the staging and prod
-// overlays' TimescaleDB settings (ssl on, the certificate set, their
-// pg_hba.conf) and checks that clients get in only over TLS they verified:
-// Grafana's role with sslmode=verify-full and the CA, the sink with the
-// overlay's own URL; no TLS, another CA, another host name or a wrong
-// password are refused. It always starts its own server: it tests the
-// server's configuration.
+// TestIntegrationDatabaseTLS starts PostgreSQL with the prod overlay's
+// TimescaleDB node settings (the postgresql.parameters of the Patroni
+// configuration its nodes run: ssl on, the certificate set, the overlay's
+// pg_hba.conf), checks that staging's single server runs with the same TLS
+// settings, and checks that clients get in only over TLS they verified:
+// Grafana's role with sslmode=verify-full and the CA, the sink, its
+// migrations and the console with the overlays' own URLs (prod: PgBouncer,
+// HAProxy's read-write and read-only ports, which pass TLS through to the
+// node, so the certificate carries those names); no TLS, another CA, another
+// host name or a wrong password are refused. It always starts its own
+// server: it tests the server's configuration.
 func TestIntegrationDatabaseTLS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts PostgreSQL")
 	}
 	all := overlays(t)
-	for _, o := range []overlay{all[2], all[3]} {
-		p := mustLoad(t, o)
-		if got := strings.Join(p.Services["timescaledb"].Command, " "); !strings.Contains(got, "ssl=on") || !strings.Contains(got, "hba_file=") {
-			t.Fatalf("%s: timescaledb runs %q, want ssl=on and the overlay's hba_file", o.name, got)
+	staging, prod := mustLoad(t, all[2]), mustLoad(t, all[3])
+	stagingTLS := commandSettings(staging.Services["timescaledb"].Command)
+	prodTLS := patroniParameters(t, prod.Services["timescaledb"])
+	for name, got := range map[string]map[string]string{"staging": stagingTLS, "prod": prodTLS} {
+		if got["ssl"] != "on" || got["hba_file"] == "" {
+			t.Fatalf("%s: timescaledb runs with %v, want ssl=on and the overlay's hba_file", name, got)
 		}
 	}
-	staging := mustLoad(t, all[2])
+	for _, k := range []string{"ssl", "ssl_cert_file", "ssl_key_file", "hba_file"} {
+		if stagingTLS[k] != prodTLS[k] {
+			t.Errorf("%s: staging %q, prod's Patroni nodes %q", k, stagingTLS[k], prodTLS[k])
+		}
+	}
+	for _, node := range []string{"timescaledb", "timescaledb-2"} {
+		if got := prod.Services[node].Command; !slices.Equal(got, prod.Services["timescaledb"].Command) {
+			t.Errorf("prod %s runs %q, want the same as timescaledb", node, got)
+		}
+	}
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "pg")
 	c, err := postgres.Start(ctx, postgres.Options{DataDir: dir})
@@ -124,9 +142,9 @@ func TestIntegrationDatabaseTLS(t *testing.T) {
 
 	// The overlay's server settings, its files put in the data directory.
 	ca, otherCA := newTestCA(t), newTestCA(t)
-	certPEM, keyPEM := ca.server(t, "timescaledb")
+	certPEM, keyPEM := ca.server(t, "timescaledb", "timescaledb-2", "haproxy", "pgbouncer")
 	files := map[string][]byte{"/run/secrets/postgres_cert.pem": certPEM, "/run/secrets/postgres_key.pem": keyPEM}
-	ts := staging.Services["timescaledb"]
+	ts := prod.Services["timescaledb"]
 	for _, v := range ts.Volumes {
 		if strings.HasSuffix(v.Target, "pg_hba.conf") {
 			hba, err := os.ReadFile(v.Source)
@@ -138,12 +156,17 @@ func TestIntegrationDatabaseTLS(t *testing.T) {
 			files[v.Target] = append([]byte("host postgres postgres 127.0.0.1/32 trust\n"), hba...)
 		}
 	}
+	if _, ok := files[prodTLS["hba_file"]]; !ok {
+		t.Fatalf("prod timescaledb mounts no file at its hba_file %s", prodTLS["hba_file"])
+	}
 	var conf strings.Builder
-	for i, a := range ts.Command {
-		if a != "-c" || i+1 == len(ts.Command) {
-			continue
-		}
-		k, v, _ := strings.Cut(ts.Command[i+1], "=")
+	keys := make([]string, 0, len(prodTLS))
+	for k := range prodTLS {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		v := prodTLS[k]
 		if data, ok := files[v]; ok {
 			v = filepath.Join(dir, filepath.Base(v))
 			writeServerFile(t, v, data)
@@ -192,31 +215,88 @@ func TestIntegrationDatabaseTLS(t *testing.T) {
 		}
 	}
 
-	// The sink, with the overlay's own URL: the CA file is where the
-	// overlay mounts it, the name resolves to this server.
-	raw := envOf(staging.Services["sink"], "DROVER_DATABASE_URL")
-	u, err := url.Parse(strings.ReplaceAll(raw, "/run/secrets/ca.pem", caFile))
-	if err != nil {
-		t.Fatal(err)
+	// The sink, its migrations and the console, with the overlays' own
+	// URLs: the CA file is where the overlay mounts it, every name resolves
+	// to this server.
+	for _, tc := range []struct{ overlay, service, env, pgpass string }{
+		{"staging", "sink", "DROVER_DATABASE_URL", "pgpass"},
+		{"prod", "sink", "DROVER_DATABASE_URL", "pgpass"},
+		{"prod", "sink-migrate", "DROVER_DATABASE_URL", "pgpass"},
+		{"prod", "console", "DROVER_CONSOLE_DATABASE_URL", "console_pgpass"},
+	} {
+		p := staging
+		if tc.overlay == "prod" {
+			p = prod
+		}
+		raw := envOf(p.Services[tc.service], tc.env)
+		u, err := url.Parse(strings.ReplaceAll(raw, "/run/secrets/ca.pem", caFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.Path = "/postgres"
+		// The password of the pgpass line for this host and port, as libpq
+		// would pick it in the container.
+		u.User = url.UserPassword(u.User.Username(), pgpassPassword(t, exampleSecret(t, tc.pgpass), u.Hostname(), u.Port(), u.User.Username()))
+		cfg, err := pgx.ParseConfig(u.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := "127.0.0.1:" + strconv.Itoa(c.Port())
+		cfg.DialFunc = func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		}
+		cfg.LookupFunc = func(context.Context, string) ([]string, error) { return []string{"127.0.0.1"}, nil }
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			t.Errorf("%s %s with %s: %v", tc.overlay, tc.service, raw, err)
+			continue
+		}
+		var ssl bool
+		if err := conn.QueryRow(ctx, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").Scan(&ssl); err != nil || !ssl {
+			t.Errorf("%s %s session: ssl = %t, %v", tc.overlay, tc.service, ssl, err)
+		}
+		conn.Close(ctx)
 	}
-	u.Path = "/postgres"
-	u.User = url.UserPassword(u.User.Username(), strings.SplitN(exampleSecret(t, "pgpass"), ":", 5)[4])
-	cfg, err := pgx.ParseConfig(u.String())
-	if err != nil {
-		t.Fatal(err)
+}
+
+// commandSettings returns the -c key=value settings of a postgres command.
+func commandSettings(cmd []string) map[string]string {
+	out := map[string]string{}
+	for i, a := range cmd {
+		if a == "-c" && i+1 < len(cmd) {
+			k, v, _ := strings.Cut(cmd[i+1], "=")
+			out[k] = v
+		}
 	}
-	addr := "127.0.0.1:" + strconv.Itoa(c.Port())
-	cfg.DialFunc = func(ctx context.Context, network, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	return out
+}
+
+// patroniParameters returns the postgresql.parameters of the Patroni
+// configuration a node service runs (the file its command names, mounted
+// from the repository).
+func patroniParameters(t *testing.T, s types.ServiceConfig) map[string]string {
+	t.Helper()
+	if len(s.Command) != 2 || s.Command[0] != "patroni" {
+		t.Fatalf("timescaledb runs %q, want patroni <config>", s.Command)
 	}
-	cfg.LookupFunc = func(context.Context, string) ([]string, error) { return []string{"127.0.0.1"}, nil }
-	sink, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		t.Fatalf("sink with %s: %v", raw, err)
+	for _, v := range s.Volumes {
+		if v.Target != s.Command[1] {
+			continue
+		}
+		data, err := os.ReadFile(v.Source)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var conf struct {
+			PostgreSQL struct {
+				Parameters map[string]string `yaml:"parameters"`
+			} `yaml:"postgresql"`
+		}
+		if err := yaml.Unmarshal(data, &conf); err != nil {
+			t.Fatalf("%s: %v", v.Source, err)
+		}
+		return conf.PostgreSQL.Parameters
 	}
-	defer sink.Close(ctx)
-	var ssl bool
-	if err := sink.QueryRow(ctx, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").Scan(&ssl); err != nil || !ssl {
-		t.Errorf("sink session: ssl = %t, %v", ssl, err)
-	}
+	t.Fatalf("timescaledb mounts no file at %s", s.Command[1])
+	return nil
 }

@@ -7,12 +7,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"unicode"
 
 	"github.com/compose-spec/compose-go/v2/types"
+
+	"github.com/drover-iot/drover/ingest/routes"
 )
 
 // hocon is a strict reader for the subset of HOCON that config/emqx/emqx.conf
@@ -271,16 +274,28 @@ func TestEMQXConfig(t *testing.T) {
 		t.Error("emqx.conf sets node.cookie: the cookie comes from the emqx_cookie secret (entrypoint.sh)")
 	}
 
+	// Devices: the registry first (HTTP, the bodies registry/emqx
+	// documents), then the built-in database for tooling users.
 	authn, _ := conf["authentication"].([]any)
-	if len(authn) != 1 {
-		t.Fatalf("authentication = %v, want one password_based authenticator", conf["authentication"])
+	if len(authn) != 2 {
+		t.Fatalf("authentication = %v, want the registry's HTTP authenticator, then the built-in database", conf["authentication"])
 	}
-	a := authn[0].(map[string]any)
+	checkRegistryHTTP(t, "authentication.1", authn[0].(map[string]any), "/emqx/authn",
+		map[string]string{"clientid": "${clientid}", "username": "${username}", "password": "${password}",
+			"peerhost": "${peerhost}", "cert_common_name": "${cert_common_name}", "cert_subject": "${cert_subject}"})
+	if m := authn[0].(map[string]any)["mechanism"]; m != "password_based" {
+		t.Errorf("authentication.1.mechanism = %v, want password_based", m)
+	}
+	a := authn[1].(map[string]any)
 	for k, want := range map[string]string{"mechanism": "password_based", "backend": "built_in_database", "user_id_type": "username",
 		"bootstrap_type": "hash", "password_hash_algorithm.name": "sha256", "password_hash_algorithm.salt_position": "suffix"} {
 		if a[k] != want {
-			t.Errorf("authentication.%s = %v, want %s", k, a[k], want)
+			t.Errorf("authentication.2.%s = %v, want %s", k, a[k], want)
 		}
+	}
+	// Certificate devices: verified against the tenants' CAs.
+	if v := conf["listeners.ssl.default.ssl_options.verify"]; v != "verify_peer" {
+		t.Errorf("listeners.ssl.default.ssl_options.verify = %v, want verify_peer (certificate devices)", v)
 	}
 	bridgeAuthn, _ := conf["listeners.ssl.bridge.authentication"].([]any)
 	if len(bridgeAuthn) != 1 {
@@ -292,10 +307,13 @@ func TestEMQXConfig(t *testing.T) {
 		t.Errorf("bridge listener authentication %v: want the built-in database seeded from emqx_bridge_users.csv, not the devices' users", ba)
 	}
 	sources, _ := conf["authorization.sources"].([]any)
-	if len(sources) != 1 || sources[0].(map[string]any)["type"] != "file" {
-		t.Fatalf("authorization.sources = %v, want one file source", conf["authorization.sources"])
+	if len(sources) != 2 || sources[0].(map[string]any)["type"] != "http" || sources[1].(map[string]any)["type"] != "file" {
+		t.Fatalf("authorization.sources = %v, want the registry's HTTP source, then the file", conf["authorization.sources"])
 	}
-	aclPath, _ := sources[0].(map[string]any)["path"].(string)
+	checkRegistryHTTP(t, "authorization.sources.1", sources[0].(map[string]any), "/emqx/authz",
+		map[string]string{"clientid": "${clientid}", "username": "${username}", "topic": "${topic}",
+			"action": "${action}", "qos": "${qos}", "retain": "${retain}"})
+	aclPath, _ := sources[1].(map[string]any)["path"].(string)
 
 	// Every file the config names is mounted into every EMQX node of prod.
 	files := []string{conf["listeners.ssl.default.ssl_options.cacertfile"].(string), conf["listeners.ssl.default.ssl_options.certfile"].(string),
@@ -334,6 +352,9 @@ func TestEMQXConfig(t *testing.T) {
 		if src := mounted[aclPath]; !strings.HasSuffix(src, filepath.Join("config", "emqx", "acl.conf")) {
 			t.Errorf("%s: %s is %q, want config/emqx/acl.conf", name, aclPath, src)
 		}
+		if mounted["/run/secrets/registry_emqx_token"] == "" {
+			t.Errorf("%s: the registry's token (registry_emqx_token) is not mounted", name)
+		}
 		if mounted["/opt/emqx/data"] == "" {
 			t.Errorf("%s: /opt/emqx/data (Mnesia, cluster membership) is not on a volume", name)
 		}
@@ -341,10 +362,11 @@ func TestEMQXConfig(t *testing.T) {
 }
 
 // TestEMQXACL reads config/emqx/acl.conf with Erlang's file:consult (what
-// EMQX's file authorizer uses) and checks it grants what the Mosquitto prod
-// ACL grants: the bridge reads every device topic (also as a shared
-// subscription) and writes commands; devices write under their own client id
-// and read their commands; everything else is denied.
+// EMQX's file authorizer uses) and checks it grants the bridge what the
+// Mosquitto ACL grants it (every device topic, also as a shared
+// subscription; writes commands) and devices nothing: the registry decides
+// for them (authorization.sources.1), and when it cannot answer they are
+// refused; everything else is denied.
 func TestEMQXACL(t *testing.T) {
 	erl, err := exec.LookPath("erl")
 	if err != nil {
@@ -361,24 +383,41 @@ func TestEMQXACL(t *testing.T) {
 		t.Fatalf("file:consult(acl.conf): %v\n%s", err, out)
 	}
 	rules := strings.Split(strings.TrimSpace(string(out)), "\n")
+	// The topics come from the routes table: a new route family is one
+	// entry there, and these files must follow.
+	rt := routes.Default()
+	// Devices have no rule here: EMQX asks the registry first
+	// (checkRegistryHTTP), and a registry that does not answer leaves
+	// them refused.
+	var sub []string
+	for _, f := range rt.Filters() {
+		sub = append(sub, `"$share/+/`+f+`"`)
+	}
+	for _, f := range rt.Filters() {
+		sub = append(sub, `"`+f+`"`)
+	}
 	want := []string{
-		`{allow,{username,"drover-bridge"},subscribe,["$share/+/devices/#","$share/+/wildfi/#","devices/#","wildfi/#"]}`,
-		`{allow,{username,"drover-bridge"},publish,["devices/+/+/commands"]}`,
-		`{allow,all,publish,["devices/+/${clientid}/#","wildfi/${clientid}/#"]}`,
-		`{allow,all,subscribe,["devices/+/${clientid}/commands"]}`,
+		`{allow,{username,"drover-bridge"},subscribe,[` + strings.Join(sub, ",") + `,"$SYS/brokers/+/clients/#"]}`,
+		`{allow,{username,"drover-bridge"},publish,["devices/+/+/commands/#"]}`,
 		`{deny,all}`,
 	}
 	if !slices.Equal(rules, want) {
 		t.Errorf("acl.conf rules:\n  %s\nwant:\n  %s", strings.Join(rules, "\n  "), strings.Join(want, "\n  "))
 	}
 
-	// The Mosquitto ACL grants the same topics (staging still runs it).
+	// The Mosquitto ACL grants the bridge the same topics (staging still runs it).
 	moz, err := os.ReadFile(filepath.Join("config", "mosquitto", "acl.conf"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range []string{"topic read devices/#", "topic read wildfi/#", "topic write devices/+/+/commands",
-		"pattern write devices/+/%c/#", "pattern read devices/+/%c/commands", "pattern write wildfi/%c/#"} {
+	lines := []string{"topic write devices/+/+/commands/#", "pattern read devices/+/%c/commands/#"}
+	for _, f := range rt.Filters() {
+		lines = append(lines, "topic read "+f)
+	}
+	for _, p := range rt.DevicePatterns() {
+		lines = append(lines, "pattern write "+strings.NewReplacer("%t", "+", "%d", "%c").Replace(p))
+	}
+	for _, line := range lines {
 		if !strings.Contains(string(moz), line+"\n") {
 			t.Errorf("config/mosquitto/acl.conf lost %q: keep the two ACLs equivalent", line)
 		}
@@ -513,7 +552,7 @@ func checkRegistryTLS(t *testing.T, overlay string, p *types.Project) {
 		}
 	}
 	slices.Sort(clients)
-	if want := []string{"bridge", "media", "process", "schedule", "schemas-register", "sink"}; !slices.Equal(clients, want) {
+	if want := []string{"bridge", "console", "media", "process", "registry", "schedule", "schemas-register", "sink"}; !slices.Equal(clients, want) {
 		t.Errorf("%s: registry clients %v, want %v", overlay, clients, want)
 	}
 }
@@ -638,5 +677,72 @@ func checkNoSecretValues(t *testing.T, p *types.Project) {
 			}
 			t.Errorf("prod: service %s sets %s in the compose file; use a secret file", name, k)
 		}
+	}
+}
+
+// checkRegistryHTTP checks an EMQX HTTP authenticator or authorization
+// source: a POST of JSON with exactly the placeholders registry/emqx reads,
+// to the prod registry service's port on a network the EMQX nodes share
+// with it, where it serves --emqx with a token; entrypoint.sh sets the
+// source's Authorization header from the same secret the registry reads.
+func checkRegistryHTTP(t *testing.T, where string, src map[string]any, path string, body map[string]string) {
+	t.Helper()
+	if src["backend"] != nil && src["backend"] != "http" {
+		t.Errorf("%s.backend = %v, want http", where, src["backend"])
+	}
+	if src["method"] != "post" || src["enable"] != "true" {
+		t.Errorf("%s: method %v enable %v, want post, true", where, src["method"], src["enable"])
+	}
+	if src["headers.content-type"] != "application/json" {
+		t.Errorf("%s.headers.content-type = %v, want application/json", where, src["headers.content-type"])
+	}
+	for k, v := range body {
+		if src["body."+k] != v {
+			t.Errorf("%s.body.%s = %v, want %q", where, k, src["body."+k], v)
+		}
+	}
+	for k := range src {
+		if f, ok := strings.CutPrefix(k, "body."); ok && body[f] == "" {
+			t.Errorf("%s.body.%s: not a field registry/emqx reads", where, f)
+		}
+	}
+	u, _ := src["url"].(string)
+	p := mustLoad(t, overlays(t)[3])
+	reg, ok := p.Services["registry"]
+	if !ok {
+		t.Fatal("prod: no registry service")
+	}
+	addr, _ := commandFlag(reg.Command, "admin-addr")
+	if want := "http://registry" + addr + path; u != want {
+		t.Errorf("%s.url = %q, want %q (the registry's admin port)", where, u, want)
+	}
+	if _, on := commandFlag(reg.Command, "emqx"); !on {
+		t.Errorf("%s: the registry does not serve %s (--emqx)", where, path)
+	}
+	tok, _ := commandFlag(reg.Command, "emqx-token-file")
+	regSecret := mountedAt(reg, tok)
+	for _, node := range emqxNodes(p) {
+		s := p.Services[node]
+		shared := false
+		for n := range s.Networks {
+			if _, ok := reg.Networks[n]; ok {
+				shared = true
+			}
+		}
+		if !shared {
+			t.Errorf("%s: shares no network with the registry", node)
+		}
+		if got := mountedAt(s, "/run/secrets/registry_emqx_token"); got == "" || got != regSecret {
+			t.Errorf("%s: registry token %q, the registry reads %q: want the same secret", node, got, regSecret)
+		}
+	}
+	ep, err := os.ReadFile(filepath.Join("config", "emqx", "entrypoint.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := "EMQX_" + strings.ToUpper(strings.ReplaceAll(where, ".", "__")) + "__HEADERS__AUTHORIZATION"
+	if !strings.Contains(string(ep), env+`="$REGISTRY_AUTH"`) || !strings.Contains(string(ep), `REGISTRY_AUTH="\"Bearer $(cat /run/secrets/registry_emqx_token)\""`) ||
+		!regexp.MustCompile(`(?m)^export .*\b`+env+`\b`).Match(ep) {
+		t.Errorf("entrypoint.sh does not export %s as the bearer token of registry_emqx_token", env)
 	}
 }

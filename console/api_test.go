@@ -1,8 +1,10 @@
 package console_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -10,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +24,7 @@ import (
 	"github.com/drover-iot/drover/admin"
 	"github.com/drover-iot/drover/console"
 	"github.com/drover-iot/drover/devstack/devtest"
+	"github.com/drover-iot/drover/registry"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
 )
@@ -29,7 +33,7 @@ import (
 // live stage (an admin server) and one that is down, and a token file.
 var metricsReg = prometheus.NewRegistry()
 
-func apiConsole(t *testing.T) (*httptest.Server, *kgo.Client, *schemas.Serde, string) {
+func apiConsole(t *testing.T) (*httptest.Server, *kgo.Client, *schemas.Serde, string, *syncBuffer) {
 	t.Helper()
 	cat, err := topics.Default()
 	if err != nil {
@@ -68,10 +72,12 @@ func apiConsole(t *testing.T) (*httptest.Server, *kgo.Client, *schemas.Serde, st
 	go func() { _ = adm.Run(actx) }()
 	t.Cleanup(acancel)
 	token := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(token, []byte("0123456789abcdef0123\n"), 0o600); err != nil {
+	// Two operators, each with a token: the action log names who acted.
+	if err := os.WriteFile(token, []byte("# operators of the test\nalice 0123456789abcdef0123\nbob   fedcba98765432100123\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := console.New(console.Config{Kafka: kc, Registerer: metricsReg, Registry: reg, Serde: serde, Catalogue: cat, TokenFile: token, Refresh: time.Second,
+	logs := &syncBuffer{}
+	srv, err := console.New(console.Config{Kafka: kc, Log: slog.New(slog.NewJSONHandler(logs, nil)), Registerer: metricsReg, Registry: reg, Serde: serde, Catalogue: cat, TokenFile: token, Refresh: time.Second,
 		RedriveStateFile: filepath.Join(t.TempDir(), "redriven.txt"),
 		Stages:           []console.Target{console.StaticTarget("bridge", "http://"+adm.Addr()), console.StaticTarget("sink", "http://127.0.0.1:1")}})
 	if err != nil {
@@ -80,7 +86,40 @@ func apiConsole(t *testing.T) (*httptest.Server, *kgo.Client, *schemas.Serde, st
 	t.Cleanup(srv.Close)
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
-	return hs, kc, serde, "0123456789abcdef0123"
+	return hs, kc, serde, "0123456789abcdef0123", logs
+}
+
+// syncBuffer is a log destination safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+// records returns the logged records whose msg is msg.
+func (b *syncBuffer) records(t *testing.T, msg string) []map[string]any {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []map[string]any
+	for _, line := range strings.Split(b.b.String(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == msg {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 func call(t *testing.T, method, url, token, body string) (int, []byte) {
@@ -109,7 +148,7 @@ func TestIntegrationConsoleAPI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
 	}
-	hs, kc, serde, token := apiConsole(t)
+	hs, kc, serde, token, logs := apiConsole(t)
 	u := hs.URL
 
 	var snap console.Snapshot
@@ -187,13 +226,46 @@ func TestIntegrationConsoleAPI(t *testing.T) {
 	if code, b = call(t, "POST", u+"/api/deadletters/redrive", token, strings.Replace(body, "%s", "false", 1)); code != 200 {
 		t.Fatalf("re-drive with the token: %d %s", code, b)
 	}
-	if code, _ = call(t, "POST", u+"/api/session", token, ""); code != 204 {
-		t.Fatalf("session with the token: %d", code)
+	if code, _ = call(t, "POST", u+"/api/session", "fedcba98765432100123", ""); code != 204 {
+		t.Fatalf("session with bob's token: %d", code)
+	}
+	// Every action and every refusal is logged: who (address, operator,
+	// token fingerprint, never the token), what (action, the letters picked
+	// by partition/offset, the routes) and what it did.
+	ref := itoa(int64(l.Partition)) + "/" + itoa(l.Offset)
+	if refused := logs.records(t, "console action refused"); len(refused) != 2 {
+		t.Errorf("%d refusals logged, want 2 (no token, wrong token):\n%s", len(refused), logs)
+	} else {
+		for _, r := range refused {
+			if r["action"] != "redrive" || !strings.HasPrefix(r["remote"].(string), "127.0.0.1:") {
+				t.Errorf("refusal logged without action or caller: %v", r)
+			}
+		}
+	}
+	acts := map[string]map[string]any{}
+	for _, r := range logs.records(t, "console action") {
+		acts[r["action"].(string)] = r
+	}
+	if r := acts["redrive"]; r == nil || !strings.HasPrefix(r["operator"].(string), "alice (token:") || r["selected"] != ref ||
+		r["redriven"] != 0.0 || r["still_failing"] != 1.0 || r["routes"] != "embedded" || !strings.HasPrefix(r["remote"].(string), "127.0.0.1:") {
+		t.Errorf("re-drive logged as %v, want alice, letter %s, its outcome and the routes", r, ref)
+	}
+	if r := acts["redrive dry run"]; r == nil || r["selected"] != ref || r["operator"] != "" {
+		t.Errorf("dry run logged as %v, want letter %s and no operator", r, ref)
+	}
+	if r := acts["sign in"]; r == nil || !strings.HasPrefix(r["operator"].(string), "bob (token:") {
+		t.Errorf("sign in logged as %v, want bob", r)
+	}
+	for _, secret := range []string{token, "fedcba98765432100123", "0123456789abcdef0124"} {
+		if strings.Contains(logs.String(), secret) {
+			t.Errorf("the log holds a token the caller sent (%s)", secret)
+		}
 	}
 
 	if code, b = call(t, "GET", u+"/api/devices", "", ""); code != 503 || !strings.Contains(string(b), "no database") {
 		t.Fatalf("devices without a database: %d %s", code, b)
 	}
+	checkRegistryAPI(t, u, kc, serde)
 	if code, b = call(t, "GET", u+"/api/paddocks", "", ""); code != 200 || !strings.Contains(string(b), `"Polygon"`) {
 		t.Fatalf("paddocks: %d %s", code, b)
 	}
@@ -222,6 +294,115 @@ func TestIntegrationConsoleAPI(t *testing.T) {
 	}
 	if code, _ = call(t, "GET", u+"/api/nope", "", ""); code != 404 {
 		t.Fatalf("unknown API: %d", code)
+	}
+}
+
+// checkRegistryAPI writes the device registry with registry.Store, as
+// `drover devices` does, and reads it back through /api/registry: the
+// view starts on the first read, follows a status change, and filters.
+func checkRegistryAPI(t *testing.T, u string, kc *kgo.Client, serde *schemas.Serde) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var list console.RegistryList
+	if code, b := call(t, "GET", u+"/api/registry", "", ""); code != 200 || json.Unmarshal(b, &list) != nil || len(list.Devices) != 0 || list.Topic != topics.DevicesRegistry {
+		t.Fatalf("empty registry: %d %s", code, b)
+	}
+	view, err := registry.NewView(kc.Opts(), serde)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vctx, vcancel := context.WithCancel(context.Background())
+	defer vcancel()
+	go func() { _ = view.Run(vctx) }()
+	if err := view.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	store := registry.NewStore(view, kc, serde, registry.WithActor("test"))
+	if _, err := store.AddTenant(ctx, "farm1", ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, nd := range []registry.NewDevice{
+		{Tenant: "farm1", ID: "cow-1", Type: "collar", Labels: map[string]string{"herd": "north"}},
+		{Tenant: "farm1", ID: "gate-1", Type: "gate", AltIDs: map[string]string{registry.AltDevEUI: "70b3d57ed0001234"}},
+	} {
+		if _, err := store.Add(ctx, nd); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := store.SetStatus(ctx, "farm1", "cow-1", registry.StatusSuspended); err != nil {
+		t.Fatal(err)
+	}
+	// The console's view reads the change within a few fetches.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, b := call(t, "GET", u+"/api/registry?q=herd=north", "", "")
+		list = console.RegistryList{}
+		if code == 200 && json.Unmarshal(b, &list) == nil && len(list.Devices) == 1 && list.Devices[0].Status == "suspended" {
+			d := list.Devices[0]
+			if d.DeviceID != "cow-1" || d.Type != "collar" || d.Labels["herd"] != "north" || !d.Secret || d.Actor != "test" || d.LastSeen != nil {
+				t.Fatalf("registry device %+v", d)
+			}
+			if list.ByStatus["suspended"] != 1 || list.ByStatus["active"] != 1 || len(list.Tenants) != 1 || list.Tenants[0].Devices["active"] != 1 {
+				t.Fatalf("registry counts %+v tenants %+v", list.ByStatus, list.Tenants)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the suspended device never showed: %d %s", code, b)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if code, b := call(t, "GET", u+"/api/registry?status=active", "", ""); code != 200 || json.Unmarshal(b, &list) != nil ||
+		len(list.Devices) != 1 || list.Devices[0].DeviceID != "gate-1" || list.Devices[0].AltIDs[registry.AltDevEUI] != "70b3d57ed0001234" {
+		t.Fatalf("registry?status=active: %d %s", code, b)
+	}
+	if code, b := call(t, "GET", u+"/api/registry?status=lost", "", ""); code != 400 {
+		t.Fatalf("registry?status=lost: %d %s, want 400", code, b)
+	}
+
+	// A re-drive checks the registry as drover dlq redrive does (auto:
+	// enforce, the topic exists): the suspended device's reading still
+	// fails (device_revoked), the active device's would be re-driven.
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	var refs []string
+	for _, dev := range []string{"cow-1", "gate-1"} {
+		tenant, dev := "farm1", dev
+		payload := fmt.Appendf(nil, `{"ts":%q,"metric":"temperature","value":38.5,"unit":"Cel"}`, now.Format(time.RFC3339))
+		dl := schemas.DeadLetter{ID: "reg-" + dev, Stage: "decode", Reason: "unknown_channel", Message: "was not routed", Source: "devices/farm1/" + dev + "/sensor",
+			Tenant: &tenant, DeviceID: &dev, Payload: payload, PayloadSize: int64(len(payload)), Headers: map[string]string{}, ReceivedAt: now, TS: now, IngestedAt: now}
+		v, err := serde.Encode(ctx, topics.DLQ, &dl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := kc.ProduceSync(ctx, &kgo.Record{Topic: topics.DLQ, Value: v, Timestamp: now}).First()
+		if err != nil {
+			t.Fatal(err)
+		}
+		refs = append(refs, fmt.Sprintf(`{"partition":%d,"offset":%d,"time":%q}`, r.Partition, r.Offset, now.Format(time.RFC3339Nano)))
+	}
+	var rr console.RedriveResponse
+	code, b := call(t, "POST", u+"/api/deadletters/redrive", "", `{"letters":[`+strings.Join(refs, ",")+`],"dry_run":true}`)
+	if code != 200 || json.Unmarshal(b, &rr) != nil || len(rr.Outcomes) != 2 {
+		t.Fatalf("dry run of the registry letters: %d %s", code, b)
+	}
+	seen := 0
+	for _, oc := range rr.Outcomes {
+		switch oc.ID {
+		case "reg-cow-1":
+			seen++
+			if oc.Status != "still_failing" || oc.Reason != "device_revoked" {
+				t.Errorf("suspended device's letter: %+v, want still_failing device_revoked", oc.Outcome)
+			}
+		case "reg-gate-1":
+			seen++
+			if oc.Status != "redriven" || oc.Topic != topics.RawSensor {
+				t.Errorf("active device's letter: %+v, want redriven to raw.sensor", oc.Outcome)
+			}
+		}
+	}
+	if seen != 2 {
+		t.Errorf("outcomes %s: want one for each registry letter", b)
 	}
 }
 

@@ -77,7 +77,9 @@ func startDrover(t *testing.T, env []string, args ...string) *proc {
 		t.Fatal(err)
 	}
 	pw.Close()
+	read := make(chan struct{})
 	go func() {
+		defer close(read)
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
@@ -86,7 +88,16 @@ func startDrover(t *testing.T, env []string, args ...string) *proc {
 			p.mu.Unlock()
 		}
 	}()
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	go func() {
+		p.err = p.cmd.Wait()
+		// Its last words: the pipe is read to its end (unless a child it
+		// left behind holds it open) before done says it exited.
+		select {
+		case <-read:
+		case <-time.After(5 * time.Second):
+		}
+		close(p.done)
+	}()
 	t.Cleanup(func() {
 		_ = p.cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -248,10 +259,19 @@ func (b *browser) count(t *testing.T, sel string) int {
 	return n
 }
 
-// publish sends one QoS 1 message over MQTT with paho.golang.
-func publish(t *testing.T, mqttURL, topic string, payload []byte) {
+// publish sends one QoS 1 message over MQTT with paho.golang, as drover
+// dev's tooling principal (its broker enforces the device registry).
+func publish(t *testing.T, env map[string]string, topic string, payload []byte) {
 	t.Helper()
-	u, err := url.Parse(mqttURL)
+	u, err := url.Parse(env["DROVER_MQTT_URL"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, pwFile := env["DROVER_DEV_MQTT_TOOLS_USERNAME"], env["DROVER_DEV_MQTT_TOOLS_PASSWORD_FILE"]
+	if user == "" || pwFile == "" {
+		t.Fatalf("env file lacks DROVER_DEV_MQTT_TOOLS_USERNAME or _PASSWORD_FILE: %v", env)
+	}
+	pw, err := os.ReadFile(pwFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,6 +279,7 @@ func publish(t *testing.T, mqttURL, topic string, payload []byte) {
 	defer cancel()
 	cm, err := autopaho.NewConnection(ctx, autopaho.ClientConfig{ServerUrls: []*url.URL{u}, KeepAlive: 30,
 		CleanStartOnInitialConnection: true, ConnectTimeout: 10 * time.Second,
+		ConnectUsername: user, ConnectPassword: bytes.TrimSpace(pw),
 		ClientConfig: paho.ClientConfig{ClientID: fmt.Sprintf("console-test-%d", time.Now().UnixNano())}})
 	if err != nil {
 		t.Fatal(err)

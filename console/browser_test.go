@@ -19,7 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/drover-iot/drover/backfill/dlq"
-	"github.com/drover-iot/drover/bridge"
+	"github.com/drover-iot/drover/ingest/routes"
 	"github.com/drover-iot/drover/topics"
 )
 
@@ -34,11 +34,11 @@ func TestIntegrationConsoleBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts drover dev and chromium")
 	}
-	routes := filepath.Join(t.TempDir(), "routes.yaml")
-	if err := os.WriteFile(routes, bridge.DefaultRoutesYAML(), 0o644); err != nil {
+	routesFile := filepath.Join(t.TempDir(), "routes.yaml")
+	if err := os.WriteFile(routesFile, routes.DefaultYAML(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	dev, env := startDev(t, "--console-routes", routes)
+	dev, env := startDev(t, "--console-routes", routesFile)
 	base := env["DROVER_CONSOLE_URL"]
 	for _, k := range []string{"DROVER_CONSOLE_URL", "DROVER_OPERATOR_TOKEN_FILE", "DROVER_CONSOLE_DATABASE_URL", "DROVER_STAGE_URLS"} {
 		if env[k] == "" {
@@ -62,10 +62,21 @@ func TestIntegrationConsoleBrowser(t *testing.T) {
 	}
 	defer db.Close(ctx)
 
+	// drover dev's bridge enforces the device registry: the devices the
+	// subtests publish as are registered under tenant farm9 with `drover
+	// devices`, the operators' CLI (an independent writer of
+	// devices.registry).
+	droverCLI(t, env, "tenants", "add", "farm9", "--no-ca")
+
 	t.Run("pipeline", func(t *testing.T) {
 		b.visit(t, base+"/pipeline", `[data-node="bridge"][data-status="ok"]`, 90*time.Second)
 		b.do(t, 90*time.Second, "stages ready", chromedp.WaitVisible(chromedp.CSS(`[data-node="sink"][data-status="ok"]`)), chromedp.WaitVisible(chromedp.CSS(`[data-node="features"][data-status="ok"]`)),
 			chromedp.WaitVisible(chromedp.CSS(`tr[data-table="sensor_readings"]`)), chromedp.WaitVisible(chromedp.CSS(`[data-edge="devices>bridge"] text`)))
+		// The table counts are memoized for up to 15 s: the first
+		// snapshot may predate the sink's first GPS row. Wait for a
+		// refresh that has rows in every table, then compare.
+		b.do(t, 60*time.Second, "table counts refreshed", chromedp.WaitVisible(chromedp.CSS(`tr[data-table="sensor_readings"]:not([data-rows="0"])`)),
+			chromedp.WaitVisible(chromedp.CSS(`tr[data-table="gps_fixes"]:not([data-rows="0"])`)), chromedp.WaitVisible(chromedp.CSS(`tr[data-table="device_state"]:not([data-rows="0"])`)))
 		b.screenshot(t, "pipeline")
 		checkCounts(t, b, kc, db)
 	})
@@ -78,8 +89,9 @@ func TestIntegrationConsoleBrowser(t *testing.T) {
 		}
 		b.screenshot(t, "catalogue-topic")
 	})
-	t.Run("dead letters", func(t *testing.T) { redriveFromPage(t, b, env, kc, routes) })
+	t.Run("dead letters", func(t *testing.T) { redriveFromPage(t, b, env, kc, routesFile) })
 	t.Run("devices", func(t *testing.T) { checkMap(t, b, env, db) })
+	t.Run("registry", func(t *testing.T) { checkRegistry(t, b, env) })
 	t.Run("alerts", func(t *testing.T) {
 		b.visit(t, base+"/alerts", `section h1`, 30*time.Second)
 		b.do(t, 30*time.Second, "alerts read", chromedp.WaitNotPresent(`//p[contains(., "Reading alerts")]`))
@@ -87,7 +99,7 @@ func TestIntegrationConsoleBrowser(t *testing.T) {
 	})
 	t.Run("down stage is red", func(t *testing.T) { downStage(t, b, env) })
 	if *update {
-		for _, n := range []string{"pipeline", "catalogue", "catalogue-topic", "deadletters", "deadletter", "devices", "device", "alerts"} {
+		for _, n := range []string{"pipeline", "catalogue", "catalogue-topic", "deadletters", "deadletter", "devices", "device", "registry", "alerts"} {
 			copyFile(t, filepath.Join(shots, n+".png"), filepath.Join("screenshots", n+".png"))
 		}
 	}
@@ -136,11 +148,12 @@ func atoi(t *testing.T, s string) int64 {
 // its dead letter on the page, dry-runs (still failing), fixes the routes
 // file, dry-runs again (would go to raw.sensor), is refused without the
 // token, signs in and re-drives; the record then is on raw.sensor.
-func redriveFromPage(t *testing.T, b *browser, env map[string]string, kc *kgo.Client, routes string) {
+func redriveFromPage(t *testing.T, b *browser, env map[string]string, kc *kgo.Client, routesFile string) {
 	base := env["DROVER_CONSOLE_URL"]
 	device := fmt.Sprintf("cow-dlq-%d", time.Now().UnixNano()%1e6)
+	droverCLI(t, env, "devices", "add", "farm9/"+device, "--type", "collar")
 	topic := "devices/farm9/" + device + "/collar"
-	publish(t, env["DROVER_MQTT_URL"], topic, fmt.Appendf(nil, `{"ts":%q,"metric":"temperature","value":38.9,"unit":"Cel"}`, time.Now().UTC().Format(time.RFC3339)))
+	publish(t, env, topic, fmt.Appendf(nil, `{"ts":%q,"metric":"temperature","value":38.9,"unit":"Cel"}`, time.Now().UTC().Format(time.RFC3339)))
 	row := fmt.Sprintf(`tr[data-source=%q]`, topic)
 	b.visit(t, base+"/deadletters?since=15m&device="+device, row, 60*time.Second)
 	if r := b.attr(t, row, "data-reason"); r != "unknown_channel" {
@@ -153,8 +166,8 @@ func redriveFromPage(t *testing.T, b *browser, env map[string]string, kc *kgo.Cl
 		chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`#dry-run-result tr[data-outcome=%q][data-status="still_failing"]`, letter))))
 
 	// The routes fix: a route for the new channel, picked up at the next run.
-	fixed := string(bridge.DefaultRoutesYAML()) + "  - name: collar\n    match: devices/{tenant}/{device}/collar\n    decoder: sensor\n    topic: raw.sensor\n    source: collar\n"
-	if err := os.WriteFile(routes, []byte(fixed), 0o644); err != nil {
+	fixed := string(routes.DefaultYAML()) + "  - name: collar\n    match: devices/{tenant}/{device}/collar\n    decoder: sensor\n    topic: raw.sensor\n    source: collar\n"
+	if err := os.WriteFile(routesFile, []byte(fixed), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	b.do(t, 30*time.Second, "dry run after the fix", chromedp.Click(chromedp.CSS(`#dry-run`)),
@@ -203,7 +216,7 @@ func redriveFromPage(t *testing.T, b *browser, env map[string]string, kc *kgo.Cl
 	b.screenshot(t, "deadletter")
 }
 
-// recordsFor counts the re-driven raw.sensor records keyed device: it
+// recordsFor counts the re-driven raw.sensor records keyed farm9/device: it
 // reads until want are there or wait passes, then 2 s more so a duplicate
 // would show.
 func recordsFor(t *testing.T, kc *kgo.Client, device string, want int, wait time.Duration) int {
@@ -219,7 +232,7 @@ func recordsFor(t *testing.T, kc *kgo.Client, device string, want int, wait time
 	count := func(ctx context.Context) {
 		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
 			for _, h := range r.Headers {
-				if string(r.Key) == device && h.Key == dlq.HeaderRedriven {
+				if string(r.Key) == "farm9/"+device && h.Key == dlq.HeaderRedriven {
 					n++
 				}
 			}
@@ -241,9 +254,10 @@ func recordsFor(t *testing.T, kc *kgo.Client, device string, want int, wait time
 func checkMap(t *testing.T, b *browser, env map[string]string, db *pgx.Conn) {
 	base := env["DROVER_CONSOLE_URL"]
 	device := fmt.Sprintf("cow-map-%d", time.Now().UnixNano()%1e6)
+	droverCLI(t, env, "devices", "add", "farm9/"+device, "--type", "collar")
 	for i, p := range [][2]float64{{52.4712, -7.8612}, {52.4705, -7.8575}} {
 		ts := time.Now().UTC().Add(time.Duration(i-2) * time.Second).Format(time.RFC3339)
-		publish(t, env["DROVER_MQTT_URL"], "devices/farm9/"+device+"/gps", fmt.Appendf(nil, `{"ts":%q,"lat":%v,"lon":%v}`, ts, p[0], p[1]))
+		publish(t, env, "devices/farm9/"+device+"/gps", fmt.Appendf(nil, `{"ts":%q,"lat":%v,"lon":%v}`, ts, p[0], p[1]))
 	}
 	marker := fmt.Sprintf(`circle[data-device="farm9/%s"]`, device)
 	// The table and map follow state.latest: wait for the second fix.
@@ -287,6 +301,66 @@ func checkMap(t *testing.T, b *browser, env map[string]string, db *pgx.Conn) {
 	b.screenshot(t, "device")
 }
 
+// checkRegistry changes the device registry with `drover devices` (the
+// operators' CLI, an independent writer of devices.registry) and watches
+// the pages follow without a reload: a simulated device (registered by
+// drover dev) shows active, then suspended on the Devices page and its
+// own page; a registered device that never sent data, and a sender the
+// bridge refused as unknown_device, show on the Registry page;
+// re-activated, the device shows active.
+func checkRegistry(t *testing.T, b *browser, env map[string]string) {
+	base := env["DROVER_CONSOLE_URL"]
+	devices := func(args ...string) { t.Helper(); droverCLI(t, env, append([]string{"devices"}, args...)...) }
+	b.visit(t, base+"/devices", `tbody tr[data-device] [data-reg]`, 60*time.Second)
+	sim := b.attr(t, `tbody tr[data-device]:not([data-device^="farm9/"])`, "data-device")
+	row := fmt.Sprintf(`tbody tr[data-device=%q]`, sim)
+	if got := b.attr(t, row+` [data-reg]`, "data-reg"); got != "active" {
+		t.Fatalf("%s: registry status %q, want active (drover dev registers the simulator's herd)", sim, got)
+	}
+	gate := fmt.Sprintf("farm9/gate-%d", time.Now().UnixNano()%1e6)
+	stray := fmt.Sprintf("farm9/stray-%d", time.Now().UnixNano()%1e6)
+	devices("add", gate, "--type", "gate", "--label", "herd=north", "--label", "paddock=p7")
+	// An unregistered device's reading: the bridge dead-letters it as
+	// unknown_device, and the Registry page lists its sender.
+	publish(t, env, "devices/"+stray+"/sensor", fmt.Appendf(nil, `{"ts":%q,"metric":"temperature","value":38.1,"unit":"Cel"}`, time.Now().UTC().Format(time.RFC3339)))
+	devices("suspend", sim)
+	b.do(t, 60*time.Second, "suspended on the devices page", chromedp.WaitVisible(chromedp.CSS(row+`.bad [data-reg="suspended"]`)))
+	b.screenshot(t, "devices")
+
+	gateRow := fmt.Sprintf(`#registry-devices tr[data-device=%q]`, gate)
+	b.visit(t, base+"/registry", `#registry-devices`, 60*time.Second)
+	b.do(t, 60*time.Second, "registry page", chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`#registry-devices tr[data-device=%q] [data-reg="suspended"]`, sim))),
+		chromedp.WaitVisible(chromedp.CSS(gateRow+` [data-reg="active"]`)))
+	if seen := b.text(t, gateRow+` td:nth-child(7)`); seen != "never" {
+		t.Fatalf("%s last seen %q, want never", gate, seen)
+	}
+	if lbl := b.text(t, gateRow+` td.labels`); !strings.Contains(lbl, "herd=north") || !strings.Contains(lbl, "paddock=p7") {
+		t.Fatalf("%s labels %q", gate, lbl)
+	}
+	// The page re-reads the database's dead letters as the sink stores
+	// them: wait for the refused sender.
+	deadline := time.Now().Add(90 * time.Second)
+	for !strings.Contains(b.text(t, `section`), stray) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the refused sender %s is not listed as unregistered: %q", stray, b.text(t, `section`))
+		}
+		time.Sleep(2 * time.Second)
+		b.visit(t, base+"/registry", `#registry-devices`, 60*time.Second)
+	}
+	if b.count(t, `#registry-devices tr[data-device=`+strconv.Quote(stray)+`]`) != 0 {
+		t.Fatalf("%s is listed as registered", stray)
+	}
+	b.screenshot(t, "registry")
+
+	devices("activate", sim)
+	tenant, id, _ := strings.Cut(sim, "/")
+	b.visit(t, base+"/devices/"+tenant+"/"+id, `#registry-status [data-reg]`, 30*time.Second)
+	b.do(t, 60*time.Second, "active again", chromedp.WaitVisible(chromedp.CSS(`#registry-status [data-reg="active"]`)))
+	if errs := b.takeErrors(); len(errs) > 0 {
+		t.Fatalf("console errors: %v", errs)
+	}
+}
+
 // downStage runs a second, standalone console against the stack that also
 // watches a media stage which is not running: its node is red. The same
 // run proves `drover console` refuses the superuser database URL.
@@ -325,6 +399,16 @@ func withStage(list, stage string) string {
 		}
 	}
 	return strings.Join(out, ",")
+}
+
+// droverCLI runs one drover command against drover dev's Kafka and schema
+// registry and fails the test if it does not exit 0.
+func droverCLI(t *testing.T, env map[string]string, args ...string) {
+	t.Helper()
+	args = append(args, "--dev-env", "", "--kafka-brokers", env["DROVER_KAFKA_BROKERS"], "--schema-registry-url", env["DROVER_SCHEMA_REGISTRY_URL"])
+	if out, code := runDrover(t, args...); code != 0 {
+		t.Fatalf("drover %v: exit %d\n%s", args, code, out)
+	}
 }
 
 func runDrover(t *testing.T, args ...string) (string, int) {

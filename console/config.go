@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/drover-iot/drover/ingest"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
 )
@@ -61,6 +62,15 @@ type Config struct {
 	// TokenFile holds the operator token; it is read at every action, so a
 	// rotated token takes effect at once. "" = read-only console.
 	TokenFile string
+	// RegistryTopic is the device registry's topic, which the Devices and
+	// Registry pages read through a registry view while a page asks for it
+	// (default topics.DevicesRegistry).
+	RegistryTopic string
+	// RegistryCheck is the re-drive's device registry check, as `drover
+	// dlq redrive --registry`: enforce (a letter of an unregistered,
+	// suspended or revoked device still fails), observe, off, or auto
+	// (default) = enforce when RegistryTopic exists.
+	RegistryCheck ingest.RegistryMode
 	// Paddocks is a GeoJSON polygon (or a FeatureCollection of them) drawn
 	// under the device map (default: the simulator's paddock).
 	Paddocks []byte
@@ -87,6 +97,9 @@ func (c *Config) setDefaults() error {
 			return err
 		}
 		c.Catalogue = cat
+	}
+	if c.RegistryTopic == "" {
+		c.RegistryTopic = topics.DevicesRegistry
 	}
 	if c.Refresh <= 0 {
 		c.Refresh = DefaultRefresh

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -16,7 +17,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/drover-iot/drover/backfill/dlq"
-	"github.com/drover-iot/drover/bridge"
+	"github.com/drover-iot/drover/ingest"
+	"github.com/drover-iot/drover/ingest/routes"
 	"github.com/drover-iot/drover/topics"
 )
 
@@ -327,12 +329,17 @@ func (s *Server) redrive(ctx context.Context, req RedriveRequest) (RedriveRespon
 			resp.Outcomes = append(resp.Outcomes, LetterOutcome{LetterRef: LetterRef{Partition: l.Partition, Offset: l.Offset, Time: l.Time}, ID: l.ID, Outcome: oc})
 		}}
 	if s.cfg.RoutesFile != "" {
-		routes, err := bridge.LoadRoutes(s.cfg.RoutesFile)
+		routes, err := routes.Load(s.cfg.RoutesFile)
 		if err != nil {
 			return resp, fmt.Errorf("routes: %w", err)
 		}
 		o.Routes = routes
 	}
+	adm, err := s.admission(ctx)
+	if err != nil {
+		return resp, err
+	}
+	o.Admission = adm
 	res, err := dlq.Redrive(ctx, s.kc, s.cfg.Serde, o)
 	resp.Result = res
 	if resp.Outcomes == nil {
@@ -368,11 +375,14 @@ func (s *Server) serveRedrive(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("request body: %w", err))
 		return
 	}
-	action := "redrive"
+	action, who := "redrive", ""
 	if req.DryRun {
 		action = "redrive dry run"
-	} else if !s.authorize(w, r, action) {
-		return
+	} else {
+		var ok bool
+		if who, ok = s.authorize(w, r, action); !ok {
+			return
+		}
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Minute)
 	defer cancel()
@@ -383,12 +393,58 @@ func (s *Server) serveRedrive(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	case err != nil:
-		s.cfg.Log.Error("console action failed", "action", action, "remote", r.RemoteAddr, "letters", len(req.Letters), "err", err)
+		s.cfg.Log.Error("console action failed", "action", action, "remote", r.RemoteAddr, "operator", who, "letters", len(req.Letters),
+			"selected", selected(req.Letters), "err", err)
 		writeError(w, http.StatusBadGateway, err)
 		return
 	}
-	s.cfg.Log.Info("console action", "action", action, "remote", r.RemoteAddr, "operator", s.operator(r), "letters", len(req.Letters),
+	s.cfg.Log.Info("console action", "action", action, "remote", r.RemoteAddr, "operator", who, "letters", len(req.Letters), "selected", selected(req.Letters),
+		"routes", cmp.Or(s.cfg.RoutesFile, "embedded"),
 		"redriven", resp.Result.Redriven, "records", resp.Result.Records, "still_failing", resp.Result.StillFailing,
 		"already_redriven", resp.Result.AlreadyDone, "not_redrivable", resp.Result.NotRedrivable)
 	writeJSON(w, resp)
+}
+
+// maxLogged bounds the dead letters an action's log line names.
+const maxLogged = 50
+
+// selected names the picked dead letters (dlq.events partition/offset) for
+// the action log, the first maxLogged of them.
+func selected(ls []LetterRef) string {
+	var b strings.Builder
+	for i, l := range ls {
+		if i == maxLogged {
+			fmt.Fprintf(&b, " and %d more", len(ls)-maxLogged)
+			break
+		}
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%d/%d", l.Partition, l.Offset)
+	}
+	return b.String()
+}
+
+// admission is the re-drive's device registry check (nil = off), the
+// bridge's own (ingest.Admission) over the console's registry view.
+func (s *Server) admission(ctx context.Context) (*ingest.Admission, error) {
+	mode := s.cfg.RegistryCheck
+	if mode == "" || mode == ingest.RegistryAuto {
+		mode = ingest.RegistryOff
+		td, err := s.adm.ListTopics(ctx, s.cfg.RegistryTopic)
+		if err != nil {
+			return nil, fmt.Errorf("registry check auto: cannot tell whether %s exists: %w", s.cfg.RegistryTopic, err)
+		}
+		if d, ok := td[s.cfg.RegistryTopic]; ok && d.Err == nil {
+			mode = ingest.RegistryEnforce
+		}
+	}
+	if mode == ingest.RegistryOff {
+		return nil, nil
+	}
+	v, err := s.devreg.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return ingest.NewAdmission(v, mode, nil)
 }

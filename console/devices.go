@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,6 +32,10 @@ type Device struct {
 	Firmware     *string    `json:"firmware"`
 	ActiveAlerts int        `json:"active_alerts"`
 	UpdatedAt    time.Time  `json:"updated_at"`
+	// Registry is the device's registry entry (status unregistered when
+	// the registry does not know it); nil when the registry could not be
+	// read.
+	Registry *RegistryInfo `json:"registry"`
 }
 
 const deviceColumns = `tenant, device_id, online, last_seen, lat, lon, position_ts, battery, firmware, active_alerts, updated_at`
@@ -73,7 +78,17 @@ func (s *Server) serveDevices(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadGateway, err)
 		return
 	}
-	writeJSON(w, list)
+	// The registry's status is joined at every request (the view is in
+	// memory), on a copy: the cached list is shared.
+	out := slices.Clone(list)
+	if v, err := s.devreg.get(r.Context()); err != nil {
+		s.cfg.Log.Debug("console: devices without registry status", "err", err)
+	} else {
+		for i := range out {
+			out[i].Registry = registryInfo(v, out[i].Tenant, out[i].DeviceID)
+		}
+	}
+	writeJSON(w, out)
 }
 
 // DeviceDetail is a device's page: its shadow, recent readings per metric,
@@ -85,6 +100,9 @@ type DeviceDetail struct {
 	LastFix     *Fix               `json:"last_fix"`
 	Alerts      []AlertRow         `json:"alerts"`
 	DeadLetters []LetterRow        `json:"dead_letters"`
+	// RegistryDevice is the device's registry entry; nil when it is not
+	// registered or the registry could not be read (see Problems).
+	RegistryDevice *RegistryDevice `json:"registry_device"`
 	// Problems are the parts that could not be read.
 	Problems []string `json:"problems,omitempty"`
 }
@@ -181,6 +199,16 @@ func (s *Server) serveDevice(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		writeError(w, http.StatusBadGateway, err)
 	default:
+		d.Problems = slices.Clone(d.Problems) // the cached detail is shared
+		if v, err := s.devreg.get(r.Context()); err != nil {
+			d.Problems = append(d.Problems, err.Error())
+		} else {
+			d.Registry = registryInfo(v, tenant, device)
+			if rd, ok := v.Device(tenant, device); ok {
+				e := registryDevice(rd)
+				d.RegistryDevice = &e
+			}
+		}
 		writeJSON(w, d)
 	}
 }

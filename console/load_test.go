@@ -87,6 +87,7 @@ func TestIntegrationConsoleLoad(t *testing.T) {
 		{"/pipeline", `tr[data-table="sensor_readings"]`},
 		{"/devices", `#device-map circle.marker`},
 		{"/deadletters", `section h1`},
+		{"/registry", `#registry-counts`},
 	} {
 		b.visit(t, base+page.path, page.sel, 60*time.Second)
 		time.Sleep(6 * time.Second) // past the first snapshot's start-up reads
@@ -112,9 +113,10 @@ func TestIntegrationConsoleLoad(t *testing.T) {
 			t.Errorf("%s: the console is not cheap to leave open: %s", page.path, line)
 		}
 	}
-	// Closing the page stops the reads (after two refresh intervals).
+	// Closing the page stops the reads: the snapshots after two refresh
+	// intervals, the registry view after three (and one tick).
 	b.do(t, 10*time.Second, "close the page", chromedp.Navigate("about:blank"))
-	time.Sleep(13 * time.Second)
+	time.Sleep(25 * time.Second)
 	m0 := consoleMetrics(t, adminURL)
 	time.Sleep(10 * time.Second)
 	if m1 := consoleMetrics(t, adminURL); kafkaRequests(m1) != kafkaRequests(m0) {

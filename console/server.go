@@ -21,7 +21,9 @@ type Server struct {
 	adm  *kadm.Client
 	http *http.Client
 	hub  *hub
-	mux  *http.ServeMux
+	// devreg is the device registry's view, run while pages read it.
+	devreg *devreg
+	mux    *http.ServeMux
 
 	metrics *metrics
 
@@ -64,6 +66,7 @@ func New(cfg Config) (*Server, error) {
 	s.device = newMemo[DeviceDetail](cfg.Refresh, now)
 	s.alerts = newMemo[[]AlertRow](cfg.Refresh, now)
 	s.hub = newHub(s)
+	s.devreg = &devreg{s: s}
 	s.routes()
 	return s, nil
 }
@@ -82,6 +85,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /api/devices/{tenant}/{device}", s.serveDevice)
 	m.HandleFunc("GET /api/paddocks", s.servePaddocks)
 	m.HandleFunc("GET /api/alerts", s.serveAlerts)
+	m.HandleFunc("GET /api/registry", s.serveRegistry)
 	m.HandleFunc("POST /api/session", s.serveSession)
 	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no API %s %s", r.Method, r.URL.Path))
@@ -106,6 +110,7 @@ func (s *Server) Handler() http.Handler { return securityHeaders(s.mux) }
 // console's own Kafka client.
 func (s *Server) Close() {
 	s.hub.stop()
+	s.devreg.close()
 	s.kc.Close()
 }
 
@@ -164,7 +169,7 @@ type Info struct {
 
 func (s *Server) serveInfo(w http.ResponseWriter, _ *http.Request) {
 	in := Info{Version: s.cfg.Version, Actions: s.cfg.TokenFile != "", DB: s.cfg.DB != nil, Refresh: s.cfg.Refresh.Milliseconds(),
-		Pages: []string{"pipeline", "catalogue", "deadletters", "devices", "alerts"}}
+		Pages: []string{"pipeline", "catalogue", "deadletters", "devices", "registry", "alerts"}}
 	for _, t := range s.cfg.Stages {
 		in.Stages = append(in.Stages, t.Name)
 	}

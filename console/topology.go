@@ -38,7 +38,7 @@ type Topology struct {
 
 // DefaultTopology is drover's data flow: devices → bridge → raw topics
 // and dead letters → processors → derived topics → sink → database, with
-// the media stage and the downlink.
+// the media stage, the downlink and the device registry.
 func DefaultTopology() Topology {
 	media := []string{topics.RawImage2D, topics.RawImage3D, topics.RawVideo2D, topics.RawVideo3D}
 	n := []Node{
@@ -52,6 +52,9 @@ func DefaultTopology() Topology {
 		{ID: "t-dlq", Kind: "topic", Label: topics.DLQ, Topics: []string{topics.DLQ}, Col: 2, Row: 3},
 		{ID: "t-objects", Kind: "topic", Label: topics.MediaEvents, Topics: []string{topics.MediaEvents}, Col: 1, Row: 5},
 		{ID: "t-commands", Kind: "topic", Label: topics.Commands, Topics: []string{topics.Commands}, Col: 0, Row: 2},
+		// The device registry (drover devices, the registry API) that the
+		// bridge checks every message against; read by a view, no group.
+		{ID: "t-registry", Kind: "topic", Label: topics.DevicesRegistry, Topics: []string{topics.DevicesRegistry}, Col: 0, Row: 0},
 		{ID: "features", Kind: "stage", Label: "features", Stage: "processors", Groups: []string{"features"}, Col: 3, Row: 0},
 		{ID: "alerts", Kind: "stage", Label: "alerts", Stage: "processors", Groups: []string{"alerts"}, Col: 3, Row: 1},
 		{ID: "state", Kind: "stage", Label: "state", Stage: "processors", Groups: []string{"state", "state-alerts"}, Col: 3, Row: 2},
@@ -65,6 +68,7 @@ func DefaultTopology() Topology {
 		{From: "devices", To: "bridge", Metric: "drover_bridge_messages_received_total"},
 		{From: "bridge", To: "t-sensor"}, {From: "bridge", To: "t-gps"}, {From: "bridge", To: "t-media"}, {From: "bridge", To: "t-dlq"},
 		{From: "t-commands", To: "bridge", Group: "drover-bridge-downlink"},
+		{From: "t-registry", To: "bridge"},
 		{From: "s3", To: "t-objects"},
 		{From: "t-objects", To: "media", Group: "drover-media"}, {From: "media", To: "t-media"},
 	}

@@ -30,8 +30,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/drover-iot/drover/backfill/schedule"
-	"github.com/drover-iot/drover/bridge"
 	"github.com/drover-iot/drover/devstack/devtest"
+	"github.com/drover-iot/drover/ingest/routes"
 	"github.com/drover-iot/drover/processors/alerts"
 	"github.com/drover-iot/drover/topics"
 )
@@ -42,7 +42,7 @@ var overlays = []string{"overlays/dev", "overlays/staging", "overlays/prod"}
 // stagePorts are the admin ports of the long-running stages (README.md),
 // which every overlay runs.
 var stagePorts = map[string]int32{
-	"bridge": 9410, "process": 9471, "sink": 9466, "media": 9474, "schedule": 9475, "console": 9476,
+	"bridge": 9410, "process": 9471, "sink": 9466, "media": 9474, "schedule": 9475, "console": 9476, "registry": 9482,
 }
 
 // extraPorts are the admin ports of long-running commands an overlay may add.
@@ -150,8 +150,8 @@ func TestOverlaysBuildAndDecodeStrictly(t *testing.T) {
 					t.Errorf("%s renders Secret %s: only references to secrets belong here", dir, o.Name)
 				}
 			}
-			want := map[string]int{"Deployment": 5, "StatefulSet": 1, "Job": 3, "CronJob": 2,
-				"HorizontalPodAutoscaler": 2, "PodDisruptionBudget": 4, "NetworkPolicy": 5, "Service": 7}
+			want := map[string]int{"Deployment": 6, "StatefulSet": 1, "Job": 3, "CronJob": 2,
+				"HorizontalPodAutoscaler": 2, "PodDisruptionBudget": 4, "NetworkPolicy": 6, "Service": 8}
 			if dir == "overlays/dev" { // plus the simulator
 				want["Deployment"]++
 				want["Service"]++
@@ -530,7 +530,9 @@ func TestIntegrationProbesUseRealAdminPorts(t *testing.T) {
 						continue
 					}
 					seen[stage] = true
-					if def := helpFlags(help(t, sub))["admin-addr"].Default; def != fmt.Sprintf(":%d", want) {
+					// The default is the port on every interface, or on loopback
+					// (drover registry, whose admin port serves its API).
+					if def := helpFlags(help(t, sub))["admin-addr"].Default; def != fmt.Sprintf(":%d", want) && def != fmt.Sprintf("127.0.0.1:%d", want) {
 						t.Errorf("%s: drover %s --admin-addr defaults to %q, README says :%d", where, stage, def, want)
 					}
 					addr, ok := flags["admin-addr"]
@@ -751,7 +753,7 @@ func TestConfigMapsParse(t *testing.T) {
 				cm, key string
 				parse   func(name string, b []byte) error
 			}{
-				{"drover-routes", "routes.yaml", func(n string, b []byte) error { _, err := bridge.ParseRoutes(n, b); return err }},
+				{"drover-routes", "routes.yaml", func(n string, b []byte) error { _, err := routes.Parse(n, b); return err }},
 				{"drover-rules", "rules.yaml", func(n string, b []byte) error { _, err := alerts.ParseRules(n, b); return err }},
 				{"drover-jobs", "jobs.yaml", func(n string, b []byte) error { _, err := schedule.Parse(n, b); return err }},
 			} {
@@ -771,11 +773,11 @@ func TestConfigMapsParse(t *testing.T) {
 			}
 		})
 	}
-	routes, err := os.ReadFile("base/config/routes.yaml")
+	routesYAML, err := os.ReadFile("base/config/routes.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(routes, bridge.DefaultRoutesYAML()) {
+	if !bytes.Equal(routesYAML, routes.DefaultYAML()) {
 		t.Errorf("base/config/routes.yaml differs from the bridge's embedded routes: regenerate with drover bridge --print-routes > deploy/base/config/routes.yaml")
 	}
 	rules, err := os.ReadFile("base/config/rules.yaml")
@@ -811,7 +813,7 @@ func TestParsersRejectBadConfigMaps(t *testing.T) {
 			return err
 		}},
 		{"rules not yaml", "rules.yaml", func() error { _, err := alerts.ParseRules("rules.yaml", []byte("rules: [")); return err }},
-		{"routes not yaml", "routes.yaml", func() error { _, err := bridge.ParseRoutes("routes.yaml", []byte("routes: {")); return err }},
+		{"routes not yaml", "routes.yaml", func() error { _, err := routes.Parse("routes.yaml", []byte("routes: {")); return err }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

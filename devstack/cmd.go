@@ -14,53 +14,17 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/drover-iot/drover/admin"
 	"github.com/drover-iot/drover/cli"
+	"github.com/drover-iot/drover/devstack/devstage"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
 )
 
-// Stage is a pipeline stage that `drover dev` runs on top of the embedded
-// stack once it is ready (bridge, processors, sink, simulator). Run blocks
-// until ctx is cancelled and returns nil on a clean stop; an error stops
-// the whole dev process.
-type Stage struct {
-	Name string
-	Run  func(ctx context.Context, ep Endpoints, log *slog.Logger) error
-	// OnObjectCreated, if set, is called for every object the embedded S3
-	// stores (the stand-in for S3 bucket notifications).
-	OnObjectCreated func(bucket, key string, size int64, etag, contentType string, meta map[string]string)
-	// Flags, if set, adds the stage's own flags to `drover dev` (e.g. the
-	// processors' --alert-rules).
-	Flags func(fs *pflag.FlagSet)
-	// Check, if set, validates those flags before anything starts, so a
-	// bad value fails fast (exit 2) instead of after the stack is up. It is
-	// not called for stages that will not run (--skip, --no-pipeline).
-	Check func() error
-	// Ready, if set, reports nil once the stage accepts work (the bridge:
-	// subscribed). `drover dev` writes the env file only when every running
-	// stage is ready, so a script that waits for the file and then
-	// publishes loses nothing to a bridge that has not subscribed yet.
-	Ready func(ctx context.Context) error
-	// AdminPort is the port of the stage's admin server on --listen-host
-	// (the stage's usual admin port; a taken one falls back to a free
-	// port, logged); 0 = any free port.
-	AdminPort int
-	// Admin, if set, receives the stage's admin server (already listening)
-	// before Run: the stage registers its metrics, readiness checks and
-	// handlers on it and serves it (admin.Server.Run) while it runs. A
-	// stage without Admin gets one that `drover dev` serves itself, with
-	// /healthz, /metrics and /readyz (Ready, if set). Either way /readyz
-	// also fails once Run has returned.
-	Admin func(*admin.Server)
-	// Env, if set, returns extra KEY=VALUE lines for the env file and the
-	// ready summary (the console's URL, say); it is called once every
-	// stage is ready.
-	Env func() [][2]string
-}
+// Stage is a pipeline stage that `drover dev` runs (devstage.Stage).
+type Stage = devstage.Stage
 
 // stageReadyTimeout bounds the wait for the stages before the env file is
 // written anyway (with a warning naming the stage).
@@ -111,6 +75,7 @@ cleanly; records, schemas and the database survive a restart.`,
 	fs.StringVar(&f.cfg.ListenHost, "listen-host", loopback, "address every dev listener binds (Kafka, registry, MQTT, S3, the stages' admin servers); 0.0.0.0 opens them to the network, without authentication. The throwaway PostgreSQL always stays on 127.0.0.1")
 	fs.StringVar(&f.envFile, "env-file", "", "where to write the endpoints (default <data-dir>/dev.env)")
 	fs.IntVar(&f.cfg.MQTTPort, "mqtt-port", 1883, "MQTT broker port (0 = any free port)")
+	fs.IntVar(&f.cfg.MQTTWSPort, "mqtt-ws-port", DefaultMQTTWSPort, "MQTT over WebSockets port of the same broker, ws://host:port/mqtt (0 = any free port)")
 	fs.IntVar(&f.cfg.KafkaPort, "kafka-port", 9092, "Kafka port (0 = any free port)")
 	fs.IntVar(&f.cfg.RegistryPort, "registry-port", 8081, "schema registry port (0 = any free port)")
 	fs.IntVar(&f.cfg.S3Port, "s3-port", 9000, "S3 port (0 = any free port)")
@@ -127,7 +92,7 @@ cleanly; records, schemas and the database survive a restart.`,
 }
 
 func (f *devFlags) validate(stages []Stage) error {
-	for name, p := range map[string]int{"mqtt-port": f.cfg.MQTTPort, "kafka-port": f.cfg.KafkaPort,
+	for name, p := range map[string]int{"mqtt-port": f.cfg.MQTTPort, "mqtt-ws-port": f.cfg.MQTTWSPort, "kafka-port": f.cfg.KafkaPort,
 		"registry-port": f.cfg.RegistryPort, "s3-port": f.cfg.S3Port, "postgres-port": f.cfg.PostgresPort} {
 		if p < 0 || p > 65535 {
 			return cli.Usagef("--%s: %d is not a port (0-65535)", name, p)
@@ -204,10 +169,13 @@ func runDev(ctx context.Context, log *slog.Logger, f devFlags, stages []Stage) e
 		}
 		log.Info("embedded stack stopped")
 	}()
-	ep := stack.Endpoints()
-	if err := Provision(ctx, ep, log); err != nil {
+	if err := Provision(ctx, stack.Endpoints(), log); err != nil {
 		return err
 	}
+	if err := stack.EnforceRegistry(ctx); err != nil {
+		return err
+	}
+	ep := stack.Endpoints()
 	ready := func(ep Endpoints) error {
 		if err := ep.WriteEnvFile(f.envFile); err != nil {
 			return fmt.Errorf("--env-file %s: %w", f.envFile, err)

@@ -4,11 +4,14 @@ import (
 	"log/slog"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/drover-iot/drover/devstack/devstage"
 )
 
 // Default ports of the embedded services, used by DefaultConfig.
 const (
 	DefaultMQTTPort     = 1883
+	DefaultMQTTWSPort   = 8083 // MQTT over WebSockets, EMQX's and Mosquitto's usual port
 	DefaultKafkaPort    = 9092
 	DefaultRegistryPort = 8081
 	DefaultS3Port       = 9000
@@ -23,9 +26,9 @@ const (
 	DatabaseName = "drover"
 	// S3AccessKeyID, S3SecretAccessKey and S3Region are what WriteEnvFile
 	// hands out for the embedded S3; it accepts any credentials.
-	S3AccessKeyID     = "drover"
-	S3SecretAccessKey = "drover-secret"
-	S3Region          = "us-east-1"
+	S3AccessKeyID     = devstage.S3AccessKeyID
+	S3SecretAccessKey = devstage.S3SecretAccessKey
+	S3Region          = devstage.S3Region
 )
 
 // Config configures Start. The zero value is usable: data in ".drover",
@@ -36,14 +39,15 @@ type Config struct {
 	DataDir string
 
 	// Ports of the services on 127.0.0.1. 0 means any free port;
-	// DefaultConfig sets the well-known ports (1883, 9092, 8081, 9000).
+	// DefaultConfig sets the well-known ports (1883, 8083, 9092, 8081,
+	// 9000). MQTTWSPort is MQTT over WebSockets on the same broker.
 	//
 	// A port that is taken (the machine's own Mosquitto on 1883, say) is
 	// replaced by a free one and a warning names the service, the wanted and
 	// the chosen port; this holds for ports set explicitly too, because a
 	// dev stack that starts beats one that does not, and Endpoints and the
 	// env file always carry the real ports. Set StrictPorts to fail instead.
-	MQTTPort, KafkaPort, RegistryPort, S3Port int
+	MQTTPort, MQTTWSPort, KafkaPort, RegistryPort, S3Port int
 	// StrictPorts makes Start fail when a wanted port is taken.
 	StrictPorts bool
 	// ListenHost is the address Kafka, the registry, MQTT and S3 listen on
@@ -85,6 +89,7 @@ func DefaultConfig() Config {
 	return Config{
 		DataDir:      DefaultDataDir,
 		MQTTPort:     DefaultMQTTPort,
+		MQTTWSPort:   DefaultMQTTWSPort,
 		KafkaPort:    DefaultKafkaPort,
 		RegistryPort: DefaultRegistryPort,
 		S3Port:       DefaultS3Port,

@@ -58,8 +58,16 @@ func newMQTT(l net.Listener, log *slog.Logger, maxInflight int, maxWait time.Dur
 	if err := srv.AddHook(newFlowControl(srv, maxInflight, maxWait, log.With("component", "mqtt")), nil); err != nil {
 		return nil, fmt.Errorf("mqtt: %w", err)
 	}
+	if err := srv.AddHook(&presenceHook{srv: srv, log: log.With("component", "mqtt"), now: time.Now}, nil); err != nil {
+		return nil, fmt.Errorf("mqtt: %w", err)
+	}
 	if err := srv.AddListener(listeners.NewNet("tcp", l)); err != nil {
 		return nil, fmt.Errorf("mqtt: %w", err)
+	}
+	if o.ws != nil {
+		if err := srv.AddListener(newWSListener(o.ws)); err != nil {
+			return nil, fmt.Errorf("mqtt: %w", err)
+		}
 	}
 	if err := srv.Serve(); err != nil {
 		return nil, fmt.Errorf("mqtt: %w", err)

@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,6 +19,8 @@ import (
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
+
+	"github.com/drover-iot/drover/devstack/devstage"
 )
 
 // Registry is the embedded schema registry: srfake (the Confluent REST API,
@@ -405,7 +406,7 @@ func (r *Registry) save() error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(r.path, append(data, '\n'), 0o644)
+	return devstage.WriteFileAtomic(r.path, append(data, '\n'), 0o644)
 }
 
 // load reseeds srfake from the snapshot file, if there is one. The first
@@ -468,32 +469,4 @@ func (r *Registry) load() (err error) {
 		}
 	}
 	return nil
-}
-
-// writeFileAtomic writes data to a temporary file next to path and renames
-// it over path, so readers see the old or the new content, never a part.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after a successful rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

@@ -22,8 +22,8 @@ import (
 // disconnects a device the registry suspends, revokes or deletes.
 //
 // It replaces auth.AllowHook: mochi allows a CONNECT when any hook allows
-// it, so the two must not be added together. Not wired into `drover dev`
-// yet (the registry's enforcement in the pipeline comes with it).
+// it, so the two must not be added together. `drover dev` uses it through
+// RegistryGate (Stack.EnforceRegistry).
 type RegistryAuth struct {
 	mqtt.HookBase
 	srv        *mqtt.Server

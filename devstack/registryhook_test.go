@@ -22,6 +22,17 @@ import (
 // its kicker) on a free port.
 func registryBroker(t *testing.T, e *registrytest.Env, services ...registry.Service) string {
 	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return registryBrokerOn(t, e, l, services...)
+}
+
+// registryBrokerOn is registryBroker on listener l (a TLS listener for
+// certificate devices).
+func registryBrokerOn(t *testing.T, e *registrytest.Env, l net.Listener, services ...registry.Service) string {
+	t.Helper()
 	auth, err := registry.NewAuth(e.View, services...)
 	if err != nil {
 		t.Fatal(err)
@@ -29,10 +40,6 @@ func registryBroker(t *testing.T, e *registrytest.Env, services ...registry.Serv
 	srv := mqtt.New(&mqtt.Options{InlineClient: true, Logger: devtest.Logger()})
 	hook := devstack.NewRegistryAuth(srv, auth, devtest.Logger())
 	if err := srv.AddHook(hook, nil); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
 		t.Fatal(err)
 	}
 	if err := srv.AddListener(listeners.NewNet("tcp", l)); err != nil {
@@ -60,6 +67,12 @@ func dial(t *testing.T, addr, id, user, pass string) (*client, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return dialConn(t, conn, id, user, pass)
+}
+
+// dialConn connects an MQTT v5 client over conn.
+func dialConn(t *testing.T, conn net.Conn, id, user, pass string) (*client, error) {
+	t.Helper()
 	c := &client{msgs: make(chan *paho.Publish, 64), down: make(chan struct{}, 1)}
 	signal := func() {
 		select {

@@ -21,6 +21,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/drover-iot/drover/devstack/devstage"
 	"github.com/drover-iot/drover/devstack/postgres"
 )
 
@@ -40,7 +41,10 @@ type Stack struct {
 	log     *slog.Logger
 	dataDir string
 
+	gate *RegistryGate // EnforceRegistry switches the broker to the registry
+
 	mu        sync.Mutex
+	stops     []context.CancelFunc // background work to stop at Close
 	kafkaPort int
 	servers   []*http.Server
 	endpoints Endpoints
@@ -168,11 +172,19 @@ func (s *Stack) startMQTT() error {
 	if err != nil {
 		return fmt.Errorf("devstack: %w", err)
 	}
-	if s.MQTT, err = NewMQTT(l, s.log, ReserveClientIDs(BridgePrincipal, BridgePrincipal, pw)); err != nil {
+	ws, err := listen(s.log, "mqtt-ws", s.cfg.ListenHost, s.cfg.MQTTWSPort, s.cfg.StrictPorts)
+	if err != nil {
 		l.Close()
 		return fmt.Errorf("devstack: %w", err)
 	}
+	s.gate = &RegistryGate{}
+	if s.MQTT, err = NewMQTT(l, s.log, ReserveClientIDs(BridgePrincipal, BridgePrincipal, pw), WithRegistryGate(s.gate), WithWebSocket(ws)); err != nil {
+		l.Close()
+		ws.Close()
+		return fmt.Errorf("devstack: %w", err)
+	}
 	s.endpoints.MQTTURL = "tcp://" + hostPort(s.cfg.ListenHost, l)
+	s.endpoints.MQTTWSURL = "ws://" + hostPort(s.cfg.ListenHost, ws) + MQTTWebSocketPath
 	s.endpoints.MQTTUsername = BridgePrincipal
 	s.endpoints.MQTTPasswordFile = pwFile
 	return nil
@@ -191,7 +203,7 @@ func bridgePassword(path string) ([]byte, error) {
 		return nil, err
 	}
 	pw := []byte(hex.EncodeToString(raw))
-	if err := writeFileAtomic(path, append(pw, '\n'), 0o600); err != nil {
+	if err := devstage.WriteFileAtomic(path, append(pw, '\n'), 0o600); err != nil {
 		return nil, err
 	}
 	return pw, nil
@@ -298,6 +310,9 @@ func (s *Stack) Close(ctx context.Context) error {
 		return nil
 	}
 	s.closed = true
+	for _, stop := range s.stops {
+		stop()
+	}
 	var errs []error
 	for _, srv := range s.servers {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -177,6 +177,7 @@ func TestIntegrationStackRestartKafka(t *testing.T) {
 func TestEnvFile(t *testing.T) {
 	e := devstack.Endpoints{
 		MQTTURL:           "tcp://127.0.0.1:1884",
+		MQTTWSURL:         "ws://127.0.0.1:8083/mqtt",
 		KafkaBrokers:      "127.0.0.1:9092",
 		SchemaRegistryURL: "http://127.0.0.1:8081",
 		S3Endpoint:        "http://127.0.0.1:9000",
@@ -200,6 +201,7 @@ func TestEnvFile(t *testing.T) {
 	}
 	wantLines := []string{
 		"DROVER_MQTT_URL=tcp://127.0.0.1:1884",
+		"DROVER_MQTT_WS_URL=ws://127.0.0.1:8083/mqtt",
 		"DROVER_KAFKA_BROKERS=127.0.0.1:9092",
 		"DROVER_SCHEMA_REGISTRY_URL=http://127.0.0.1:8081",
 		"DROVER_S3_ENDPOINT=http://127.0.0.1:9000",

@@ -100,3 +100,25 @@ func ParseKey(key string) (tenant, device string, err error) {
 	}
 	return tenant, device, nil
 }
+
+// DeviceOf returns the device part of a record key: the part after the
+// separator of a [Key], or the whole key when it has none (a key written
+// before keys were tenant-qualified). It does not validate.
+func DeviceOf(key string) string {
+	if i := strings.LastIndex(key, Separator); i >= 0 {
+		return key[i+len(Separator):]
+	}
+	return key
+}
+
+// KeyMatches reports whether a record key fits the record's own tenant and
+// device: key is [Key](tenant, device), or, for records written before
+// keys were tenant-qualified, the bare device id.
+func KeyMatches(key, tenant, device string) bool {
+	if key == device {
+		return true
+	}
+	return len(key) == len(tenant)+len(Separator)+len(device) &&
+		strings.HasPrefix(key, tenant) && strings.HasSuffix(key, device) &&
+		key[len(tenant):len(tenant)+len(Separator)] == Separator
+}

@@ -66,3 +66,27 @@ func TestKeyRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestDeviceOfAndKeyMatches(t *testing.T) {
+	for key, want := range map[string]string{"farm1/cow-1": "cow-1", "cow-1": "cow-1", "": ""} {
+		if got := DeviceOf(key); got != want {
+			t.Errorf("DeviceOf(%q) = %q, want %q", key, got, want)
+		}
+	}
+	cases := []struct {
+		key, tenant, device string
+		want                bool
+	}{
+		{"farm1/cow-1", "farm1", "cow-1", true},
+		{"cow-1", "farm1", "cow-1", true}, // a legacy key
+		{"farm2/cow-1", "farm1", "cow-1", false},
+		{"farm1/cow-2", "farm1", "cow-1", false},
+		{"farm1xcow-1", "farm1", "cow-1", false},
+		{"farm1/cow-1", "", "cow-1", false},
+	}
+	for _, c := range cases {
+		if got := KeyMatches(c.key, c.tenant, c.device); got != c.want {
+			t.Errorf("KeyMatches(%q, %q, %q) = %v, want %v", c.key, c.tenant, c.device, got, c.want)
+		}
+	}
+}

@@ -7,15 +7,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
-	"github.com/expr-lang/expr"
-	"github.com/expr-lang/expr/ast"
-	"github.com/expr-lang/expr/builtin"
-	"github.com/expr-lang/expr/file"
-	"github.com/expr-lang/expr/vm"
 	"github.com/hamba/avro/v2"
 
+	"github.com/drover-iot/drover/query"
 	"github.com/drover-iot/drover/schemas"
 )
 
@@ -29,7 +24,7 @@ type Filter struct {
 
 type where struct {
 	src  string
-	prog *vm.Program
+	expr *query.Expr
 }
 
 // ErrBadFilter is wrapped by NewFilter's errors.
@@ -44,11 +39,11 @@ var bareWord = regexp.MustCompile(`^[^"'\s()]+$`)
 
 // NewFilter compiles the filters of `drover tail`. keys match the record
 // key exactly (any of them); headers are "k=v" (every key given must have
-// one of its given values); wheres are expressions in the expr language
-// (github.com/expr-lang/expr) evaluated against the decoded value, each
-// compiled once. `path=value` with a single '=' is shorthand for
-// `path == value` (value quoted as a string unless it is a number, true,
-// false or nil). Errors name the flag and wrap ErrBadFilter.
+// one of its given values); wheres are conditions in drover's query
+// language (package query, the WHERE grammar of stream apps) evaluated
+// against the decoded value, each compiled once. `path=value` with a single
+// '=' and a bare word is shorthand for `path = 'value'`. Errors name the
+// flag, the column, and wrap ErrBadFilter.
 func NewFilter(keys, headers, wheres []string) (*Filter, error) {
 	f := &Filter{}
 	if len(keys) > 0 {
@@ -68,40 +63,14 @@ func NewFilter(keys, headers, wheres []string) (*Filter, error) {
 		f.headers[k] = append(f.headers[k], v)
 	}
 	for _, w := range wheres {
-		src := rewriteShorthand(w)
-		if strings.TrimSpace(src) == "" {
-			return nil, fmt.Errorf("%w: --where %q: empty expression", ErrBadFilter, w)
-		}
-		prog, err := expr.Compile(src, append(shadowOptions(), expr.AsBool())...)
+		e, err := query.Compile(rewriteShorthand(w))
 		if err != nil {
-			return nil, fmt.Errorf("%w: --where %q: %s", ErrBadFilter, w, exprMessage(err))
+			return nil, fmt.Errorf("%w: --where %q: %v", ErrBadFilter, w, err)
 		}
-		f.wheres = append(f.wheres, where{src: w, prog: prog})
+		f.wheres = append(f.wheres, where{src: w, expr: e})
 	}
 	return f, nil
 }
-
-// shadowOptions disables the expr builtins that share a name with a field
-// of drover's records (count, min, max, mean, first, last, ...), so that
-// `count > 10` on features.events compares the field. Other builtins stay
-// available; $env["name"] reaches any field by name.
-var shadowOptions = sync.OnceValue(func() []expr.Option {
-	fields := map[string]bool{}
-	for _, t := range schemas.Topics() {
-		if rs, ok := schemaRecord(t); ok {
-			for _, f := range rs.Fields() {
-				fields[f.Name()] = true
-			}
-		}
-	}
-	var opts []expr.Option
-	for _, n := range builtin.Names {
-		if fields[n] {
-			opts = append(opts, expr.DisableBuiltin(n))
-		}
-	}
-	return opts
-})
 
 func schemaRecord(topic string) (*avro.RecordSchema, bool) {
 	s, ok := schemas.ForTopic(topic)
@@ -112,8 +81,8 @@ func schemaRecord(topic string) (*avro.RecordSchema, bool) {
 	return rs, ok
 }
 
-// rewriteShorthand turns `path=value` into an expr comparison; anything
-// else is returned unchanged.
+// rewriteShorthand turns `path=value` with a bare word into a string
+// comparison; anything else is returned unchanged.
 func rewriteShorthand(s string) string {
 	m := shorthand.FindStringSubmatch(s)
 	if m == nil {
@@ -122,15 +91,15 @@ func rewriteShorthand(s string) string {
 	path, val := m[1], m[2]
 	switch {
 	case val == "":
-		return path + ` == ""`
-	case val == "true" || val == "false" || val == "nil":
-		return path + " == " + val
+		return path + ` = ""`
+	case val == "true" || val == "false" || val == "nil" || strings.EqualFold(val, "null"):
+		return path + " = " + val
 	case isNumber(val):
-		return path + " == " + val
+		return path + " = " + val
 	case strings.HasPrefix(val, `"`) || strings.HasPrefix(val, "'"):
-		return path + " == " + val
+		return path + " = " + val
 	case bareWord.MatchString(val):
-		return path + " == " + strconv.Quote(val)
+		return path + " = " + strconv.Quote(val)
 	}
 	return s
 }
@@ -138,16 +107,6 @@ func rewriteShorthand(s string) string {
 func isNumber(s string) bool {
 	_, err := strconv.ParseFloat(s, 64)
 	return err == nil
-}
-
-// exprMessage renders an expr error on one line, with its column.
-func exprMessage(err error) string {
-	var fe *file.Error
-	if errors.As(err, &fe) {
-		return fmt.Sprintf("%s (column %d)", fe.Message, fe.Column+1)
-	}
-	msg, _, _ := strings.Cut(err.Error(), "\n")
-	return msg
 }
 
 // Empty reports whether f matches every record.
@@ -198,11 +157,11 @@ func (f *Filter) MatchValue(env map[string]any) (bool, error) {
 		return true, nil
 	}
 	for _, w := range f.wheres {
-		out, err := expr.Run(w.prog, env)
+		ok, err := w.expr.Match(env)
 		if err != nil {
-			return false, fmt.Errorf("--where %q: %s", w.src, exprMessage(err))
+			return false, fmt.Errorf("--where %q: %v", w.src, err)
 		}
-		if ok, _ := out.(bool); !ok {
+		if !ok {
 			return false, nil
 		}
 	}
@@ -233,137 +192,14 @@ func (f *Filter) CheckFields(topicNames []string) error {
 		recs = append(recs, rs)
 	}
 	for _, w := range f.wheres {
-		for _, path := range fieldPaths(w.prog.Node()) {
+		for _, path := range w.expr.Fields() {
 			if slices.Contains(metaFields, path[0]) {
 				continue
 			}
-			if err := pathError(path, topicNames, recs); err != nil {
-				return fmt.Errorf("%w: --where %q: %v", ErrBadFilter, w.src, err)
+			if err := query.CheckPath(path, topicNames, recs); err != nil {
+				return fmt.Errorf("%w: --where %q: %v; the record fields are %s", ErrBadFilter, w.src, err, strings.Join(metaFields[:6], ", "))
 			}
 		}
 	}
 	return nil
-}
-
-// pathError returns nil when some schema of recs has path, else why not,
-// naming the fields where the path left the schema.
-func pathError(path []string, topicNames []string, recs []*avro.RecordSchema) error {
-	var why []string
-	for i, rs := range recs {
-		var s avro.Schema = rs
-		for depth, name := range path {
-			next, fields := member(s, name)
-			if next == nil {
-				where := topicNames[i]
-				if depth > 0 {
-					where += " field " + strings.Join(path[:depth], ".")
-				}
-				if fields == nil {
-					why = append(why, fmt.Sprintf("%s is a %s, it has no field %q", where, s.Type(), name))
-				} else {
-					why = append(why, fmt.Sprintf("%s has no field %q (fields: %s)", where, name, strings.Join(fields, ", ")))
-				}
-				break
-			}
-			s = next
-		}
-		if len(why) == i { // the whole path resolved in this topic
-			return nil
-		}
-	}
-	return fmt.Errorf("%s; the record fields are %s", strings.Join(why, "; "), strings.Join(metaFields[:6], ", "))
-}
-
-// member returns the schema of field name of s: a record's field, any key
-// of a map, through nullable unions. Without it, fields lists the record's
-// fields (nil when s is no record).
-func member(s avro.Schema, name string) (next avro.Schema, fields []string) {
-	switch t := s.(type) {
-	case *avro.UnionSchema:
-		for _, u := range t.Types() {
-			if u.Type() == avro.Null {
-				continue
-			}
-			if next, fs := member(u, name); next != nil {
-				return next, nil
-			} else if fs != nil {
-				fields = fs
-			}
-		}
-		return nil, fields
-	case *avro.MapSchema:
-		return t.Values(), nil
-	case *avro.RecordSchema:
-		for _, f := range t.Fields() {
-			if f.Name() == name {
-				return f.Type(), nil
-			}
-			fields = append(fields, f.Name())
-		}
-		return nil, fields
-	}
-	return nil, nil
-}
-
-// fieldPaths returns the field paths an expression reads from its
-// environment: each identifier that is not a function, a `let` variable or
-// $env, with the names of the member accesses that follow it (a.b.c).
-func fieldPaths(node ast.Node) [][]string {
-	// ast.Walk visits children before their parent: learn the functions
-	// and variables first, then collect.
-	names := &nameVisitor{skip: map[string]bool{}}
-	ast.Walk(&node, names)
-	paths := &pathVisitor{skip: names.skip}
-	ast.Walk(&node, paths)
-	return paths.paths
-}
-
-// nameVisitor finds the identifiers that are no fields: called functions
-// and `let` variables.
-type nameVisitor struct{ skip map[string]bool }
-
-func (v *nameVisitor) Visit(n *ast.Node) {
-	switch t := (*n).(type) {
-	case *ast.VariableDeclaratorNode:
-		v.skip[t.Name] = true
-	case *ast.CallNode:
-		if id, ok := t.Callee.(*ast.IdentifierNode); ok {
-			v.skip[id.Value] = true
-		}
-	}
-}
-
-type pathVisitor struct {
-	skip  map[string]bool
-	paths [][]string
-}
-
-func (v *pathVisitor) Visit(n *ast.Node) {
-	var path []string
-	switch t := (*n).(type) {
-	case *ast.MemberNode:
-		path, _ = memberPath(t)
-	case *ast.IdentifierNode:
-		path = []string{t.Value}
-	}
-	if len(path) > 0 && !v.skip[path[0]] && !strings.HasPrefix(path[0], "$") {
-		v.paths = append(v.paths, path)
-	}
-}
-
-// memberPath turns a.b.c (or a["b"].c) into [a b c]; ok is false when the
-// chain does not start at an identifier or a step is not a constant name.
-func memberPath(m *ast.MemberNode) ([]string, bool) {
-	prop, ok := m.Property.(*ast.StringNode)
-	if !ok || m.Method {
-		return nil, false
-	}
-	switch base := m.Node.(type) {
-	case *ast.IdentifierNode:
-		return []string{base.Value, prop.Value}, true
-	case *ast.MemberNode:
-		p, ok := memberPath(base)
-		return append(p, prop.Value), ok
-	}
-	return nil, false
 }

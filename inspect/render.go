@@ -17,7 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/term"
 
-	"github.com/drover-iot/drover/bridge/decode"
+	"github.com/drover-iot/drover/ingest/decode"
 	"github.com/drover-iot/drover/topics"
 )
 

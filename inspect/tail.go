@@ -80,14 +80,14 @@ it stops at the end position (the end offsets at start, by default) and
 --from defaults to earliest.
 
 Filters combine with AND: --key (any of the given keys), --header k=v (repeat
-for several), and --where, an expression evaluated on the decoded value
-(language: https://expr-lang.org). Nested fields by path (attrs.site),
-numbers and strings compare as expected (value > 39.5, metric == "temp",
-metric in ["temp", "hum"], ts > now() - duration("5m")); the record itself is
-available as _key, _topic, _partition, _offset, _timestamp and _headers.
-'path=value' with one '=' is shorthand for path == "value" (or == number).
-Fields named like expr builtins (count, min, max, mean, first, last) mean the
-field; $env["name"] reaches any field by name. A field that no topic's
+for several), and --where, a condition in drover's query language (the WHERE of stream
+apps, see drover apps). Nested fields by path (attrs.site), numbers and
+strings compare as expected (value > 39.5, metric = 'temp', metric IN
+('temp', 'hum'), value BETWEEN 1 AND 3, unit IS NULL, ts > ago('5m'));
+==, !=, &&, || and [a, b] lists work too; the record itself is available
+as _key, _topic, _partition, _offset, _timestamp and _headers.
+'path=value' with one '=' is shorthand for path = 'value' (or = number).
+A field that no topic's
 schema has (a typo) is an error naming the schema's fields; a record whose
 fields do not fit an expression (a null compared with a number) is skipped.
 
@@ -106,7 +106,7 @@ Ctrl-C stops cleanly; the counts of records shown and skipped go to stderr.`,
   drover tail raw.sensor raw.gps --from -10m --to latest
 
   # hot readings of one device, as JSON for jq
-  drover tail raw.sensor --from earliest --key collar-0042 \
+  drover tail raw.sensor --from earliest --key demo/collar-0042 \
       --where 'metric=temperature' --where 'value > 39.5' --format json | jq .value.value
 
   # a time window on partitions 0 and 3, at most 100 records

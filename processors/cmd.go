@@ -12,6 +12,7 @@ import (
 	"github.com/drover-iot/drover/admin"
 	"github.com/drover-iot/drover/cli"
 	"github.com/drover-iot/drover/processors/alerts"
+	"github.com/drover-iot/drover/processors/apps"
 	"github.com/drover-iot/drover/processors/features"
 	"github.com/drover-iot/drover/processors/groupkit"
 	"github.com/drover-iot/drover/processors/state"
@@ -47,6 +48,8 @@ type flags struct {
 	alertCheck      time.Duration
 	horizon         time.Duration
 	alertOnReplayed bool
+
+	apps string
 }
 
 // Command returns `drover process`.
@@ -77,6 +80,9 @@ runs) and, with the state group, GET /devices/{id}.`,
   # features only, with minute and hour windows
   drover process --groups features --window 1m --window 1h
 
+  # the groups and the stream apps of a file
+  drover process --apps processors/apps/example.yaml
+
   # a device's shadow from a running process
   curl localhost:9471/devices/cow-0042`,
 		Args: cobra.NoArgs,
@@ -84,13 +90,14 @@ runs) and, with the state group, GET /devices/{id}.`,
 			return run(cmd.Context(), conn, f)
 		},
 	}
+	cli.ChecksConfig(cmd)
 	fs := cmd.Flags()
 	conn.AddKafkaFlags(fs)
 	conn.AddRegistryFlags(fs)
 	admin.AddFlag(fs, &f.adminAddr, DefaultAdminAddr)
 	fs.StringSliceVar(&f.groups, "groups", AllGroups, "groups to run, comma separated: features, alerts, state")
 	fs.StringVar(&f.stateDir, "state-dir", "", "keep group tables in LevelDB under this directory so restarts replay only the tail (empty = in memory, full restore from Kafka)")
-	fs.IntVar(&f.replication, "table-replication", 1, "replication factor of the group-table and loop topics goka creates")
+	fs.IntVar(&f.replication, "table-replication", 1, "replication factor of the group-table and loop topics goka creates; also caps the replication of app target topics")
 	fs.IntVar(&f.maxRestarts, "max-restarts", 0, "restart a failed group (e.g. after a Kafka restart) at most this often in a row before exiting (0 = always restart)")
 	fs.BoolVar(&f.saramaProd, "sarama-producer", false, "produce with goka's own sarama producer instead of franz-go (slower; a fallback)")
 
@@ -112,6 +119,7 @@ runs) and, with the state group, GET /devices/{id}.`,
 	fs.DurationVar(&f.alertCheck, "alert-check-interval", alerts.DefaultCheckInterval, "alerts: how often the offline sweep runs")
 	fs.DurationVar(&f.horizon, "alert-horizon", alerts.DefaultHorizon, "alerts: records older than this (event time) update state but do not fire (0 = no limit)")
 	fs.BoolVar(&f.alertOnReplayed, "alert-on-replayed", false, "alerts: let replayed and old records fire alerts")
+	fs.StringVar(&f.apps, "apps", "", "stream apps file (YAML, see drover apps): run each app as its own goka group app-NAME beside the groups (empty = none)")
 	return cmd
 }
 
@@ -172,6 +180,13 @@ func (f flags) options() (Options, error) {
 		}
 		o.Alerts = append(o.Alerts, alerts.WithRules(rs))
 	}
+	if f.apps != "" {
+		as, err := apps.Load(f.apps)
+		if err != nil {
+			return Options{}, cli.Usagef("--apps: %w", err)
+		}
+		o.Apps = as
+	}
 	return o, nil
 }
 
@@ -197,6 +212,9 @@ func run(ctx context.Context, conn *cli.Conn, f flags) error {
 	if err != nil {
 		return err
 	}
+	if err := conn.ConfigChecked(); err != nil {
+		return err
+	}
 	serde, err := schemas.NewSerde(reg)
 	if err != nil {
 		return err
@@ -211,13 +229,27 @@ func run(ctx context.Context, conn *cli.Conn, f flags) error {
 	if err != nil {
 		return err
 	}
+	if len(o.Apps) > 0 {
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		o.AppsSerde, err = PrepareApps(pctx, kopts, reg, o.Apps, int16(f.replication))
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
 	adm := admin.New(f.adminAddr, log)
 	if err := adm.Listen(); err != nil {
 		return cli.Usagef("--admin-addr: %w", err)
 	}
+	if o.Devices, err = OpenDevices(ctx, kopts, serde, log, adm.Registry); err != nil {
+		return fmt.Errorf("device registry: %w", err)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	runCtx, stop := context.WithCancel(gctx)
 	g.Go(func() error { return adm.Run(runCtx) })
+	if v := o.Devices; v != nil {
+		g.Go(func() error { return v.Run(runCtx) })
+	}
 	g.Go(func() error {
 		defer stop() // a failed group takes the admin server down with it
 		if err := Run(runCtx, k, serde, o, adm, log); err != nil {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
@@ -14,8 +15,9 @@ import (
 
 	"github.com/drover-iot/drover/admin"
 	"github.com/drover-iot/drover/cli"
-	"github.com/drover-iot/drover/devstack"
+	"github.com/drover-iot/drover/devstack/devstage"
 	"github.com/drover-iot/drover/processors/alerts"
+	"github.com/drover-iot/drover/processors/apps"
 	"github.com/drover-iot/drover/processors/groupkit"
 	"github.com/drover-iot/drover/schemas"
 )
@@ -27,27 +29,44 @@ import (
 // port of adminAddr (the process default is DefaultAdminAddr; a taken port
 // falls back to a free one, logged).
 //
-// The stage adds two flags to `drover dev`: --alert-rules (a YAML rule file
-// instead of the embedded defaults, checked before the stack starts) and
-// --alert-check-interval (the offline sweep), so a smoke run or a demo with
+// The stage adds three flags to `drover dev`: --alert-rules (a YAML rule file
+// instead of the embedded defaults, checked before the stack starts),
+// --alert-check-interval (the offline sweep), and --apps (a stream apps
+// file instead of the example apps; none for no apps), so a smoke run or a demo with
 // short offline rules needs no separate `drover process`.
-func DevStage(o Options, adminAddr string) devstack.Stage {
-	var rulesFile string
+func DevStage(o Options, adminAddr string) devstage.Stage {
+	var rulesFile, appsFile string
 	var checkEvery time.Duration
 	var adm *admin.Server
-	return devstack.Stage{
+	return devstage.Stage{
 		Name:      "processors",
 		AdminPort: admin.Port(adminAddr),
 		Admin:     func(a *admin.Server) { adm = a },
 		Flags: func(fs *pflag.FlagSet) {
 			fs.StringVar(&rulesFile, "alert-rules", "", "processors: YAML alert rule file (empty = the embedded default rules)")
 			fs.DurationVar(&checkEvery, "alert-check-interval", alerts.DefaultCheckInterval, "processors: how often the offline sweep runs")
+			fs.StringVar(&appsFile, "apps", "", "processors: stream apps file (empty = the example apps of 'drover apps list'; none = no apps)")
 		},
 		Check: func() error {
 			if checkEvery <= 0 {
 				return cli.Usagef("--alert-check-interval: %v is not positive", checkEvery)
 			}
 			o.AlertCheckInterval = checkEvery
+			switch appsFile {
+			case "none":
+			case "":
+				as, err := apps.Example()
+				if err != nil {
+					return fmt.Errorf("example apps: %w", err)
+				}
+				o.Apps = as
+			default:
+				as, err := apps.Load(appsFile)
+				if err != nil {
+					return cli.Usagef("--apps: %w", err)
+				}
+				o.Apps = as
+			}
 			if rulesFile == "" {
 				return nil
 			}
@@ -58,7 +77,7 @@ func DevStage(o Options, adminAddr string) devstack.Stage {
 			o.Alerts = append(o.Alerts, alerts.WithRules(rs))
 			return nil
 		},
-		Run: func(ctx context.Context, ep devstack.Endpoints, log *slog.Logger) error {
+		Run: func(ctx context.Context, ep devstage.Endpoints, log *slog.Logger) error {
 			brokers := strings.Split(ep.KafkaBrokers, ",")
 			reg, err := sr.NewClient(sr.URLs(ep.SchemaRegistryURL))
 			if err != nil {
@@ -69,7 +88,25 @@ func DevStage(o Options, adminAddr string) devstack.Stage {
 				return fmt.Errorf("processors: %w", err)
 			}
 			o.KafkaOpts = []kgo.Opt{kgo.SeedBrokers(brokers...)}
+			var metrics prometheus.Registerer
+			if adm != nil {
+				metrics = adm.Registry
+			}
+			if o.Devices, err = OpenDevices(ctx, o.KafkaOpts, serde, log, metrics); err != nil {
+				return fmt.Errorf("processors: device registry: %w", err)
+			}
+			if len(o.Apps) > 0 {
+				pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				o.AppsSerde, err = PrepareApps(pctx, o.KafkaOpts, reg, o.Apps, 1)
+				cancel()
+				if err != nil {
+					return fmt.Errorf("processors: %w", err)
+				}
+			}
 			g, gctx := errgroup.WithContext(ctx)
+			if v := o.Devices; v != nil {
+				g.Go(func() error { return v.Run(gctx) })
+			}
 			if adm != nil { // nil when run outside drover dev
 				g.Go(func() error { return adm.Run(gctx) })
 			}

@@ -8,15 +8,15 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/drover-iot/drover/admin"
 	"github.com/drover-iot/drover/cli"
 	"github.com/drover-iot/drover/devstack"
 	"github.com/drover-iot/drover/devstack/devtest"
@@ -101,6 +101,22 @@ func TestIntegrationProcess(t *testing.T) {
 	}
 	kc := devtest.Kafka(t, kfake.SeedTopics(4, topics.RawSensor, topics.RawGPS, topics.Features, topics.StateLatest, topics.DLQ))
 	brokers := kc.ListenAddrs()
+	// Every client says who it is in ApiVersions: the processors must
+	// run on franz-go only (no sarama consumer, producer or admin; with
+	// groupkit.Kafka.SaramaConsumer this sees "sarama").
+	var (
+		softMu   sync.Mutex
+		software = map[string]int{}
+	)
+	kc.ControlKey(int16(kmsg.ApiVersions), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		kc.KeepControl()
+		if r, ok := req.(*kmsg.ApiVersionsRequest); ok {
+			softMu.Lock()
+			software[r.ClientSoftwareName]++
+			softMu.Unlock()
+		}
+		return nil, nil, false
+	})
 	_, url := devtest.Registry(t)
 	reg, err := sr.NewClient(sr.URLs(url))
 	if err != nil {
@@ -120,17 +136,11 @@ func TestIntegrationProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 2, 1, nil, topics.Alerts); err != nil {
-		t.Fatal(err)
-	}
+	createRelayInputs(t, ctx, cl)
 
-	adm := admin.New("127.0.0.1:0", devtest.Logger())
-	if err := adm.Listen(); err != nil {
-		t.Fatal(err)
-	}
 	runCtx, stop := context.WithCancel(context.Background())
 	defer stop()
-	go func() { _ = adm.Run(runCtx) }()
+	adm := startAdmin(t, runCtx)
 	done := make(chan error, 1)
 	t0 := time.Now().Truncate(time.Minute).Add(-10 * time.Minute)
 	go func() {
@@ -157,6 +167,11 @@ func TestIntegrationProcess(t *testing.T) {
 	waitHTTP(t, base+"/devices/cow-1", 200, `"temperature":40`)
 	waitHTTP(t, base+"/metrics", 200, `drover_features_emitted_total{reason="watermark"} 1`)
 	waitHTTP(t, base+"/metrics", 200, `drover_state_records_total{topic="raw.sensor"} 3`)
+	// franz-go's metrics of every client of every group (kprom).
+	for _, c := range []string{"features-consumer", "features-tables", "features-producer", "state-consumer", "state-producer", "alerts-consumer", "alerts-producer"} {
+		waitHTTP(t, base+"/metrics", 200, `drover_process_kafka_buffered_fetch_records_total{client="`+c+`"}`)
+	}
+	waitHTTP(t, base+"/metrics", 200, `drover_process_kafka_read_bytes_total{client="features-consumer"`)
 
 	stop()
 	select {
@@ -166,6 +181,11 @@ func TestIntegrationProcess(t *testing.T) {
 		}
 	case <-time.After(60 * time.Second):
 		t.Fatal("Run did not return within 60s of cancellation")
+	}
+	softMu.Lock()
+	defer softMu.Unlock()
+	if software["sarama"] > 0 || software["kgo"] == 0 {
+		t.Fatalf("clients by ApiVersions software name: %v; want kgo only", software)
 	}
 }
 
@@ -198,7 +218,7 @@ func TestIntegrationProcessCommand(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test; -short")
 	}
-	kc := devtest.Kafka(t, kfake.SeedTopics(2, topics.RawSensor, topics.RawGPS, topics.Features, topics.StateLatest, topics.Alerts))
+	kc := devtest.Kafka(t, kfake.SeedTopics(2, topics.RawSensor, topics.RawGPS, topics.Features, topics.StateLatest, topics.Alerts, topics.Commands))
 	_, url := devtest.Registry(t)
 	reg, err := sr.NewClient(sr.URLs(url))
 	if err != nil {
@@ -251,7 +271,7 @@ func TestIntegrationDevStage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test; -short")
 	}
-	kc := devtest.Kafka(t, kfake.SeedTopics(2, topics.RawSensor, topics.RawGPS, topics.Features, topics.StateLatest, topics.Alerts, topics.DLQ))
+	kc := devtest.Kafka(t, kfake.SeedTopics(2, topics.RawSensor, topics.RawGPS, topics.Features, topics.StateLatest, topics.Alerts, topics.DLQ, topics.Commands))
 	_, url := devtest.Registry(t)
 	reg, err := sr.NewClient(sr.URLs(url))
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
@@ -47,13 +48,9 @@ func TestIntegrationProcessRidesThroughKafkaRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	adm := admin.New("127.0.0.1:0", devtest.Logger())
-	if err := adm.Listen(); err != nil {
-		t.Fatal(err)
-	}
 	runCtx, stop := context.WithCancel(context.Background())
 	defer stop()
-	go func() { _ = adm.Run(runCtx) }()
+	adm := startAdmin(t, runCtx)
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(runCtx, groupkit.NewKafka(brokers), serde, Options{
@@ -102,5 +99,27 @@ func TestIntegrationProcessRidesThroughKafkaRestart(t *testing.T) {
 		}
 	case <-time.After(60 * time.Second):
 		t.Fatal("Run did not return within 60s of cancellation")
+	}
+}
+
+// startAdmin runs an admin server on a free loopback port until ctx ends.
+func startAdmin(t *testing.T, ctx context.Context) *admin.Server {
+	t.Helper()
+	adm := admin.New("127.0.0.1:0", devtest.Logger())
+	if err := adm.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = adm.Run(ctx) }()
+	return adm
+}
+
+// createRelayInputs creates the state relay's input topics (alerts and
+// commands, two partitions each), which Run expects to exist.
+func createRelayInputs(t *testing.T, ctx context.Context, cl *kgo.Client) {
+	t.Helper()
+	for _, tp := range []string{topics.Alerts, topics.Commands} {
+		if _, err := kadm.NewClient(cl).CreateTopic(ctx, 2, 1, nil, tp); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -10,15 +10,20 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/drover-iot/drover/admin"
 	"github.com/drover-iot/drover/processors/alerts"
+	"github.com/drover-iot/drover/processors/apps"
 	"github.com/drover-iot/drover/processors/features"
 	"github.com/drover-iot/drover/processors/groupkit"
 	"github.com/drover-iot/drover/processors/state"
+	"github.com/drover-iot/drover/registry"
 	"github.com/drover-iot/drover/schemas"
+	"github.com/drover-iot/drover/topics"
 )
 
 // Group names accepted by --groups.
@@ -52,6 +57,15 @@ type Options struct {
 	// KafkaOpts reach the cluster with franz-go, for GET /devices/{id} of
 	// devices on partitions this instance does not own (nil = 404 then).
 	KafkaOpts []kgo.Opt
+	// Devices is the device registry's view (nil = none): the alerts
+	// group's offline rules take each device's own offline timeout from it.
+	// The caller runs it (OpenDevices).
+	Devices *registry.View
+	// Apps are stream apps to run beside the groups, each its own goka
+	// group app-NAME (nil = none); AppsSerde (PrepareApps) knows their
+	// target topics' schema.
+	Apps      []*apps.App
+	AppsSerde *schemas.Serde
 	// MaxRestarts is how often a failed group is restarted in a row before
 	// Run gives up and returns its error (0 = always restart).
 	MaxRestarts int
@@ -108,6 +122,11 @@ func Run(ctx context.Context, k groupkit.Kafka, serde *schemas.Serde, o Options,
 		o.Clock = groupkit.SystemClock{}
 	}
 	k.Log = log
+	if adm != nil && k.ClientOpt == nil {
+		// franz-go's client metrics of every group's clients (consumer,
+		// table consumer, producer, topic manager) on /metrics.
+		k.ClientOpt = adm.KafkaMetrics("process")
+	}
 	var runners []runner
 	for _, g := range groups {
 		switch g {
@@ -143,6 +162,9 @@ func Run(ctx context.Context, k groupkit.Kafka, serde *schemas.Serde, o Options,
 				alerts.WithLogger(log.With("group", g)),
 				alerts.WithKafka(k),
 			}
+			if o.Devices != nil {
+				aopts = append(aopts, alerts.WithOfflineTimeouts(o.Devices.OfflineTimeout))
+			}
 			if o.AlertCheckInterval > 0 {
 				aopts = append(aopts, alerts.WithCheckInterval(o.AlertCheckInterval))
 			}
@@ -155,6 +177,30 @@ func Run(ctx context.Context, k groupkit.Kafka, serde *schemas.Serde, o Options,
 			}
 			runners = append(runners, runner{g, p.Run, p.Ready})
 		}
+	}
+	var revocations *apps.Revocations
+	for _, a := range o.Apps {
+		if o.AppsSerde == nil {
+			return errors.New("processors: apps need Options.AppsSerde (PrepareApps)")
+		}
+		cfg := apps.Config{Log: log.With("group", a.Group()), Clock: o.Clock}
+		if adm != nil {
+			cfg.Registerer = adm.Registry
+		}
+		if a.Share != nil {
+			if revocations == nil {
+				revocations = apps.NewRevocations(k.KgoOpts, o.AppsSerde, log.With("component", "revocations"))
+				runners = append(runners, runner{"app-revocations", revocations.Run, func(context.Context) error {
+					if !revocations.Caught() {
+						return errors.New("reading the revocations of " + topics.ThirdPartySharing)
+					}
+					return nil
+				}})
+			}
+			cfg.Revocations = revocations
+		}
+		p := apps.New(a, o.AppsSerde, cfg)
+		runners = append(runners, runner{a.Group(), func(ctx context.Context) error { return p.Run(ctx, k) }, p.Ready})
 	}
 	if adm != nil {
 		for _, r := range runners {
@@ -169,7 +215,7 @@ func Run(ctx context.Context, k groupkit.Kafka, serde *schemas.Serde, o Options,
 			return fmt.Errorf("processors: metrics: %w", err)
 		}
 	}
-	log.Info("starting processor groups", "groups", groups, "brokers", k.Brokers)
+	log.Info("starting processor groups", "groups", groups, "apps", len(o.Apps), "brokers", k.Brokers)
 	eg, ectx := errgroup.WithContext(ctx)
 	for _, r := range runners {
 		eg.Go(func() error {
@@ -239,4 +285,44 @@ func fill(clock *groupkit.Clock, l **slog.Logger, c groupkit.Clock, log *slog.Lo
 	if *l == nil {
 		*l = log
 	}
+}
+
+// OpenDevices returns a view of the device registry for Options.Devices
+// when the registry topic exists, nil when it does not. Run it
+// (View.Run) beside the groups; until it has read the registry, devices
+// take their rules' offline timeouts.
+func OpenDevices(ctx context.Context, kopts []kgo.Opt, serde *schemas.Serde, log *slog.Logger, reg prometheus.Registerer) (*registry.View, error) {
+	ok, err := registry.TopicExists(ctx, kopts, topics.DevicesRegistry)
+	if err != nil || !ok {
+		return nil, err
+	}
+	opts := []registry.ViewOption{registry.WithLogger(log)}
+	if reg != nil {
+		opts = append(opts, registry.WithRegisterer(reg))
+	}
+	return registry.NewView(kopts, serde, opts...)
+}
+
+// PrepareApps creates each app's target topic from the catalogue's
+// derived-stream rules (apps.TemplateTopic, replication capped at
+// replicationCap) when missing, registers its value schema with the
+// BACKWARD check, and returns the Serde for Options.AppsSerde.
+func PrepareApps(ctx context.Context, kopts []kgo.Opt, reg *sr.Client, as []*apps.App, replicationCap int16) (*schemas.Serde, error) {
+	cat, err := topics.Default()
+	if err != nil {
+		return nil, err
+	}
+	cat = cat.WithReplicationCap(replicationCap)
+	cl, err := kgo.NewClient(kopts...)
+	if err != nil {
+		return nil, fmt.Errorf("apps: %w", err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	for _, a := range as {
+		if err := apps.EnsureTarget(ctx, adm, reg, cat, a); err != nil {
+			return nil, err
+		}
+	}
+	return apps.NewSerde(reg, as)
 }

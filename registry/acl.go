@@ -1,6 +1,10 @@
 package registry
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/drover-iot/drover/ingest/routes"
+)
 
 // ACL is what an MQTT principal may do: the topic filters it may publish to,
 // and the filters its subscriptions must stay within (which are also the
@@ -16,32 +20,42 @@ type ACL struct {
 var deviceSubscribeChannels = []string{"commands"}
 
 // DevicePrefix returns "devices/{tenant}/{id}/", the root of a device's own
-// topics.
-func DevicePrefix(tenant, id string) string { return "devices/" + tenant + "/" + id + "/" }
+// topics (its device channels in the default routes table).
+func DevicePrefix(tenant, id string) string {
+	t, _ := routes.Default().DeviceTopic(tenant, id, "")
+	return t
+}
 
 // DeviceACL is the rule every broker enforces for a device: publish only
-// under devices/{its tenant}/{its id}/# (a WildFi device also under
-// wildfi/{its id}/#), subscribe only to its own
+// under its own topics of every route family of the routes table
+// (devices/{its tenant}/{its id}/# with the default table; the families
+// whose topics name no tenant, wildfi/{its id}/#, only for a device the
+// registry resolves there, a WildFi collar), subscribe only to its own
 // devices/{tenant}/{id}/commands/#. Every broker adapter derives its
 // configuration from this one function.
 func DeviceACL(d *Device) ACL {
-	base := DevicePrefix(d.Tenant, d.ID)
-	a := ACL{Publish: []string{base + "#"}}
-	if d.Type == TypeWildFi {
-		a.Publish = append(a.Publish, "wildfi/"+d.ID+"/#")
+	var a ACL
+	for _, p := range routes.Default().DevicePatterns() {
+		if !strings.Contains(p, "%t") && d.Type != TypeWildFi {
+			continue
+		}
+		a.Publish = append(a.Publish, strings.NewReplacer("%t", d.Tenant, "%d", d.ID).Replace(p))
 	}
+	base := DevicePrefix(d.Tenant, d.ID)
 	for _, ch := range deviceSubscribeChannels {
 		a.Subscribe = append(a.Subscribe, base+ch+"/#")
 	}
 	return a
 }
 
-// BridgeACL is the bridge's principal: it reads every device topic (plain
-// or through a shared subscription) and publishes the downlink commands.
+// BridgeACL is the bridge's principal: it reads every topic of the routes
+// table (plain or through a shared subscription: devices/#, spBv1.0/# and
+// wildfi/# with the default table) and the broker's client-connected events
+// ($SYS/brokers/+/clients/#), and publishes the downlink commands.
 func BridgeACL() ACL {
 	return ACL{
-		Publish:   []string{"devices/+/+/commands/#"},
-		Subscribe: []string{"devices/#", "wildfi/#"},
+		Publish:   []string{DevicePrefix("+", "+") + "commands/#"},
+		Subscribe: append(routes.Default().Filters(), "$SYS/brokers/+/clients/#"),
 	}
 }
 

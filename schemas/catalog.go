@@ -93,8 +93,10 @@ func buildCatalog() (*catalog, error) {
 		{"device_state.avsc", reflect.TypeFor[DeviceState](), []string{topics.StateLatest}},
 		{"dead_letter.avsc", reflect.TypeFor[DeadLetter](), []string{topics.DLQ}},
 		{"command.avsc", reflect.TypeFor[DeviceCommand](), []string{topics.Commands}},
+		{"command_status.avsc", reflect.TypeFor[CommandStatus](), []string{topics.CommandStatus}},
 		{"registry_record.avsc", reflect.TypeFor[RegistryRecord](), []string{topics.DevicesRegistry}},
 		{"envelope.avsc", reflect.TypeFor[Envelope](), envelopeTopics},
+		{"app_record.avsc", reflect.TypeFor[AppRecord](), nil}, // app targets are declared at run time
 	}
 	c := &catalog{byTopic: map[string]*record{}, byType: map[reflect.Type]*record{}}
 	for _, t := range types {
@@ -124,6 +126,18 @@ func buildCatalog() (*catalog, error) {
 	}
 	slices.Sort(c.topics)
 	return c, nil
+}
+
+// AppRecordSchema returns the avsc text of [AppRecord], the value schema of
+// every stream app's target topic (which are declared at run time, so not
+// in Topics); pass it to WithSchemas for those topics.
+func AppRecordSchema() string {
+	for _, r := range loadCatalog().records {
+		if r.typ == reflect.TypeFor[AppRecord]() {
+			return r.text
+		}
+	}
+	panic("schemas: app_record.avsc is not in the catalog")
 }
 
 // parse parses an avsc document with a private name cache, so that several

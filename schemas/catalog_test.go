@@ -120,6 +120,7 @@ func TestTopicTable(t *testing.T) {
 		{name: "state", topic: topics.StateLatest, record: "io.drover.DeviceState"},
 		{name: "dlq", topic: topics.DLQ, record: "io.drover.DeadLetter"},
 		{name: "commands", topic: topics.Commands, record: "io.drover.Command"},
+		{name: "command status", topic: topics.CommandStatus, record: "io.drover.CommandStatus"},
 		{name: "registry", topic: topics.DevicesRegistry, record: "io.drover.RegistryRecord"},
 		{name: "governance", topic: "governance.data.products", record: "io.drover.Envelope"},
 		{name: "cra", topic: "cra.product.lifecycle", record: "io.drover.Envelope"},
@@ -156,8 +157,8 @@ func TestTopicTable(t *testing.T) {
 	if !slices.IsSorted(all) {
 		t.Errorf("Topics not sorted: %v", all)
 	}
-	if len(all) != 13+len(EnvelopeTopics()) {
-		t.Errorf("Topics has %d topics, want %d", len(all), 13+len(EnvelopeTopics()))
+	if len(all) != 14+len(EnvelopeTopics()) {
+		t.Errorf("Topics has %d topics, want %d", len(all), 14+len(EnvelopeTopics()))
 	}
 	all[0] = "mutated"
 	if Topics()[0] == "mutated" {

@@ -34,8 +34,8 @@ func TestRegisterIdempotent(t *testing.T) {
 			t.Errorf("%s compatibility = %v (%v), want BACKWARD", r.Subject, got[0].Level, got[0].Err)
 		}
 	}
-	if len(ids) != 11 {
-		t.Errorf("%d distinct schema ids, want 11", len(ids))
+	if len(ids) != 12 {
+		t.Errorf("%d distinct schema ids, want 12", len(ids))
 	}
 	second, err := Register(ctx, client, nil)
 	if err != nil {
@@ -232,5 +232,34 @@ func TestRegistryUnreachable(t *testing.T) {
 	_, err := Register(testCtx(t), client, []string{topics.RawSensor})
 	if err == nil || !strings.Contains(err.Error(), "subject raw.sensor-value") {
 		t.Fatalf("err = %v, want an error naming the subject", err)
+	}
+}
+
+// TestCommandReplyTopicIsBackward: the command schema gained reply_topic
+// (issue 20); registered over the schema without it, it is a compatible
+// version 2.
+func TestCommandReplyTopicIsBackward(t *testing.T) {
+	_, client := newRegistry(t)
+	ctx := testCtx(t)
+	src := Source(topics.Commands)
+	i := strings.Index(src, `,
+    {"name": "reply_topic"`)
+	if i < 0 {
+		t.Fatal("the embedded command schema has no reply_topic field")
+	}
+	v1 := src[:i] + "\n  ]\n}\n"
+	if _, err := Register(ctx, client, []string{topics.Commands}, WithSchemas(map[string]string{topics.Commands: v1})); err != nil {
+		t.Fatalf("register v1: %v", err)
+	}
+	checks, err := Check(ctx, client, []string{topics.Commands})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(checks) != 1 || checks[0].Status != Compatible {
+		t.Fatalf("check = %+v, want compatible", checks)
+	}
+	res, err := Register(ctx, client, []string{topics.Commands})
+	if err != nil || res[0].Version != 2 {
+		t.Fatalf("register v2: %+v %v", res, err)
 	}
 }

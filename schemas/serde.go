@@ -1,6 +1,8 @@
 package schemas
 
 import (
+	"github.com/drover-iot/drover/cli"
+
 	"context"
 	"encoding/binary"
 	"errors"
@@ -390,4 +392,14 @@ func schemaName(s avro.Schema) string {
 		return n.FullName()
 	}
 	return string(s.Type())
+}
+
+// ConnSerde is NewSerde over the schema registry client of a command's
+// connection flags (--schema-registry-url and its TLS and auth settings).
+func ConnSerde(conn *cli.Conn) (*Serde, error) {
+	reg, err := conn.Registry()
+	if err != nil {
+		return nil, err
+	}
+	return NewSerde(reg)
 }

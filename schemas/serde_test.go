@@ -111,9 +111,10 @@ func TestRoundTrip(t *testing.T) {
 		{name: "state full", topic: topics.StateLatest, in: &DeviceState{
 			Tenant: "farm1", DeviceID: "cow-7", TS: ts, IngestedAt: ing, Online: true, LastSeen: ts,
 			Lat: ptr(52.1), Lon: ptr(5.2), PositionTS: ptr(ts), Battery: ptr(87.0), Firmware: ptr("1.2.3"),
-			Metrics: map[string]float64{"temperature": 38.6, "battery": 87}, ActiveAlerts: 2, UpdatedAt: ing}},
+			Metrics: map[string]float64{"temperature": 38.6, "battery": 87}, ActiveAlerts: 2, UpdatedAt: ing,
+			Desired: map[string]string{"interval": "30", "mode": "eco"}, Version: 3}},
 		{name: "state empty", topic: topics.StateLatest, in: &DeviceState{
-			Tenant: "farm1", DeviceID: "cow-8", TS: ts, IngestedAt: ing, LastSeen: ts, Metrics: map[string]float64{}, UpdatedAt: ing}},
+			Tenant: "farm1", DeviceID: "cow-8", TS: ts, IngestedAt: ing, LastSeen: ts, Metrics: map[string]float64{}, UpdatedAt: ing, Desired: map[string]string{}}},
 		{name: "dead letter", topic: topics.DLQ, in: &DeadLetter{
 			ID: "d1", Stage: "decode", Reason: "not_json", Message: "payload is not JSON", Source: "devices/farm1/cow-7/sensor",
 			Tenant: ptr("farm1"), DeviceID: ptr("cow-7"), Payload: []byte{0xff, 0x00, 'x'}, PayloadSize: 3,
@@ -125,7 +126,10 @@ func TestRoundTrip(t *testing.T) {
 			ReceivedAt: ts, TS: ts, IngestedAt: ing}},
 		{name: "command", topic: topics.Commands, in: &DeviceCommand{
 			CommandID: "c1", Tenant: "farm1", DeviceID: "cow-7", Name: "set_interval", Payload: `{"s":60}`,
-			CreatedAt: ts, ExpiresAt: ptr(ing), TS: ts, IngestedAt: ing}},
+			CreatedAt: ts, ExpiresAt: ptr(ing), TS: ts, IngestedAt: ing, ReplyTopic: ptr("devices/farm1/cow-7/replies/c1")}},
+		{name: "command status", topic: topics.CommandStatus, in: &CommandStatus{
+			CommandID: "c1", Tenant: "farm1", DeviceID: "cow-7", Name: "set_interval", Status: "succeeded",
+			CreatedAt: ts, ExpiresAt: ptr(ing), Result: ptr(`{"ok":true}`), TS: ts, IngestedAt: ing}},
 		{name: "envelope", topic: "security.incident.events", in: &Envelope{
 			EventID: "x1", EventType: "incident.reported", TS: ts, IngestedAt: ing, Tenant: ptr("farm1"),
 			Subject: ptr("asset-9"), Actor: ptr("soc"), Payload: `{"severity":"high"}`,

@@ -136,6 +136,10 @@ type DeviceState struct {
 	Metrics      map[string]float64 `avro:"metrics"`
 	ActiveAlerts int32              `avro:"active_alerts"`
 	UpdatedAt    time.Time          `avro:"updated_at"`
+	// Desired is the desired state, key → value; Version counts its
+	// changes.
+	Desired map[string]string `avro:"desired"`
+	Version int64             `avro:"version"`
 }
 
 // DeadLetter is a message a stage could not process (topic dlq.events).
@@ -169,6 +173,27 @@ type DeviceCommand struct {
 	Payload    string     `avro:"payload"`
 	CreatedAt  time.Time  `avro:"created_at"`
 	ExpiresAt  *time.Time `avro:"expires_at"`
+	TS         time.Time  `avro:"ts"`
+	IngestedAt time.Time  `avro:"ingested_at"`
+	// ReplyTopic is the MQTT v5 Response Topic; nil means the default
+	// devices/{tenant}/{device_id}/replies/{command_id}.
+	ReplyTopic *string `avro:"reply_topic"`
+}
+
+// CommandStatus is one transition of a command's lifecycle (topic
+// commands.status, Avro record io.drover.CommandStatus; key =
+// tenant/device_id). TS is when the transition happened.
+type CommandStatus struct {
+	CommandID  string     `avro:"command_id"`
+	Tenant     string     `avro:"tenant"`
+	DeviceID   string     `avro:"device_id"`
+	Name       string     `avro:"name"`
+	Status     string     `avro:"status"`
+	CreatedAt  time.Time  `avro:"created_at"`
+	ExpiresAt  *time.Time `avro:"expires_at"`
+	Payload    *string    `avro:"payload"`
+	Result     *string    `avro:"result"`
+	Message    *string    `avro:"message"`
 	TS         time.Time  `avro:"ts"`
 	IngestedAt time.Time  `avro:"ingested_at"`
 }
@@ -217,4 +242,20 @@ type Envelope struct {
 	Actor      *string           `avro:"actor"`
 	Payload    string            `avro:"payload"`
 	Attributes map[string]string `avro:"attributes"`
+}
+
+// AppRecord is one record of a stream app's derived stream; Payload is the
+// SELECTed fields as a JSON object.
+type AppRecord struct {
+	EventID        string    `avro:"event_id"`
+	App            string    `avro:"app"`
+	Tenant         string    `avro:"tenant"`
+	SourceTenant   string    `avro:"source_tenant"`
+	DeviceID       string    `avro:"device_id"`
+	TS             time.Time `avro:"ts"`
+	IngestedAt     time.Time `avro:"ingested_at"`
+	SourceTopic    string    `avro:"source_topic"`
+	SourceEventIDs []string  `avro:"source_event_ids"`
+	Agreement      *string   `avro:"agreement"`
+	Payload        string    `avro:"payload"`
 }

@@ -4,11 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"sort"
 	"strings"
 	"time"
 
-	"github.com/drover-iot/drover/devstack"
+	"github.com/drover-iot/drover/devstack/devstage"
 )
 
 // Defaults of Config.
@@ -49,6 +50,13 @@ type Config struct {
 	S3AccessKey       string // AWS_ACCESS_KEY_ID
 	S3SecretKey       string // AWS_SECRET_ACCESS_KEY
 	DatabaseURL       string // DROVER_DATABASE_URL
+	// HTTPURL is the HTTP door (DROVER_HTTP_URL, optional): a reading is
+	// posted through it when set.
+	HTTPURL string
+	// MQTTUser and MQTTPassword authenticate the run's MQTT client:
+	// drover dev's tooling principal (DROVER_DEV_MQTT_TOOLS_USERNAME and
+	// the file DROVER_DEV_MQTT_TOOLS_PASSWORD_FILE), "" for an open broker.
+	MQTTUser, MQTTPassword string
 
 	// Tenant is the tenant of the run's devices (default DefaultTenant).
 	Tenant string
@@ -84,7 +92,7 @@ func LoadEnvFile(path string) (Config, error) {
 	return FromEnv(path, env)
 }
 
-func readEnvFile(path string) (map[string]string, error) { return devstack.ReadEnvFile(path) }
+func readEnvFile(path string) (map[string]string, error) { return devstage.ReadEnvFile(path) }
 
 // FromEnv builds a Config from variables (named as in the env file); src
 // names their origin in errors.
@@ -107,6 +115,14 @@ func FromEnv(src string, env map[string]string) (Config, error) {
 		S3AccessKey:       env["AWS_ACCESS_KEY_ID"],
 		S3SecretKey:       env["AWS_SECRET_ACCESS_KEY"],
 		DatabaseURL:       env["DROVER_DATABASE_URL"],
+		HTTPURL:           env["DROVER_HTTP_URL"],
+	}
+	if u, f := env["DROVER_DEV_MQTT_TOOLS_USERNAME"], env["DROVER_DEV_MQTT_TOOLS_PASSWORD_FILE"]; u != "" && f != "" {
+		pw, err := os.ReadFile(f)
+		if err != nil {
+			return Config{}, &EnvError{File: src, Err: fmt.Errorf("DROVER_DEV_MQTT_TOOLS_PASSWORD_FILE: %w", err)}
+		}
+		c.MQTTUser, c.MQTTPassword = u, strings.TrimSpace(string(pw))
 	}
 	for _, b := range strings.Split(env["DROVER_KAFKA_BROKERS"], ",") {
 		if b = strings.TrimSpace(b); b != "" {

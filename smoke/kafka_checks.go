@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/drover-iot/drover/bridge/simulate"
+	"github.com/drover-iot/drover/identity"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
 )
@@ -111,7 +112,7 @@ func checkKafka(w *waiter, c Config, p *plan, col *collector) {
 				continue
 			}
 			switch {
-			case r.Key != p.camera || m.DeviceID != p.camera || m.Tenant != p.tenant:
+			case r.Key != identity.Key(p.tenant, p.camera) || m.DeviceID != p.camera || m.Tenant != p.tenant:
 				return fmt.Sprintf("key %q tenant %q device %q, want %q/%q", r.Key, m.Tenant, m.DeviceID, p.tenant, p.camera)
 			case m.Kind != "image2d" || m.Bucket != c.withDefaults().S3Bucket || m.Size <= 0 || m.Replayed:
 				return fmt.Sprintf("kind %q bucket %q size %d replayed %v", m.Kind, m.Bucket, m.Size, m.Replayed)
@@ -203,7 +204,7 @@ func validRecord(p *plan, f simulate.Fixture, r *record) string {
 		return fmt.Sprintf("unexpected record type %T", v)
 	}
 	switch {
-	case dev != wantDev || r.Key != wantDev:
+	case dev != wantDev || identity.DeviceOf(r.Key) != wantDev: // keys are TENANT/DEVICE
 		return fmt.Sprintf("device %q key %q, want %q", dev, r.Key, wantDev)
 	case wantDev == p.dev && tenant != p.tenant:
 		return fmt.Sprintf("tenant %q, want %q", tenant, p.tenant)

@@ -30,16 +30,20 @@ type message struct {
 }
 
 // dialMQTT connects to the broker, failing after wait.
-func dialMQTT(ctx context.Context, rawURL, clientID string, wait time.Duration) (*autopaho.ConnectionManager, error) {
+func dialMQTT(ctx context.Context, rawURL, clientID, user, password string, wait time.Duration) (*autopaho.ConnectionManager, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("mqtt %s: %w", rawURL, err)
 	}
-	cm, err := autopaho.NewConnection(ctx, autopaho.ClientConfig{
+	cc := autopaho.ClientConfig{
 		ServerUrls: []*url.URL{u}, KeepAlive: 30, CleanStartOnInitialConnection: true,
 		ConnectTimeout: 5 * time.Second,
 		ClientConfig:   paho.ClientConfig{ClientID: clientID},
-	})
+	}
+	if user != "" {
+		cc.ConnectUsername, cc.ConnectPassword = user, []byte(password)
+	}
+	cm, err := autopaho.NewConnection(ctx, cc)
 	if err != nil {
 		return nil, fmt.Errorf("mqtt %s: %w", rawURL, err)
 	}

@@ -13,9 +13,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/drover-iot/drover/bridge/simulate"
+	"github.com/drover-iot/drover/identity"
+	"github.com/drover-iot/drover/registry"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
 )
@@ -30,11 +33,14 @@ const reachWait = 10 * time.Second
 type plan struct {
 	run      string
 	tenant   string
-	dev      string // fixture device
-	wildfi   string // the fixture device as a WildFi collar
-	fever    string // temperature series device
-	offline  string // heartbeat-once device
-	camera   string // S3 object device
+	dev      string            // fixture device
+	wildfi   string            // the fixture device as a WildFi collar
+	fever    string            // temperature series device
+	offline  string            // heartbeat-once device
+	camera   string            // S3 object device
+	edge     string            // Sparkplug B edge node
+	http     string            // the HTTP door's device
+	secrets  map[string]string // device → registry secret, when the run registered them
 	devices  []string
 	now      time.Time
 	base     time.Time // start of the fever series, a minute boundary
@@ -59,8 +65,8 @@ func newPlan(c Config) *plan {
 	p := &plan{run: c.RunID, tenant: c.Tenant, now: now}
 	prefix := "smoke-" + c.RunID
 	p.dev, p.fever, p.offline, p.camera = prefix+"-dev", prefix+"-fever", prefix+"-offline", prefix+"-cam"
-	p.wildfi = "wildfi-" + p.dev
-	p.devices = []string{p.dev, p.wildfi, p.fever, p.offline, p.camera}
+	p.wildfi, p.edge, p.http = "wildfi-"+p.dev, prefix+"-edge", prefix+"-http"
+	p.devices = []string{p.dev, p.wildfi, p.fever, p.offline, p.camera, p.edge, p.http}
 	p.base = now.Truncate(time.Minute).Add(-30 * time.Minute)
 	p.fixtures = simulate.FixturesAt(now, c.Tenant, p.dev)
 	for _, f := range p.fixtures {
@@ -86,6 +92,7 @@ func newPlan(c Config) *plan {
 		Topic:   "devices/" + c.Tenant + "/" + p.offline + "/heartbeat",
 		Payload: fmt.Appendf(nil, `{"ts":%d,"battery":66.0}`, now.UnixMilli()),
 	})
+	p.msgs = append(p.msgs, sparkplugMessages(c.Tenant, p.edge, now)...)
 	p.objKey = fmt.Sprintf("image2d/%s/%s/%s/smoke-%s.jpg", c.Tenant, p.camera, now.Format("2006/01/02"), c.RunID)
 	return p
 }
@@ -104,7 +111,7 @@ func (p *plan) keep(r *record) bool {
 	if r.Headers["mqtt.user."+PropRun] == p.run {
 		return true
 	}
-	return p.isDevice(r.Key) || p.isDevice(deviceOf(r.Value))
+	return p.isDevice(identity.DeviceOf(r.Key)) || p.isDevice(deviceOf(r.Value)) // keys are TENANT/DEVICE
 }
 
 func deviceOf(v any) string {
@@ -206,7 +213,14 @@ func run(ctx, parent context.Context, c Config, p *plan, cl *Checklist, log *slo
 	}
 	cl.Add(Result{Name: "reach s3 " + c.S3Endpoint + " bucket " + c.S3Bucket, Status: Pass})
 
-	cm, err := dialMQTT(ctx, c.MQTTURL, "drover-smoke-"+p.run, reachWait)
+	if n, err := registerDevices(ctx, c, serde, p, log); err != nil {
+		cl.Add(Result{Name: "registry: register the run's devices", Status: Fail, Detail: err.Error()})
+		return err
+	} else if n > 0 {
+		cl.Add(Result{Name: fmt.Sprintf("registry: registered the run's %d devices (tenant %s)", n, p.tenant), Status: Pass})
+	}
+
+	cm, err := dialMQTT(ctx, c.MQTTURL, "drover-smoke-"+p.run, c.MQTTUser, c.MQTTPassword, reachWait)
 	if err != nil {
 		return reach(cl, "mqtt "+c.MQTTURL, err)
 	}
@@ -231,10 +245,12 @@ func run(ctx, parent context.Context, c Config, p *plan, cl *Checklist, log *slo
 		return err
 	}
 	cl.Add(Result{Name: "s3: put s3://" + c.S3Bucket + "/" + p.objKey, Status: Pass})
+	postHTTP(ctx, c, p, cl)
 	log.Info("smoke run published", "run", p.run, "messages", len(p.msgs))
 
 	w := &waiter{ctx: ctx, parent: parent, cl: cl}
 	checkKafka(w, c, p, col)
+	checkDoors(w, c, p, col)
 	checkDatabase(w, p, col, db)
 	return nil
 }
@@ -319,4 +335,57 @@ func rawTopics() []string {
 		ts = append(ts, t)
 	}
 	return ts
+}
+
+// registerDevices registers the run's devices (and its tenant) in the
+// device registry when the stack has one (devices.registry exists), so
+// the bridge, which enforces the registry, admits their messages. It
+// returns how many it registered (0 without a registry).
+func registerDevices(ctx context.Context, c Config, serde *schemas.Serde, p *plan, log *slog.Logger) (int, error) {
+	kopts := []kgo.Opt{kgo.SeedBrokers(c.KafkaBrokers...)}
+	ok, err := registry.TopicExists(ctx, kopts, topics.DevicesRegistry)
+	if err != nil || !ok {
+		return 0, err
+	}
+	view, err := registry.NewView(kopts, serde, registry.WithLogger(log))
+	if err != nil {
+		return 0, err
+	}
+	vctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- view.Run(vctx) }()
+	defer func() { stop(); <-done }()
+	wctx, cancel := context.WithTimeout(ctx, reachWait)
+	defer cancel()
+	if err := view.WaitReady(wctx); err != nil {
+		return 0, err
+	}
+	producer, err := kgo.NewClient(kopts...)
+	if err != nil {
+		return 0, err
+	}
+	defer producer.Close()
+	store := registry.NewStore(view, producer, serde, registry.WithActor("drover smoke"))
+	if _, ok := view.Tenant(p.tenant); !ok {
+		if _, err := store.AddTenant(ctx, p.tenant, ""); err != nil && !errors.Is(err, registry.ErrExists) {
+			return 0, err
+		}
+	}
+	var nds []registry.NewDevice
+	for _, d := range p.devices {
+		typ := "collar"
+		if d == p.wildfi {
+			typ = registry.TypeWildFi
+		}
+		nds = append(nds, registry.NewDevice{Tenant: p.tenant, ID: d, Type: typ})
+	}
+	added, err := store.AddDevices(ctx, nds, false)
+	if err != nil {
+		return 0, err
+	}
+	p.secrets = map[string]string{}
+	for _, a := range added {
+		p.secrets[a.Device.ID] = a.Secret
+	}
+	return len(nds), nil
 }

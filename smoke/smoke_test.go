@@ -196,9 +196,16 @@ func TestIntegrationSmoke(t *testing.T) {
 	}
 	dir := t.TempDir()
 	envFile := filepath.Join(dir, "dev.env")
-	dev := startDrover(t, "dev", "dev", "--data-dir", filepath.Join(dir, "data"), "--env-file", envFile, "--dev-env", "",
+	args := []string{"dev", "--data-dir", filepath.Join(dir, "data"), "--env-file", envFile, "--dev-env", "",
 		"--mqtt-port", "0", "--kafka-port", "0", "--registry-port", "0", "--s3-port", "0",
-		"--skip", "processors,simulator")
+		"--skip", "processors,simulator"}
+	if os.Getenv(devtest.EnvTestDatabaseURL) != "" {
+		// An external database (TimescaleDB, say): a fresh database (or
+		// schema) of its own on that server instead of drover dev's
+		// throwaway PostgreSQL.
+		args = append(args, "--database-url", devtest.Postgres(t))
+	}
+	dev := startDrover(t, "dev", args...)
 	waitFile(t, envFile, dev, 3*time.Minute)
 
 	// Without the processors the run must fail (exit 3) on features,
@@ -208,7 +215,7 @@ func TestIntegrationSmoke(t *testing.T) {
 	if code != 3 {
 		t.Fatalf("drover smoke without processors exited %d, want 3", code)
 	}
-	for _, want := range []string{"✓ raw: sensor/senml → raw.sensor", "✓ dlq: not_json/truncated → decode/not_json",
+	for _, want := range []string{"✓ raw: sensor/senml → raw.sensor", "✓ dlq: not_json/truncated → decode/not_json", "✓ sparkplug: NDATA of edge node", "✓ http: POST /v1/devices/", "✓ http: the reading posted as",
 		"✗ alerts: fever fires", "✗ state.latest: ", "– alerts: offline fires", "✓ db: sensor_readings holds exactly",
 		"✓ db: dead_letters holds exactly", "✗ db: features holds exactly the run's rows", "no rows expected: the pipeline produced nothing", "failed"} {
 		if !strings.Contains(out, want) {

@@ -5,9 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/drover-iot/drover/bridge"
-	"github.com/drover-iot/drover/bridge/decode"
 	"github.com/drover-iot/drover/bridge/simulate"
+	"github.com/drover-iot/drover/ingest/decode"
+	"github.com/drover-iot/drover/ingest/routes"
 )
 
 // TestReasonStageMatchesBridge runs every invalid fixture through the
@@ -21,7 +21,7 @@ func TestReasonStageMatchesBridge(t *testing.T) {
 		}
 	}
 	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
-	routes := bridge.DefaultRoutes()
+	routes := routes.Default()
 	for _, f := range simulate.FixturesAt(now, "smoke", "smoke-x-dev") {
 		if f.Valid {
 			continue

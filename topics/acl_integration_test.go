@@ -222,8 +222,9 @@ func TestIntegrationACLLeastPrivilege(t *testing.T) {
 	}
 	// One record in partition 0 of every topic read below.
 	seed := sc.client(t, "admin", kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	for _, topic := range []string{RawSensor, RawGPS, Commands, MediaEvents, DLQ, Alerts, "alerts-table", "state-table"} {
-		if err := seed.ProduceSync(ctx, &kgo.Record{Topic: topic, Partition: 0, Value: []byte("seed")}).FirstErr(); err != nil {
+	for _, topic := range []string{RawSensor, RawGPS, Commands, MediaEvents, DLQ, Alerts, "alerts-table", "state-table", DevicesRegistry} {
+		// Keyed: some of these are compacted.
+		if err := seed.ProduceSync(ctx, &kgo.Record{Topic: topic, Partition: 0, Key: []byte("seed/seed"), Value: []byte("seed")}).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -242,6 +243,8 @@ func TestIntegrationACLLeastPrivilege(t *testing.T) {
 			{what: "group", topic: Commands, group: "drover-bridge-downlink"},
 			{what: "group", topic: Commands, group: "drover-sink", deny: groupDenied},
 			{what: "create", topic: "raw.extra", deny: topicDenied},
+			// Its registry view reads the registry; it may not change it.
+			{what: "read", topic: DevicesRegistry}, {what: "produce", topic: DevicesRegistry, deny: topicDenied},
 		}},
 		{"drover-process", []op{
 			{what: "group", topic: RawSensor, group: "features"}, {what: "group", topic: Alerts, group: "state-alerts"},
@@ -249,15 +252,24 @@ func TestIntegrationACLLeastPrivilege(t *testing.T) {
 			{what: "produce", topic: Features}, {what: "produce", topic: Alerts}, {what: "produce", topic: StateLatest},
 			{what: "produce", topic: "features-table"}, {what: "produce", topic: DLQ},
 			{what: "create", topic: "state-loop"},
-			{what: "produce", topic: RawSensor, deny: topicDenied}, {what: "read", topic: Commands, deny: topicDenied},
+			// state-alerts relays the desired-state commands; it may not send any.
+			{what: "produce", topic: RawSensor, deny: topicDenied}, {what: "group", topic: Commands, group: "state-alerts"},
+			{what: "produce", topic: Commands, deny: topicDenied},
 			{what: "group", topic: RawSensor, group: "drover-sink", deny: groupDenied},
 			{what: "create", topic: "features-extra", deny: topicDenied},
+			{what: "read", topic: DevicesRegistry}, {what: "produce", topic: DevicesRegistry, deny: topicDenied},
 		}},
 		{"drover-sink", []op{
 			{what: "group", topic: RawSensor, group: "drover-sink"}, {what: "group", topic: DLQ, group: "drover-sink"},
 			{what: "produce", topic: RawSensor, deny: noProducerID}, {what: "produce", topic: DLQ, deny: noProducerID},
 			{what: "group", topic: RawSensor, group: "features", deny: groupDenied},
 			{what: "read", topic: Commands, deny: topicDenied},
+			{what: "group", topic: DevicesRegistry, group: "drover-sink"},
+		}},
+		{"drover-registry", []op{
+			{what: "produce", topic: DevicesRegistry}, {what: "read", topic: DevicesRegistry},
+			{what: "produce", topic: RawSensor, deny: topicDenied}, {what: "read", topic: DLQ, deny: topicDenied},
+			{what: "group", topic: DevicesRegistry, group: "drover-sink", deny: groupDenied},
 		}},
 		{"drover-media", []op{
 			{what: "group", topic: MediaEvents, group: "drover-media"},

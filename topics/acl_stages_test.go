@@ -8,6 +8,7 @@ import (
 
 	"github.com/drover-iot/drover/backfill"
 	"github.com/drover-iot/drover/bridge"
+	"github.com/drover-iot/drover/ingest/routes"
 	"github.com/drover-iot/drover/processors/alerts"
 	"github.com/drover-iot/drover/processors/features"
 	"github.com/drover-iot/drover/processors/state"
@@ -38,8 +39,8 @@ func TestACLsFollowTheStages(t *testing.T) {
 		}
 	}
 	bridgeP := principal("drover-bridge")
-	covers("drover-bridge", "write", bridgeP.Write, append(bridge.DefaultRoutes().Topics(), topics.DLQ))
-	covers("drover-bridge", "read", bridgeP.Read, []string{topics.Commands})
+	covers("drover-bridge", "write", bridgeP.Write, append(routes.Default().Topics(), topics.DLQ))
+	covers("drover-bridge", "read", bridgeP.Read, []string{topics.Commands, topics.DevicesRegistry})
 	covers("drover-bridge", "groups", bridgeP.Groups, []string{bridge.DefaultCommandsGroup})
 
 	sink := principal("drover-sink")
@@ -77,6 +78,6 @@ func TestACLsFollowTheStages(t *testing.T) {
 	}{{"read", proc.Read}, {"write", proc.Write}, {"create", proc.Create}, {"describe_configs", proc.DescribeConfigs}} {
 		covers("drover-process", list.name, list.have, internal)
 	}
-	covers("drover-process", "read", proc.Read, []string{topics.RawSensor, topics.RawGPS, topics.Alerts})
+	covers("drover-process", "read", proc.Read, []string{topics.RawSensor, topics.RawGPS, topics.Alerts, topics.DevicesRegistry, topics.Commands})
 	covers("drover-process", "write", proc.Write, []string{topics.Features, topics.Alerts, topics.StateLatest, topics.DLQ})
 }

@@ -14,13 +14,13 @@ func TestDefaultCatalogue(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Default: %v", err)
 	}
-	if got, want := len(cat.Topics), 47; got != want {
-		t.Errorf("topics: got %d, want %d (11 pipeline + 29 governance-family + commands.devices + devices.registry + 5 goka internals)", got, want)
+	if got, want := len(cat.Topics), 48; got != want {
+		t.Errorf("topics: got %d, want %d (11 pipeline + 29 governance-family + commands.devices + commands.status + devices.registry + 5 goka internals)", got, want)
 	}
 	want := map[string][2]int{ // name → partitions, replication
 		RawGPS: {24, 3}, RawSensor: {24, 3}, RawImage2D: {12, 3}, RawImage3D: {12, 3},
 		RawVideo2D: {12, 3}, RawVideo3D: {12, 3}, MediaEvents: {12, 3}, Features: {24, 3},
-		Alerts: {12, 3}, StateLatest: {12, 3}, DLQ: {12, 3}, Commands: {12, 3}, DevicesRegistry: {6, 3},
+		Alerts: {12, 3}, StateLatest: {12, 3}, DLQ: {12, 3}, Commands: {12, 3}, CommandStatus: {12, 3}, DevicesRegistry: {6, 3},
 		"governance.data.products": {3, 3}, "governance.access.requests": {6, 3},
 		"governance.permission.events": {6, 3}, "governance.intermediation.log": {12, 3},
 		"governance.transfer.notices": {6, 3}, "governance.research.projects": {3, 3},
@@ -82,7 +82,7 @@ func TestDefaultCatalogue(t *testing.T) {
 	}
 	for name, ms := range map[string]string{
 		RawGPS: "604800000", RawVideo3D: "604800000", Features: "2592000000", Alerts: "2592000000",
-		DLQ: "1209600000", Commands: "86400000", "governance.intermediation.log": "-1",
+		DLQ: "1209600000", Commands: "86400000", CommandStatus: "604800000", "governance.intermediation.log": "-1",
 		"governance.data.products": "31536000000", "alerts-loop": "86400000", "state-loop": "604800000",
 		"features-table": "-1", DevicesRegistry: "-1",
 	} {
@@ -99,7 +99,7 @@ func TestNamesInCatalogue(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{RawSensor, RawGPS, RawImage2D, RawImage3D, RawVideo2D, RawVideo3D,
-		MediaEvents, Features, Alerts, StateLatest, DLQ, Commands, DevicesRegistry} {
+		MediaEvents, Features, Alerts, StateLatest, DLQ, Commands, CommandStatus, DevicesRegistry} {
 		if _, ok := cat.Lookup(name); !ok {
 			t.Errorf("constant %q is not in catalogue.yaml", name)
 		}

@@ -17,9 +17,16 @@ const (
 	// Commands carries downlink commands to devices (key = device id); the
 	// bridge publishes them to devices/{tenant}/{device_id}/commands.
 	Commands = "commands.devices"
+	// CommandStatus carries every transition of a command's lifecycle
+	// (key = tenant/device_id); see control/.
+	CommandStatus = "commands.status"
 	// DevicesRegistry is the device registry (compacted; key =
 	// tenant/device_id, or tenant for a tenant entry); see registry/.
 	DevicesRegistry = "devices.registry"
+	// ThirdPartySharing is the Data Act register of user-authorised
+	// third-party sharing: stream apps write their sharing evidence and
+	// revocations there (Envelope records).
+	ThirdPartySharing = "dataact.third_party.sharing"
 )
 
 // MediaTopic returns the raw metadata topic for a media kind (image2d,

@@ -12,9 +12,10 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kerr"
 
-	"github.com/drover-iot/drover/bridge"
-	"github.com/drover-iot/drover/bridge/decode"
 	"github.com/drover-iot/drover/cli"
+	"github.com/drover-iot/drover/ingest"
+	"github.com/drover-iot/drover/ingest/decode"
+	"github.com/drover-iot/drover/ingest/routes"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
 )
@@ -47,11 +48,7 @@ func DLQCommand(conn *cli.Conn) *cobra.Command {
 }
 
 func clients(ctx context.Context, conn *cli.Conn) (*schemas.Serde, func(), error) {
-	reg, err := conn.Registry()
-	if err != nil {
-		return nil, nil, err
-	}
-	serde, err := schemas.NewSerde(reg)
+	serde, err := schemas.ConnSerde(conn)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -136,7 +133,7 @@ func printStats(w io.Writer, s Summary, format string, since time.Time) error {
 }
 
 func redriveCommand(conn *cli.Conn) *cobra.Command {
-	var since, until, reason, routes, stateFile string
+	var since, until, reason, routesFile, stateFile, regMode, regTopic string
 	var dryRun bool
 	var maxAge, maxFuture time.Duration
 	cmd := &cobra.Command{
@@ -147,16 +144,22 @@ decoding and validation with the current code, routes and schemas on each dead
 letter of stage decode, validate, route or produce, and produces the records of
 those that now pass to their raw topic, with the bridge's deterministic event
 ids (a record re-driven twice is the same record). Dead letters that still fail
-stay where they are: redrive never writes to the DLQ. Re-driven ids are
+stay where they are: redrive never writes to the DLQ. The device registry is
+checked as the bridge checks it (--registry): a letter of a device that is
+still unknown, suspended or revoked still fails. Re-driven ids are
 remembered in --state-file, so running it again writes nothing new.`,
 		Example: `  # after deploying a decoder fix
   drover dlq redrive --since 2026-11-22 --reason senml_unknown_unit --dry-run
   drover dlq redrive --since 2026-11-22 --reason senml_unknown_unit`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			o, err := redriveOptions(since, until, reason, routes, stateFile, dryRun, maxAge, maxFuture, time.Now())
+			o, err := redriveOptions(since, until, reason, routesFile, stateFile, dryRun, maxAge, maxFuture, time.Now())
 			if err != nil {
 				return err
+			}
+			mode, err := ingest.ParseRegistryMode(regMode)
+			if err != nil {
+				return cli.Usagef("--registry %w", err)
 			}
 			ctx := cmd.Context()
 			kc, err := conn.Kafka()
@@ -173,6 +176,15 @@ remembered in --state-file, so running it again writes nothing new.`,
 			}
 			defer done()
 			o.Log = conn.Logger()
+			kopts, err := conn.KafkaOpts()
+			if err != nil {
+				return err
+			}
+			actx, stopView := context.WithCancel(ctx)
+			defer stopView()
+			if o.Admission, err = ingest.StartAdmission(actx, kopts, serde, mode, regTopic, o.Log); err != nil {
+				return err
+			}
 			res, err := Redrive(ctx, kc, serde, o)
 			b, _ := json.Marshal(res)
 			fmt.Fprintln(cmd.OutOrStdout(), string(b))
@@ -187,16 +199,18 @@ remembered in --state-file, so running it again writes nothing new.`,
 	fs.StringVar(&since, "since", "", "dead letters from (a duration back from now, or a time); required")
 	fs.StringVar(&until, "until", "", "dead letters before (default now)")
 	fs.StringVar(&reason, "reason", "", "only dead letters with this reason (one of the bridge's reasons, e.g. not_json)")
-	fs.StringVar(&routes, "routes", "", "routes file (default: the bridge's embedded routes)")
+	fs.StringVar(&routesFile, "routes", "", "routes file (default: the bridge's embedded routes)")
 	fs.StringVar(&stateFile, "state-file", DefaultStateFile, "file remembering re-driven dead letters (empty = none)")
 	fs.BoolVar(&dryRun, "dry-run", false, "report what would pass, produce nothing")
+	fs.StringVar(&regMode, "registry", string(ingest.RegistryAuto), "the bridge's device registry check: enforce (a letter of an unregistered, suspended or revoked device still fails), observe, off, or auto = enforce when the registry topic exists")
+	fs.StringVar(&regTopic, "registry-topic", topics.DevicesRegistry, "the device registry's compacted topic")
 	fs.DurationVar(&maxAge, "max-age", decode.DefaultLimits().MaxAge, "how far ts may lie before the original receive time")
 	fs.DurationVar(&maxFuture, "max-future", decode.DefaultLimits().MaxFuture, "how far ts may lie after the original receive time")
 	return cmd
 }
 
 // redriveOptions validates the redrive flags.
-func redriveOptions(since, until, reason, routes, stateFile string, dryRun bool, maxAge, maxFuture time.Duration, now time.Time) (RedriveOptions, error) {
+func redriveOptions(since, until, reason, routesFile, stateFile string, dryRun bool, maxAge, maxFuture time.Duration, now time.Time) (RedriveOptions, error) {
 	var o RedriveOptions
 	if since == "" {
 		return o, cli.Usagef("--since: required")
@@ -219,8 +233,8 @@ func redriveOptions(since, until, reason, routes, stateFile string, dryRun bool,
 	if maxAge < 0 || maxFuture < 0 {
 		return o, cli.Usagef("--max-age/--max-future: must not be negative")
 	}
-	if routes != "" {
-		if o.Routes, err = bridge.LoadRoutes(routes); err != nil {
+	if routesFile != "" {
+		if o.Routes, err = routes.Load(routesFile); err != nil {
 			return o, cli.Usagef("--routes: %w", err)
 		}
 	}

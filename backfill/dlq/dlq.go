@@ -16,9 +16,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/drover-iot/drover/bridge"
-	"github.com/drover-iot/drover/bridge/decode"
 	"github.com/drover-iot/drover/cli"
+	"github.com/drover-iot/drover/identity"
+	"github.com/drover-iot/drover/ingest"
+	"github.com/drover-iot/drover/ingest/decode"
+	"github.com/drover-iot/drover/ingest/routes"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
 )
@@ -134,10 +136,11 @@ type Summary struct {
 }
 
 // Stats counts the dead letters from since on by stage, stage/reason and
-// source (MQTT topic or s3://bucket), keeping up to examples messages per
-// reason.
+// source (s3://bucket, or the MQTT topic's family in the default routes
+// table: devices/+/+/sensor), keeping up to examples messages per reason.
 func Stats(ctx context.Context, kc *kgo.Client, serde *schemas.Serde, topic string, since time.Time, examples int) (Summary, error) {
 	stage, reason, source := map[string]*Count{}, map[string]*Count{}, map[string]*Count{}
+	families := routes.Default()
 	var s Summary
 	bump := func(m map[string]*Count, k, example string) {
 		c := m[k]
@@ -158,7 +161,7 @@ func Stats(ctx context.Context, kc *kgo.Client, serde *schemas.Serde, topic stri
 		if len(src) > 5 && src[:5] == "s3://" {
 			src = "s3://" + firstSeg(src[5:])
 		} else {
-			src = mqttFamily(src)
+			src = families.Family(src)
 		}
 		bump(source, src, "")
 		return nil
@@ -174,33 +177,6 @@ func firstSeg(s string) string {
 		}
 	}
 	return s
-}
-
-// mqttFamily reduces devices/{tenant}/{device}/{channel...} to
-// devices/+/+/{channel...} so counts group by channel, not device.
-func mqttFamily(t string) string {
-	var parts []string
-	start := 0
-	for i := 0; i <= len(t); i++ {
-		if i == len(t) || t[i] == '/' {
-			parts = append(parts, t[start:i])
-			start = i + 1
-		}
-	}
-	switch {
-	case len(parts) >= 4 && parts[0] == "devices":
-		parts[1], parts[2] = "+", "+"
-	case len(parts) >= 3 && parts[0] == "wildfi":
-		parts[1] = "+"
-	}
-	out := ""
-	for i, p := range parts {
-		if i > 0 {
-			out += "/"
-		}
-		out += p
-	}
-	return out
 }
 
 func sorted(m map[string]*Count) []Count {
@@ -229,14 +205,18 @@ type RedriveOptions struct {
 	Since, Until time.Time // record time window; zero Until = now
 	Reason       string    // only this reason ("" = all)
 	DryRun       bool
-	// Routes are the current routes (default bridge.DefaultRoutes()).
-	Routes *bridge.Routes
+	// Routes are the current routes (default routes.Default()).
+	Routes *routes.Table
 	// Limits are the current validation limits (default
 	// decode.DefaultLimits()); ts is checked against the original receive
 	// time.
 	Limits        *decode.Limits
-	DefaultTenant string // default bridge.DefaultTenant
-	DLQTopic      string // default dlq.events
+	DefaultTenant string // default routes.DefaultTenant
+	// Admission is the bridge's device registry check (nil = none): a
+	// letter whose device it refuses still fails (unknown_device,
+	// device_revoked).
+	Admission *ingest.Admission
+	DLQTopic  string // default dlq.events
 	// StateFile remembers re-driven dead letter ids ("" = none).
 	StateFile string
 	Log       *slog.Logger
@@ -307,14 +287,14 @@ var redrivable = map[string]bool{string(decode.StageDecode): true, string(decode
 // (backfill, media) and truncated payloads are counted not_redrivable.
 func Redrive(ctx context.Context, kc *kgo.Client, serde *schemas.Serde, o RedriveOptions) (RedriveResult, error) {
 	if o.Routes == nil {
-		o.Routes = bridge.DefaultRoutes()
+		o.Routes = routes.Default()
 	}
 	lim := decode.DefaultLimits()
 	if o.Limits != nil {
 		lim = *o.Limits
 	}
 	if o.DefaultTenant == "" {
-		o.DefaultTenant = bridge.DefaultTenant
+		o.DefaultTenant = routes.DefaultTenant
 	}
 	if o.DLQTopic == "" {
 		o.DLQTopic = topics.DLQ
@@ -361,7 +341,17 @@ func Redrive(ctx context.Context, kc *kgo.Client, serde *schemas.Serde, o Redriv
 			report(l, Outcome{Status: "not_redrivable", Message: "route " + m.Route.Name + " ignores " + l.Source})
 			return nil
 		}
+		if err == nil && m.Route.Decoder.Func == nil {
+			// Sparkplug B: its birth certificates live in the bridge's
+			// session, not in the dead letter.
+			res.NotRedrivable++
+			report(l, Outcome{Status: "not_redrivable", Message: "route " + m.Route.Name + " needs the MQTT bridge's " + m.Route.Decoder.Name + " session"})
+			return nil
+		}
 		var recs []*kgo.Record
+		if err == nil {
+			_, _, err = o.Admission.Check(&m)
+		}
 		if err == nil {
 			in := decode.Input{Tenant: m.Tenant, DeviceID: m.Device, Source: m.Source, Kind: m.Kind, Payload: l.Payload,
 				ReceivedAt: l.ReceivedAt.UTC().Truncate(time.Millisecond)}
@@ -383,7 +373,7 @@ func Redrive(ctx context.Context, kc *kgo.Client, serde *schemas.Serde, o Redriv
 		}
 		res.Redriven++
 		res.Records += len(recs)
-		report(l, Outcome{Status: "redriven", Topic: m.Topic, Key: m.Device, Records: len(recs)})
+		report(l, Outcome{Status: "redriven", Topic: m.Topic, Key: identity.Key(m.Tenant, m.Device), Records: len(recs)})
 		if o.DryRun {
 			return nil
 		}
@@ -403,7 +393,7 @@ func Redrive(ctx context.Context, kc *kgo.Client, serde *schemas.Serde, o Redriv
 	return res, err
 }
 
-func safeDecode(m bridge.Match, in *decode.Input, lim decode.Limits, out *decode.Output) (err error) {
+func safeDecode(m routes.Match, in *decode.Input, lim decode.Limits, out *decode.Output) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = &decode.Error{Stage: decode.StageDecode, Reason: decode.ReasonInternalError, Message: fmt.Sprint(r)}
@@ -412,10 +402,10 @@ func safeDecode(m bridge.Match, in *decode.Input, lim decode.Limits, out *decode
 	return decode.Decode(m.Route.Decoder.Func, in, lim, out)
 }
 
-func encodeAll(ctx context.Context, serde *schemas.Serde, m bridge.Match, out *decode.Output, l Letter) ([]*kgo.Record, error) {
+func encodeAll(ctx context.Context, serde *schemas.Serde, m routes.Match, out *decode.Output, l Letter) ([]*kgo.Record, error) {
 	hdr := []kgo.RecordHeader{
-		{Key: bridge.HeaderMQTTTopic, Value: []byte(l.Source)},
-		{Key: bridge.HeaderTenant, Value: []byte(m.Tenant)},
+		{Key: ingest.HeaderMQTTTopic, Value: []byte(l.Source)},
+		{Key: ingest.HeaderTenant, Value: []byte(m.Tenant)},
 		{Key: HeaderRedriven, Value: []byte(l.ID)},
 	}
 	var recs []*kgo.Record
@@ -424,7 +414,7 @@ func encodeAll(ctx context.Context, serde *schemas.Serde, m bridge.Match, out *d
 		if err != nil {
 			return &decode.Error{Stage: decode.StageValidate, Reason: decode.ReasonSchemaInvalid, Message: err.Error()}
 		}
-		recs = append(recs, &kgo.Record{Topic: m.Topic, Key: []byte(m.Device), Value: b, Headers: hdr})
+		recs = append(recs, &kgo.Record{Topic: m.Topic, Key: []byte(identity.Key(m.Tenant, m.Device)), Value: b, Headers: hdr})
 		return nil
 	}
 	for i := range out.Sensor {

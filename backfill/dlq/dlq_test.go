@@ -3,6 +3,7 @@ package dlq
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,9 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/drover-iot/drover/devstack/devtest"
+	"github.com/drover-iot/drover/ingest"
+	"github.com/drover-iot/drover/registry"
+	"github.com/drover-iot/drover/registry/registrytest"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
 )
@@ -87,6 +91,8 @@ func TestIntegrationRedriveAfterFix(t *testing.T) {
 		`{"ts":"`+ts+`","metric":"temperature","value":38.6}`, recv)
 	// Not the bridge's: a backfill dead letter.
 	putLetter(t, kc, serde, "c", "backfill", "no_device", "s3://media/x.jpg", `{}`, recv)
+	// Sparkplug B: its birth certificate is in the bridge's session only.
+	putLetter(t, kc, serde, "g", "decode", "sparkplug_no_birth", "spBv1.0/farm/NDATA/edge-1", "\x08\x01", recv)
 	// Too old for the window.
 	putLetter(t, kc, serde, "d", "decode", "not_json", "devices/farm/cow-1/sensor", `{}`, recv.Add(-48*time.Hour))
 
@@ -98,7 +104,7 @@ func TestIntegrationRedriveAfterFix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Scanned != 5 || res.Redriven != 2 || res.StillFailing != 2 || res.Reasons["invalid_identity"] != 1 || res.NotRedrivable != 1 || endSum(t, kc, topics.RawSensor, topics.RawGPS) != 0 {
+	if res.Scanned != 6 || res.Redriven != 2 || res.StillFailing != 2 || res.Reasons["invalid_identity"] != 1 || res.NotRedrivable != 2 || endSum(t, kc, topics.RawSensor, topics.RawGPS) != 0 {
 		t.Fatalf("dry run %+v", res)
 	}
 	o.DryRun = false
@@ -111,7 +117,7 @@ func TestIntegrationRedriveAfterFix(t *testing.T) {
 	if n := endSum(t, kc, topics.RawGPS); n != 1 {
 		t.Fatalf("raw.gps holds %d records, want 1", n)
 	}
-	if n := endSum(t, kc, topics.DLQ); n != 6 {
+	if n := endSum(t, kc, topics.DLQ); n != 7 {
 		t.Fatalf("redrive wrote to the DLQ: %d records", n)
 	}
 	// Second re-drive: nothing new.
@@ -136,7 +142,7 @@ func TestIntegrationRedriveAfterFix(t *testing.T) {
 	if _, err := serde.Decode(ctx, r.Value, &sr); err != nil {
 		t.Fatal(err)
 	}
-	if string(r.Key) != "cow-1" || sr.Tenant != "farm" || sr.Metric != "temperature" || sr.EventID == "" {
+	if string(r.Key) != "farm/cow-1" || sr.Tenant != "farm" || sr.Metric != "temperature" || sr.EventID == "" {
 		t.Fatalf("record %+v key %s", sr, r.Key)
 	}
 	found := false
@@ -151,8 +157,13 @@ func TestIntegrationRedriveAfterFix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Total != 6 || s.ByStage[0].Key != "decode" || s.ByStage[0].Count != 4 || len(s.ByReason) != 4 {
+	if s.Total != 7 || s.ByStage[0].Key != "decode" || s.ByStage[0].Count != 5 || len(s.ByReason) != 5 {
 		t.Fatalf("stats %+v", s)
+	}
+	// Sources group by the routes table's families.
+	if !slices.ContainsFunc(s.BySource, func(c Count) bool { return c.Key == "spBv1.0/+/NDATA/+" && c.Count == 1 }) ||
+		!slices.ContainsFunc(s.BySource, func(c Count) bool { return c.Key == "devices/+/+/sensor" && c.Count == 4 }) {
+		t.Fatalf("stats by source %+v", s.BySource)
 	}
 	if s, err := Stats(ctx, kc, serde, topics.DLQ, time.Now().Add(time.Hour), 2); err != nil || s.Total != 0 {
 		t.Fatalf("stats after every record: %+v %v", s, err)
@@ -160,13 +171,13 @@ func TestIntegrationRedriveAfterFix(t *testing.T) {
 	// Times before the epoch cover everything: -1 ms is Kafka's "latest"
 	// and other negative timestamps are refused, if passed on.
 	for _, since := range []time.Time{time.UnixMilli(-1).UTC(), time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), time.UnixMilli(0)} {
-		if s, err := Stats(ctx, kc, serde, topics.DLQ, since, 2); err != nil || s.Total != 6 {
-			t.Errorf("stats since %s: total %d, err %v; want all 6", since, s.Total, err)
+		if s, err := Stats(ctx, kc, serde, topics.DLQ, since, 2); err != nil || s.Total != 7 {
+			t.Errorf("stats since %s: total %d, err %v; want all 7", since, s.Total, err)
 		}
 	}
 	o.Since = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
-	if res, err := Redrive(ctx, kc, serde, o); err != nil || res.Scanned != 6 {
-		t.Errorf("redrive since year 1: %+v %v; want all 6 scanned", res, err)
+	if res, err := Redrive(ctx, kc, serde, o); err != nil || res.Scanned != 7 {
+		t.Errorf("redrive since year 1: %+v %v; want all 7 scanned", res, err)
 	}
 	src := map[string]int{}
 	for _, c := range s.BySource {
@@ -278,7 +289,7 @@ func TestIntegrationRedriveSelectOutcomes(t *testing.T) {
 	if res.Scanned != 3 || res.Selected != 2 || len(got) != 2 {
 		t.Fatalf("result %+v outcomes %+v", res, got)
 	}
-	if oc := got["ok"]; oc.Status != "redriven" || oc.Topic != topics.RawSensor || oc.Key != "cow-1" || oc.Records != 1 {
+	if oc := got["ok"]; oc.Status != "redriven" || oc.Topic != topics.RawSensor || oc.Key != "farm/cow-1" || oc.Records != 1 {
 		t.Fatalf("ok: %+v", oc)
 	}
 	if oc := got["bad"]; oc.Status != "still_failing" || oc.Reason != "not_json" || oc.Message == "" {
@@ -293,5 +304,46 @@ func TestIntegrationRedriveSelectOutcomes(t *testing.T) {
 	}
 	if n := endSum(t, kc, topics.RawSensor); n != 1 {
 		t.Fatalf("raw.sensor holds %d records, want only the selected one", n)
+	}
+}
+
+// TestIntegrationRedriveChecksRegistry: a re-drive runs the bridge's
+// registry check. A dead letter unknown_device is re-driven once its
+// device is registered; one of a revoked device, or of a device still
+// unknown, still fails with the bridge's reason.
+func TestIntegrationRedriveChecksRegistry(t *testing.T) {
+	re := registrytest.New(t)
+	ctx := registrytest.Ctx(t)
+	if _, err := kadm.NewClient(re.Producer).CreateTopics(ctx, 2, 1, nil, topics.DLQ, topics.RawSensor); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := schemas.Register(ctx, re.SR, nil); err != nil {
+		t.Fatal(err)
+	}
+	kc, serde := re.Producer, re.Serde
+	re.AddDevice(t, registry.NewDevice{Tenant: "farm", ID: "cow-1"})
+	re.AddDevice(t, registry.NewDevice{Tenant: "farm", ID: "cow-3"})
+	if _, err := re.Store.SetStatus(ctx, "farm", "cow-3", registry.StatusRevoked); err != nil {
+		t.Fatal(err)
+	}
+	recv := time.Now().Add(-time.Hour).UTC().Truncate(time.Millisecond)
+	body := `{"ts":"` + recv.Add(-time.Minute).Format(time.RFC3339) + `","metric":"temperature","value":38.6}`
+	putLetter(t, kc, serde, "a", "route", "unknown_device", "devices/farm/cow-1/sensor", body, recv) // registered since
+	putLetter(t, kc, serde, "b", "route", "unknown_device", "devices/farm/cow-2/sensor", body, recv) // still unknown
+	putLetter(t, kc, serde, "c", "decode", "not_json", "devices/farm/cow-3/sensor", body, recv)      // revoked since
+
+	a, err := ingest.StartAdmission(ctx, []kgo.Opt{kgo.SeedBrokers(re.Brokers...)}, serde, ingest.RegistryAuto, "", devtest.Logger())
+	if err != nil || a.Mode() != ingest.RegistryEnforce {
+		t.Fatalf("admission: %v (mode %s)", err, a.Mode())
+	}
+	res, err := Redrive(ctx, kc, serde, RedriveOptions{Since: recv.Add(-time.Hour), Admission: a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Redriven != 1 || res.StillFailing != 2 || res.Reasons["unknown_device"] != 1 || res.Reasons["device_revoked"] != 1 {
+		t.Fatalf("redrive with the registry: %+v", res)
+	}
+	if n := endSum(t, kc, topics.RawSensor); n != 1 {
+		t.Fatalf("raw.sensor holds %d records, want 1 (cow-1)", n)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/drover-iot/drover/admin"
@@ -55,7 +56,7 @@ goes is skipped and counted), logging and counting every run
 			if err := adm.Listen(); err != nil {
 				return cli.Usagef("--admin-addr: %w", err)
 			}
-			s := &Scheduler{Jobs: f.Jobs, Log: log, Run: Runner(conn, creds, stateDir)}
+			s := &Scheduler{Jobs: f.Jobs, Log: log, Run: Runner(conn, creds, stateDir, adm.KafkaRunMetrics("schedule"))}
 			s.Register(adm.Registry)
 			g, ctx := errgroup.WithContext(cmd.Context())
 			g.Go(func() error { return adm.Run(ctx) })
@@ -74,9 +75,16 @@ goes is skipped and counted), logging and counting every run
 	return cmd
 }
 
-// Runner returns the RunFunc that runs jobs against conn's cluster.
-func Runner(conn *cli.Conn, creds backfill.S3Credentials, stateDir string) RunFunc {
+// Runner returns the RunFunc that runs jobs against conn's cluster. A run's
+// Kafka client takes metrics(job name) as an option (the stage's kprom
+// series, client="<job>", present while the run's client is open); nil
+// metrics = none.
+func Runner(conn *cli.Conn, creds backfill.S3Credentials, stateDir string, metrics func(role string) kgo.Opt) RunFunc {
 	return func(ctx context.Context, j *Job, at time.Time) error {
+		var kopts []kgo.Opt
+		if metrics != nil {
+			kopts = append(kopts, metrics(j.Name))
+		}
 		start, end, err := j.RunWindow(at)
 		if err != nil {
 			return err
@@ -85,7 +93,7 @@ func Runner(conn *cli.Conn, creds backfill.S3Credentials, stateDir string) RunFu
 		case TypeBackfillMedia:
 			o := backfill.MediaOptions{WindowStart: start.Format(time.RFC3339), WindowEnd: end.Format(time.RFC3339),
 				Buckets: j.Buckets, Prefix: j.Prefix, DryRun: j.DryRun, Rate: j.Rate, StateDir: stateDir,
-				MappingFile: j.Mapping, Concurrency: 4, Progress: "none", Creds: creds}
+				MappingFile: j.Mapping, Concurrency: 4, Progress: "none", Creds: creds, KafkaOpts: kopts}
 			job, closeFn, err := backfill.PrepareMedia(ctx, conn, o)
 			if err != nil {
 				return err
@@ -97,16 +105,12 @@ func Runner(conn *cli.Conn, creds backfill.S3Credentials, stateDir string) RunFu
 				"skipped", sum.Skipped, "unmappable", sum.Unmappable, "errors", sum.Errors)
 			return err
 		case TypeDLQRedrive:
-			kc, err := conn.Kafka()
+			kc, err := conn.Kafka(kopts...)
 			if err != nil {
 				return err
 			}
 			defer kc.Close()
-			reg, err := conn.Registry()
-			if err != nil {
-				return err
-			}
-			serde, err := schemas.NewSerde(reg)
+			serde, err := schemas.ConnSerde(conn)
 			if err != nil {
 				return err
 			}

@@ -71,6 +71,10 @@ func TestIntegrationScheduleCommand(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// franz-go's client metrics of the runs (kprom), kept between runs.
+	if m := get("/metrics"); !strings.Contains(m, `drover_schedule_kafka_connects_total{client="redrive"`) {
+		t.Errorf("no kprom series of the job's client; /metrics:\n%s", m)
+	}
 	if r := get("/readyz"); !strings.HasPrefix(r, "200") {
 		t.Fatalf("/readyz %s", r)
 	}

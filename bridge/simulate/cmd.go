@@ -7,16 +7,21 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/drover-iot/drover/admin"
 	"github.com/drover-iot/drover/cli"
-	"github.com/drover-iot/drover/devstack"
+	"github.com/drover-iot/drover/devstack/devstage"
+	"github.com/drover-iot/drover/schemas"
 )
 
 // DefaultAdminAddr is where `drover simulate` serves /metrics, /healthz and
@@ -31,6 +36,8 @@ type flags struct {
 	cfg          Config
 	pasture      string
 	passwordFile string
+	secretsFile  string
+	register     bool
 	adminAddr    string
 	seed         int64
 }
@@ -70,6 +77,8 @@ traffic. Exits 1 when some messages were never acknowledged.`,
 	}
 	conn.AddMQTTFlags(cmd.Flags())
 	conn.AddS3Flags(cmd.Flags())
+	conn.AddKafkaFlags(cmd.Flags())
+	conn.AddRegistryFlags(cmd.Flags())
 	fs := cmd.Flags()
 	c := &f.cfg
 	fs.IntVar(&c.Devices, "devices", DefaultDevices, "number of simulated devices")
@@ -93,6 +102,9 @@ traffic. Exits 1 when some messages were never acknowledged.`,
 	fs.StringVar(&c.ClientID, "mqtt-client-id", "", "MQTT client id prefix (default drover-simulate-<pid>)")
 	fs.StringVar(&c.MQTTUser, "mqtt-user", "", "MQTT user name")
 	fs.StringVar(&f.passwordFile, "mqtt-password-file", "", "file holding the MQTT password (a mounted secret)")
+	fs.StringVar(&f.secretsFile, "secrets-file", "", "CSV tenant,device_id,secret of the registered devices (drover dev writes one; DROVER_SECRETS_FILE): each device connects as itself, TENANT/DEVICE with its secret, as a broker that enforces the device registry requires")
+	fs.BoolVar(&c.AnswerCommands, "answer-commands", true, "with --secrets-file, every device subscribes to devices/TENANT/DEVICE/commands/+ and replies to each command (\"fail\" fails, anything else succeeds)")
+	fs.BoolVar(&f.register, "register", false, "first register the herd in the device registry (tenant, missing devices, a new secret for every device --secrets-file lacks) and write the secrets to --secrets-file; needs Kafka and the schema registry")
 	fs.StringVar(&c.TLS.CA, "mqtt-tls-ca", "", "PEM file of CAs to trust for ssl:// brokers (default system roots)")
 	fs.StringVar(&c.TLS.Cert, "mqtt-tls-cert", "", "PEM client certificate for MQTT mTLS")
 	fs.StringVar(&c.TLS.Key, "mqtt-tls-key", "", "PEM client key for MQTT mTLS")
@@ -155,6 +167,22 @@ func (f *flags) run(cmd *cobra.Command, conn *cli.Conn) error {
 	cfg, err := f.config(cmd, conn)
 	if err != nil {
 		return err
+	}
+	if f.register {
+		if f.secretsFile == "" {
+			return cli.Usagef("--register needs --secrets-file (where the new secrets go)")
+		}
+		kopts, err := conn.KafkaOpts()
+		if err != nil {
+			return err
+		}
+		serde, err := schemas.ConnSerde(conn)
+		if err != nil {
+			return err
+		}
+		if cfg.Credentials, err = RegisterHerd(ctx, cfg, kopts, serde, f.secretsFile, log); err != nil {
+			return err
+		}
 	}
 	srv := admin.New(f.adminAddr, log)
 	cfg.Metrics = srv.Registry
@@ -242,6 +270,21 @@ func (f *flags) config(cmd *cobra.Command, conn *cli.Conn) (Config, error) {
 		}
 		c.MQTTPassword = strings.TrimRight(string(b), "\r\n")
 	}
+	if f.secretsFile != "" {
+		tenant := c.Tenant
+		if tenant == "" {
+			tenant = DefaultTenant
+		}
+		creds, err := ReadSecrets(f.secretsFile, tenant)
+		switch {
+		case errors.Is(err, os.ErrNotExist) && f.register:
+			// --register writes it (RegisterHerd).
+		case err != nil:
+			return Config{}, cli.Usagef("--secrets-file: %w", err)
+		default:
+			c.Credentials = creds
+		}
+	}
 	if f.pasture != "" {
 		pg, err := LoadPolygon(f.pasture)
 		if err != nil {
@@ -270,10 +313,29 @@ const (
 // stops. Fields set in cfg override the dev defaults (DevDevices, DevRate,
 // DevInvalidRatio (negative = none), DevFeverRate, a summary every 30 s); MQTTURL, S3 and
 // Bucket come from the stack's endpoints.
-func DevStage(cfg Config) devstack.Stage {
-	return devstack.Stage{
+//
+// The stage registers its herd in the device registry first (RegisterHerd:
+// tenant demo, collar-0001 ..., secrets in <data-dir>/simulator-secrets.csv,
+// which the env file names as DROVER_SECRETS_FILE) and every device connects
+// as itself, so the embedded broker and the bridge, which enforce the
+// registry, let it in.
+func DevStage(cfg Config) devstage.Stage {
+	var secretsPath atomic.Pointer[string] // set once the herd is registered
+	return devstage.Stage{
 		Name: "simulator",
-		Run: func(ctx context.Context, ep devstack.Endpoints, log *slog.Logger) error {
+		Ready: func(context.Context) error {
+			if secretsPath.Load() == nil {
+				return errors.New("registering the simulated devices")
+			}
+			return nil
+		},
+		Env: func() [][2]string {
+			if p := secretsPath.Load(); p != nil {
+				return [][2]string{{"DROVER_SECRETS_FILE", *p}}
+			}
+			return nil
+		},
+		Run: func(ctx context.Context, ep devstage.Endpoints, log *slog.Logger) error {
 			c := cfg
 			if c.Devices == 0 {
 				c.Devices = DevDevices
@@ -304,7 +366,22 @@ func DevStage(cfg Config) devstack.Stage {
 			if ep.S3Endpoint == "" {
 				c.MediaRatio = -1
 			}
-			_, err := Run(ctx, c, log)
+			reg, err := sr.NewClient(sr.URLs(ep.SchemaRegistryURL))
+			if err != nil {
+				return err
+			}
+			serde, err := schemas.NewSerde(reg)
+			if err != nil {
+				return err
+			}
+			path := filepath.Join(ep.DataDir, "simulator-secrets.csv")
+			kopts := []kgo.Opt{kgo.SeedBrokers(strings.Split(ep.KafkaBrokers, ",")...)}
+			if c.Credentials, err = RegisterHerd(ctx, c, kopts, serde, path, log); err != nil {
+				return fmt.Errorf("simulator: %w", err)
+			}
+			secretsPath.Store(&path)
+			c.AnswerCommands = true // `drover command send --wait` gets an answer on drover dev
+			_, err = Run(ctx, c, log)
 			return err
 		},
 	}

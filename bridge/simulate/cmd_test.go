@@ -12,6 +12,8 @@ import (
 	"github.com/drover-iot/drover/cli"
 	"github.com/drover-iot/drover/devstack"
 	"github.com/drover-iot/drover/devstack/devtest"
+	"github.com/drover-iot/drover/registry"
+	"github.com/drover-iot/drover/registry/registrytest"
 )
 
 // lockedBuffer is a bytes.Buffer safe for concurrent writes.
@@ -72,6 +74,7 @@ func TestIntegrationDevStage(t *testing.T) {
 		t.Skip("integration test")
 	}
 	broker, endpoint := devtest.MQTT(t), devtest.S3(t)
+	reg := registrytest.New(t) // Kafka and the schema registry with devices.registry
 	sub := subscribe(t, broker)
 	stage := DevStage(Config{Rate: 100})
 	if stage.Name != "simulator" {
@@ -79,10 +82,29 @@ func TestIntegrationDevStage(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	dataDir := t.TempDir()
 	go func() {
-		done <- stage.Run(ctx, devstack.Endpoints{MQTTURL: broker, S3Endpoint: endpoint, S3Bucket: devstack.DefaultBucket}, devtest.Logger())
+		done <- stage.Run(ctx, devstack.Endpoints{MQTTURL: broker, S3Endpoint: endpoint, S3Bucket: devstack.DefaultBucket,
+			KafkaBrokers: strings.Join(reg.Brokers, ","), SchemaRegistryURL: reg.RegistryURL, DataDir: dataDir}, devtest.Logger())
 	}()
 	waitFor(t, "traffic from the dev stage", 60*time.Second, func() bool { return sub.count() >= 30 })
+	// The stage registered its herd and connects each device as itself.
+	if err := stage.Ready(ctx); err != nil {
+		t.Fatalf("stage not ready while publishing: %v", err)
+	}
+	env := stage.Env()
+	if len(env) != 1 || env[0][0] != "DROVER_SECRETS_FILE" {
+		t.Fatalf("stage env %v, want DROVER_SECRETS_FILE", env)
+	}
+	secrets, err := ReadSecrets(env[0][1], DefaultTenant)
+	if err != nil || len(secrets) != DevDevices {
+		t.Fatalf("secrets file: %d secrets, %v; want %d", len(secrets), err, DevDevices)
+	}
+	waitFor(t, "the registered herd", 30*time.Second, func() bool {
+		d, ok := reg.View.Device(DefaultTenant, "collar-0001")
+		w, wok := reg.View.Device(DefaultTenant, "wildfi-0010")
+		return ok && d.Active() && d.Secret.Verify([]byte(secrets["collar-0001"])) && wok && w.Type == registry.TypeWildFi
+	})
 	cancel()
 	select {
 	case err := <-done:

@@ -36,8 +36,20 @@ type Config struct {
 	// connection i uses ClientID-i.
 	ClientID string
 	// Connections is the number of MQTT connections devices share
-	// (default 1; devices are spread over them).
+	// (default 1; devices are spread over them). Ignored with Credentials.
 	Connections int
+	// Credentials, when set, make every device connect as itself, as a
+	// broker that enforces the device registry requires: one connection per
+	// device with client id and username TENANT/DEVICE and the device's
+	// secret (Credentials[device id]) as password. Malformed classes whose
+	// topic lies outside the device's own (unknown_topic, invalid_identity,
+	// a WildFi type from a non-WildFi device) are not sent then: such a
+	// broker refuses them. Every device of the herd (Herd) needs a secret.
+	Credentials map[string]string
+	// AnswerCommands makes every device (with Credentials only: it needs
+	// a connection of its own) subscribe to its commands and reply to each:
+	// "fail" fails, anything else succeeds.
+	AnswerCommands bool
 	// InFlight bounds the QoS 1 publishes awaiting PUBACK (default 32).
 	InFlight int
 	// ConnectTimeout bounds the wait for the first MQTT connection

@@ -11,7 +11,7 @@ import (
 
 // Class is a bad-input class, spelled as the machine-readable reason code
 // the bridge puts on the dead letter (DeadLetter.reason and the
-// drover.reason header; bridge/decode's Reason constants). The empty Class
+// drover.reason header; ingest/decode's Reason constants). The empty Class
 // marks a valid message.
 type Class string
 

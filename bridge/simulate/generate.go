@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -151,12 +152,49 @@ func (g *Generator) pruneSilent(now time.Time) {
 
 func (g *Generator) invalid(d *device, now time.Time) Message {
 	classes := Classes()
-	class := classes[g.invalidSeq%len(classes)]
-	variants := invalidByClass[class]
-	v := variants[(g.invalidSeq/len(classes))%len(variants)]
-	g.invalidSeq++
-	topic, payload := v.build(fixtureCtx{now: now.UTC(), tenant: g.cfg.Tenant, device: d.id})
-	return Message{Topic: topic, Payload: payload, Device: d.id, Class: class}
+	var msg Message
+	for range 4 * len(classes) {
+		class := classes[g.invalidSeq%len(classes)]
+		variants := invalidByClass[class]
+		v := variants[(g.invalidSeq/len(classes))%len(variants)]
+		g.invalidSeq++
+		topic, payload := v.build(fixtureCtx{now: now.UTC(), tenant: g.cfg.Tenant, device: d.id})
+		msg = Message{Topic: topic, Payload: payload, Device: d.id, Class: class}
+		if g.cfg.Credentials == nil || g.ownTopic(d, topic) {
+			return msg
+		}
+	}
+	return g.valid(d, now) // unreachable with the shipped classes
+}
+
+// ownTopic reports whether a broker that enforces the registry lets
+// device d publish to topic (registry.DeviceACL).
+func (g *Generator) ownTopic(d *device, topic string) bool {
+	if strings.HasPrefix(topic, "devices/"+g.cfg.Tenant+"/"+d.id+"/") {
+		return true
+	}
+	return d.kind == kindWildFi && strings.HasPrefix(topic, "wildfi/"+d.id+"/")
+}
+
+// HerdDevice is one device of a simulated herd.
+type HerdDevice struct {
+	ID     string
+	WildFi bool // a WildFi collar (registry type "wildfi")
+}
+
+// Herd returns the devices cfg simulates, in order: what a registry needs
+// before the simulator connects with Credentials.
+func Herd(cfg Config) ([]HerdDevice, error) {
+	cfg.Credentials = nil
+	g, err := NewGenerator(cfg)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]HerdDevice, len(g.devices))
+	for i, d := range g.devices {
+		out[i] = HerdDevice{ID: d.id, WildFi: d.kind == kindWildFi}
+	}
+	return out, nil
 }
 
 func (g *Generator) valid(d *device, now time.Time) Message {

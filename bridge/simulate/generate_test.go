@@ -264,3 +264,43 @@ func TestKindsAndIDs(t *testing.T) {
 		t.Fatalf("kinds = %v, want 10 WildFi and about 20 SenML", kinds)
 	}
 }
+
+// TestCredentialsKeepDevicesOnTheirTopics: with Credentials every message,
+// malformed ones included, goes to a topic of its own device (what a
+// broker enforcing the registry allows), and the classes that need another
+// topic are left out while the others still come round.
+func TestCredentialsKeepDevicesOnTheirTopics(t *testing.T) {
+	herd, err := Herd(Config{Devices: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := map[string]string{}
+	for _, d := range herd {
+		creds[d.ID] = "secret-" + d.ID
+	}
+	g, _ := newTestGenerator(t, Config{Devices: 20, InvalidRatio: 1, Credentials: creds, SilenceRate: -1})
+	classes := map[Class]bool{}
+	now := epoch
+	for range 2000 {
+		now = now.Add(time.Second)
+		m, ok := g.Next(now)
+		if !ok {
+			continue
+		}
+		own := strings.HasPrefix(m.Topic, "devices/"+DefaultTenant+"/"+m.Device+"/") ||
+			strings.HasPrefix(m.Device, "wildfi-") && strings.HasPrefix(m.Topic, "wildfi/"+m.Device+"/")
+		if !own {
+			t.Fatalf("device %s published to %s", m.Device, m.Topic)
+		}
+		classes[m.Class] = true
+	}
+	if classes[ClassUnknownTopic] || classes[ClassBadIdentity] {
+		t.Errorf("classes needing a foreign topic were sent: %v", classes)
+	}
+	if !classes[ClassNotJSON] || !classes[ClassUnknownChannel] || len(classes) < 15 {
+		t.Errorf("only %d classes came round: %v", len(classes), classes)
+	}
+	if len(herd) != 20 || herd[9].ID != "wildfi-0010" || !herd[9].WildFi || herd[0].ID != "collar-0001" {
+		t.Errorf("herd %v", herd)
+	}
+}

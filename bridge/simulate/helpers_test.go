@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/drover-iot/drover/bridge"
-	"github.com/drover-iot/drover/bridge/decode"
+	"github.com/drover-iot/drover/ingest/decode"
 )
 
 // fakeClock is a settable Clock.

@@ -15,6 +15,7 @@ type metrics struct {
 	pubErrs   prometheus.Counter
 	uploads   *prometheus.CounterVec
 	connected prometheus.Gauge
+	commands  prometheus.Counter
 
 	// The labelled children, resolved once (not per message).
 	sentBy    map[string]prometheus.Counter
@@ -43,6 +44,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "drover_simulate_mqtt_connections",
 			Help: "MQTT connections of the simulator that are up.",
 		}),
+		commands: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "drover_simulate_commands_answered_total",
+			Help: "Downlink commands the simulated devices replied to (--answer-commands).",
+		}),
 	}
 	m.sentBy = map[string]prometheus.Counter{}
 	for _, ch := range channels {
@@ -55,7 +60,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.sent, m.invalid, m.pubErrs, m.uploads, m.connected} {
+	for _, c := range []prometheus.Collector{m.sent, m.invalid, m.pubErrs, m.uploads, m.connected, m.commands} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

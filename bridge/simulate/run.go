@@ -17,6 +17,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/drover-iot/drover/cli"
+	"github.com/drover-iot/drover/identity"
 )
 
 // Timeouts of a run.
@@ -31,6 +32,9 @@ const (
 	// media messages carry their object.
 	queueDepth   = 8
 	publishTries = 5
+	// retryPause is the pause before the second try; it doubles for
+	// each further one (0.2+0.4+0.8+1.6 s over all five).
+	retryPause = 200 * time.Millisecond
 )
 
 // ErrNotConnected is returned by Run when no broker connection came up
@@ -80,7 +84,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (Summary, error) {
 	// PUBACKs before it disconnects.
 	connCtx, closeConns := context.WithCancel(context.WithoutCancel(ctx))
 	defer closeConns()
-	conns, err := dial(ctx, connCtx, cfg, log, m)
+	conns, err := dial(ctx, connCtx, cfg, gen.devices, log, m)
 	if err != nil {
 		return Summary{}, err
 	}
@@ -246,6 +250,15 @@ func (p *publisher) handle(ctx context.Context, msg Message) {
 	var err error
 	for try := range publishTries {
 		if try > 0 {
+			// A connection that just dropped may still look up to
+			// autopaho for a moment: without a pause the tries would all
+			// fail against it within milliseconds.
+			pause := time.NewTimer(retryPause << (try - 1))
+			select {
+			case <-ctx.Done():
+			case <-pause.C:
+			}
+			pause.Stop()
 			actx, cancel := context.WithTimeout(ctx, publishTimeout)
 			_ = conn.AwaitConnection(actx)
 			cancel()
@@ -289,7 +302,7 @@ func (p *publisher) warn(what string, err error, msg Message) {
 // dial opens cfg.Connections MQTT connections (MQTT v5, clean start: a
 // device publisher needs no session) and waits, bounded by ConnectTimeout
 // and ctx, until each is up. The connections live until connCtx ends.
-func dial(ctx, connCtx context.Context, cfg Config, log *slog.Logger, m *metrics) ([]*autopaho.ConnectionManager, error) {
+func dial(ctx, connCtx context.Context, cfg Config, herd []*device, log *slog.Logger, m *metrics) ([]*autopaho.ConnectionManager, error) {
 	u, err := brokerURL(cfg.MQTTURL)
 	if err != nil {
 		return nil, &ConfigError{Flag: "mqtt-url", Reason: err.Error()}
@@ -328,15 +341,47 @@ func dial(ctx, connCtx context.Context, cfg Config, log *slog.Logger, m *metrics
 		prefix = "drover-simulate-" + strconv.Itoa(os.Getpid())
 	}
 	var up atomic.Int64
-	conns := make([]*autopaho.ConnectionManager, 0, cfg.Connections)
-	for i := range cfg.Connections {
+	n := cfg.Connections
+	if cfg.Credentials != nil {
+		n = len(herd) // connection i is device i (Message.dev)
+	}
+	conns := make([]*autopaho.ConnectionManager, 0, n)
+	for i := range n {
 		c := ac
 		c.ClientID = prefix
-		if cfg.Connections > 1 {
+		if n > 1 {
 			c.ClientID = prefix + "-" + strconv.Itoa(i)
 		}
+		if cfg.Credentials != nil {
+			key := identity.Key(cfg.Tenant, herd[i].id)
+			secret, ok := cfg.Credentials[herd[i].id]
+			if !ok {
+				return nil, &ConfigError{Flag: "secrets-file", Reason: "no secret for device " + key}
+			}
+			c.ClientID, c.ConnectUsername, c.ConnectPassword = key, key, []byte(secret)
+		}
 		id := c.ClientID
-		c.OnConnectionUp = func(*autopaho.ConnectionManager, *paho.Connack) {
+		answering := cfg.Credentials != nil && cfg.AnswerCommands
+		var self atomic.Pointer[autopaho.ConnectionManager]
+		if answering {
+			c.OnPublishReceived = []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+				if cm := self.Load(); cm != nil {
+					go answer(connCtx, cm, pr.Packet, log, m)
+				}
+				return true, nil
+			}}
+		}
+		c.OnConnectionUp = func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
+			self.Store(cm)
+			if answering {
+				go func() {
+					sctx, cancel := context.WithTimeout(connCtx, 10*time.Second)
+					defer cancel()
+					if _, err := cm.Subscribe(sctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: commandFilter(id), QoS: 1}}}); err != nil {
+						log.Warn("simulate: subscribing to commands failed", "client_id", id, "err", err)
+					}
+				}()
+			}
 			m.connected.Set(float64(up.Add(1)))
 			log.Debug("simulate: mqtt connected", "client_id", id)
 			if cfg.OnConnect != nil {

@@ -136,26 +136,35 @@ func TestIntegrationDevListenersLoopback(t *testing.T) {
 		}
 	}
 
-	// Every stage's health URLs answer; /readyz says ready.
+	// Every stage's health URLs answer; /readyz says ready. The env file
+	// is written when the stages start, so a stage still joining its
+	// group (or the sink migrating) on a loaded machine is given a minute.
 	client := &http.Client{Timeout: 10 * time.Second}
 	for _, s := range stages {
 		for _, kind := range []string{"HEALTHZ", "READYZ"} {
 			u := env["DROVER_DEV_"+s+"_"+kind]
-			resp, err := client.Get(u)
-			if err != nil {
-				t.Errorf("%s: %v", u, err)
-				continue
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				t.Errorf("GET %s: %d %s", u, resp.StatusCode, body)
-			}
-			if kind == "READYZ" {
-				var r struct{ Ready bool }
-				if err := json.Unmarshal(body, &r); err != nil || !r.Ready {
-					t.Errorf("GET %s: %s", u, body)
+			deadline := time.Now().Add(time.Minute)
+			for {
+				resp, err := client.Get(u)
+				if err != nil {
+					t.Errorf("%s: %v", u, err)
+					break
 				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				var r struct{ Ready bool }
+				ok := resp.StatusCode == http.StatusOK
+				if kind == "READYZ" {
+					ok = ok && json.Unmarshal(body, &r) == nil && r.Ready
+				}
+				if ok {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Errorf("GET %s: %d %s (for a minute)", u, resp.StatusCode, body)
+					break
+				}
+				time.Sleep(250 * time.Millisecond)
 			}
 		}
 	}

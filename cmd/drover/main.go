@@ -14,10 +14,16 @@ import (
 	"github.com/drover-iot/drover/cli"
 	"github.com/drover-iot/drover/console/consolecmd"
 	"github.com/drover-iot/drover/console/consoledev"
+	"github.com/drover-iot/drover/control/controlcmd"
 	"github.com/drover-iot/drover/devstack"
+	"github.com/drover-iot/drover/doors/doorscmd"
+	"github.com/drover-iot/drover/doors/doorsdev"
+	"github.com/drover-iot/drover/ingest"
+	"github.com/drover-iot/drover/ingest/routes"
 	"github.com/drover-iot/drover/inspect"
 	"github.com/drover-iot/drover/processors"
 	"github.com/drover-iot/drover/processors/alerts"
+	"github.com/drover-iot/drover/processors/apps/appscmd"
 	"github.com/drover-iot/drover/processors/state"
 	"github.com/drover-iot/drover/processors/timescale"
 	"github.com/drover-iot/drover/registry/command"
@@ -44,10 +50,14 @@ func newRoot() *cli.Root {
 			simulate.DevStage(simulate.Config{}),
 			backfill.DevStage(backfill.NewNotifier(nil), ""),
 			consoledev.Stage(version),
+			doorsdev.HTTPStage(doorRoutes),
+			doorsdev.CoAPStage(doorRoutes),
 		),
 		consolecmd.Command(root.Conn, version),
 		topics.Command(root.Conn),
 		bridge.Command(root.Conn),
+		doorscmd.HTTPCommand(root.Conn, doorRoutes),
+		doorscmd.CoAPCommand(root.Conn, doorRoutes),
 		simulate.Command(root.Conn),
 		schemas.Command(root.Conn),
 		inspect.TailCommand(root.Conn),
@@ -56,8 +66,10 @@ func newRoot() *cli.Root {
 		command.TenantsCommand(root.Conn),
 		command.RegistryCommand(root.Conn),
 		processors.Command(root.Conn),
+		appscmd.Command(root.Conn),
 		alerts.Command(root.Conn),
 		state.Command(root.Conn),
+		controlcmd.Command(root.Conn),
 		timescale.Command(root.Conn),
 		backfill.BackfillCommand(root.Conn),
 		backfill.MediaCommand(root.Conn),
@@ -67,4 +79,13 @@ func newRoot() *cli.Root {
 		smoke.Command(root.Conn),
 	)
 	return root
+}
+
+// doorRoutes gives the doors the routes table (--routes, as the MQTT
+// bridge's): a device channel routes as its device topic.
+func doorRoutes(file string) (ingest.Router, error) {
+	if file == "" {
+		return routes.Default(), nil
+	}
+	return routes.Load(file)
 }

@@ -83,7 +83,7 @@ func startDevPipeline(t *testing.T, dataDir string, pipeline bool, args ...strin
 	t.Helper()
 	p := &devProc{envFile: filepath.Join(dataDir, "dev.env"), done: make(chan error, 1)}
 	all := []string{"dev", "--data-dir", dataDir, "--dev-env", "",
-		"--mqtt-port", "0", "--kafka-port", "0", "--registry-port", "0", "--s3-port", "0"}
+		"--mqtt-port", "0", "--mqtt-ws-port", "0", "--kafka-port", "0", "--registry-port", "0", "--s3-port", "0"}
 	if !pipeline {
 		all = append(all, "--no-pipeline")
 	}
@@ -374,6 +374,11 @@ func TestIntegrationDevPipeline(t *testing.T) {
 		"gps fixes":       "SELECT count(*) FROM gps_fixes",
 		"device state":    "SELECT count(*) FROM device_state",
 		"dead letters":    "SELECT count(*) FROM dead_letters WHERE stage IN ('decode','validate','route')",
+		// The example stream app vet-share: the simulator's MQTT readings,
+		// filtered by the app's goka group, shared with tenant vet.
+		"app records": `SELECT count(*) FROM app_records WHERE app = 'vet-share' AND tenant = 'vet' AND source_tenant = 'demo'
+			AND agreement = 'AGR-demo-vet-1' AND kafka_topic = 'apps.vet-share' AND payload->>'metric' = 'temperature'
+			AND device_id LIKE 'collar-%' AND cardinality(source_event_ids) = 1`,
 	}
 	// A camera trap uploads an image: the embedded S3's notification goes
 	// through the media stage to raw.image2d.meta and the sink.

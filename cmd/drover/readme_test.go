@@ -19,6 +19,7 @@ import (
 
 	"github.com/drover-iot/drover/cli"
 	"github.com/drover-iot/drover/devstack/devtest"
+	"github.com/drover-iot/drover/registry/registrytest"
 )
 
 // readmes are the READMEs whose examples are written for `make run`'s
@@ -532,7 +533,7 @@ func startReadmeStack(t *testing.T) *readmeEnv {
 	linkRepository(t, dir)
 	envFile := filepath.Join(dir, ".drover", "dev.env")
 	args := []string{"dev", "--data-dir", filepath.Join(t.TempDir(), "data"), "--env-file", envFile, "--dev-env", "",
-		"--mqtt-port", "0", "--kafka-port", "0", "--registry-port", "0", "--s3-port", "0", "--postgres-port", "0"}
+		"--mqtt-port", "0", "--mqtt-ws-port", "0", "--kafka-port", "0", "--registry-port", "0", "--s3-port", "0", "--postgres-port", "0"}
 	if os.Getenv(devtest.EnvTestDatabaseURL) != "" {
 		args = append(args, "--database-url", devtest.Postgres(t))
 	}
@@ -609,8 +610,16 @@ func seedHistory(t *testing.T, env *readmeEnv) {
 			fmt.Fprintf(&gps, `{"ts":%q,"lat":%.6f,"lon":-7.856}`+"\n", ts, 52.47+float64(10-i)*0.0005)
 		}
 	}
+	// The stack enforces the device registry: the collar is registered,
+	// and published for by drover dev's tooling principal.
+	registrytest.RegisterDevices(t, strings.Split(vars["DROVER_KAFKA_BROKERS"], ","), vars["DROVER_SCHEMA_REGISTRY_URL"], "demo", "collar-readme")
+	pw, err := os.ReadFile(vars["DROVER_DEV_MQTT_TOOLS_PASSWORD_FILE"])
+	if err != nil {
+		t.Fatalf("the dev env file names no tooling principal: %v", err)
+	}
 	for topic, lines := range map[string]string{"sensor": sensor.String(), "gps": gps.String()} {
-		c := exec.Command("mosquitto_pub", "-L", "mqtt://"+base+"/devices/demo/collar-readme/"+topic, "-q", "1", "-l")
+		c := exec.Command("mosquitto_pub", "-L", "mqtt://"+base+"/devices/demo/collar-readme/"+topic, "-q", "1", "-l",
+			"-u", vars["DROVER_DEV_MQTT_TOOLS_USERNAME"], "-P", strings.TrimSpace(string(pw)))
 		c.Stdin = strings.NewReader(lines)
 		if out, err := c.CombinedOutput(); err != nil {
 			t.Fatalf("seeding %s: %v\n%s", topic, err, out)

@@ -23,6 +23,8 @@ import (
 	"github.com/drover-iot/drover/bridge/simulate"
 	"github.com/drover-iot/drover/cli"
 	"github.com/drover-iot/drover/console"
+	"github.com/drover-iot/drover/ingest"
+	"github.com/drover-iot/drover/ingest/routes"
 	"github.com/drover-iot/drover/processors"
 	"github.com/drover-iot/drover/processors/timescale"
 	"github.com/drover-iot/drover/schemas"
@@ -39,6 +41,7 @@ type Flags struct {
 	DatabaseURL    string
 	StageURLs      []string
 	Routes         string
+	Registry       string
 	RedriveState   string
 	Paddocks       string
 	Catalogue      string
@@ -67,11 +70,12 @@ func (f *Flags) AddFlags(fs *pflag.FlagSet) {
 	admin.AddFlag(fs, &f.AdminAddr, DefaultAdminAddr)
 	fs.StringVar(&f.TLSCert, "console-tls-cert", "", "PEM certificate file: serve HTTPS (with --console-tls-key)")
 	fs.StringVar(&f.TLSKey, "console-tls-key", "", "PEM key file for --console-tls-cert")
-	fs.StringVar(&f.TokenFile, "operator-token-file", "", "file holding the operator token that actions (re-drive) need; empty = read-only console")
+	fs.StringVar(&f.TokenFile, "operator-token-file", "", "file of the operator tokens actions (re-drive) need, one per line, TOKEN or NAME TOKEN (the name goes to the action log); re-read at every action; empty = read-only console")
 	fs.StringVar(&f.DatabaseURL, "console-database-url", "", "PostgreSQL URL of a read-only login (member of drover_analyst; a superuser is refused); empty = no devices and alerts pages")
 	fs.StringSliceVar(&f.StageURLs, "stage-urls", DefaultStageURLs(), "stages to watch, NAME=BASE_URL of their /readyz and /metrics, comma separated")
 	fs.StringVar(&f.Routes, "routes", "", "routes file re-drive uses, re-read at every re-drive (default: the bridge's embedded routes)")
 	fs.StringVar(&f.RedriveState, "redrive-state-file", dlq.DefaultStateFile, "file remembering re-driven dead letters, shared with drover dlq redrive (empty = none)")
+	fs.StringVar(&f.Registry, "registry", string(ingest.RegistryAuto), "re-drive's device registry check, as drover dlq redrive: enforce (a letter of an unregistered, suspended or revoked device still fails), observe, off, or auto = enforce when the registry topic exists")
 	fs.StringVar(&f.Paddocks, "paddocks", "", "GeoJSON polygon file drawn under the device map (default: the simulator's paddock)")
 	fs.StringVar(&f.Catalogue, "catalogue", "", "topic catalogue YAML file drift is computed against (empty = the embedded catalogue)")
 	fs.Int16Var(&f.ReplicationCap, "replication-cap", 0, "cap the catalogue's replication at N before computing drift (1 on a single-broker cluster)")
@@ -98,6 +102,9 @@ func Targets(specs []string) ([]console.Target, error) {
 
 // check validates the flags that need no connection.
 func (f *Flags) check() error {
+	if _, err := ingest.ParseRegistryMode(f.Registry); err != nil {
+		return cli.Usagef("--registry: %w", err)
+	}
 	if (f.TLSCert == "") != (f.TLSKey == "") {
 		return cli.Usagef("--console-tls-cert and --console-tls-key go together")
 	}
@@ -113,7 +120,7 @@ func (f *Flags) check() error {
 		}
 	}
 	if f.Routes != "" {
-		if _, err := bridge.LoadRoutes(f.Routes); err != nil {
+		if _, err := routes.Load(f.Routes); err != nil {
 			return cli.Usagef("--routes: %w", err)
 		}
 	}
@@ -126,7 +133,7 @@ func (f *Flags) check() error {
 // Config builds the console configuration from the flags; the caller sets
 // the clients (Kafka, Registry, Serde, DB).
 func (f *Flags) Config(version string) (console.Config, error) {
-	cfg := console.Config{RoutesFile: f.Routes, RedriveStateFile: f.RedriveState, TokenFile: f.TokenFile, Refresh: f.Refresh, Version: version}
+	cfg := console.Config{RegistryCheck: ingest.RegistryMode(f.Registry), RoutesFile: f.Routes, RedriveStateFile: f.RedriveState, TokenFile: f.TokenFile, Refresh: f.Refresh, Version: version}
 	if err := f.check(); err != nil {
 		return cfg, err
 	}
@@ -169,8 +176,8 @@ login; a superuser is refused), and each stage's /readyz and /metrics
 
 It listens on loopback unless --console-addr says otherwise, serves HTTPS with
 --console-tls-cert/--console-tls-key, and is read-only unless
---operator-token-file names a file with the operator token: a re-drive needs
-that token and is logged. drover dev runs it too and writes its URL to the env
+--operator-token-file names a file of operator tokens (one per line, "TOKEN"
+or "NAME TOKEN"): a re-drive needs one and is logged with the operator's name. drover dev runs it too and writes its URL to the env
 file.`,
 		Example: `  # against drover dev's stack (the env file has the URLs and the token file)
   drover console --console-addr 127.0.0.1:9481
@@ -196,7 +203,10 @@ file.`,
 
 func run(ctx context.Context, conn *cli.Conn, f Flags, cfg console.Config) error {
 	log := conn.Logger()
-	kc, err := conn.Kafka()
+	adm := admin.New(f.AdminAddr, log)
+	// franz-go's client metrics (kprom) on /metrics; the console's clients
+	// are built from this one's options and count into its series.
+	kc, err := conn.Kafka(adm.KafkaMetrics("console")("console"))
 	if err != nil {
 		return err
 	}
@@ -213,7 +223,6 @@ func run(ctx context.Context, conn *cli.Conn, f Flags, cfg console.Config) error
 		return err
 	}
 	cfg.Kafka, cfg.Registry, cfg.Serde, cfg.Log = kc, reg, serde, log
-	adm := admin.New(f.AdminAddr, log)
 	if err := adm.Listen(); err != nil {
 		return cli.Usagef("--admin-addr: %w", err)
 	}

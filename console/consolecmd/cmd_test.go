@@ -15,6 +15,11 @@ func TestBadFlags(t *testing.T) {
 	dir := t.TempDir()
 	short := filepath.Join(dir, "short")
 	_ = os.WriteFile(short, []byte("abc\n"), 0o600)
+	tokenFile := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		_ = os.WriteFile(p, []byte(body), 0o600)
+		return p
+	}
 	badRoutes := filepath.Join(dir, "routes.yaml")
 	_ = os.WriteFile(badRoutes, []byte("routes: [{name: x}]\n"), 0o644)
 	notGeo := filepath.Join(dir, "p.json")
@@ -28,7 +33,13 @@ func TestBadFlags(t *testing.T) {
 		{"refresh", []string{"--console-refresh", "100ms"}, "--console-refresh"},
 		{"short token", []string{"--operator-token-file", short}, "shorter than 16"},
 		{"missing token", []string{"--operator-token-file", filepath.Join(dir, "nope")}, "--operator-token-file"},
+		{"no token", []string{"--operator-token-file", tokenFile("empty", "# nobody yet\n\n")}, "holds no token"},
+		{"three fields", []string{"--operator-token-file", tokenFile("three", "alice smith 0123456789abcdef0123\n")}, "line 1: want TOKEN or NAME TOKEN"},
+		{"bad name", []string{"--operator-token-file", tokenFile("name", "a/b 0123456789abcdef0123\n")}, `name "a/b"`},
+		{"short named token", []string{"--operator-token-file", tokenFile("shortnamed", "alice 0123456789abcdef0123\nbob short\n")}, "line 2: token shorter than 16"},
+		{"token twice", []string{"--operator-token-file", tokenFile("twice", "alice 0123456789abcdef0123\nbob 0123456789abcdef0123\n")}, "line 2: a token given twice"},
 		{"routes", []string{"--routes", badRoutes}, "--routes"},
+		{"registry mode", []string{"--registry", "strict"}, "--registry"},
 		{"paddocks", []string{"--paddocks", notGeo}, "--paddocks"},
 		{"stage url", []string{"--stage-urls", "bridge=ftp://x"}, "--stage-urls"},
 		{"stage name", []string{"--stage-urls", "http://127.0.0.1:9410"}, "--stage-urls"},

@@ -27,10 +27,11 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/drover-iot/drover/admin"
-	"github.com/drover-iot/drover/bridge"
 	"github.com/drover-iot/drover/cli"
 	"github.com/drover-iot/drover/console"
-	"github.com/drover-iot/drover/devstack"
+	"github.com/drover-iot/drover/devstack/devstage"
+	"github.com/drover-iot/drover/ingest"
+	"github.com/drover-iot/drover/ingest/routes"
 	"github.com/drover-iot/drover/processors/timescale"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
@@ -52,34 +53,34 @@ const DefaultAdminPort = 9476
 // watches every other stage through the admin URL drover dev gives it
 // (Endpoints.Admin), and publishes its own metrics and readiness on its
 // admin server. Flags: --console-port and --console-routes.
-func Stage(version string) devstack.Stage {
+func Stage(version string) devstage.Stage {
 	var (
-		port   int
-		routes string
-		adm    *admin.Server
-		mu     sync.Mutex
-		env    [][2]string
-		ready  error = errors.New("console not started")
+		port       int
+		routesFile string
+		adm        *admin.Server
+		mu         sync.Mutex
+		env        [][2]string
+		ready      error = errors.New("console not started")
 	)
 	set := func(e [][2]string, err error) {
 		mu.Lock()
 		env, ready = e, err
 		mu.Unlock()
 	}
-	return devstack.Stage{
+	return devstage.Stage{
 		Name:      "console",
 		AdminPort: DefaultAdminPort,
 		Admin:     func(a *admin.Server) { adm = a },
 		Flags: func(fs *pflag.FlagSet) {
 			fs.IntVar(&port, "console-port", DefaultPort, "console: port of the web console on 127.0.0.1 (0 = any free port)")
-			fs.StringVar(&routes, "console-routes", "", "console: routes file its re-drive uses, re-read at every re-drive (default: the bridge's embedded routes)")
+			fs.StringVar(&routesFile, "console-routes", "", "console: routes file its re-drive uses, re-read at every re-drive (default: the bridge's embedded routes)")
 		},
 		Check: func() error {
 			if port < 0 || port > 65535 {
 				return cli.Usagef("--console-port: %d is not a port (0-65535)", port)
 			}
-			if routes != "" {
-				if _, err := bridge.LoadRoutes(routes); err != nil {
+			if routesFile != "" {
+				if _, err := routes.Load(routesFile); err != nil {
 					return cli.Usagef("--console-routes: %w", err)
 				}
 			}
@@ -87,7 +88,7 @@ func Stage(version string) devstack.Stage {
 		},
 		Ready: func(context.Context) error { mu.Lock(); defer mu.Unlock(); return ready },
 		Env:   func() [][2]string { mu.Lock(); defer mu.Unlock(); return env },
-		Run: func(ctx context.Context, ep devstack.Endpoints, log *slog.Logger) error {
+		Run: func(ctx context.Context, ep devstage.Endpoints, log *slog.Logger) error {
 			cat, err := topics.Default()
 			if err != nil {
 				return err
@@ -101,8 +102,11 @@ func Stage(version string) devstack.Stage {
 				}
 			}
 			// One broker: the catalogue capped as drover dev applies it.
-			cfg := console.Config{Stages: targets, RoutesFile: routes, Version: version, Log: log, Catalogue: cat.WithReplicationCap(1),
-				RedriveStateFile: filepath.Join(ep.DataDir, "backfill", "dlq-redriven.txt")}
+			// The re-drive checks the registry as drover dev's bridge does
+			// (--registry auto: enforce, since drover dev provisions
+			// devices.registry): change both together.
+			cfg := console.Config{Stages: targets, RoutesFile: routesFile, Version: version, Log: log, Catalogue: cat.WithReplicationCap(1),
+				RedriveStateFile: filepath.Join(ep.DataDir, "backfill", "dlq-redriven.txt"), RegistryCheck: ingest.RegistryAuto}
 			if adm == nil { // run outside drover dev (tests): a private admin server
 				adm = admin.New("", log)
 			}
@@ -114,7 +118,7 @@ func Stage(version string) devstack.Stage {
 	}
 }
 
-func run(ctx context.Context, ep devstack.Endpoints, cfg console.Config, port int, adm *admin.Server, log *slog.Logger, set func([][2]string, error)) error {
+func run(ctx context.Context, ep devstage.Endpoints, cfg console.Config, port int, adm *admin.Server, log *slog.Logger, set func([][2]string, error)) error {
 	var err error
 	if cfg.TokenFile, err = writeToken(filepath.Join(ep.DataDir, "console")); err != nil {
 		return err

@@ -16,7 +16,7 @@ import (
 
 	"github.com/drover-iot/drover/admin"
 	"github.com/drover-iot/drover/cli"
-	"github.com/drover-iot/drover/devstack"
+	"github.com/drover-iot/drover/devstack/devstage"
 	"github.com/drover-iot/drover/processors/groupkit"
 )
 
@@ -136,9 +136,13 @@ restored) on --admin-addr.`,
 			if err != nil {
 				return err
 			}
+			if err := conn.ConfigChecked(); err != nil {
+				return err
+			}
 			return serve(cmd.Context(), conn.Logger(), adminAddr, k, reg, opts)
 		},
 	}
+	cli.ChecksConfig(cmd)
 	fs := cmd.Flags()
 	conn.AddKafkaFlags(fs)
 	conn.AddRegistryFlags(fs)
@@ -253,10 +257,10 @@ func orAll(p []string) string {
 
 // DevStage returns the alerts stage of `drover dev`: the processor on the
 // embedded stack with the default rules (plus opts).
-func DevStage(opts ...Option) devstack.Stage {
-	return devstack.Stage{
+func DevStage(opts ...Option) devstage.Stage {
+	return devstage.Stage{
 		Name: "alerts",
-		Run: func(ctx context.Context, ep devstack.Endpoints, log *slog.Logger) error {
+		Run: func(ctx context.Context, ep devstage.Endpoints, log *slog.Logger) error {
 			reg, err := sr.NewClient(sr.URLs(ep.SchemaRegistryURL))
 			if err != nil {
 				return fmt.Errorf("alerts: schema registry %s: %w", ep.SchemaRegistryURL, err)

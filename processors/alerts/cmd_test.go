@@ -163,7 +163,7 @@ func TestRunCommandUsageErrors(t *testing.T) {
 	}{
 		{"bad rules", []string{"run", "--rules", "testdata/bad-op.bad.yaml"}, `--rules: testdata/bad-op.bad.yaml: rule "fever": op: unknown operator`},
 		{"bad replication", []string{"run", "--table-replication", "0"}, "--table-replication: must be at least 1"},
-		{"no brokers", []string{"run", "--kafka-brokers", " "}, "--kafka-brokers: no broker given"},
+		{"no brokers", []string{"run", "--kafka-brokers", " "}, "--kafka-brokers ($DROVER_KAFKA_BROKERS): no broker given"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drover-iot/drover/identity"
 	"github.com/drover-iot/drover/schemas"
 )
 
@@ -137,10 +138,24 @@ type evaluator struct {
 	rules           *RuleSet
 	horizon         time.Duration // 0 = no horizon
 	alertOnReplayed bool
+	offlineTimeout  func(tenant, device string) time.Duration // nil = the rules'
+}
+
+// after is how long the device may stay silent under offline rule r: its
+// own timeout (from the registry) when it has one, else the rule's.
+func (e *evaluator) after(st *deviceState, r *Rule) time.Duration {
+	if e.offlineTimeout != nil {
+		if d := e.offlineTimeout(st.Tenant, st.DeviceID); d > 0 {
+			return d
+		}
+	}
+	return r.After
 }
 
 // AlertID returns the deterministic alert id of a firing: the first 128 bits
 // of SHA-256 over rule, device and fired_at (Unix milliseconds), in hex.
+// device is the tenant-qualified TENANT/DEVICE (identity.Key), so one
+// device id in two tenants fires two alerts with two ids.
 func AlertID(rule, device string, firedAt time.Time) string {
 	h := sha256.New()
 	h.Write([]byte(rule))
@@ -354,7 +369,8 @@ func (e *evaluator) offline(st *deviceState, now time.Time) []schemas.Alert {
 		if r.Kind != KindOffline || !r.applies(st.Tenant, st.DeviceID) {
 			continue
 		}
-		deadline := st.LastHeard.Add(r.After)
+		after := e.after(st, r)
+		deadline := st.LastHeard.Add(after)
 		if now.Before(deadline) {
 			continue
 		}
@@ -362,7 +378,7 @@ func (e *evaluator) offline(st *deviceState, now time.Time) []schemas.Alert {
 		if rs.Active != nil {
 			continue
 		}
-		msg := fmt.Sprintf("%s sent nothing for %s (last heard %s)", st.DeviceID, r.After, st.LastHeard.UTC().Format(time.RFC3339))
+		msg := fmt.Sprintf("%s sent nothing for %s (last heard %s)", st.DeviceID, after, st.LastHeard.UTC().Format(time.RFC3339))
 		out = append(out, e.fire(st, r, rs, nil, nil, deadline, now, msg))
 	}
 	return out
@@ -381,7 +397,7 @@ func (e *evaluator) overdue(st *deviceState, now time.Time) bool {
 		if rs := st.Rules[r.Name]; rs != nil && rs.Active != nil {
 			continue
 		}
-		if !now.Before(st.LastHeard.Add(r.After)) {
+		if !now.Before(st.LastHeard.Add(e.after(st, r))) {
 			return true
 		}
 	}
@@ -392,7 +408,7 @@ func (e *evaluator) fire(st *deviceState, r *Rule, rs *ruleState, value, thresho
 	at = at.UTC().Truncate(time.Millisecond)
 	st.dirty = true
 	rs.PendingSince = time.Time{}
-	rs.Active = &activeAlert{ID: AlertID(r.Name, st.DeviceID, at), Kind: r.Kind, Severity: r.Severity, FiredAt: at, Value: value, Threshold: threshold}
+	rs.Active = &activeAlert{ID: AlertID(r.Name, identity.Key(st.Tenant, st.DeviceID), at), Kind: r.Kind, Severity: r.Severity, FiredAt: at, Value: value, Threshold: threshold}
 	if r.Message != "" {
 		msg = r.render(st, StateFiring, value, threshold)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/drover-iot/drover/devstack/devtest"
+	"github.com/drover-iot/drover/identity"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
 )
@@ -135,7 +136,7 @@ func (h *harness) sensor(r reading) {
 	if r.tenant == "" {
 		r.tenant = "farm-a"
 	}
-	h.tt.Consume(topics.RawSensor, r.device, &schemas.SensorReading{
+	h.tt.Consume(topics.RawSensor, identity.Key(r.tenant, r.device), &schemas.SensorReading{
 		EventID: "e-" + r.ts.Format(time.RFC3339Nano), Tenant: r.tenant, DeviceID: r.device, TS: r.ts,
 		IngestedAt: h.clock.Now(), Metric: r.metric, Value: r.value, Source: "test", Replayed: r.replayed,
 	})
@@ -146,7 +147,7 @@ func (h *harness) gps(tenant, device string, lat, lon float64, ts time.Time) {
 	if tenant == "" {
 		tenant = "farm-a"
 	}
-	h.tt.Consume(topics.RawGPS, device, &schemas.GPSFix{
+	h.tt.Consume(topics.RawGPS, identity.Key(tenant, device), &schemas.GPSFix{
 		EventID: "g-" + ts.Format(time.RFC3339Nano), Tenant: tenant, DeviceID: device, TS: ts,
 		IngestedAt: h.clock.Now(), Lat: lat, Lon: lon, Source: "test",
 	})

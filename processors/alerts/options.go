@@ -44,6 +44,16 @@ type config struct {
 	tester          goka.Tester
 	kafka           *groupkit.Kafka
 	gokaOpts        []goka.ProcessorOption
+	offlineTimeout  func(tenant, device string) time.Duration
+}
+
+// WithOfflineTimeouts gives offline rules each device's own timeout:
+// timeout(tenant, device) > 0 replaces a rule's "after" for that device
+// (the device registry's offline_timeout; 0 = the rule's). It is called
+// from the group's goroutines and must be fast and safe for concurrent
+// use. Default: every device takes the rule's.
+func WithOfflineTimeouts(timeout func(tenant, device string) time.Duration) Option {
+	return func(c *config) { c.offlineTimeout = timeout }
 }
 
 func newConfig(opts []Option) (*config, error) {

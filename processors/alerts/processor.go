@@ -14,6 +14,7 @@ import (
 	"github.com/lovoo/goka"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/drover-iot/drover/identity"
 	"github.com/drover-iot/drover/processors/groupkit"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
@@ -139,7 +140,7 @@ func newProcessor(brokers []string, opts []Option) (*Processor, error) {
 	}
 	p := &Processor{
 		cfg:     cfg,
-		eval:    &evaluator{rules: cfg.rules, horizon: cfg.horizon, alertOnReplayed: cfg.alertOnReplayed},
+		eval:    &evaluator{rules: cfg.rules, horizon: cfg.horizon, alertOnReplayed: cfg.alertOnReplayed, offlineTimeout: cfg.offlineTimeout},
 		metrics: m,
 		log:     cfg.log.With("group", string(Group)),
 		stores:  &storeSet{m: map[*trackedStorage]struct{}{}, table: string(Table)},
@@ -327,24 +328,27 @@ func (p *Processor) consume(ctx goka.Context, msg any) {
 		p.deadLetter(ctx, "decode", in.Raw, in.Err)
 		return
 	}
-	device := ctx.Key()
-	var recDevice string
+	// The key is the tenant-qualified device (identity.Key); a record
+	// written before keys were tenant-qualified has the bare device id.
+	key := ctx.Key()
+	var recDevice, recTenant string
 	var ts time.Time
 	var replayed bool
 	var value = 0.0
 	if in.Sensor != nil {
-		recDevice, ts, replayed, value = in.Sensor.DeviceID, in.Sensor.TS, in.Sensor.Replayed, in.Sensor.Value
+		recDevice, recTenant, ts, replayed, value = in.Sensor.DeviceID, in.Sensor.Tenant, in.Sensor.TS, in.Sensor.Replayed, in.Sensor.Value
 	} else {
-		recDevice, ts, replayed = in.GPS.DeviceID, in.GPS.TS, in.GPS.Replayed
+		recDevice, recTenant, ts, replayed = in.GPS.DeviceID, in.GPS.Tenant, in.GPS.TS, in.GPS.Replayed
 	}
+	device := recDevice
 	switch {
-	case device == "" && recDevice == "":
+	case key == "" && recDevice == "":
 		p.deadLetter(ctx, "missing_device", in.Raw, errors.New("record has neither a key nor a device_id"))
 		return
-	case device == "":
-		device = recDevice
-	case recDevice != "" && recDevice != device:
-		p.deadLetter(ctx, "key_mismatch", in.Raw, fmt.Errorf("record key %q names another device than device_id %q", device, recDevice))
+	case recDevice == "":
+		device = identity.DeviceOf(key)
+	case key != "" && !identity.KeyMatches(key, recTenant, recDevice):
+		p.deadLetter(ctx, "key_mismatch", in.Raw, fmt.Errorf("record key %q names another device than tenant %q, device_id %q", key, recTenant, recDevice))
 		return
 	}
 	if math.IsNaN(value) || math.IsInf(value, 0) {
@@ -397,7 +401,7 @@ func (p *Processor) tick(ctx goka.Context, _ any) {
 		return
 	}
 	if v.DeviceID == "" {
-		v.DeviceID = ctx.Key()
+		v.DeviceID = identity.DeviceOf(ctx.Key())
 	}
 	p.commit(ctx, v, source, p.eval.offline(v, p.cfg.clock.Now()))
 }

@@ -61,7 +61,7 @@ func TestFeverLifecycle(t *testing.T) {
 			switch a.State {
 			case StateFiring:
 				fired = a
-				if want := AlertID("fever", "cow-1", min(10)); a.AlertID != want {
+				if want := AlertID("fever", "farm-a/cow-1", min(10)); a.AlertID != want {
 					t.Errorf("alert id %s, want %s", a.AlertID, want)
 				}
 				if !a.FiredAt.Equal(min(10)) || !a.TS.Equal(min(10)) || a.ResolvedAt != nil {
@@ -299,7 +299,7 @@ func TestReplayedAndOldDataDoNotAlert(t *testing.T) {
 					t.Errorf("suppressed{%s} = %v, want 11", reason, n)
 				}
 				// State was updated (the newest event time), no rule state.
-				st := h.tt.TableValue(Table, "cow-5").(*deviceState)
+				st := h.tt.TableValue(Table, "farm-a/cow-5").(*deviceState)
 				if want := t0.Add(20 * time.Minute); !st.LastTS.Equal(want) || len(st.Rules) != 0 {
 					t.Errorf("state: last ts %v (want %v), rules %v", st.LastTS, want, st.Rules)
 				}
@@ -440,10 +440,10 @@ func TestSiblingReadingsWriteStateOnce(t *testing.T) {
 // in case they never reached Kafka; later records apply normally.
 func TestRedeliveryReemitsOutboxOnly(t *testing.T) {
 	h := newHarness(t, feverOnly)
-	fired := schemas.Alert{AlertID: AlertID("fever", "cow-12", t0), Rule: "fever", Kind: "threshold", Tenant: "farm-a",
+	fired := schemas.Alert{AlertID: AlertID("fever", "farm-a/cow-12", t0), Rule: "fever", Kind: "threshold", Tenant: "farm-a",
 		DeviceID: "cow-12", State: StateFiring, Severity: SeverityCritical, FiredAt: t0, TS: t0, IngestedAt: t0, Message: "m"}
 	source := topics.RawSensor + "/0"
-	h.tt.SetTableValue(Table, "cow-12", &deviceState{
+	h.tt.SetTableValue(Table, "farm-a/cow-12", &deviceState{
 		Tenant: "farm-a", DeviceID: "cow-12", LastHeard: t0, LastTS: t0,
 		Rules:   map[string]*ruleState{"fever": {Active: &activeAlert{ID: fired.AlertID, Kind: KindThreshold, Severity: SeverityCritical, FiredAt: t0}}},
 		Offsets: map[string]int64{source: 2},
@@ -493,5 +493,72 @@ func TestOfflineSweepWaitsForCatchUp(t *testing.T) {
 	}
 	if got := h.drain(); len(got) != 1 || got[0].DeviceID != "cow-20" || got[0].State != StateFiring {
 		t.Fatalf("want cow-20 offline, got %v", states(got))
+	}
+}
+
+// TestSameDeviceTwoTenants: cow-1 of two tenants is two devices: each
+// fires its own alert, with its own id, under its own key.
+func TestSameDeviceTwoTenants(t *testing.T) {
+	h := newHarness(t, feverOnly)
+	min := func(m int) time.Time { return t0.Add(time.Duration(m) * time.Minute) }
+	var got []*schemas.Alert
+	for _, m := range []int{0, 5, 10} {
+		h.clock.Set(min(m).Add(2 * time.Second))
+		h.sensor(reading{tenant: "farm-a", device: "cow-1", metric: "temperature", value: 40, ts: min(m)})
+		// farm-b's cow-1 starts later: merged with farm-a's, it would fire
+		// with it at minute 10.
+		if m >= 5 {
+			h.sensor(reading{tenant: "farm-b", device: "cow-1", metric: "temperature", value: 40, ts: min(m)})
+		}
+		got = append(got, h.drain()...)
+	}
+	if len(got) != 1 || got[0].Tenant != "farm-a" || got[0].AlertID != AlertID("fever", "farm-a/cow-1", min(10)) {
+		t.Fatalf("at minute 10: %v, want farm-a's fever only", got)
+	}
+	h.clock.Set(min(15).Add(2 * time.Second))
+	h.sensor(reading{tenant: "farm-b", device: "cow-1", metric: "temperature", value: 40, ts: min(15)})
+	b := h.drain()
+	if len(b) != 1 || b[0].Tenant != "farm-b" || b[0].DeviceID != "cow-1" || b[0].AlertID == got[0].AlertID ||
+		b[0].AlertID != AlertID("fever", "farm-b/cow-1", min(15)) {
+		t.Fatalf("farm-b's fever: %v", b)
+	}
+}
+
+// TestOfflineTimeoutFromRegistry: a device with its own offline timeout
+// (the registry's offline_timeout) goes offline after it, one without
+// after the rule's.
+func TestOfflineTimeoutFromRegistry(t *testing.T) {
+	own := map[string]time.Duration{"farm-a/cow-5": 5 * time.Minute, "farm-a/cow-6": 2 * time.Hour}
+	h := newHarness(t, `
+include_defaults: false
+rules:
+  - name: offline
+    kind: offline
+    after: 30m
+    severity: warning
+`, WithOfflineTimeouts(func(tenant, device string) time.Duration { return own[tenant+"/"+device] }))
+	for _, d := range []string{"cow-5", "cow-6", "cow-7"} {
+		h.sensor(reading{device: d, metric: "temperature", value: 38.5, ts: t0})
+	}
+	fired := func(at time.Duration) []string {
+		h.clock.Set(t0.Add(at))
+		h.sweep()
+		var out []string
+		for _, a := range h.drain() {
+			if a.State == StateFiring {
+				out = append(out, a.DeviceID)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	if got := fired(6 * time.Minute); !slices.Equal(got, []string{"cow-5"}) {
+		t.Fatalf("after 6 min: %v, want cow-5 (its own 5m)", got)
+	}
+	if got := fired(31 * time.Minute); !slices.Equal(got, []string{"cow-7"}) {
+		t.Fatalf("after 31 min: %v, want cow-7 (the rule's 30m; cow-6 has 2h)", got)
+	}
+	if got := fired(2*time.Hour + time.Minute); !slices.Equal(got, []string{"cow-6"}) {
+		t.Fatalf("after 2h1m: %v, want cow-6", got)
 	}
 }

@@ -4,15 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/storage"
 
+	"github.com/drover-iot/drover/identity"
 	"github.com/drover-iot/drover/processors/groupkit"
 )
 
@@ -81,15 +80,9 @@ func (p *Processor) loopEmitter() (*goka.Emitter, error) {
 			opts = append(opts, goka.WithEmitterTester(tt))
 		} else {
 			k := p.kafka()
-			opts = append(opts, goka.WithEmitterProducerBuilder(func(brokers []string, clientID string, hasher func() hash.Hash32) (goka.Producer, error) {
-				c := *k.Config
-				if k.Config.Net.TLS.Config != nil {
-					c.Net.TLS.Config = k.Config.Net.TLS.Config.Clone()
-				}
-				c.ClientID = clientID
-				c.Producer.Partitioner = sarama.NewCustomHashPartitioner(hasher)
-				return goka.NewProducer(brokers, &c)
-			}))
+			// franz-go like every other client (sarama's with
+			// SaramaProducer).
+			opts = append(opts, goka.WithEmitterProducerBuilder(k.ProducerBuilder()))
 		}
 		p.emitter, p.emitErr = goka.NewEmitter(p.brokers, Loop, loopCodec{}, opts...)
 		if p.emitErr != nil {
@@ -147,7 +140,7 @@ func (p *Processor) Sweep(ctx context.Context) (int, error) {
 			}
 			st := v.(*deviceState)
 			if st.DeviceID == "" {
-				st.DeviceID = string(it.Key())
+				st.DeviceID = identity.DeviceOf(string(it.Key()))
 			}
 			if !p.eval.overdue(st, now) {
 				continue

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"sync/atomic"
 	"syscall"
@@ -69,7 +71,15 @@ func BenchmarkFeaturesThroughput(b *testing.B) {
 		// and table deleted), to show what write-behind saves.
 		resetGroup(b, brokers)
 		through := benchGoka(b, brokers, serde, n, -1)
-		if gk.features != base.features || withLog.features != base.features || through.features != base.features {
+		// And once more consuming with sarama (the former path), for the
+		// same-run comparison of the franz-go adapter (processors/gokakgo).
+		resetGroup(b, brokers)
+		old := benchGoka(b, brokers, serde, n, DefaultTableFlush, true)
+		b.ReportMetric(old.rate, "goka-sarama-rec/s")
+		b.ReportMetric(old.cpuPerRec, "goka-sarama-cpu-µs/rec")
+		fmt.Printf("features, goka consuming with sarama (former path): %.0f rec/s, %.2f µs CPU per record; with franz-go (gokakgo): %.0f rec/s, %.2f µs\n",
+			old.rate, old.cpuPerRec, gk.rate, gk.cpuPerRec)
+		if gk.features != base.features || withLog.features != base.features || through.features != base.features || old.features != base.features {
 			b.Errorf("the goka group emitted %d features (write-through %d), the bare loops %d and %d: they must agree", gk.features, through.features, base.features, withLog.features)
 		}
 		ratio := gk.rate / base.rate
@@ -170,7 +180,7 @@ func cpuTime() time.Duration {
 
 // benchGoka runs the features group over the n records with the given
 // table flush interval (Config.TableFlush; negative writes through).
-func benchGoka(b *testing.B, brokers []string, serde *schemas.Serde, n int, flush time.Duration) phase {
+func benchGoka(b *testing.B, brokers []string, serde *schemas.Serde, n int, flush time.Duration, saramaConsumer ...bool) phase {
 	b.Helper()
 	p, err := New(serde, Config{Registerer: prometheus.NewRegistry(), TickInterval: -1, TableFlush: flush, Clock: groupkit.ClockFunc(func() time.Time { return benchT0 })})
 	if err != nil {
@@ -179,6 +189,7 @@ func benchGoka(b *testing.B, brokers []string, serde *schemas.Serde, n int, flus
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	k := groupkit.NewKafka(brokers)
+	k.SaramaConsumer = len(saramaConsumer) > 0 && saramaConsumer[0]
 	go func() { done <- p.Run(ctx, k) }()
 	defer func() {
 		cancel()
@@ -209,6 +220,7 @@ func benchGoka(b *testing.B, brokers []string, serde *schemas.Serde, n int, flus
 		case <-time.After(time.Millisecond):
 		}
 	}
+	stopProfile := profilePhase(b)
 	start, cpu0 := time.Now(), cpuTime()
 	startup := start.Sub(ready)
 	for counter(processed) < float64(n) {
@@ -222,10 +234,44 @@ func benchGoka(b *testing.B, brokers []string, serde *schemas.Serde, n int, flus
 		}
 	}
 	el, cpu := time.Since(start), cpuTime()-cpu0
+	stopProfile()
 	emittedN := int(counter(p.m.emitted.WithLabelValues(string(reasonClose))))
 	b.Logf("goka features group: %d records in %s after the first record (%s from ready, start-up %s: %.0f rec/s from ready), %d features emitted",
 		n, el.Round(time.Millisecond), (el + startup).Round(time.Millisecond), startup.Round(time.Millisecond), float64(n)/(el+startup).Seconds(), emittedN)
 	return phase{rate: float64(n) / el.Seconds(), cpuPerRec: float64(cpu.Microseconds()) / float64(n), features: emittedN}
+}
+
+// profiled is set once the first goka phase was profiled.
+var profiled atomic.Bool
+
+// profilePhase starts, for the first goka phase of the process (the
+// default path: the franz-go adapter, write-behind), a CPU profile of the
+// whole process (group, embedded Kafka, GC) into the file named by
+// DROVER_BENCH_CPUPROFILE, from the first processed record to the last;
+// the split in processors/README.md comes from it. It returns the stop
+// function (a no-op when not profiling).
+func profilePhase(b *testing.B) func() {
+	path := os.Getenv("DROVER_BENCH_CPUPROFILE")
+	if path == "" || !profiled.CompareAndSwap(false, true) {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// 1 kHz instead of pprof's 100 Hz: the group uses little CPU per
+	// second on a loaded machine, and 100 Hz leaves too few samples for a
+	// split (StartCPUProfile then warns that the rate is already set).
+	runtime.SetCPUProfileRate(1000)
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Error(err)
+		}
+	}
 }
 
 func counter(c prometheus.Counter) float64 {

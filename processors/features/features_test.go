@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/drover-iot/drover/schemas"
+	"github.com/drover-iot/drover/topics"
 )
 
 func near(a, b, eps float64) bool { return math.Abs(a-b) <= eps }
@@ -291,5 +292,38 @@ func TestRedeliveredRecordsSkipped(t *testing.T) {
 	}
 	if got := counterValue(t, g.p.m.duplicates.WithLabelValues("raw.sensor")); got != 2 {
 		t.Fatalf("duplicates skipped = %v, want 2", got)
+	}
+}
+
+// TestSameDeviceTwoTenants: records keyed TENANT/DEVICE (as the bridge
+// writes them) keep cow-1 of two tenants apart: two windows, two feature
+// ids, each feature with its tenant and the bare device id.
+func TestSameDeviceTwoTenants(t *testing.T) {
+	serde, _ := newSerde(t)
+	g := startTester(t, Config{}, serde)
+	feed := func(tenant string, ts time.Time, v float64) {
+		g.tt.Consume(topics.RawSensor, tenant+"/cow-1", &schemas.SensorReading{
+			EventID: tenant + ts.String(), Tenant: tenant, DeviceID: "cow-1", TS: ts, IngestedAt: ts,
+			Metric: "temperature", Value: v, Source: "test", Attrs: map[string]string{},
+		})
+	}
+	feed("farm", t0.Add(10*time.Second), 38)
+	feed("farm2", t0.Add(20*time.Second), 41)
+	feed("farm", t0.Add(61*time.Second), 0)
+	feed("farm2", t0.Add(61*time.Second), 0)
+	fs := g.features(t)
+	if len(fs) != 2 {
+		t.Fatalf("got %d features, want one per tenant", len(fs))
+	}
+	byTenant := map[string]*schemas.Feature{}
+	for _, f := range fs {
+		byTenant[f.Tenant] = f
+	}
+	a, b := byTenant["farm"], byTenant["farm2"]
+	if a == nil || b == nil || a.DeviceID != "cow-1" || b.DeviceID != "cow-1" || a.Count != 1 || b.Count != 1 || a.Mean == nil || *a.Mean != 38 || b.Mean == nil || *b.Mean != 41 {
+		t.Fatalf("features %+v / %+v: want farm 38 and farm2 41, one value each", a, b)
+	}
+	if a.FeatureID == b.FeatureID || a.FeatureID != FeatureID("farm/cow-1", "temperature", t0, time.Minute) {
+		t.Fatalf("feature ids %s and %s", a.FeatureID, b.FeatureID)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/drover-iot/drover/identity"
 	"github.com/drover-iot/drover/schemas"
 )
 
@@ -95,7 +96,9 @@ func (w *window) add(ts int64, v float64) {
 
 // FeatureID returns the deterministic id of the feature of device's metric
 // in the window of size starting at start: the first 16 bytes of
-// SHA-256(device, metric, start ms, size ms), hex encoded. A feature
+// SHA-256(device, metric, start ms, size ms), hex encoded. device is the
+// record key, the tenant-qualified TENANT/DEVICE (identity.Key), so one
+// device id in two tenants gives two ids. A feature
 // re-emitted after a late update, a restart or a rebalance keeps its id.
 func FeatureID(device, metric string, start time.Time, size time.Duration) string {
 	h := sha256.New()
@@ -309,7 +312,7 @@ func (a *aggregator) feature(d *deviceState, device string, w *window, nowWall i
 	f := &schemas.Feature{
 		FeatureID:    FeatureID(device, w.Metric, start, size),
 		Tenant:       d.Tenant,
-		DeviceID:     device,
+		DeviceID:     identity.DeviceOf(device), // device is the record key, TENANT/DEVICE
 		Metric:       w.Metric,
 		WindowStart:  start,
 		WindowEnd:    end,

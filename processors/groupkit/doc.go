@@ -1,7 +1,8 @@
 // Package groupkit is the goka plumbing shared by drover's processor groups
-// (processors/features, processors/state, processors/alerts): the sarama
-// configuration built from the command line's Kafka settings (explicit
-// protocol version, TLS, SASL), a partition hasher that matches Kafka's
+// (processors/features, processors/state, processors/alerts): goka's
+// Kafka clients built from the command line's Kafka settings (TLS, SASL) —
+// franz-go throughout, the consumers from processors/gokakgo and a franz-go
+// producer, with sarama kept only as a fallback — a partition hasher that matches Kafka's
 // default partitioner, goka codecs around the shared Avro serde and for
 // group-table state (versioned raw Avro, or JSON) with an identity cache
 // that saves goka's per-record state decode (CachedCodec), an in-memory

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -137,6 +138,10 @@ func TestJSONCodec(t *testing.T) {
 }
 
 func TestFromConn(t *testing.T) {
+	pw := t.TempDir() + "/pw"
+	if err := os.WriteFile(pw, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		conn cli.Conn
@@ -144,8 +149,9 @@ func TestFromConn(t *testing.T) {
 	}{
 		{name: "plain", conn: cli.Conn{KafkaBrokers: []string{"a:9092", " b:9092 "}}},
 		{name: "no brokers", conn: cli.Conn{KafkaBrokers: []string{" "}}, err: "--kafka-brokers"},
-		{name: "scram", conn: cli.Conn{KafkaBrokers: []string{"a:9092"}, KafkaSASLMechanism: "SCRAM-SHA-256"}, err: "--kafka-sasl-mechanism"},
-		{name: "missing password file", conn: cli.Conn{KafkaBrokers: []string{"a:9092"}, KafkaSASLMechanism: "PLAIN", KafkaSASLPassFile: "/nonexistent"}, err: "--kafka-sasl-password-file"},
+		{name: "scram-sha-512", conn: cli.Conn{KafkaBrokers: []string{"a:9092", " b:9092 "}, KafkaSASLMechanism: "SCRAM-SHA-512", KafkaSASLUser: "u", KafkaSASLPassFile: pw}},
+		{name: "misspelt mechanism", conn: cli.Conn{KafkaBrokers: []string{"a:9092"}, KafkaSASLMechanism: "SCRAM_SHA_512", KafkaSASLUser: "u", KafkaSASLPassFile: pw}, err: "--kafka-sasl-mechanism ($DROVER_KAFKA_SASL_MECHANISM)"},
+		{name: "missing password file", conn: cli.Conn{KafkaBrokers: []string{"a:9092"}, KafkaSASLMechanism: "PLAIN", KafkaSASLUser: "u", KafkaSASLPassFile: "/nonexistent"}, err: "--kafka-sasl-password-file"},
 		{name: "missing ca", conn: cli.Conn{KafkaBrokers: []string{"a:9092"}, KafkaTLSCA: "/nonexistent"}, err: "--kafka-tls-ca"},
 	}
 	for _, tc := range tests {

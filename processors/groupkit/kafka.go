@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"hash"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/drover-iot/drover/cli"
+	"github.com/drover-iot/drover/processors/gokakgo"
 )
 
 // ProtocolVersion is the Kafka protocol version sarama speaks. goka's
@@ -51,6 +51,18 @@ type Kafka struct {
 	// instead of the default franz-go one (3x slower in the features
 	// benchmark; kept as a fallback).
 	SaramaProducer bool
+	// SaramaConsumer makes goka consume (consumer group, table recovery,
+	// views) and manage topics with sarama instead of franz-go
+	// (processors/gokakgo). Not a flag: the benchmarks compare the two
+	// paths with it.
+	SaramaConsumer bool
+
+	// ClientOpt, when set, adds an option to every franz-go client by
+	// role (its client id plus -consumer, -tables, -topics, -producer):
+	// the stage's kprom metrics (admin.Server.KafkaMetrics).
+	ClientOpt func(role string) kgo.Opt
+
+	saramaErr error // why sarama cannot connect (a SASL mechanism it lacks)
 }
 
 // SessionTimeout is how long the group coordinator keeps a silent member
@@ -95,49 +107,44 @@ func NewKafka(brokers []string) Kafka {
 	return Kafka{Brokers: brokers, Config: c, TableReplication: 1, KgoOpts: []kgo.Opt{kgo.SeedBrokers(brokers...)}}
 }
 
-// FromConn builds the settings from the command line's Kafka flags (brokers,
-// TLS, SASL PLAIN). SCRAM is a usage error: sarama needs a SCRAM client the
-// processors do not ship yet.
+// FromConn builds the settings from the command line's Kafka flags
+// (brokers, TLS, SASL), through the same cli.Conn code every other stage
+// uses: franz-go gets its options from Conn.KafkaOpts, and goka's sarama
+// consumers get the same TLS configuration and the same franz-go SASL
+// mechanism (PLAIN natively; SCRAM and OAUTHBEARER through saramaSASL).
 func FromConn(conn *cli.Conn) (Kafka, error) {
+	kopts, err := conn.KafkaOpts()
+	if err != nil {
+		return Kafka{}, err
+	}
 	var brokers []string
 	for _, b := range conn.KafkaBrokers {
 		if b = strings.TrimSpace(b); b != "" {
 			brokers = append(brokers, b)
 		}
 	}
-	if len(brokers) == 0 {
-		return Kafka{}, cli.Usagef("--kafka-brokers: no broker given")
-	}
 	k := NewKafka(brokers)
-	kopts, err := conn.KafkaOpts()
+	k.KgoOpts = kopts
+	tlsCfg, err := conn.KafkaTLSConfig()
 	if err != nil {
 		return Kafka{}, err
 	}
-	k.KgoOpts = kopts
-	if conn.KafkaTLS || conn.KafkaTLSCA != "" || conn.KafkaTLSCert != "" {
-		cfg, err := cli.TLSConfig("kafka-tls", conn.KafkaTLSCA, conn.KafkaTLSCert, conn.KafkaTLSKey)
-		if err != nil {
-			return Kafka{}, err
-		}
+	if tlsCfg != nil {
 		k.Config.Net.TLS.Enable = true
-		k.Config.Net.TLS.Config = cfg
+		k.Config.Net.TLS.Config = tlsCfg
 	}
-	if m := conn.KafkaSASLMechanism; m != "" {
-		if !strings.EqualFold(m, "PLAIN") {
-			return Kafka{}, cli.Usagef("--kafka-sasl-mechanism: %s is not supported by the processors (only PLAIN)", m)
+	mech, err := conn.KafkaSASL()
+	if err != nil {
+		return Kafka{}, err
+	}
+	if mech != nil {
+		// AWS_MSK_IAM has no sarama implementation: only the sarama
+		// fallbacks (SaramaConsumer, SaramaProducer) refuse it, when
+		// they are built.
+		k.saramaErr = saramaSASL(k.Config, conn, mech)
+		if k.saramaErr != nil {
+			k.Config.Net.SASL.Enable = false
 		}
-		pass := ""
-		if conn.KafkaSASLPassFile != "" {
-			b, err := os.ReadFile(conn.KafkaSASLPassFile)
-			if err != nil {
-				return Kafka{}, cli.Usagef("--kafka-sasl-password-file: %w", err)
-			}
-			pass = strings.TrimRight(string(b), "\r\n")
-		}
-		k.Config.Net.SASL.Enable = true
-		k.Config.Net.SASL.Mechanism = sarama.SASLTypePlaintext
-		k.Config.Net.SASL.User = conn.KafkaSASLUser
-		k.Config.Net.SASL.Password = pass
 	}
 	if err := k.Config.Validate(); err != nil {
 		return Kafka{}, cli.Usagef("kafka settings: %w", err)
@@ -195,13 +202,9 @@ func (k Kafka) ProcessorOptions(group string) []goka.ProcessorOption {
 		goka.WithHasher(hasher),
 		goka.WithClientID(group),
 		goka.WithConsumerGroupBuilder(k.newConsumerGroup),
-		goka.WithConsumerSaramaBuilder(func(brokers []string, clientID string) (sarama.Consumer, error) {
-			return sarama.NewConsumer(brokers, k.copyConfig(clientID))
-		}),
+		goka.WithConsumerSaramaBuilder(k.newConsumer),
 		goka.WithProducerBuilder(producerBuilder(k)),
-		goka.WithTopicManagerBuilder(func(brokers []string) (goka.TopicManager, error) {
-			return goka.NewTopicManager(brokers, k.copyConfig(group+"-topic-manager"), k.topicManagerConfig())
-		}),
+		goka.WithTopicManagerBuilder(k.topicManagerBuilder(group + "-topic-manager")),
 		goka.WithStorageBuilder(k.TableStorage(group)),
 		goka.WithLogger(slogLogger{k.Log}),
 		// goka's default of 10 hands records to each partition's
@@ -210,10 +213,62 @@ func (k Kafka) ProcessorOptions(group string) []goka.ProcessorOption {
 	}
 }
 
-// newConsumerGroup is goka's consumer-group builder: sarama with a copy of
-// Config.
+// newConsumerGroup is goka's consumer-group builder: franz-go through
+// gokakgo, or sarama with a copy of Config when SaramaConsumer is set.
 func (k Kafka) newConsumerGroup(brokers []string, group, clientID string) (sarama.ConsumerGroup, error) {
+	if !k.SaramaConsumer {
+		return gokakgo.NewConsumerGroup(k.kgoConfig(), brokers, group, clientID), nil
+	}
+	if k.saramaErr != nil {
+		return nil, k.saramaErr
+	}
 	return sarama.NewConsumerGroup(brokers, group, k.copyConfig(clientID))
+}
+
+// newConsumer is goka's partition-consumer builder (table recovery,
+// views): franz-go, or sarama with SaramaConsumer.
+func (k Kafka) newConsumer(brokers []string, clientID string) (sarama.Consumer, error) {
+	if !k.SaramaConsumer {
+		return gokakgo.NewConsumer(k.kgoConfig(), brokers, clientID)
+	}
+	if k.saramaErr != nil {
+		return nil, k.saramaErr
+	}
+	return sarama.NewConsumer(brokers, k.copyConfig(clientID))
+}
+
+// topicManagerBuilder builds goka's topic manager: kadm, or sarama's
+// cluster admin with SaramaConsumer.
+func (k Kafka) topicManagerBuilder(clientID string) goka.TopicManagerBuilder {
+	return func(brokers []string) (goka.TopicManager, error) {
+		if !k.SaramaConsumer {
+			return gokakgo.NewTopicManager(k.kgoConfig(), brokers, clientID, k.topicManagerConfig())
+		}
+		if k.saramaErr != nil {
+			return nil, k.saramaErr
+		}
+		return goka.NewTopicManager(brokers, k.copyConfig(clientID), k.topicManagerConfig())
+	}
+}
+
+// kgoConfig is the adapter's configuration: the connection options of
+// KgoOpts and drover's group timing (SessionTimeout, RebalanceTimeout).
+func (k Kafka) kgoConfig() gokakgo.Config {
+	c := gokakgo.Config{
+		Opts:              k.KgoOpts,
+		SessionTimeout:    SessionTimeout,
+		RebalanceTimeout:  RebalanceTimeout,
+		HeartbeatInterval: SessionTimeout / 5,
+		CommitInterval:    time.Second,
+		ChannelBufferSize: 4096,
+		Log:               k.Log,
+		ClientOpt:         k.ClientOpt,
+	}
+	if k.Config != nil {
+		c.ChannelBufferSize = k.Config.ChannelBufferSize
+		c.FetchMaxPartitionBytes = k.Config.Consumer.Fetch.Default
+	}
+	return c
 }
 
 // partitionChannelSize is the buffer between sarama's claim and goka's
@@ -226,12 +281,8 @@ func (k Kafka) ViewOptions(clientID string) []goka.ViewOption {
 	return []goka.ViewOption{
 		goka.WithViewHasher(KafkaHasher()),
 		goka.WithViewClientID(clientID),
-		goka.WithViewConsumerSaramaBuilder(func(brokers []string, clientID string) (sarama.Consumer, error) {
-			return sarama.NewConsumer(brokers, k.copyConfig(clientID))
-		}),
-		goka.WithViewTopicManagerBuilder(func(brokers []string) (goka.TopicManager, error) {
-			return goka.NewTopicManager(brokers, k.copyConfig(clientID+"-topic-manager"), k.topicManagerConfig())
-		}),
+		goka.WithViewConsumerSaramaBuilder(k.newConsumer),
+		goka.WithViewTopicManagerBuilder(k.topicManagerBuilder(clientID + "-topic-manager")),
 		goka.WithViewStorageBuilder(MemoryBuilder()),
 		goka.WithViewLogger(slogLogger{k.Log}),
 	}
@@ -246,10 +297,16 @@ func producerBuilder(k Kafka) goka.ProducerBuilder {
 		if !k.SaramaProducer {
 			// TLS and SASL from KgoOpts; the brokers goka was given win.
 			opts := append(append([]kgo.Opt(nil), k.KgoOpts...), kgo.SeedBrokers(brokers...))
+			if k.ClientOpt != nil {
+				opts = append(opts, k.ClientOpt(clientID+"-producer"))
+			}
 			if k.Config != nil {
 				opts = append(opts, kgo.ProducerBatchCompression(kgoCompression(k.Config.Producer.Compression)))
 			}
 			return newKgoProducer(opts, clientID, hasher)
+		}
+		if k.saramaErr != nil {
+			return nil, k.saramaErr
 		}
 		c := k.copyConfig(clientID)
 		c.Producer.Partitioner = sarama.NewCustomHashPartitioner(hasher)

@@ -61,6 +61,16 @@ func BenchmarkStateRestore(b *testing.B) {
 		fromKafka := time.Since(start)
 		stop()
 
+		// The same consuming with sarama (the former path) instead of
+		// franz-go (processors/gokakgo).
+		start = time.Now()
+		stop, _ = benchStartStorage(b, brokers, serde, "", nil, true)
+		fromKafkaSarama := time.Since(start)
+		stop()
+		b.ReportMetric(fromKafkaSarama.Seconds(), "restore-kafka-sarama-s")
+		fmt.Printf("state restore, %d devices: start-to-ready %.2fs consuming with franz-go (gokakgo) vs %.2fs with sarama\n",
+			n, fromKafka.Seconds(), fromKafkaSarama.Seconds())
+
 		// The same with goka's in-memory storage (the former default).
 		var gokaMem time.Duration
 		if os.Getenv("DROVER_BENCH_GOKA_MEMORY") != "0" {
@@ -130,7 +140,7 @@ func benchStart(b *testing.B, brokers []string, serde *schemas.Serde, dir string
 }
 
 // benchStartStorage is benchStart with a storage builder (nil: the default).
-func benchStartStorage(b *testing.B, brokers []string, serde *schemas.Serde, dir string, sb storage.Builder) (stop func(), p *Processor) {
+func benchStartStorage(b *testing.B, brokers []string, serde *schemas.Serde, dir string, sb storage.Builder, saramaConsumer ...bool) (stop func(), p *Processor) {
 	b.Helper()
 	p, err := New(serde, Config{Registerer: prometheus.NewRegistry(), TickInterval: -1})
 	if err != nil {
@@ -139,6 +149,7 @@ func benchStartStorage(b *testing.B, brokers []string, serde *schemas.Serde, dir
 	k := groupkit.NewKafka(brokers)
 	k.StorageDir = dir
 	k.Storage = sb
+	k.SaramaConsumer = len(saramaConsumer) > 0 && saramaConsumer[0]
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx, k) }()

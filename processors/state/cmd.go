@@ -2,24 +2,105 @@ package state
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/drover-iot/drover/cli"
+	"github.com/drover-iot/drover/identity"
 	"github.com/drover-iot/drover/schemas"
+	"github.com/drover-iot/drover/topics"
 )
 
-// Command returns `drover state` with its `get` subcommand.
+// Command returns `drover state` with its `get` and `set` subcommands.
 func Command(conn *cli.Conn) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "state",
 		Short: "Read the device shadow kept by the state processor",
 	}
-	cmd.AddCommand(getCommand(conn))
+	cmd.AddCommand(getCommand(conn), setCommand(conn))
+	return cmd
+}
+
+func setCommand(conn *cli.Conn) *cobra.Command {
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "set TENANT/DEVICE KEY=VALUE...",
+		Short: "Set a device's desired state (a 'desired' command on commands.devices)",
+		Long: `Set keys of a device's desired state. The update is a command named
+'desired' on commands.devices whose payload is the JSON object of the keys;
+the state processor merges it into the shadow (desired, version) and
+'drover state get' shows the pending delta: the desired keys whose reported
+value (the metric of that name, or firmware) differs. KEY= removes a key.
+The bridge also delivers the command to the device like any other.`,
+		Example: `  drover state set demo/collar-0001 interval=30 mode=eco`,
+		Args:    cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if timeout <= 0 {
+				return cli.Usagef("--timeout: must be positive, got %s", timeout)
+			}
+			tenant, device, err := identity.ParseKey(args[0])
+			if err != nil {
+				return cli.Usagef("state set: want TENANT/DEVICE (e.g. demo/collar-0001): %v", err)
+			}
+			d := map[string]string{}
+			for _, kv := range args[1:] {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok || k == "" {
+					return cli.Usagef("state set: %q: want KEY=VALUE", kv)
+				}
+				if _, dup := d[k]; dup {
+					return cli.Usagef("state set: %q: %s given twice", kv, k)
+				}
+				d[k] = v
+			}
+			payload, err := json.Marshal(d)
+			if err != nil {
+				return err
+			}
+			kopts, err := conn.KafkaOpts()
+			if err != nil {
+				return err
+			}
+			serde, err := schemas.ConnSerde(conn)
+			if err != nil {
+				return err
+			}
+			cl, err := kgo.NewClient(kopts...)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			var b [8]byte
+			_, _ = rand.Read(b[:])
+			id := "d-" + hex.EncodeToString(b[:])
+			now := time.Now().UTC().Truncate(time.Millisecond)
+			exp := now.Add(timeout)
+			c := schemas.DeviceCommand{CommandID: id, Tenant: tenant, DeviceID: device, Name: DesiredCommand, Payload: string(payload),
+				CreatedAt: now, ExpiresAt: &exp, TS: now, IngestedAt: now}
+			v, err := serde.Encode(ctx, topics.Commands, &c)
+			if err != nil {
+				return fmt.Errorf("state set: %w", err)
+			}
+			if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topics.Commands, Key: []byte(identity.Key(tenant, device)), Value: v}).FirstErr(); err != nil {
+				return fmt.Errorf("state set: producing to %s: %w", topics.Commands, err)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), id)
+			return nil
+		},
+	}
+	conn.AddKafkaFlags(cmd.Flags())
+	conn.AddRegistryFlags(cmd.Flags())
+	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "give up after this long (and the bridge delivers the command to the device only until then)")
 	return cmd
 }
 
@@ -34,22 +115,24 @@ battery, firmware and the number of active alerts.
 
 The state is read from the compacted topic state.latest, which the state
 processor ('drover process --groups state') writes. A running processor
-also answers GET /devices/{id} on its admin port.`,
-		Example: `  drover state get cow-0042`,
+also answers GET /devices/TENANT/DEVICE on its admin port.
+
+A device is TENANT/DEVICE: state is kept per tenant and device, so cow-1 of
+two tenants are two shadows.`,
+		Example: `  drover state get demo/collar-0001`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if timeout <= 0 {
 				return cli.Usagef("--timeout: must be positive, got %s", timeout)
 			}
+			if _, _, err := identity.ParseKey(args[0]); err != nil {
+				return cli.Usagef("state get: want TENANT/DEVICE (e.g. demo/collar-0001): %v", err)
+			}
 			kopts, err := conn.KafkaOpts()
 			if err != nil {
 				return err
 			}
-			reg, err := conn.Registry()
-			if err != nil {
-				return err
-			}
-			serde, err := schemas.NewSerde(reg)
+			serde, err := schemas.ConnSerde(conn)
 			if err != nil {
 				return err
 			}

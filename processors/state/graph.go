@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -11,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/drover-iot/drover/identity"
+	"github.com/drover-iot/drover/ingest/decode"
 	"github.com/drover-iot/drover/processors/groupkit"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
@@ -72,7 +75,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		emitted: prometheus.NewCounter(prometheus.CounterOpts{Name: "drover_state_emitted_total", Help: "Device states written to state.latest."}),
 		ticks:   prometheus.NewCounter(prometheus.CounterOpts{Name: "drover_state_ticks_total", Help: "Wall-clock ticks run over the state table."}),
 		visited: prometheus.NewCounter(prometheus.CounterOpts{Name: "drover_state_tick_visited_total", Help: "Device entries visited by wall-clock ticks."}),
-		relayed: prometheus.NewCounter(prometheus.CounterOpts{Name: "drover_state_alerts_relayed_total", Help: "Alert events forwarded from alerts.events to the state group."}),
+		relayed: prometheus.NewCounter(prometheus.CounterOpts{Name: "drover_state_alerts_relayed_total", Help: "Records relayed onto the state group's loop: alert events from alerts.events and desired-state commands from commands.devices."}),
 		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drover_state_lookups_total", Help: "Device state lookups served, by source: table (this instance's partitions) or topic (state.latest)."}, []string{"source"}),
 		dead:    prometheus.NewCounter(prometheus.CounterOpts{Name: "drover_state_dead_letters_total", Help: "Undecodable raw.* records written to dlq.events (only with dead letters on; off by default, the alerts group writes them)."}),
 		unseen:  prometheus.NewCounter(prometheus.CounterOpts{Name: "drover_state_unseen_changes_total", Help: "State changes of devices with no record seen yet (an alert before the first reading): kept in the table, not emitted until the device's first record."}),
@@ -123,11 +126,14 @@ func (p *Processor) deadLetter(ctx goka.Context, topic string, msg interface{}) 
 	p.m.dead.Inc()
 }
 
-// RelayGraph returns the relay group graph: alerts.events in, alert notes
-// keyed by device out to the state group's loop topic.
+// RelayGraph returns the relay group graph: alerts.events and the
+// "desired" commands of commands.devices in, notes keyed by device out to
+// the state group's loop topic (the inputs have fewer partitions than
+// raw.*, so the state group cannot read them itself).
 func (p *Processor) RelayGraph() *goka.GroupGraph {
 	return goka.DefineGroup(RelayGroup,
 		goka.Input(topics.Alerts, groupkit.AvroCodec[schemas.Alert]{Serde: p.serde, Topic: topics.Alerts}, p.relay),
+		goka.Input(topics.Commands, groupkit.AvroCodec[schemas.DeviceCommand]{Serde: p.serde, Topic: topics.Commands}, p.relayDesired),
 		goka.Output(LoopStream, groupkit.JSONCodec[alertNote]{}),
 	)
 }
@@ -166,6 +172,11 @@ func (p *Processor) onSensor(ctx goka.Context, msg interface{}) {
 	s := load(ctx)
 	ts := r.TS.UnixMilli()
 	s.seen(r.Tenant, ts, r.IngestedAt.UnixMilli(), now, !r.Replayed)
+	if r.Metric == decode.MetricOffline && !r.Replayed {
+		// A death certificate (Sparkplug B NDEATH, DDEATH): offline now,
+		// not after the silence timeout.
+		s.Online = false
+	}
 	s.metric(r.Metric, ts, r.Value, p.cfg.BatteryMetrics)
 	s.attrs(ts, r.Attrs, p.cfg.FirmwareAttrs)
 	p.save(ctx, s)
@@ -198,6 +209,17 @@ func (p *Processor) onGPS(ctx goka.Context, msg interface{}) {
 func (p *Processor) onAlert(ctx goka.Context, msg interface{}) {
 	p.m.records.WithLabelValues(string(LoopStream)).Inc()
 	n, ok := msg.(*alertNote)
+	if ok && n.Kind == noteDesired {
+		s := load(ctx)
+		if n.Tenant != "" && s.Tenant == "" {
+			s.Tenant = n.Tenant
+		}
+		if s.setDesired(n.Desired) {
+			s.Updated = p.cfg.Clock.Now().UnixMilli()
+			p.save(ctx, s)
+		}
+		return
+	}
 	if !ok || n.AlertID == "" {
 		p.bad(ctx, string(LoopStream), "bad alert note", nil)
 		return
@@ -237,7 +259,7 @@ func (p *Processor) save(ctx goka.Context, s *shadow) {
 		p.m.unseen.Inc()
 		return
 	}
-	ctx.Emit(Stream, ctx.Key(), s.record(ctx.Key()))
+	ctx.Emit(Stream, ctx.Key(), s.record(identity.DeviceOf(ctx.Key())))
 	p.m.emitted.Inc()
 }
 
@@ -248,16 +270,76 @@ func (p *Processor) relay(ctx goka.Context, msg interface{}) {
 		p.bad(ctx, topics.Alerts, "undecodable", badErr(msg))
 		return
 	}
-	device := a.DeviceID
-	if device == "" {
-		device = ctx.Key()
+	// The alerts group keys an alert as the reading that fired it: the
+	// shadow's key (the tenant-qualified device, identity.Key).
+	key := ctx.Key()
+	if key == "" && a.DeviceID != "" {
+		key = identity.Key(a.Tenant, a.DeviceID)
 	}
-	if device == "" || a.AlertID == "" {
+	if key == "" || a.AlertID == "" {
 		p.bad(ctx, topics.Alerts, "alert without device or id", nil)
 		return
 	}
-	ctx.Emit(LoopStream, device, &alertNote{AlertID: a.AlertID, State: a.State, Tenant: a.Tenant, FiredAt: a.FiredAt.UnixMilli()})
+	ctx.Emit(LoopStream, key, &alertNote{AlertID: a.AlertID, State: a.State, Tenant: a.Tenant, FiredAt: a.FiredAt.UnixMilli()})
 	p.m.relayed.Inc()
+}
+
+// relayDesired forwards a "desired" command's key → value payload to the
+// state group; other commands are the bridge's.
+func (p *Processor) relayDesired(ctx goka.Context, msg interface{}) {
+	c, ok := msg.(*schemas.DeviceCommand)
+	if !ok {
+		p.m.records.WithLabelValues(topics.Commands).Inc()
+		p.bad(ctx, topics.Commands, "undecodable", badErr(msg))
+		return
+	}
+	if c.Name != DesiredCommand {
+		return
+	}
+	p.m.records.WithLabelValues(topics.Commands).Inc()
+	key := ctx.Key()
+	if key == "" && c.DeviceID != "" {
+		key = identity.Key(c.Tenant, c.DeviceID)
+	}
+	d, err := ParseDesired(c.Payload)
+	switch {
+	case key == "":
+		p.bad(ctx, topics.Commands, "desired state without device", nil)
+		return
+	case err != nil:
+		p.bad(ctx, topics.Commands, "desired state payload", err)
+		return
+	}
+	ctx.Emit(LoopStream, key, &alertNote{Kind: noteDesired, Tenant: c.Tenant, Desired: d})
+	p.m.relayed.Inc()
+}
+
+// ParseDesired reads a desired-state payload: a JSON object whose string
+// values are taken as they are, null as "" (remove), and other values as
+// their JSON text.
+func ParseDesired(payload string) (map[string]string, error) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(payload), &raw); err != nil {
+		return nil, fmt.Errorf("want a JSON object of key → value: %w", err)
+	}
+	if len(raw) == 0 {
+		return nil, errors.New("no keys")
+	}
+	d := make(map[string]string, len(raw))
+	for k, v := range raw {
+		if k == "" {
+			return nil, errors.New("empty key")
+		}
+		var s string
+		switch {
+		case string(v) == "null":
+		case json.Unmarshal(v, &s) == nil:
+		default:
+			s = string(v)
+		}
+		d[k] = s
+	}
+	return d, nil
 }
 
 func badErr(msg interface{}) error {
@@ -300,7 +382,7 @@ func (p *Processor) Local(device string) (*schemas.DeviceState, error) {
 	if !ok || s == nil {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, device)
 	}
-	return s.record(device), nil
+	return s.record(identity.DeviceOf(device)), nil
 }
 
 // Run runs the state group and the alert relay against the cluster until
@@ -308,7 +390,7 @@ func (p *Processor) Local(device string) (*schemas.DeviceState, error) {
 // are applied to both processors after the connection options.
 func (p *Processor) Run(ctx context.Context, k groupkit.Kafka, extra ...goka.ProcessorOption) error {
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	prep := []string{topics.RawSensor, topics.RawGPS, topics.Alerts, topics.StateLatest}
+	prep := []string{topics.RawSensor, topics.RawGPS, topics.Alerts, topics.Commands, topics.StateLatest}
 	if p.cfg.DeadLetters {
 		prep = append(prep, topics.DLQ)
 	}

@@ -11,16 +11,16 @@ import (
 )
 
 // DevicesPattern is the admin-server pattern Handler serves.
-const DevicesPattern = "GET /devices/{id}"
+const DevicesPattern = "GET /devices/{key...}"
 
-// Handler serves GET /devices/{id} with the device's state as JSON (View):
+// Handler serves GET /devices/{tenant}/{device} (the key, identity.Key) with the device's state as JSON (View):
 // from this instance's group table when it owns the device's partition,
 // otherwise from state.latest (read with kopts; nil kopts answers 404 for
 // devices owned by other instances). Unknown devices are 404 with a JSON
 // error body.
 func (p *Processor) Handler(kopts []kgo.Opt) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.PathValue("id")
+		id := r.PathValue("key") // TENANT/DEVICE
 		ds, err := p.Local(id)
 		src := "table"
 		if errors.Is(err, ErrNotLocal) && kopts != nil {

@@ -46,8 +46,12 @@ func newCluster(t *testing.T, partitions int32) *cluster {
 	t.Cleanup(cl.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := kadm.NewClient(cl).CreateTopic(ctx, max(1, partitions/2), 1, nil, topics.Alerts); err != nil {
-		t.Fatal(err)
+	// alerts.events and commands.devices (the relay's inputs) have fewer
+	// partitions than raw.*.
+	for _, tp := range []string{topics.Alerts, topics.Commands} {
+		if _, err := kadm.NewClient(cl).CreateTopic(ctx, max(1, partitions/2), 1, nil, tp); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return &cluster{brokers: kc.ListenAddrs(), regURL: url, serde: serde, cl: cl}
 }
@@ -245,8 +249,9 @@ func TestIntegrationStateGetCommand(t *testing.T) {
 	}
 	c := newCluster(t, 2)
 	_, stop := runState(t, c, Config{Clock: &fakeClock{now: t0}, TickInterval: -1})
-	c.produce(t, topics.RawSensor, "cow-7", reading("cow-7", "temperature", t0, 39.1))
-	eventually(t, "state", func() error { _, err := lookup(c, "cow-7"); return err })
+	// The bridge keys records by the tenant-qualified device.
+	c.produce(t, topics.RawSensor, "farm/cow-7", reading("cow-7", "temperature", t0, 39.1))
+	eventually(t, "state", func() error { _, err := lookup(c, "farm/cow-7"); return err })
 	stop()
 
 	tests := []struct {
@@ -255,10 +260,12 @@ func TestIntegrationStateGetCommand(t *testing.T) {
 		out  string
 		err  string
 	}{
-		{name: "known device", args: []string{"get", "cow-7"}, out: `"temperature": 39.1`},
-		{name: "unknown device", args: []string{"get", "nobody"}, err: "device not found"},
+		{name: "known device", args: []string{"get", "farm/cow-7"}, out: `"temperature": 39.1`},
+		{name: "unknown device", args: []string{"get", "farm/nobody"}, err: "device not found"},
+		{name: "same id, other tenant", args: []string{"get", "farm2/cow-7"}, err: "device not found"},
+		{name: "no tenant", args: []string{"get", "cow-7"}, err: "want TENANT/DEVICE"},
 		{name: "no device", args: []string{"get"}, err: "accepts 1 arg"},
-		{name: "bad timeout", args: []string{"get", "cow-7", "--timeout", "0s"}, err: "--timeout"},
+		{name: "bad timeout", args: []string{"get", "farm/cow-7", "--timeout", "0s"}, err: "--timeout"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,7 +1,9 @@
 package state
 
 import (
+	"maps"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/drover-iot/drover/schemas"
@@ -31,6 +33,10 @@ type shadow struct {
 	Active map[string]int64 `json:"alerts,omitempty"`
 	// Updated is the wall clock of the last change.
 	Updated int64 `json:"upd,omitempty"`
+	// Desired is the desired state (key → value); Version counts its
+	// changes.
+	Desired map[string]string `json:"des,omitempty"`
+	Version int64             `json:"ver,omitempty"`
 }
 
 type metricValue struct {
@@ -40,12 +46,26 @@ type metricValue struct {
 
 // alertNote is what the relay group forwards from alerts.events into the
 // state group's loop topic (JSON).
+// With Kind noteDesired it carries a desired-state update instead (from
+// a "desired" command on commands.devices).
 type alertNote struct {
-	AlertID string `json:"id"`
-	State   string `json:"state"`
+	Kind    string `json:"kind,omitempty"`
+	AlertID string `json:"id,omitempty"`
+	State   string `json:"state,omitempty"`
 	Tenant  string `json:"tenant,omitempty"`
-	FiredAt int64  `json:"fired"`
+	FiredAt int64  `json:"fired,omitempty"`
+	// Desired maps keys to their desired value; "" removes the key.
+	Desired map[string]string `json:"desired,omitempty"`
 }
+
+// noteDesired is the loop note kind of a desired-state update.
+const noteDesired = "desired"
+
+// DesiredCommand is the command name on commands.devices that sets
+// desired state: its payload is a JSON object of key → value (a value
+// that is not a JSON string is kept as its JSON text; "" or null removes
+// the key).
+const DesiredCommand = "desired"
 
 // Alert states on alerts.events (processors/alerts).
 const (
@@ -110,6 +130,30 @@ func (s *shadow) alert(n *alertNote) {
 	}
 }
 
+// setDesired merges a desired-state update and reports whether it
+// changed anything; each change increments Version.
+func (s *shadow) setDesired(d map[string]string) bool {
+	changed := false
+	for k, v := range d {
+		old, had := s.Desired[k]
+		switch {
+		case v == "" && had:
+			delete(s.Desired, k)
+			changed = true
+		case v != "" && (!had || old != v):
+			if s.Desired == nil {
+				s.Desired = map[string]string{}
+			}
+			s.Desired[k] = v
+			changed = true
+		}
+	}
+	if changed {
+		s.Version++
+	}
+	return changed
+}
+
 // checkOnline marks the device offline when no live record arrived for
 // offlineAfter; it reports whether that changed anything.
 func (s *shadow) checkOnline(now, offlineAfter int64) bool {
@@ -136,7 +180,10 @@ func (s *shadow) record(device string) *schemas.DeviceState {
 		Metrics:      make(map[string]float64, len(s.Metrics)),
 		ActiveAlerts: int32(len(s.Active)),
 		UpdatedAt:    ms(s.Updated),
+		Desired:      make(map[string]string, len(s.Desired)),
+		Version:      s.Version,
 	}
+	maps.Copy(ds.Desired, s.Desired)
 	for k, v := range s.Metrics {
 		ds.Metrics[k] = v.V
 	}
@@ -167,6 +214,47 @@ type View struct {
 	Metrics      map[string]float64 `json:"metrics"`
 	ActiveAlerts int32              `json:"active_alerts"`
 	UpdatedAt    time.Time          `json:"updated_at"`
+	// Desired is the desired state, Version its version, Delta the
+	// desired keys whose reported value differs (pending).
+	Desired map[string]string `json:"desired"`
+	Version int64             `json:"version"`
+	Delta   map[string]string `json:"delta"`
+}
+
+// Reported returns the device's reported value of key: the metric of
+// that name (shortest decimal form), or for "firmware" the firmware.
+func Reported(ds *schemas.DeviceState, key string) (string, bool) {
+	if v, ok := ds.Metrics[key]; ok {
+		return strconv.FormatFloat(v, 'g', -1, 64), true
+	}
+	if key == "firmware" && ds.Firmware != nil {
+		return *ds.Firmware, true
+	}
+	return "", false
+}
+
+// Delta returns the pending delta: the desired keys whose reported value
+// is missing or differs. Numbers compare by value (desired "30.0" matches
+// a reported 30).
+func Delta(ds *schemas.DeviceState) map[string]string {
+	d := map[string]string{}
+	for k, want := range ds.Desired {
+		got, ok := Reported(ds, k)
+		if ok && matches(want, got) {
+			continue
+		}
+		d[k] = want
+	}
+	return d
+}
+
+func matches(want, got string) bool {
+	if want == got {
+		return true
+	}
+	w, err1 := strconv.ParseFloat(want, 64)
+	g, err2 := strconv.ParseFloat(got, 64)
+	return err1 == nil && err2 == nil && w == g
 }
 
 // ViewOf converts a state.latest record to its JSON form.
@@ -175,9 +263,14 @@ func ViewOf(ds *schemas.DeviceState) View {
 	if m == nil {
 		m = map[string]float64{}
 	}
+	des := ds.Desired
+	if des == nil {
+		des = map[string]string{}
+	}
 	return View{
 		Tenant: ds.Tenant, DeviceID: ds.DeviceID, Online: ds.Online, LastSeen: ds.LastSeen, IngestedAt: ds.IngestedAt,
 		Lat: ds.Lat, Lon: ds.Lon, PositionTS: ds.PositionTS, Battery: ds.Battery, Firmware: ds.Firmware,
 		Metrics: m, ActiveAlerts: ds.ActiveAlerts, UpdatedAt: ds.UpdatedAt,
+		Desired: des, Version: ds.Version, Delta: Delta(ds),
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-iot/drover/identity"
+	"github.com/drover-iot/drover/ingest/decode"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
 )
@@ -206,5 +208,63 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatalf("error %v, want %q", err, tc.err)
 			}
 		})
+	}
+}
+
+// TestSameDeviceTwoTenants: records keyed by the tenant-qualified device
+// (as the bridge writes them) give cow-1 of two tenants two shadows, each
+// with its own metrics and alerts, emitted under its own key with the bare
+// device id and its tenant.
+func TestSameDeviceTwoTenants(t *testing.T) {
+	serde, _ := newSerde(t)
+	g := startTester(t, Config{}, serde)
+	for _, tc := range []struct {
+		tenant string
+		v      float64
+	}{{"farm", 38.1}, {"farm2", 40.2}} {
+		g.tt.Consume(topics.RawSensor, identity.Key(tc.tenant, "cow-1"), &schemas.SensorReading{
+			EventID: tc.tenant, Tenant: tc.tenant, DeviceID: "cow-1", TS: t0, IngestedAt: t0,
+			Metric: "temperature", Value: tc.v, Source: "test", Attrs: map[string]string{},
+		})
+	}
+	g.tt.Consume(topics.Alerts, "farm2/cow-1", &schemas.Alert{AlertID: "a-farm2", Rule: "fever", Kind: "threshold",
+		Tenant: "farm2", DeviceID: "cow-1", State: "firing", Severity: "warning", Message: "m", FiredAt: t0, TS: t0, IngestedAt: t0})
+	g.tt.Catchup()
+	byKey := map[string]*schemas.DeviceState{}
+	for _, ds := range g.states(t) {
+		byKey[identity.Key(ds.Tenant, ds.DeviceID)] = ds
+	}
+	a, b := byKey["farm/cow-1"], byKey["farm2/cow-1"]
+	if a == nil || b == nil || len(byKey) != 2 {
+		t.Fatalf("shadows %v, want farm/cow-1 and farm2/cow-1", byKey)
+	}
+	if a.Metrics["temperature"] != 38.1 || b.Metrics["temperature"] != 40.2 || a.ActiveAlerts != 0 || b.ActiveAlerts != 1 {
+		t.Fatalf("farm/cow-1 %v alerts %d; farm2/cow-1 %v alerts %d", a.Metrics, a.ActiveAlerts, b.Metrics, b.ActiveAlerts)
+	}
+	for _, key := range []string{"farm/cow-1", "farm2/cow-1"} {
+		if ds, err := g.p.Local(key); err != nil || ds.DeviceID != "cow-1" {
+			t.Errorf("Local(%s): %+v %v", key, ds, err)
+		}
+	}
+}
+
+// A death certificate (Sparkplug B NDEATH/DDEATH through the bridge: a
+// decode.MetricOffline reading) takes the device offline at once; its next
+// live reading brings it back.
+func TestOfflineByDeathCertificate(t *testing.T) {
+	serde, _ := newSerde(t)
+	g := startTester(t, Config{OfflineAfter: 10 * time.Minute}, serde)
+	g.clock.Set(t0)
+	g.sensor("edge-1:pump-2", "pressure", t0, 2.5)
+	if ds := g.last(t); !ds.Online {
+		t.Fatal("live reading left the device offline")
+	}
+	g.sensor("edge-1:pump-2", decode.MetricOffline, t0.Add(time.Second), 1)
+	if ds := g.last(t); ds.Online || ds.DeviceID != "edge-1:pump-2" {
+		t.Fatalf("after the death certificate: %+v", ds)
+	}
+	g.sensor("edge-1:pump-2", "pressure", t0.Add(2*time.Second), 2.6)
+	if ds := g.last(t); !ds.Online {
+		t.Fatal("a reading after the death did not bring the device back online")
 	}
 }

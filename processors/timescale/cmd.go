@@ -18,7 +18,8 @@ import (
 
 	"github.com/drover-iot/drover/admin"
 	"github.com/drover-iot/drover/cli"
-	"github.com/drover-iot/drover/devstack"
+	"github.com/drover-iot/drover/devstack/devstage"
+	"github.com/drover-iot/drover/identity"
 	"github.com/drover-iot/drover/schemas"
 )
 
@@ -113,6 +114,7 @@ backoff and /readyz reports not ready.`,
 			return runSink(cmd.Context(), conn, cfg, adminAddr)
 		},
 	}
+	cli.ChecksConfig(cmd)
 	fs := cmd.Flags()
 	conn.AddKafkaFlags(fs)
 	conn.AddRegistryFlags(fs)
@@ -121,6 +123,7 @@ backoff and /readyz reports not ready.`,
 	f.add(fs)
 	fs.StringVar(&cfg.Group, "group", DefaultGroup, "Kafka consumer group")
 	fs.StringSliceVar(&topicsCSV, "topics", SinkTopics, "topics to consume, comma separated")
+	fs.BoolVar(&cfg.AppRecords, "app-records", true, "also consume every stream app target topic (apps.*, new ones within 10s) into app_records")
 	fs.IntVar(&cfg.BatchSize, "batch-size", 5000, "most records per database transaction")
 	fs.DurationVar(&cfg.FlushInterval, "flush-interval", time.Second, "longest a record waits for its batch to fill")
 	fs.DurationVar(&cfg.MaintenanceInterval, "maintenance-interval", 10*time.Minute, "how often partitions are created ahead and expired ones dropped")
@@ -129,7 +132,7 @@ backoff and /readyz reports not ready.`,
 	fs.DurationVar(&cfg.RebalanceTimeout, "rebalance-timeout", DefaultRebalanceTimeout, "how long a group rebalance waits for members to rejoin; a restarted sink waits at most this long for a killed one")
 	fs.DurationVar(&cfg.StallTimeout, "stall-timeout", 0, "how long a batch write may wait or fail before /readyz reports the sink cannot write (0 = twice --flush-interval plus 5s)")
 	fs.BoolVar(&migrate, "migrate", true, "apply the schema migrations at start")
-	cmd.AddCommand(migrateCommand(conn), rollupsCommand(conn), loginCommand(conn))
+	cmd.AddCommand(migrateCommand(conn), rollupsCommand(conn), loginCommand(conn), grantTenantCommand(conn))
 	return cmd
 }
 
@@ -199,6 +202,48 @@ ever). Run it as a login with CREATEROLE (a DBA's), after 'drover sink migrate'.
 	return cmd
 }
 
+func grantTenantCommand(conn *cli.Conn) *cobra.Command {
+	var f flags
+	cmd := &cobra.Command{
+		Use:   "grant-tenant TENANT ROLE",
+		Short: "Give a database role read access to one tenant's rows only, in every table, view and rollup",
+		Long: `grant-tenant creates (or brings up to date) the schema tenant_TENANT with one
+security-barrier view per table, view and rollup the analysts read, each
+selecting that tenant's rows (and the columns drover_analyst may read), grants
+ROLE read access to those views only and sets ROLE's search_path to the
+schema, so the analysts' queries run unchanged and see one tenant. ROLE must
+exist and must not be a member of drover_analyst (which reads every tenant).
+It works alike on plain PostgreSQL and on TimescaleDB, where continuous
+aggregates cannot have row-level security. Run it as the tables' owner after
+'drover sink migrate' (the schema is migrated first), and again after an
+upgrade that adds a table.`,
+		Example: `  psql "$DROVER_DATABASE_URL" -c "CREATE ROLE farm1_reader LOGIN PASSWORD 'change-me'"
+  drover sink grant-tenant farm1 farm1_reader --database-url "$DROVER_DATABASE_URL"`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := identity.ValidTenant(args[0]); err != nil {
+				return cli.Usagef("TENANT: %v", err)
+			}
+			c, m, err := connectMigrated(cmd, conn, f)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			defer c.Close(context.WithoutCancel(ctx))
+			g, err := GrantTenant(ctx, c, m.Layout.Schema, args[0], args[1])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "role %s reads tenant %s only: %d views in schema %s (%s)\n",
+				args[1], args[0], len(g.Relations), g.Schema, strings.Join(g.Relations, ", "))
+			return nil
+		},
+	}
+	conn.AddDatabaseFlags(cmd.Flags())
+	f.add(cmd.Flags())
+	return cmd
+}
+
 // connectMigrated connects to the --database-url and brings the schema up
 // to date, for the subcommands; the caller closes the connection.
 func connectMigrated(cmd *cobra.Command, conn *cli.Conn, f flags) (*pgx.Conn, MigrateResult, error) {
@@ -232,11 +277,13 @@ func rollupsCommand(conn *cli.Conn) *cobra.Command {
 		Long: `Merges the rows written since the last refresh into the rollup tables
 (sensor_readings_hourly and _daily on plain PostgreSQL, gps_distance_daily on
 both paths), as the running sink does every --refresh-interval; on TimescaleDB
-it also refreshes the continuous aggregates over their whole range. The schema
-is migrated first.
+it also refreshes the continuous aggregates over their policies' window (up to
+a day short of --retention-days, so buckets of dropped chunks stay), waiting
+for a refresh policy running at the same time. The schema is migrated first.
 
---rebuild empties the rollup tables and merges every row again: use it after
-raw rows were changed, or inserted by hand outside the sink.`,
+--rebuild replaces the rollup tables' buckets of the days retention keeps with
+a merge of every raw row there (older buckets stay): use it after raw rows
+were changed, or inserted by hand outside the sink.`,
 		Example: `  drover sink rollups --database-url "$DROVER_DATABASE_URL"
   drover sink rollups --rebuild --database-url "$DROVER_DATABASE_URL"`,
 		Args: cobra.NoArgs,
@@ -289,6 +336,9 @@ func migrateCommand(conn *cli.Conn) *cobra.Command {
 			for _, m := range res.Applied {
 				fmt.Fprintf(cmd.OutOrStdout(), "  applied %04d_%s\n", m.Version, m.Name)
 			}
+			for _, p := range res.Policies {
+				fmt.Fprintf(cmd.OutOrStdout(), "  timescaledb policy %s\n", p)
+			}
 			return nil
 		},
 	}
@@ -311,6 +361,9 @@ func runSink(ctx context.Context, conn *cli.Conn, cfg Config, adminAddr string) 
 	if err != nil {
 		return err
 	}
+	if err := conn.ConfigChecked(); err != nil {
+		return err
+	}
 	srv := admin.New(adminAddr, log)
 	cfg.Log, cfg.Registerer = log, srv.Registry
 	return run(ctx, cfg, db, kopts, reg, srv, log)
@@ -321,6 +374,10 @@ func run(ctx context.Context, cfg Config, db *pgx.ConnConfig, kopts []kgo.Opt, r
 	serde, err := schemas.NewSerde(reg)
 	if err != nil {
 		return err
+	}
+	if srv != nil {
+		// franz-go's client metrics (kprom) on /metrics.
+		kopts = append(append([]kgo.Opt(nil), kopts...), srv.KafkaMetrics("sink")("sink"))
 	}
 	s, err := New(cfg, db, kopts, serde)
 	if err != nil {
@@ -364,13 +421,13 @@ func safeURL(db *pgx.ConnConfig) string {
 // rows appear quickly. Its metrics and /healthz, /readyz are served on the
 // admin server `drover dev` gives it (port 9466 unless taken); it logs how
 // to connect with psql.
-func DevStage() devstack.Stage {
+func DevStage() devstage.Stage {
 	var srv *admin.Server // drover dev's admin server for the stage
-	return devstack.Stage{
+	return devstage.Stage{
 		Name:      "sink",
 		AdminPort: admin.Port(DefaultAdminAddr),
 		Admin:     func(a *admin.Server) { srv = a },
-		Run: func(ctx context.Context, ep devstack.Endpoints, log *slog.Logger) error {
+		Run: func(ctx context.Context, ep devstage.Endpoints, log *slog.Logger) error {
 			if ep.DatabaseURL == "" {
 				log.Info("no database: sink not started")
 				if srv != nil {
@@ -389,7 +446,7 @@ func DevStage() devstack.Stage {
 			}
 			layout := DefaultLayout(PathPostgres)
 			layout.RefreshInterval = DevRefreshInterval
-			cfg := Config{FlushInterval: 500 * time.Millisecond, Layout: &layout, Log: log, Registerer: prometheus.NewRegistry()}
+			cfg := Config{FlushInterval: 500 * time.Millisecond, Layout: &layout, Log: log, Registerer: prometheus.NewRegistry(), AppRecords: true}
 			if srv != nil {
 				cfg.Registerer = srv.Registry
 			}

@@ -539,6 +539,16 @@ var stateTable = keyed[schemas.DeviceState, stateKey]{
 	},
 }
 
+// appTable: an app record's event_id is derived from its app and source
+// record, so the same id is the same record again (a replay, a rebalance):
+// nothing to write, never a conflict.
+var appTable = keyed[AppRecord, string]{
+	tableSpec: tableSpec{name: TableAppRecords, cols: appCols, tail: doNothing, direct: true},
+	row:       appRow,
+	key:       func(r *AppRecord) string { return r.EventID },
+	judge:     func(_, _ *AppRecord) verdict { return vSkip },
+}
+
 var deadLetterTable = keyed[DeadLetter, struct{}]{
 	tableSpec: tableSpec{name: TableDeadLetters, cols: dlCols, tail: doNothing, direct: true},
 	row:       deadLetterRow,

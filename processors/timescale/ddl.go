@@ -39,6 +39,7 @@ const (
 	TableAlerts         = "alerts"
 	TableDeviceState    = "device_state"
 	TableDeadLetters    = "dead_letters"
+	TableAppRecords     = "app_records"
 
 	ViewReadingsHourly   = "sensor_readings_hourly"
 	ViewReadingsDaily    = "sensor_readings_daily"
@@ -46,7 +47,7 @@ const (
 )
 
 // Tables lists every table the sink writes, in write order.
-var Tables = []string{TableSensorReadings, TableGPSFixes, TableMediaObjects, TableFeatures, TableAlerts, TableDeviceState, TableDeadLetters}
+var Tables = []string{TableSensorReadings, TableGPSFixes, TableMediaObjects, TableFeatures, TableAlerts, TableDeviceState, TableDevices, TableAppRecords, TableDeadLetters}
 
 // Views lists the rollups: tables the sink maintains incrementally, except
 // the reading rollups on TimescaleDB, which are continuous aggregates.
@@ -128,6 +129,9 @@ func (l Layout) validate() error {
 		return fmt.Errorf("--refresh-interval: %s is below 1s", l.RefreshInterval)
 	case l.RetentionDays > 0 && l.RetentionDays <= l.CompressAfterDays && l.Timescale:
 		return fmt.Errorf("--retention-days %d must exceed --compress-after-days %d", l.RetentionDays, l.CompressAfterDays)
+	case l.RetentionDays > 0 && l.RetentionDays < minTimescaleRetentionDays && l.Timescale:
+		return fmt.Errorf("--retention-days: %d is below %d on TimescaleDB (the rollups' refresh window, which stays a day clear of dropped chunks, must hold two days), or 0 to keep everything",
+			l.RetentionDays, minTimescaleRetentionDays)
 	}
 	return nil
 }
@@ -141,8 +145,12 @@ type templateData struct {
 	Analyst         string
 	Operator        string
 	ChunkInterval   string
-	RefreshInterval string
+	RefreshInterval string // always legacyRefreshInterval
 }
+
+// legacyRefreshInterval is what migration 0003 renders for the refresh
+// schedule of the continuous aggregates (the default --refresh-interval).
+const legacyRefreshInterval = "300 seconds"
 
 func (l Layout) data() templateData {
 	schema := l.Schema
@@ -150,14 +158,20 @@ func (l Layout) data() templateData {
 		schema = "public"
 	}
 	return templateData{
-		Timescale:       l.Timescale,
-		Schema:          schema,
-		TS:              l.ext(),
-		Writer:          WriterRole,
-		Analyst:         AnalystRole,
-		Operator:        OperatorRole,
-		ChunkInterval:   "1 day",
-		RefreshInterval: pgInterval(l.RefreshInterval),
+		Timescale:     l.Timescale,
+		Schema:        schema,
+		TS:            l.ext(),
+		Writer:        WriterRole,
+		Analyst:       AnalystRole,
+		Operator:      OperatorRole,
+		ChunkInterval: "1 day",
+		// Migration 0003 once rendered --refresh-interval into its refresh
+		// policies, so another interval later looked like an edited
+		// migration and never reached the policy. It is rendered with the
+		// default now, and Migrate reconciles the policies with the flags
+		// (reconcilePolicies); checksums recorded with another interval are
+		// recognised (supersededChecksum).
+		RefreshInterval: legacyRefreshInterval,
 	}
 }
 
@@ -233,28 +247,6 @@ func Migrations(l Layout) ([]Migration, error) {
 		out = append(out, Migration{Version: v, Name: rest, SQL: sql, Checksum: hex.EncodeToString(sum[:])})
 	}
 	return out, nil
-}
-
-// PolicySQL returns the statements that (re)apply the TimescaleDB retention
-// and compression policies for layout; they run at every migrate, so a
-// changed flag takes effect. It returns nil on the plain PostgreSQL path,
-// where the sink's maintenance loop drops partitions instead.
-func PolicySQL(l Layout) []string {
-	if !l.Timescale {
-		return nil
-	}
-	var out []string
-	for _, t := range timeTables {
-		out = append(out, fmt.Sprintf("SELECT %s.remove_retention_policy('%s', if_exists => true)", l.ext(), t))
-		if l.RetentionDays > 0 {
-			out = append(out, fmt.Sprintf("SELECT %s.add_retention_policy('%s', INTERVAL '%d days')", l.ext(), t, l.RetentionDays))
-		}
-		out = append(out, fmt.Sprintf("SELECT %s.remove_compression_policy('%s', if_exists => true)", l.ext(), t))
-		if l.CompressAfterDays > 0 {
-			out = append(out, fmt.Sprintf("SELECT %s.add_compression_policy('%s', INTERVAL '%d days')", l.ext(), t, l.CompressAfterDays))
-		}
-	}
-	return out
 }
 
 // partitionName is the name of the daily partition of table holding day.

@@ -71,7 +71,9 @@ func TestDDLPaths(t *testing.T) {
 	}{
 		{"timescale", ts,
 			[]string{"create_hypertable('sensor_readings'", "timescaledb.continuous", "add_continuous_aggregate_policy('sensor_readings_hourly'",
-				"add_retention_policy('sensor_readings', INTERVAL '365 days')", "add_compression_policy('gps_fixes', INTERVAL '7 days')",
+				"add_retention_policy('sensor_readings', drop_after => INTERVAL '365 days')", "add_compression_policy('gps_fixes', compress_after => INTERVAL '7 days')",
+				"add_continuous_aggregate_policy('sensor_readings_daily', start_offset => INTERVAL '364 days', end_offset => INTERVAL '1 days', schedule_interval => INTERVAL '5 minutes')",
+				"timescaledb.compress_orderby = 'ts DESC, feature_id'",
 				"timescaledb.compress_segmentby = 'tenant, device_id, metric'", "CREATE TABLE gps_distance_daily",
 				"CREATE MATERIALIZED VIEW sensor_readings_hourly", "gps_fixes_written_brin ON gps_fixes USING brin (written_at)"},
 			[]string{"PARTITION BY RANGE", "USING brin (ts)"}},

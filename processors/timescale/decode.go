@@ -2,6 +2,7 @@ package timescale
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/drover-iot/drover/control"
+	"github.com/drover-iot/drover/identity"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
 )
@@ -31,11 +34,16 @@ const (
 	mediaTopicSeparator = "."                    // raw.<kind>.meta
 )
 
+// AppTopicPrefix starts the stream apps' target topics (apps.TargetPrefix):
+// with Config.AppRecords the sink consumes every topic with it, those
+// created later included, into app_records.
+const AppTopicPrefix = "apps."
+
 // SinkTopics are the topics the sink consumes by default.
 var SinkTopics = []string{
 	topics.RawSensor, topics.RawGPS,
 	topics.RawImage2D, topics.RawImage3D, topics.RawVideo2D, topics.RawVideo3D,
-	topics.Features, topics.Alerts, topics.StateLatest, topics.DLQ,
+	topics.Features, topics.Alerts, topics.StateLatest, topics.DLQ, topics.DevicesRegistry, topics.CommandStatus,
 }
 
 // invalidError is a record that decoded but cannot be stored; it becomes a
@@ -72,7 +80,7 @@ const (
 	outRow        outcome = iota // a row for its table
 	outDeadLetter                // a dead letter (poison record)
 	outSkipped                   // a tombstone: nothing to write
-	outIgnored                   // a device state without an event time: nothing to write
+	outIgnored                   // a device state without an event time, a registry tenant entry: nothing to write
 )
 
 // outcomeLabels are the outcome label values of drover_sink_records_total.
@@ -94,13 +102,16 @@ func (d *decoder) add(ctx context.Context, b *Batch, r *kgo.Record) (outcome, er
 		if r.Topic == topics.StateLatest && len(r.Key) > 0 {
 			b.deleteState(string(r.Key)) // the device was removed from the compacted state
 		}
+		if r.Topic == topics.DevicesRegistry {
+			b.deleteDevice(string(r.Key)) // the registry forgot a (revoked) device
+		}
 		return outSkipped, nil
 	}
 	err := d.decodeInto(ctx, b, r)
 	if err == nil {
 		return outRow, nil
 	}
-	if errors.Is(err, errNoEventTime) {
+	if errors.Is(err, errNoEventTime) || errors.Is(err, errTenantEntry) {
 		return outIgnored, nil
 	}
 	reason := ""
@@ -141,10 +152,20 @@ func recordLetter(r *kgo.Record, reason, msg string, now time.Time) DeadLetter {
 	for _, h := range r.Headers {
 		headers[cleanText(h.Key)] = cleanText(string(h.Value))
 	}
-	var device *string
+	var tenant, device *string
 	if len(r.Key) > 0 {
 		k := cleanText(string(r.Key))
 		device = &k
+		// Records are keyed TENANT/DEVICE (identity.Key).
+		if t, dev, err := identity.ParseKey(k); err == nil {
+			tenant, device = &t, &dev
+		}
+	}
+	payload := r.Value
+	if r.Topic == topics.DevicesRegistry {
+		// A registry record carries a device's secret hash: the dead
+		// letter names the record (topic, partition, offset) instead.
+		payload = []byte{}
 	}
 	return DeadLetter{
 		DeadLetter: schemas.DeadLetter{
@@ -153,8 +174,9 @@ func recordLetter(r *kgo.Record, reason, msg string, now time.Time) DeadLetter {
 			Reason:      reason,
 			Message:     cleanText(msg),
 			Source:      r.Topic,
+			Tenant:      tenant,
 			DeviceID:    device,
-			Payload:     r.Value,
+			Payload:     payload,
 			PayloadSize: int64(len(r.Value)),
 			Headers:     headers,
 			ReceivedAt:  ts,
@@ -275,8 +297,48 @@ func (d *decoder) decodeInto(ctx context.Context, b *Batch, r *kgo.Record) error
 		// The row's key is the dlq.events record: one row per dead letter,
 		// even for identical payloads (which share the dead letter's id).
 		b.DeadLetters = append(b.DeadLetters, DeadLetter{DeadLetter: v, KafkaTopic: r.Topic, KafkaPartition: r.Partition, KafkaOffset: r.Offset})
+	case topics.DevicesRegistry:
+		var v schemas.RegistryRecord
+		if _, err := d.serde.Decode(ctx, r.Value, &v); err != nil {
+			return err
+		}
+		row, err := d.deviceFromRecord(string(r.Key), &v)
+		if err != nil {
+			return err
+		}
+		b.Devices = append(b.Devices, row)
+	case topics.CommandStatus:
+		var v schemas.CommandStatus
+		if _, err := d.serde.Decode(ctx, r.Value, &v); err != nil {
+			return err
+		}
+		if err := errors.Join(d.ident(v.Tenant, v.DeviceID, v.CommandID), d.eventTime(v.TS), text("name", v.Name, true),
+			optText("message", v.Message)); err != nil {
+			return err
+		}
+		if !control.Status(v.Status).Valid() {
+			return invalidf("command %s: unknown status %q", v.CommandID, v.Status)
+		}
+		b.Commands = append(b.Commands, v)
 	default:
-		return invalidf("topic %s is not one the sink writes", r.Topic)
+		if !strings.HasPrefix(r.Topic, AppTopicPrefix) {
+			return invalidf("topic %s is not one the sink writes", r.Topic)
+		}
+		var v schemas.AppRecord
+		if _, err := d.serde.Decode(ctx, r.Value, &v); err != nil {
+			return err
+		}
+		if err := errors.Join(d.ident(v.Tenant, v.DeviceID, v.EventID), text("source_tenant", v.SourceTenant, true),
+			text("app", v.App, true), text("source_topic", v.SourceTopic, true), optText("agreement", v.Agreement), d.eventTime(v.TS)); err != nil {
+			return err
+		}
+		if !json.Valid([]byte(v.Payload)) || !strings.HasPrefix(strings.TrimSpace(v.Payload), "{") {
+			return invalidf("payload is not a JSON object")
+		}
+		if strings.Contains(v.Payload, `\u0000`) {
+			return invalidf("payload contains a NUL character")
+		}
+		b.Apps = append(b.Apps, AppRecord{AppRecord: v, KafkaTopic: r.Topic})
 	}
 	return nil
 }

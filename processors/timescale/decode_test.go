@@ -152,4 +152,19 @@ func TestIntegrationStateTombstone(t *testing.T) {
 	if got := devices(); got != "" {
 		t.Errorf("after removing cow-2: %q, want no device", got)
 	}
+	// Keys are tenant-qualified: farm/cow-5's tombstone leaves farm2's
+	// cow-5 alone, in the batch and in the table.
+	tenantState := func(tenant string, h int) *kgo.Record {
+		return env.record(t, topics.StateLatest, tenant+"/cow-5", schemas.DeviceState{Tenant: tenant, DeviceID: "cow-5", TS: at(h, 0),
+			IngestedAt: at(h, 0), Online: true, LastSeen: at(h, 0), UpdatedAt: at(h, 0)})
+	}
+	write(tenantState("farm", 1), tenantState("farm2", 1))
+	write(tenantState("farm", 2), tenantState("farm2", 2), tomb("farm/cow-5"))
+	var left string
+	if err := c.QueryRow(ctx, "SELECT string_agg(tenant || '/' || device_id || '@' || extract(hour FROM ts AT TIME ZONE 'UTC'), ' ') FROM device_state").Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	if left != "farm2/cow-5@2" {
+		t.Errorf("after farm/cow-5's tombstone: %q, want farm2/cow-5@2", left)
+	}
 }

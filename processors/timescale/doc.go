@@ -4,7 +4,9 @@
 // PostgreSQL), exactly once per natural key.
 //
 // Each batch is written in one transaction: the rows are copied (COPY) into
-// per-connection temporary staging tables, then moved into the target tables
+// temporary staging tables created in that transaction (ON COMMIT DROP, so
+// nothing is kept on a server connection: PgBouncer's transaction pooling
+// works), then moved into the target tables
 // with INSERT ... SELECT ... ON CONFLICT on the tables' natural keys (DO
 // NOTHING for events, a guarded upsert for alerts and device_state); as a
 // fast path, insert-only tables first try a COPY straight into the table

@@ -27,12 +27,18 @@ func TestMain(m *testing.M) {
 
 func testLog() *slog.Logger { return devtest.Logger() }
 
-// connect opens a connection to url, closed at the end of the test.
+// connect opens a connection to url with the sink's settings (ParseURL:
+// no server-side prepared statements, so it works through a
+// transaction-pooling PgBouncer too), closed at the end of the test.
 func connect(t testing.TB, url string) *pgx.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := pgx.Connect(ctx, url)
+	cfg, err := ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}

@@ -79,24 +79,6 @@ func lockMigrations(ctx context.Context, conn *pgx.Conn) (release func(), err er
 	}, nil
 }
 
-// execDDL runs each statement (outside a transaction block, each on its
-// own) with lock_timeout set to ddlLockTimeout, retrying a statement that
-// timed out waiting for a lock with a growing pause until ctx ends. Writers
-// queue behind a waiting DDL statement for at most ddlLockTimeout at a
-// time. The session's lock_timeout is restored afterwards.
-func execDDL(ctx context.Context, conn *pgx.Conn, log *slog.Logger, stmts ...string) error {
-	if _, err := conn.Exec(ctx, fmt.Sprintf("SET lock_timeout = '%dms'", ddlLockTimeout.Milliseconds())); err != nil {
-		return err
-	}
-	defer func() { _, _ = conn.Exec(context.WithoutCancel(ctx), "RESET lock_timeout") }()
-	for _, q := range stmts {
-		if err := retryLocked(ctx, log, func() error { _, err := conn.Exec(ctx, q); return err }); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // retryLocked runs f until it does not fail with lock_not_available
 // (SQLSTATE 55P03, a lock_timeout or NOWAIT) or ctx ends, pausing 0.5 s,
 // 1 s, 2 s ... up to 15 s in between and logging each wait on log.

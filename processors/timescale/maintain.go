@@ -95,56 +95,53 @@ func Maintain(ctx context.Context, conn *pgx.Conn, layout Layout, now time.Time)
 
 // RefreshRollups brings the rollups up to date now: the incrementally
 // maintained ones (see refreshRollups) and, on the TimescaleDB path, the
-// continuous aggregates over their whole range (meant for tests and
-// operators; the running sink leaves continuous aggregates to their
-// policies). Analysts keep reading the rollups during a refresh.
+// continuous aggregates over the window their policies cover (meant for
+// tests and operators; the running sink leaves continuous aggregates to
+// their policies). The window stays clear of chunks retention dropped, so
+// their buckets stay; a refresh policy running at the same moment is
+// waited for. Analysts keep reading the rollups during a refresh.
 func RefreshRollups(ctx context.Context, conn *pgx.Conn, layout Layout) (RefreshResult, error) {
-	res, err := refreshRollups(ctx, conn, layout)
+	res, err := refreshRollups(ctx, conn, layout, nil)
 	if err != nil || !layout.Timescale {
 		return res, err
 	}
-	for _, v := range []string{ViewReadingsHourly, ViewReadingsDaily} {
-		q := fmt.Sprintf("CALL %s.refresh_continuous_aggregate('%s', NULL, NULL)", layout.ext(), v)
-		if _, err := conn.Exec(ctx, q); err != nil {
-			return res, fmt.Errorf("refreshing %s: %w", v, err)
-		}
+	return res, refreshAggregates(ctx, conn, layout)
+}
+
+// RebuildRollups recomputes the incrementally maintained rollups from the
+// raw rows retention keeps: it replaces their buckets from the retention
+// cutoff on (all of them without retention) with a merge of every raw row
+// there, in one transaction, and keeps the older buckets, whose raw rows
+// retention has dropped or is about to drop. It is for operators after raw
+// rows were changed or inserted by hand outside the sink's protocol (see
+// refreshRollups); analysts see the old rollups until it commits. On
+// TimescaleDB the continuous aggregates are refreshed as RefreshRollups
+// does.
+func RebuildRollups(ctx context.Context, conn *pgx.Conn, layout Layout) (RefreshResult, error) {
+	floor := pgtype.Timestamptz{InfinityModifier: pgtype.NegativeInfinity, Valid: true}
+	if layout.RetentionDays > 0 {
+		floor = pgtype.Timestamptz{Time: retentionCutoff(time.Now(), layout.RetentionDays), Valid: true}
+	}
+	res, err := refreshRollups(ctx, conn, layout, &floor)
+	if err != nil {
+		return res, fmt.Errorf("rollups: rebuilding: %w", err)
+	}
+	if layout.Timescale {
+		return res, refreshAggregates(ctx, conn, layout)
 	}
 	return res, nil
 }
 
-// RebuildRollups recomputes the incrementally maintained rollups from every
-// row: it empties them, moves the watermarks back to the beginning and
-// refreshes. It is for operators after raw rows were changed or inserted
-// by hand outside the sink's protocol (see refreshRollups); analysts see
-// empty or partial rollups until it returns.
-func RebuildRollups(ctx context.Context, conn *pgx.Conn, layout Layout) (RefreshResult, error) {
-	tables := []string{ViewGPSDistanceDaily}
-	if !layout.Timescale {
-		tables = append(tables, ViewReadingsHourly, ViewReadingsDaily)
-	}
-	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		// Wait for a refresh in progress (it holds the watermark rows), and
-		// keep others out until the reset is committed.
-		if _, err := tx.Exec(ctx, rollupResetLock); err != nil {
-			return err
-		}
-		for _, t := range tables {
-			if _, err := tx.Exec(ctx, "DELETE FROM "+t); err != nil {
-				return fmt.Errorf("emptying %s: %w", t, err)
-			}
-		}
-		_, err := tx.Exec(ctx, "UPDATE rollup_watermarks SET upto = '-infinity'")
-		return err
-	})
-	if err != nil {
-		return RefreshResult{Rows: map[string]int64{}}, fmt.Errorf("rollups: resetting: %w", err)
-	}
-	return RefreshRollups(ctx, conn, layout)
+// retentionCutoff is the start of the oldest day retention keeps at now:
+// raw rows from it on are never dropped before the next UTC midnight
+// (both paths drop whole days that end before it).
+func retentionCutoff(now time.Time, days int) time.Time {
+	return now.UTC().Truncate(24*time.Hour).AddDate(0, 0, -days)
 }
 
-// rollupResetLock keeps refreshes out while RebuildRollups resets the
-// rollups: a refresh locks the watermark rows (ROW SHARE on the table),
-// which EXCLUSIVE conflicts with; readers' ACCESS SHARE does not.
+// rollupResetLock keeps other refreshes out while RebuildRollups replaces
+// the rollups: a refresh locks the watermark rows (ROW SHARE on the
+// table), which EXCLUSIVE conflicts with; readers' ACCESS SHARE does not.
 const rollupResetLock = "LOCK TABLE rollup_watermarks IN EXCLUSIVE MODE"
 
 // RefreshResult says what one refresh did.
@@ -170,7 +167,11 @@ type RefreshResult struct {
 // [watermark, cut) and moves the watermark to cut: each row is merged
 // exactly once, whatever crashes or replays (a replayed row is a duplicate
 // the writer skips, so it is never written twice).
-func refreshRollups(ctx context.Context, conn *pgx.Conn, layout Layout) (RefreshResult, error) {
+//
+// With rebuild set, it first deletes the rollups' buckets from *rebuild
+// on and merges every row with ts from *rebuild on (whenever written),
+// waiting for a refresh in progress instead of skipping.
+func refreshRollups(ctx context.Context, conn *pgx.Conn, layout Layout, rebuild *pgtype.Timestamptz) (RefreshResult, error) {
 	res := RefreshResult{Rows: map[string]int64{}}
 	var cut time.Time
 	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
@@ -190,6 +191,24 @@ func refreshRollups(ctx context.Context, conn *pgx.Conn, layout Layout) (Refresh
 	}
 	summarizeNewRanges(ctx, conn, layout)
 	err = pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
+		floor := pgtype.Timestamptz{InfinityModifier: pgtype.NegativeInfinity, Valid: true}
+		if rebuild != nil {
+			// Before the snapshot: the watermarks are then those the last
+			// refresh committed.
+			if _, err := tx.Exec(ctx, rollupResetLock); err != nil {
+				return err
+			}
+			floor = *rebuild
+			tables := []string{ViewGPSDistanceDaily + " WHERE day >= $1"}
+			if !layout.Timescale {
+				tables = append(tables, ViewReadingsHourly+" WHERE bucket >= $1", ViewReadingsDaily+" WHERE bucket >= $1")
+			}
+			for _, t := range tables {
+				if _, err := tx.Exec(ctx, "DELETE FROM "+t, floor); err != nil {
+					return fmt.Errorf("emptying %s: %w", t, err)
+				}
+			}
+		}
 		// One refresher at a time: the others find the watermark rows
 		// locked (or, having read them before a concurrent refresh
 		// committed, fail to serialise) and skip.
@@ -221,11 +240,13 @@ func refreshRollups(ctx context.Context, conn *pgx.Conn, layout Layout) (Refresh
 			if err := tx.QueryRow(ctx, "SELECT upto FROM rollup_watermarks WHERE source = $1 FOR UPDATE", src.table).Scan(&from); err != nil {
 				return fmt.Errorf("reading the %s watermark: %w", src.table, err)
 			}
-			if from.InfinityModifier == pgtype.Finite && !from.Time.Before(cut) {
+			if rebuild != nil {
+				from = pgtype.Timestamptz{InfinityModifier: pgtype.NegativeInfinity, Valid: true}
+			} else if from.InfinityModifier == pgtype.Finite && !from.Time.Before(cut) {
 				continue // another sink got further
 			}
 			var n int64
-			if err := tx.QueryRow(ctx, src.deltaSQL, from, cut).Scan(&n); err != nil {
+			if err := tx.QueryRow(ctx, src.deltaSQL, from, cut, floor).Scan(&n); err != nil {
 				return fmt.Errorf("merging new %s into the rollups: %w", src.table, err)
 			}
 			if _, err := tx.Exec(ctx, "UPDATE rollup_watermarks SET upto = $2 WHERE source = $1", src.table, cut); err != nil {
@@ -266,15 +287,16 @@ func summarizeNewRanges(ctx context.Context, conn *pgx.Conn, layout Layout) {
 // bucketOrigin aligns date_bin buckets to UTC midnight (as time_bucket).
 const bucketOrigin = "TIMESTAMPTZ '2000-01-01 00:00:00+00'"
 
-// readingsDeltaSQL merges the readings stamped in [$1, $2) into the hourly
-// and daily rollups ($1 may be -infinity: the first refresh builds them)
-// and returns how many it merged. mean is a generated column (sum / n).
+// readingsDeltaSQL merges the readings stamped in [$1, $2) with ts from $3
+// on into the hourly and daily rollups ($1 may be -infinity: the first
+// refresh builds them; $3 is -infinity but in a rebuild) and returns how
+// many it merged. mean is a generated column (sum / n).
 const readingsDeltaSQL = `
 WITH d AS MATERIALIZED (
     SELECT date_bin(INTERVAL '1 hour', ts, ` + bucketOrigin + `) AS bucket, tenant, device_id, metric,
            count(*) AS n, sum(value) AS sum, min(value) AS min, max(value) AS max
     FROM sensor_readings
-    WHERE written_at >= $1 AND written_at < $2
+    WHERE written_at >= $1 AND written_at < $2 AND ts >= $3
     GROUP BY 1, 2, 3, 4
 ), hourly AS (
     INSERT INTO sensor_readings_hourly AS r (bucket, tenant, device_id, metric, n, sum, min, max)
@@ -302,22 +324,24 @@ SELECT coalesce(sum(n), 0)::bigint FROM d`
 // fix and the first old fix after its last new one: the segments between
 // consecutive fixes of that range (old and new) minus the segments between
 // its consecutive old fixes, which the rollup holds. Fixes stamped at $2 or
-// later are left out everywhere; they are new to the next refresh.
+// later are left out everywhere; they are new to the next refresh. In a
+// rebuild ($3 finite) fixes before $3 count as old: their segments are in
+// the buckets the rebuild keeps.
 const gpsDeltaSQL = `
 WITH n AS MATERIALIZED (
     SELECT tenant, device_id, min(ts) AS first_ts, max(ts) AS last_ts
     FROM gps_fixes
-    WHERE written_at >= $1 AND written_at < $2
+    WHERE written_at >= $1 AND written_at < $2 AND ts >= $3
     GROUP BY 1, 2
 ), b AS MATERIALIZED (
     SELECT n.tenant, n.device_id,
            coalesce((SELECT max(p.ts) FROM gps_fixes p WHERE p.tenant = n.tenant AND p.device_id = n.device_id
-                     AND p.ts < n.first_ts AND p.written_at < $1), n.first_ts) AS from_ts,
+                     AND p.ts < n.first_ts AND (p.written_at < $1 OR p.ts < $3)), n.first_ts) AS from_ts,
            coalesce((SELECT min(p.ts) FROM gps_fixes p WHERE p.tenant = n.tenant AND p.device_id = n.device_id
-                     AND p.ts > n.last_ts AND p.written_at < $1), n.last_ts) AS to_ts
+                     AND p.ts > n.last_ts AND (p.written_at < $1 OR p.ts < $3)), n.last_ts) AS to_ts
     FROM n
 ), r AS MATERIALIZED (
-    SELECT f.tenant, f.device_id, f.ts, f.lat, f.lon, f.written_at >= $1 AS is_new
+    SELECT f.tenant, f.device_id, f.ts, f.lat, f.lon, f.written_at >= $1 AND f.ts >= $3 AS is_new
     FROM b JOIN gps_fixes f ON f.tenant = b.tenant AND f.device_id = b.device_id
         AND f.ts >= b.from_ts AND f.ts <= b.to_ts
     WHERE f.written_at < $2
@@ -341,7 +365,7 @@ WITH n AS MATERIALIZED (
     FROM pairs GROUP BY 1, 2, 3
 ), merged AS (
     INSERT INTO gps_distance_daily AS g (day, tenant, device_id, fixes, distance_m)
-    SELECT day, tenant, device_id, fixes, distance_m FROM delta
+    SELECT day, tenant, device_id, fixes, distance_m FROM delta WHERE fixes <> 0 OR distance_m <> 0
     ON CONFLICT (day, tenant, device_id) DO UPDATE SET
         fixes = g.fixes + excluded.fixes, distance_m = g.distance_m + excluded.distance_m
 )

@@ -30,7 +30,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"table"}),
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "drover", Subsystem: "sink", Name: "records_total",
-			Help: "Kafka records committed, by topic and outcome (row, dead_letter, tombstone, skipped: a device state without an event time).",
+			Help: "Kafka records committed, by topic and outcome (row, dead_letter, tombstone, skipped: a device state without an event time or a registry tenant entry).",
 		}, []string{"topic", "outcome"}),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "drover", Subsystem: "sink", Name: "batch_records",

@@ -88,6 +88,10 @@ type MigrateResult struct {
 	Layout  Layout      // the layout the schema was built with (Timescale, Schema and ExtSchema set)
 	Applied []Migration // applied by this call, in order
 	Current int         // highest applied version afterwards
+	// Policies lists the TimescaleDB policies this call changed ("added
+	// sensor_readings (policy_retention)", ...); empty when they already
+	// matched the flags.
+	Policies []string
 }
 
 // Migrate brings the database schema up to date: it takes the migration
@@ -150,6 +154,11 @@ func Migrate(ctx context.Context, conn *pgx.Conn, mode Mode, layout Layout, log 
 	}
 	res.Path = path
 	layout.Timescale = path == PathTimescale
+	if layout.RefreshInterval != 0 { // a zero Layout is validated by its callers' defaults
+		if err := layout.validate(); err != nil {
+			return res, err
+		}
+	}
 	var schema string
 	if err := conn.QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
 		return res, fmt.Errorf("reading current schema: %w", err)
@@ -174,6 +183,16 @@ func Migrate(ctx context.Context, conn *pgx.Conn, mode Mode, layout Layout, log 
 	}
 	for _, m := range migs {
 		if sum, ok := applied[m.Version]; ok {
+			if sum != m.Checksum && supersededChecksum(m, layout, sum) {
+				// Recorded by an earlier release whose text differed only
+				// as that release rendered it: record today's checksum.
+				if _, err := conn.Exec(ctx, "UPDATE schema_migrations SET checksum = $2 WHERE version = $1", m.Version, m.Checksum); err != nil {
+					return res, fmt.Errorf("recording the checksum of migration %04d: %w", m.Version, err)
+				}
+				log.Info("migration recorded as an earlier release rendered it; its checksum is updated",
+					"version", m.Version, "name", m.Name)
+				continue
+			}
 			if sum != m.Checksum {
 				log.Warn("applied migration differs from the embedded one (edited after release?)",
 					"version", m.Version, "name", m.Name)
@@ -188,10 +207,8 @@ func Migrate(ctx context.Context, conn *pgx.Conn, mode Mode, layout Layout, log 
 		res.Applied = append(res.Applied, m)
 		res.Current = max(res.Current, m.Version)
 	}
-	for _, q := range PolicySQL(layout) {
-		if err := execDDL(ctx, conn, log, q); err != nil {
-			return res, fmt.Errorf("applying timescaledb policy (%s): %w", q, err)
-		}
+	if res.Policies, err = reconcilePolicies(ctx, conn, layout, log); err != nil {
+		return res, err
 	}
 	return res, nil
 }

@@ -93,8 +93,16 @@ func createPartition(ctx context.Context, conn *pgx.Conn, table string, day time
 // queries that may still read the partition, but no writer waits for it),
 // or FINALIZE of a detach that an earlier attempt left pending, then DROP
 // TABLE of what is now a table of its own. Each step waits at most
-// ddlLockTimeout for a lock; a step that times out leaves the rest to the
-// next maintenance run (Maintain finds leftovers by name).
+// ddlLockTimeout; a step that gives way leaves the rest to the next
+// maintenance run (Maintain finds leftovers by name, and a detach
+// interrupted in its second phase stays pending, to be finalized).
+//
+// No step sets anything on the session: behind PgBouncer in transaction
+// pooling mode a session setting would stay on whichever server connection
+// ran it, for other clients. FINALIZE and DROP run in a transaction with
+// SET LOCAL lock_timeout; DETACH ... CONCURRENTLY cannot run in one, so it
+// runs on a connection of its own that is cancelled (and closed) after
+// ddlLockTimeout.
 func dropPartition(ctx context.Context, conn *pgx.Conn, table, name string) error {
 	st, err := partitionStatus(ctx, conn, name)
 	if err != nil || st == partMissing {
@@ -107,22 +115,53 @@ func dropPartition(ctx context.Context, conn *pgx.Conn, table, name string) erro
 		}
 	}
 	id := pgx.Identifier{name}.Sanitize()
+	fail := func(err error) error {
+		return fmt.Errorf("dropping expired partition %s (the next maintenance run retries): %w", name, err)
+	}
+	if st == partAttached {
+		if err := detachConcurrently(ctx, conn.Config(), fmt.Sprintf("ALTER TABLE %s DETACH PARTITION %s CONCURRENTLY", table, id)); err != nil {
+			return fail(err)
+		}
+	}
 	var steps []string
-	switch {
-	case st == partAttached:
-		steps = append(steps, fmt.Sprintf("ALTER TABLE %s DETACH PARTITION %s CONCURRENTLY", table, id))
-	case pending:
+	if pending {
 		steps = append(steps, fmt.Sprintf("ALTER TABLE %s DETACH PARTITION %s FINALIZE", table, id))
 	}
 	steps = append(steps, "DROP TABLE IF EXISTS "+id)
-	if _, err := conn.Exec(ctx, fmt.Sprintf("SET lock_timeout = '%dms'", ddlLockTimeout.Milliseconds())); err != nil {
-		return err
-	}
-	defer func() { _, _ = conn.Exec(context.WithoutCancel(ctx), "RESET lock_timeout") }()
-	for _, q := range steps {
-		if _, err := conn.Exec(ctx, q); err != nil {
-			return fmt.Errorf("dropping expired partition %s (the next maintenance run retries): %w", name, err)
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = '%dms'", ddlLockTimeout.Milliseconds())); err != nil {
+			return err
 		}
+		for _, q := range steps {
+			if _, err := tx.Exec(ctx, q); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fail(err)
 	}
 	return nil
+}
+
+// errGaveWay marks DDL cancelled after ddlLockTimeout, as lock_timeout
+// (55P03) marks DDL run in a transaction.
+var errGaveWay = errors.New("gave way")
+
+// detachConcurrently runs q (a DETACH PARTITION ... CONCURRENTLY) on a
+// connection of its own, cancelling it after ddlLockTimeout.
+func detachConcurrently(ctx context.Context, cfg *pgx.ConnConfig, q string) error {
+	c, err := pgx.ConnectConfig(ctx, cfg.Copy())
+	if err != nil {
+		return err
+	}
+	defer c.Close(context.WithoutCancel(ctx))
+	qctx, cancel := context.WithTimeout(ctx, ddlLockTimeout)
+	defer cancel()
+	_, err = c.Exec(qctx, q)
+	if err != nil && qctx.Err() != nil && ctx.Err() == nil {
+		return fmt.Errorf("%w after %s (a reader still uses the partition?): %w", errGaveWay, ddlLockTimeout, err)
+	}
+	return err
 }

@@ -35,3 +35,14 @@ SELECT device_id, online, last_seen, battery, lat, lon, active_alerts
 FROM device_state
 WHERE tenant = 'demo' AND device_id LIKE 'collar-%'
 ORDER BY device_id;
+
+-- name: temperature_by_herd
+-- Body temperature per herd over the last 7 days: readings joined with the registry's labels (table devices).
+SELECT d.labels->>'herd' AS herd, count(DISTINCT r.device_id) AS devices, count(*) AS readings,
+       round(avg(r.value)::numeric, 2) AS mean_celsius
+FROM sensor_readings r
+JOIN devices d USING (tenant, device_id)
+WHERE r.tenant = 'demo' AND r.metric = 'temperature' AND d.labels ? 'herd'
+  AND r.ts >= now() - INTERVAL '7 days'
+GROUP BY 1
+ORDER BY 1;

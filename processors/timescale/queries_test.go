@@ -51,8 +51,8 @@ func TestReadmeHasExampleQueries(t *testing.T) {
 		t.Fatal(err)
 	}
 	names, sql := exampleQueries(t)
-	if len(names) != 5 {
-		t.Fatalf("queries.sql has %d queries, want 5", len(names))
+	if len(names) != 6 {
+		t.Fatalf("queries.sql has %d queries, want 6", len(names))
 	}
 	for _, n := range names {
 		if !strings.Contains(string(readme), sql[n]) {
@@ -94,6 +94,11 @@ func analystDataset() *Batch {
 			{Tenant: "demo", DeviceID: "collar-1", TS: at(10, 0), IngestedAt: at(10, 0), Online: true, LastSeen: at(10, 0), Battery: ptr(3.7), Lat: ptr(47.002), Lon: ptr(8.0), ActiveAlerts: 2, UpdatedAt: at(10, 0)},
 			{Tenant: "demo", DeviceID: "collar-2", TS: at(6, 0), IngestedAt: at(6, 0), Online: false, LastSeen: at(6, 0), UpdatedAt: at(6, 0)},
 			{Tenant: "demo", DeviceID: "cam-1", TS: at(6, 0), IngestedAt: at(6, 0), Online: true, LastSeen: at(6, 0), UpdatedAt: at(6, 0)},
+		},
+		Devices: []Device{
+			{Tenant: "demo", DeviceID: "collar-1", Status: "active", Type: "collar", Labels: map[string]string{"herd": "north"}, CreatedAt: at(0, 0), UpdatedAt: at(0, 0), IngestedAt: at(0, 0)},
+			{Tenant: "demo", DeviceID: "collar-2", Status: "active", Type: "collar", Labels: map[string]string{"herd": "south"}, CreatedAt: at(0, 0), UpdatedAt: at(0, 0), IngestedAt: at(0, 0)},
+			{Tenant: "demo", DeviceID: "cam-1", Status: "active", Type: "camera-trap", CreatedAt: at(0, 0), UpdatedAt: at(0, 0), IngestedAt: at(0, 0)},
 		},
 		DeadLetters: []DeadLetter{dl("d1", "schema_mismatch", at(3, 0)), dl("d2", "schema_mismatch", at(4, 0)), dl("d3", "schema_mismatch", at(5, 0)), dl("d4", "not_json", at(5, 0))},
 	}
@@ -154,6 +159,10 @@ func TestIntegrationExampleQueries(t *testing.T) {
 		"dead_letter_rate_by_reason": {
 			{"schema_mismatch", "3", "75"},
 			{"not_json", "1", "25"},
+		},
+		"temperature_by_herd": {
+			{"north", "1", "3", "39"},
+			{"south", "1", "1", "38.2"},
 		},
 		"herd_latest_state": {
 			{"collar-1", "true", d(0, 10, 0), "3.7", "47.002", "8", "2"},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -46,6 +47,11 @@ type Config struct {
 	Group string
 	// Topics are consumed; default SinkTopics.
 	Topics []string
+	// AppRecords also consumes every stream app target topic (the
+	// AppTopicPrefix ones, including those created while the sink runs,
+	// found within AppTopicRefresh) into app_records; default false (the
+	// command's --app-records defaults to true).
+	AppRecords bool
 	// BatchSize is the most records per database transaction; default 5000.
 	BatchSize int
 	// FlushInterval is the longest a record waits for its batch to fill
@@ -324,7 +330,7 @@ func (s *Sink) Run(ctx context.Context) error {
 		kgo.SessionTimeout(s.cfg.SessionTimeout),
 		kgo.HeartbeatInterval(min(3*time.Second, s.cfg.SessionTimeout/5)),
 		kgo.RebalanceTimeout(s.cfg.RebalanceTimeout),
-		kgo.ConsumeTopics(s.cfg.Topics...),
+		s.consumeTopics(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
@@ -332,13 +338,16 @@ func (s *Sink) Run(ctx context.Context) error {
 		kgo.OnPartitionsLost(s.onLost),
 		kgo.WithLogger(kgoLogger{s.log.With("component", "kafka")}),
 	)
+	if s.cfg.AppRecords {
+		opts = append(opts, kgo.ConsumeRegex(), kgo.MetadataMaxAge(AppTopicRefresh))
+	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("kafka client: %w", err)
 	}
 	s.cl = cl
 	s.setReady(nil)
-	s.log.Info("sink started", "group", s.cfg.Group, "topics", s.cfg.Topics, "path", string(layout.Path()),
+	s.log.Info("sink started", "group", s.cfg.Group, "topics", s.cfg.Topics, "app_records", s.cfg.AppRecords, "path", string(layout.Path()),
 		"batch_size", s.cfg.BatchSize, "flush_interval", s.cfg.FlushInterval.String())
 
 	mctx, stopMaint := context.WithCancel(ctx)
@@ -892,7 +901,7 @@ func (s *Sink) maintainLoop(ctx context.Context, layout Layout) {
 		// of the same period instead of skipping every other tick.
 		if begun := s.cfg.Now(); begun.Sub(lastRefresh) >= layout.RefreshInterval*9/10 {
 			start := time.Now()
-			r, err := refreshRollups(ctx, conn, layout)
+			r, err := refreshRollups(ctx, conn, layout, nil)
 			if err != nil {
 				if ctx.Err() == nil {
 					s.m.errors.WithLabelValues("maintenance").Inc()
@@ -961,4 +970,22 @@ func (l kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 		lvl = slog.LevelInfo
 	}
 	l.log.Log(context.Background(), lvl, msg, keyvals...)
+}
+
+// AppTopicRefresh is how often a sink with Config.AppRecords looks for new
+// app target topics (Kafka metadata refresh).
+const AppTopicRefresh = 10 * time.Second
+
+// consumeTopics is the topic option: the configured topics, and with
+// AppRecords every AppTopicPrefix topic too, as anchored regular
+// expressions (franz-go then consumes matching topics created later).
+func (s *Sink) consumeTopics() kgo.Opt {
+	if !s.cfg.AppRecords {
+		return kgo.ConsumeTopics(s.cfg.Topics...)
+	}
+	res := make([]string, 0, len(s.cfg.Topics)+1)
+	for _, t := range s.cfg.Topics {
+		res = append(res, "^"+regexp.QuoteMeta(t)+"$")
+	}
+	return kgo.ConsumeTopics(append(res, "^"+regexp.QuoteMeta(AppTopicPrefix)+".+$")...)
 }

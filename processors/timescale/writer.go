@@ -2,6 +2,7 @@ package timescale
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -15,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/drover-iot/drover/identity"
 	"github.com/drover-iot/drover/schemas"
 )
 
@@ -37,10 +39,20 @@ type Batch struct {
 	Alerts      []schemas.Alert
 	States      []schemas.DeviceState
 	DeadLetters []DeadLetter
+	Apps        []AppRecord
+	// Commands are commands.status records, folded into the commands
+	// table in order (see commandMerge).
+	Commands []schemas.CommandStatus
 	// StateDeletes lists devices whose state.latest record is a tombstone
 	// (the device was removed): their device_state rows are deleted before
 	// States, which hold only states that came after the tombstone.
 	StateDeletes []string
+	// Devices are devices.registry entries (the devices table).
+	Devices []Device
+	// DeviceDeletes lists the TENANT/DEVICE keys of devices.registry
+	// tombstones: their devices rows are deleted before Devices, which
+	// hold only entries that came after the tombstone.
+	DeviceDeletes []string
 
 	// src holds the Kafka record each row of Readings, Fixes, Media,
 	// Features and Alerts was decoded from (shorter, or empty, for rows
@@ -48,17 +60,22 @@ type Batch struct {
 	src struct{ readings, fixes, media, features, alerts []*kgo.Record }
 }
 
-// deleteState records a state.latest tombstone for device: the states of
-// device met earlier in the batch are dropped, and its device_state rows
-// are deleted (devices are keyed by id alone on the topic, in every tenant).
-func (b *Batch) deleteState(device string) {
-	b.States = slices.DeleteFunc(b.States, func(s schemas.DeviceState) bool { return s.DeviceID == device })
-	b.StateDeletes = append(b.StateDeletes, device)
+// deleteState records a state.latest tombstone for key: the states of
+// the device met earlier in the batch are dropped, and its device_state row
+// is deleted. key is TENANT/DEVICE (identity.Key); a bare device id (a
+// record written before keys were tenant-qualified) removes the device in
+// every tenant.
+func (b *Batch) deleteState(key string) {
+	b.States = slices.DeleteFunc(b.States, func(s schemas.DeviceState) bool {
+		return s.DeviceID == key || identity.Key(s.Tenant, s.DeviceID) == key
+	})
+	b.StateDeletes = append(b.StateDeletes, key)
 }
 
 // Len returns the number of rows in b.
 func (b *Batch) Len() int {
-	return len(b.Readings) + len(b.Fixes) + len(b.Media) + len(b.Features) + len(b.Alerts) + len(b.States) + len(b.DeadLetters) + len(b.StateDeletes)
+	return len(b.Readings) + len(b.Fixes) + len(b.Media) + len(b.Features) + len(b.Alerts) + len(b.States) + len(b.DeadLetters) + len(b.Apps) + len(b.StateDeletes) +
+		len(b.Devices) + len(b.DeviceDeletes) + len(b.Commands)
 }
 
 // Reset empties b, keeping its capacity.
@@ -70,10 +87,14 @@ func (b *Batch) Reset() {
 	clear(b.Alerts)
 	clear(b.States)
 	clear(b.DeadLetters)
+	clear(b.Apps)
+	clear(b.Devices)
+	clear(b.Commands)
 	src := b.src
 	*b = Batch{
 		Readings: b.Readings[:0], Fixes: b.Fixes[:0], Media: b.Media[:0], Features: b.Features[:0],
-		Alerts: b.Alerts[:0], States: b.States[:0], DeadLetters: b.DeadLetters[:0], StateDeletes: b.StateDeletes[:0],
+		Alerts: b.Alerts[:0], States: b.States[:0], DeadLetters: b.DeadLetters[:0], Apps: b.Apps[:0], StateDeletes: b.StateDeletes[:0],
+		Devices: b.Devices[:0], DeviceDeletes: b.DeviceDeletes[:0], Commands: b.Commands[:0],
 	}
 	for _, s := range []*[]*kgo.Record{&src.readings, &src.fixes, &src.media, &src.features, &src.alerts} {
 		clear(*s)
@@ -113,9 +134,13 @@ type Result struct {
 const payloadExcerptMax = 4096
 
 // Writer writes batches into the database over one connection, one
-// transaction per batch; the connection carries temporary staging tables (ON
-// COMMIT DELETE ROWS). A broken connection is replaced on the next call. A
-// Writer is safe for concurrent use; writes are serialised.
+// transaction per batch. Nothing is kept on the server between batches: a
+// batch that needs a staging table creates it inside its transaction (ON
+// COMMIT DROP), and statements are not prepared on the server (see
+// ParseURL), so the writer is correct behind PgBouncer in transaction
+// pooling mode, where consecutive transactions may run on different server
+// connections. A broken connection is replaced on the next call. A Writer
+// is safe for concurrent use; writes are serialised.
 type Writer struct {
 	cfg    *pgx.ConnConfig
 	layout Layout
@@ -158,11 +183,21 @@ func ParseURL(url string) (*pgx.ConnConfig, error) {
 	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
 		cfg.RuntimeParams["application_name"] = "drover-sink" // visible in pg_stat_activity
 	}
+	// No named prepared statements: pgx's default caches one per statement
+	// on the server connection, which PgBouncer in transaction pooling mode
+	// swaps between transactions ("prepared statement ... does not exist").
+	// Caching only the statement's description (parameter and result
+	// types) on the client keeps one round trip per statement, with the
+	// unnamed statement, which lives within one protocol sync and so on one
+	// server connection. A ?default_query_exec_mode= in the URL wins.
+	if !strings.Contains(url, "default_query_exec_mode") {
+		cfg.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
+	}
 	return cfg, nil
 }
 
-// connLocked returns the open connection, connecting (and creating the
-// staging tables) when there is none. w.mu must be held.
+// connLocked returns the open connection, connecting when there is none.
+// w.mu must be held.
 func (w *Writer) connLocked(ctx context.Context) (*pgx.Conn, error) {
 	if w.conn != nil && !w.conn.IsClosed() {
 		return w.conn, nil
@@ -171,16 +206,6 @@ func (w *Writer) connLocked(ctx context.Context) (*pgx.Conn, error) {
 	c, err := pgx.ConnectConfig(ctx, w.cfg.Copy())
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the database: %w", err)
-	}
-	var b strings.Builder
-	for _, t := range Tables {
-		// ord: the row's index in the batch, to name the records a
-		// conflict query finds.
-		fmt.Fprintf(&b, "CREATE TEMP TABLE IF NOT EXISTS stage_%s (LIKE %s INCLUDING DEFAULTS, ord integer) ON COMMIT DELETE ROWS;\n", t, t)
-	}
-	if _, err := c.Exec(ctx, b.String()); err != nil {
-		_ = c.Close(context.WithoutCancel(ctx))
-		return nil, fmt.Errorf("creating staging tables: %w", err)
 	}
 	w.conn = c
 	return c, nil
@@ -233,7 +258,9 @@ var (
 		"min", "max", "mean", "stddev", "first", "last", "distance_m", "mean_speed_mps", "max_speed_mps", "moving_s", "stationary_s", "late_updates", "ingested_at"}
 	alertCols = []string{"alert_id", "rule", "kind", "tenant", "device_id", "state", "severity", "value", "threshold", "message", "fired_at", "resolved_at", "ts", "ingested_at"}
 	stateCols = []string{"tenant", "device_id", "ts", "ingested_at", "online", "last_seen", "lat", "lon", "position_ts", "battery", "firmware", "metrics", "active_alerts", "updated_at"}
-	dlCols    = []string{"id", "stage", "reason", "message", "source", "tenant", "device_id", "payload_excerpt", "payload_size", "truncated",
+	appCols   = []string{"event_id", "ts", "tenant", "source_tenant", "app", "device_id", "source_topic", "source_event_ids", "agreement",
+		"payload", "ingested_at", "kafka_topic"}
+	dlCols = []string{"id", "stage", "reason", "message", "source", "tenant", "device_id", "payload_excerpt", "payload_size", "truncated",
 		"content_type", "headers", "received_at", "ts", "ingested_at", "kafka_topic", "kafka_partition", "kafka_offset"}
 )
 
@@ -300,6 +327,8 @@ func (w *Writer) Write(ctx context.Context, b *Batch) (Result, error) {
 		&part[schemas.Feature, featureKey]{def: &featureTable, rows: b.Features, src: b.src.features},
 		&part[schemas.Alert, string]{def: &alertTable, rows: b.Alerts, src: b.src.alerts},
 		&part[schemas.DeviceState, stateKey]{def: &stateTable, rows: b.States},
+		&part[AppRecord, string]{def: &appTable, rows: b.Apps},
+		&part[Device, deviceKey]{def: &deviceTable, rows: b.Devices},
 	}
 	for _, p := range parts {
 		p.dedupe()
@@ -315,9 +344,16 @@ func (w *Writer) Write(ctx context.Context, b *Batch) (Result, error) {
 	}
 	err = pgx.BeginTxFunc(ctx, conn, txOpts, func(tx pgx.Tx) error {
 		if len(b.StateDeletes) > 0 {
-			if _, err := tx.Exec(ctx, "DELETE FROM device_state WHERE device_id = ANY($1)", b.StateDeletes); err != nil {
+			if _, err := tx.Exec(ctx, "DELETE FROM device_state WHERE device_id = ANY($1) OR tenant || '/' || device_id = ANY($1)", b.StateDeletes); err != nil {
 				return fmt.Errorf("deleting the state of %d removed device(s): %w", len(b.StateDeletes), err)
 			}
+		}
+		if len(b.DeviceDeletes) > 0 {
+			tag, err := tx.Exec(ctx, deleteDevicesSQL, b.DeviceDeletes)
+			if err != nil {
+				return fmt.Errorf("deleting %d device(s) the registry forgot: %w", len(b.DeviceDeletes), err)
+			}
+			res.Written[TableDevices] += tag.RowsAffected()
 		}
 		letters := b.DeadLetters[:len(b.DeadLetters):len(b.DeadLetters)] // appending copies: b stays as it is
 		for _, p := range parts {
@@ -331,6 +367,9 @@ func (w *Writer) Write(ctx context.Context, b *Batch) (Result, error) {
 			dls, recs := p.letters(w.now())
 			letters = append(letters, dls...)
 			res.DeadLettered = append(res.DeadLettered, recs...)
+		}
+		if err := writeCommands(ctx, tx, b.Commands, &res); err != nil {
+			return err
 		}
 		return w.writePart(ctx, tx, &part[DeadLetter, struct{}]{def: &deadLetterTable, rows: letters}, &res)
 	})
@@ -373,6 +412,14 @@ func (w *Writer) writePart(ctx context.Context, tx pgx.Tx, p writable, res *Resu
 	}
 	all := s.verdicts != ""
 	n, row := p.stage(all)
+	// The staging table lives for this transaction only (each table is
+	// staged at most once per batch): behind a transaction-pooling PgBouncer
+	// the next transaction may run on another server connection, where a
+	// per-connection table would not exist. ord is the row's index in the
+	// batch, to name the records a conflict query finds.
+	if _, err := tx.Exec(ctx, fmt.Sprintf("CREATE TEMP TABLE stage_%s (LIKE %s INCLUDING DEFAULTS, ord integer) ON COMMIT DROP", s.name, s.name)); err != nil {
+		return fmt.Errorf("creating stage_%s: %w", s.name, err)
+	}
 	src := pgx.CopyFromSlice(n, func(j int) ([]any, error) { return row(j), nil })
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"stage_" + s.name}, append(slices.Clip(s.cols), "ord"), src); err != nil {
 		return fmt.Errorf("copying %d rows into stage_%s: %w", n, s.name, err)
@@ -497,8 +544,20 @@ func (w *Writer) ensurePartitions(ctx context.Context, conn *pgx.Conn, b *Batch)
 	}
 	for _, name := range slices.Sorted(maps.Keys(need)) {
 		table := name[:strings.LastIndex(name, "_p")]
-		if err := createPartition(ctx, conn, table, need[name]); err != nil {
-			return err
+		// A lock wait that timed out (a migration queued for ACCESS
+		// EXCLUSIVE behind an analyst's query holds every later lock
+		// request until it gives way, as it does every ddlLockTimeout) is
+		// tried again at once: the migration waits before its next try,
+		// so the second attempt finds the queue clear. Twice more at most,
+		// then the batch fails and the sink retries it.
+		for attempt := 1; ; attempt++ {
+			err := createPartition(ctx, conn, table, need[name])
+			if err == nil {
+				break
+			}
+			if !isCode(err, "55P03") || attempt == 3 {
+				return err
+			}
 		}
 		w.parts[name] = true
 	}
@@ -580,4 +639,20 @@ func deadLetterRow(r *DeadLetter) []any {
 	}
 	return []any{r.ID, r.Stage, r.Reason, r.Message, r.Source, r.Tenant, r.DeviceID, payload, r.PayloadSize, truncated,
 		r.ContentType, headers, r.ReceivedAt, r.TS, r.IngestedAt, topic, part, off}
+}
+
+// AppRecord is one app_records row: a stream app's record and the topic
+// it was read from.
+type AppRecord struct {
+	schemas.AppRecord
+	KafkaTopic string
+}
+
+func appRow(r *AppRecord) []any {
+	ids := r.SourceEventIDs
+	if ids == nil {
+		ids = []string{}
+	}
+	return []any{r.EventID, r.TS, r.Tenant, r.SourceTenant, r.App, r.DeviceID, r.SourceTopic, ids, r.Agreement,
+		json.RawMessage(r.Payload), r.IngestedAt, r.KafkaTopic}
 }

@@ -40,6 +40,13 @@ func sampleBatch() *Batch {
 		DeadLetters: []DeadLetter{
 			{DeadLetter: schemas.DeadLetter{ID: "dl1", Stage: "validate", Reason: "schema_mismatch", Message: "bad", Source: "devices/farm/cow-1/sensor", Payload: []byte(`{"x":1}`), PayloadSize: 7, ReceivedAt: at(5, 0), TS: at(5, 0), IngestedAt: at(5, 0)}},
 		},
+		Devices: []Device{
+			{Tenant: "farm", DeviceID: "cow-1", Status: "active", Type: "collar", Labels: map[string]string{"herd": "north"}, OfflineTimeout: 2 * time.Hour,
+				HasSecret: true, CreatedAt: at(0, 0), UpdatedAt: at(0, 0), IngestedAt: at(0, 0)},
+			// A later change of the same device in the same batch: wins.
+			{Tenant: "farm", DeviceID: "cow-1", Status: "active", Type: "collar", Labels: map[string]string{"herd": "south"}, OfflineTimeout: 2 * time.Hour,
+				HasSecret: true, CreatedAt: at(0, 0), UpdatedAt: at(0, 30), IngestedAt: at(0, 30)},
+		},
 	}
 }
 
@@ -59,7 +66,7 @@ func TestIntegrationWriterAllTables(t *testing.T) {
 	if err != nil {
 		t.Fatalf("write: %v", err)
 	}
-	want := Counts{TableSensorReadings: 3, TableGPSFixes: 2, TableMediaObjects: 1, TableFeatures: 1, TableAlerts: 1, TableDeviceState: 1, TableDeadLetters: 1}
+	want := Counts{TableSensorReadings: 3, TableGPSFixes: 2, TableMediaObjects: 1, TableFeatures: 1, TableAlerts: 1, TableDeviceState: 1, TableDevices: 1, TableDeadLetters: 1}
 	for table, n := range want {
 		if got.Written[table] != n {
 			t.Errorf("written[%s] = %d, want %d", table, got.Written[table], n)
@@ -80,6 +87,7 @@ func TestIntegrationWriterAllTables(t *testing.T) {
 		{"alerts", "SELECT count(*) FROM alerts WHERE alert_id = 'a1' AND state = 'firing' AND resolved_at IS NULL", 1},
 		{"state newest", "SELECT count(*) FROM device_state WHERE device_id = 'cow-1' AND online AND active_alerts = 1 AND (metrics->>'temperature')::float8 = 38.7", 1},
 		{"dead letters", "SELECT count(*) FROM dead_letters WHERE id = 'dl1' AND payload_excerpt = '{\"x\":1}'::bytea AND kafka_topic IS NULL", 1},
+		{"device newest", "SELECT count(*) FROM devices WHERE device_id = 'cow-1' AND labels->>'herd' = 'south' AND offline_timeout = '2 hours' AND has_secret", 1},
 	}
 	for _, ch := range checks {
 		if n := count(t, c, ch.q); n != ch.want {
@@ -96,7 +104,7 @@ func TestIntegrationWriterAllTables(t *testing.T) {
 		t.Errorf("rewriting the same batch wrote %v, want nothing", again.Written)
 	}
 	for _, table := range Tables {
-		before := map[string]int64{TableSensorReadings: 3, TableGPSFixes: 2, TableMediaObjects: 1, TableFeatures: 1, TableAlerts: 1, TableDeviceState: 1, TableDeadLetters: 1}[table]
+		before := map[string]int64{TableSensorReadings: 3, TableGPSFixes: 2, TableMediaObjects: 1, TableFeatures: 1, TableAlerts: 1, TableDeviceState: 1, TableDevices: 1, TableDeadLetters: 1}[table]
 		if n := count(t, c, "SELECT count(*) FROM "+table); n != before {
 			t.Errorf("after replay %s has %d rows, want %d", table, n, before)
 		}

@@ -43,11 +43,7 @@ func open(ctx context.Context, conn *cli.Conn, timeout time.Duration) (*session,
 	if err != nil {
 		return nil, err
 	}
-	reg, err := conn.Registry()
-	if err != nil {
-		return nil, err
-	}
-	serde, err := schemas.NewSerde(reg)
+	serde, err := schemas.ConnSerde(conn)
 	if err != nil {
 		return nil, err
 	}

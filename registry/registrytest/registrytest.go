@@ -149,3 +149,24 @@ func Mosquitto(t testing.TB, cfg []byte) string {
 	return devtest.Mosquitto(t, "allow_anonymous false", "max_queued_messages 1000000",
 		"plugin "+plugin, "plugin_opt_config_file "+path)
 }
+
+// RegisterDevices registers tenant (when missing) and the devices ids
+// (type "collar"; an id starting with "wildfi-" as a WildFi collar) in the
+// registry of a running stack (Kafka at brokers, the schema registry at
+// registryURL, its devices.registry topic provisioned), failing the test on
+// error. It returns once they are written; views started afterwards see
+// them at once, running views within moments.
+func RegisterDevices(t testing.TB, brokers []string, registryURL, tenant string, ids ...string) {
+	t.Helper()
+	cl, err := sr.NewClient(sr.URLs(registryURL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	serde, err := schemas.NewSerde(cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := registry.RegisterDevices(Ctx(t), []kgo.Opt{kgo.SeedBrokers(brokers...)}, serde, "test", tenant, ids, devtest.Logger()); err != nil {
+		t.Fatalf("registrytest: %v", err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -32,6 +33,8 @@ import (
 
 	"github.com/drover-iot/drover/devstack"
 	"github.com/drover-iot/drover/devstack/devtest"
+	"github.com/drover-iot/drover/identity"
+	"github.com/drover-iot/drover/registry/registrytest"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
 )
@@ -247,7 +250,14 @@ func TestIntegrationChaos(t *testing.T) {
 	infraLogs := &lockedBuf{}
 	log := slog.New(slog.NewJSONHandler(infraLogs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	sctx, scancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	stack, err := devstack.Start(sctx, devstack.Config{DataDir: filepath.Join(dir, "data"), Logger: log})
+	// DROVER_TEST_DATABASE_URL (TimescaleDB, say): a fresh database (or
+	// schema) there instead of the embedded PostgreSQL, which this test
+	// then cannot restart (DROVER_CHAOS_RESTARTS defaults to kafka).
+	external := ""
+	if os.Getenv(devtest.EnvTestDatabaseURL) != "" {
+		external = devtest.Postgres(t)
+	}
+	stack, err := devstack.Start(sctx, devstack.Config{DataDir: filepath.Join(dir, "data"), Logger: log, DatabaseURL: external})
 	if err != nil {
 		scancel()
 		t.Fatal(err)
@@ -270,7 +280,7 @@ func TestIntegrationChaos(t *testing.T) {
 			}
 		}
 	})
-	if stack.Postgres == nil {
+	if stack.Postgres == nil && external == "" {
 		scancel()
 		t.Fatal("the embedded stack started no PostgreSQL")
 	}
@@ -287,11 +297,32 @@ func TestIntegrationChaos(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The bridges enforce the device registry (--registry auto: Provision
+	// created devices.registry): register the run's devices before they
+	// start, so their views hold them from the first message.
+	run := fmt.Sprintf("chaos-%d", seed%100000)
+	const devices = 16
+	ids := []string{run + "-fever"}
+	for d := range devices {
+		ids = append(ids, fmt.Sprintf("%s-d%02d", run, d))
+	}
+	registrytest.RegisterDevices(t, strings.Split(ep.KafkaBrokers, ","), ep.SchemaRegistryURL, "chaos", ids...)
 
+	appsFile := filepath.Join(dir, "apps.yaml")
+	if err := os.WriteFile(appsFile, []byte(`apps:
+  - name: chaos-filter
+    source: {topics: [raw.sensor], tenant: chaos}
+    query: SELECT device_id, value FROM raw.sensor WHERE metric = 'temperature'
+    target: apps.chaos-filter
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	stages = []*stage{
 		{name: "bridge-a", args: []string{"bridge", "--dev-env", envFile, "--mqtt-client-id", "chaos-bridge-a"}},
 		{name: "bridge-b", args: []string{"bridge", "--dev-env", envFile, "--mqtt-client-id", "chaos-bridge-b"}},
-		{name: "process", args: []string{"process", "--dev-env", envFile}},
+		// The process stage also runs a stream app, a filter of the run's
+		// readings into app_records (kills and restarts included).
+		{name: "process", args: []string{"process", "--dev-env", envFile, "--apps", appsFile}},
 		// Refreshing the rollups every 2 s puts refreshes under the kills and
 		// restarts too; the hourly rollup is checked at the end.
 		{name: "sink", args: []string{"sink", "--dev-env", envFile, "--refresh-interval", "2s"}},
@@ -307,12 +338,21 @@ func TestIntegrationChaos(t *testing.T) {
 	for _, s := range stages {
 		s.waitReady(t, 2*time.Minute)
 	}
+	for _, s := range stages[:2] { // both bridges check the registry
+		resp, err := http.Get("http://" + s.admin + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(body), `drover_bridge_registry_checks_total{mode="enforce"`) {
+			t.Fatalf("%s does not enforce the device registry", s.name)
+		}
+	}
 
 	// The load: message i goes to device d(i%devices); every tenth is
 	// invalid (truncated JSON carrying its number). Device "fever" gets a
 	// reading every 30 s of event time, above 39.5 °C for 15 minutes.
-	run := fmt.Sprintf("chaos-%d", seed%100000)
-	const devices = 16
 	base := time.Now().Add(-50 * time.Minute).Truncate(time.Minute)
 	type msg struct {
 		topic   string
@@ -523,6 +563,8 @@ func TestIntegrationChaos(t *testing.T) {
 	var rowCount int
 	var dlq map[string]int
 	var feverAlerts int
+	var appGot map[key]float64 // the stream app's rows
+	var appRows int
 	deadline := time.Now().Add(3 * time.Minute)
 	var caughtUp time.Duration
 	// When each part was first complete, to tell which stage was slow.
@@ -565,10 +607,27 @@ func TestIntegrationChaos(t *testing.T) {
 		if err := db.QueryRow(ctx, `SELECT count(*) FROM alerts WHERE rule = 'fever' AND device_id = $1`, run+"-fever").Scan(&feverAlerts); err != nil {
 			t.Fatal(err)
 		}
+		appGot, appRows = map[key]float64{}, 0
+		rows, err = db.Query(ctx, `SELECT device_id, ts, (payload->>'value')::float8 FROM app_records WHERE app = 'chaos-filter' AND device_id = ANY($1)`, devList)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var d string
+			var ts time.Time
+			var v float64
+			if err := rows.Scan(&d, &ts, &v); err != nil {
+				t.Fatal(err)
+			}
+			appGot[key{d, ts.UnixMicro()}] = v
+			appRows++
+		}
+		rows.Close()
+		mark("app records", appRows >= len(want))
 		mark("readings", rowCount >= len(want))
 		mark("dead letters", len(dlq) >= len(invalid))
 		mark("fever alert", feverAlerts >= 1)
-		if (rowCount >= len(want) && len(dlq) >= len(invalid) && feverAlerts >= 1) || time.Now().After(deadline) {
+		if (rowCount >= len(want) && len(dlq) >= len(invalid) && feverAlerts >= 1 && appRows >= len(want)) || time.Now().After(deadline) {
 			caughtUp = time.Since(loadEnd).Round(100 * time.Millisecond)
 			break
 		}
@@ -637,6 +696,20 @@ func TestIntegrationChaos(t *testing.T) {
 	if lost != 0 || rowCount != len(want) || wrong != 0 || checksum(want) != checksum(got) {
 		t.Errorf("database: loss %d, rows %d of %d, wrong values %d (seed %d)", lost, rowCount, len(want), wrong, seed)
 	}
+	appLost, appWrong := 0, 0
+	for k, v := range want {
+		switch g, ok := appGot[k]; {
+		case !ok:
+			appLost++
+		case g != v:
+			appWrong++
+		}
+	}
+	t.Logf("stream app chaos-filter: %d app_records rows for %d valid readings, lost %d, duplicates %d, wrong values %d",
+		appRows, len(want), appLost, appRows-len(appGot), appWrong)
+	if appLost != 0 || appRows != len(want) || appWrong != 0 || checksum(appGot) != checksum(want) {
+		t.Errorf("stream app: lost %d, rows %d of %d, wrong values %d (seed %d)", appLost, appRows, len(want), appWrong, seed)
+	}
 	if topicLost != 0 {
 		t.Errorf("dlq.events: %d of %d invalid messages missing (seed %d)", topicLost, len(invalid), seed)
 	}
@@ -663,9 +736,13 @@ type restart struct {
 // random moments between 15 % and 85 % of it, in time order.
 func planRestarts(t *testing.T, rng *rand.Rand, d time.Duration) []restart {
 	t.Helper()
+	external := os.Getenv(devtest.EnvTestDatabaseURL) != ""
 	v := os.Getenv("DROVER_CHAOS_RESTARTS")
 	if v == "" {
 		v = "kafka,postgres"
+		if external {
+			v = "kafka"
+		}
 	}
 	var out []restart
 	if v != "none" {
@@ -674,6 +751,9 @@ func planRestarts(t *testing.T, rng *rand.Rand, d time.Duration) []restart {
 			what = strings.TrimSpace(what)
 			if what != "kafka" && what != "postgres" {
 				t.Fatalf("DROVER_CHAOS_RESTARTS: unknown component %q (want kafka, postgres or none)", what)
+			}
+			if what == "postgres" && external {
+				t.Fatalf("DROVER_CHAOS_RESTARTS: postgres cannot be restarted with %s (an external database); use kafka or none", devtest.EnvTestDatabaseURL)
 			}
 			for range per {
 				out = append(out, restart{what: what, at: d*15/100 + time.Duration(rng.Int64N(int64(d*70/100)))})
@@ -778,7 +858,7 @@ func readTopics(ctx context.Context, t *testing.T, env map[string]string, run st
 					v.firings[a.AlertID]++
 				}
 			case topics.RawSensor:
-				if !strings.HasPrefix(string(r.Key), run+"-") {
+				if !strings.HasPrefix(identity.DeviceOf(string(r.Key)), run+"-") { // keys are TENANT/DEVICE
 					return
 				}
 				var rd schemas.SensorReading

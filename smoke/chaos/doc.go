@@ -9,7 +9,9 @@
 // checksum), the dead letters and dlq.events every invalid one, the hourly
 // rollup (refreshed every 2 s throughout) the count, minimum, maximum and sum
 // of every device's valid readings per hour, and the fever alert of the load
-// must have fired once.
+// must have fired once. The processors also run a stream app (a filter of
+// the run's readings, its own goka group): app_records must hold every
+// valid reading exactly once, with its value.
 //
 // DROVER_CHAOS_N (default 3000) sizes the load, DROVER_CHAOS_SECONDS
 // (default 30) its duration, DROVER_CHAOS_SEED (default: the clock) replays
@@ -18,5 +20,7 @@
 // infrastructure it restarts (default "kafka,postgres", each once per
 // started minute of the load; "none"). A stage that does not stop within
 // 60 s of SIGTERM at the end is logged with its goroutine dump (a failure
-// with DROVER_CHAOS_STRICT_STOP=1).
+// with DROVER_CHAOS_STRICT_STOP=1). With DROVER_TEST_DATABASE_URL (a
+// TimescaleDB, say) the stack uses a fresh database (or schema) on that
+// server instead of the embedded PostgreSQL, and restarts Kafka only.
 package chaos

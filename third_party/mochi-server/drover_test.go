@@ -6,6 +6,7 @@ package mqtt
 import (
 	"io"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -37,4 +38,47 @@ func TestServerSendConnackTopicAliasMaximum(t *testing.T) {
 	buf, err := io.ReadAll(r)
 	require.NoError(t, err)
 	require.Equal(t, []byte{packets.Connack << 4, 6, 0, 0, 3, packets.PropTopicAliasMaximum, 0, 10}, buf)
+}
+
+// drover patch 10: GetByListener must not take the read lock twice: a
+// writer (a client attaching, Delete) queued between the two read locks
+// makes the second wait for the writer and the writer for the first. Run
+// both side by side until one of the old code's interleavings deadlocks.
+func TestGetByListenerWithWritersDoesNotDeadlock(t *testing.T) {
+	cl := NewClients()
+	cl.Add(&Client{ID: "a", Net: ClientConnection{Listener: "tcp"}})
+	stop := make(chan struct{})
+	done := make(chan struct{}, 2)
+	go func() {
+		defer func() { done <- struct{}{} }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				_ = cl.GetByListener("tcp")
+			}
+		}
+	}()
+	go func() {
+		defer func() { done <- struct{}{} }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				cl.Add(&Client{ID: "b", Net: ClientConnection{Listener: "tcp"}})
+				cl.Delete("b")
+			}
+		}
+	}()
+	time.Sleep(time.Second)
+	close(stop)
+	for i := 0; i < 2; i++ {
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("GetByListener and Delete deadlocked (the read lock taken twice)")
+		}
+	}
 }

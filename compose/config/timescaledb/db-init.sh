@@ -7,7 +7,8 @@
 # Environment: libpq's PGHOST, PGPORT, PGDATABASE, PGUSER, PGSSLMODE,
 # PGSSLROOTCERT; POSTGRES_PASSWORD_FILE (the superuser's password),
 # SINK_PGPASS_FILE (the sink's pgpass file: its drover_sink line holds the
-# sink's password) and GRAFANA_PASSWORD_FILE.
+# sink's password), GRAFANA_PASSWORD_FILE and CONSOLE_PASSWORD_FILE (the
+# console's drover_console).
 set -eu
 phase=${1:?usage: db-init.sh roles|grants}
 dir=$(dirname "$0")
@@ -18,11 +19,12 @@ roles)
 	# host:port:database:user:password; the password is the rest of the line.
 	DROVER_SINK_PASSWORD=$(sed -n 's/^[^:]*:[^:]*:[^:]*:drover_sink://p' "$SINK_PGPASS_FILE" | head -n 1)
 	DROVER_GRAFANA_PASSWORD=$(cat "$GRAFANA_PASSWORD_FILE")
-	if [ -z "$DROVER_SINK_PASSWORD" ] || [ -z "$DROVER_GRAFANA_PASSWORD" ]; then
-		echo "db-init: empty password: want a drover_sink line in $SINK_PGPASS_FILE and a password in $GRAFANA_PASSWORD_FILE" >&2
+	DROVER_CONSOLE_PASSWORD=$(cat "$CONSOLE_PASSWORD_FILE")
+	if [ -z "$DROVER_SINK_PASSWORD" ] || [ -z "$DROVER_GRAFANA_PASSWORD" ] || [ -z "$DROVER_CONSOLE_PASSWORD" ]; then
+		echo "db-init: empty password: want a drover_sink line in $SINK_PGPASS_FILE and a password in $GRAFANA_PASSWORD_FILE and $CONSOLE_PASSWORD_FILE" >&2
 		exit 1
 	fi
-	export DROVER_SINK_PASSWORD DROVER_GRAFANA_PASSWORD
+	export DROVER_SINK_PASSWORD DROVER_GRAFANA_PASSWORD DROVER_CONSOLE_PASSWORD
 	exec psql -X -q -v ON_ERROR_STOP=1 -f "$dir/roles.sql"
 	;;
 grants)

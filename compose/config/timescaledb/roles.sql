@@ -3,6 +3,7 @@
 -- file takes effect at the next start.
 \getenv sink_password DROVER_SINK_PASSWORD
 \getenv grafana_password DROVER_GRAFANA_PASSWORD
+\getenv console_password DROVER_CONSOLE_PASSWORD
 
 -- TimescaleDB, when the server has it: the sink's login may not create
 -- extensions.
@@ -32,6 +33,18 @@ ALTER ROLE drover_grafana SET default_transaction_read_only = on;
 ALTER ROLE drover_grafana SET statement_timeout = '30s';
 SELECT format('GRANT CONNECT ON DATABASE %I TO drover_grafana', current_database()) \gexec
 GRANT USAGE ON SCHEMA public TO drover_grafana;
+
+-- The console (drover console): an analyst's reads (drover_analyst, whose
+-- grants the migrations make), in read-only transactions, a few connections,
+-- short statements. The console refuses a superuser or BYPASSRLS role.
+SELECT 'CREATE ROLE drover_console' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'drover_console') \gexec
+ALTER ROLE drover_console WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT
+    CONNECTION LIMIT 8 PASSWORD :'console_password';
+ALTER ROLE drover_console SET default_transaction_read_only = on;
+ALTER ROLE drover_console SET statement_timeout = '5s';
+GRANT drover_analyst TO drover_console;
+SELECT format('GRANT CONNECT ON DATABASE %I TO drover_console', current_database()) \gexec
+GRANT USAGE ON SCHEMA public TO drover_console;
 
 -- Nobody else creates objects in public (the default since PostgreSQL 15).
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;

@@ -9,6 +9,7 @@ import { Catalogue, TopicPage } from './pages/Catalogue'
 import { DeadLetters, LetterPage } from './pages/DeadLetters'
 import { Devices, DevicePage } from './pages/Devices'
 import { Alerts } from './pages/Alerts'
+import { Registry } from './pages/Registry'
 
 // The menu: a page of a later issue (registry, commands, stream apps) is
 // one entry here and one route below, shown when /api/info lists it.
@@ -17,6 +18,7 @@ const PAGES: Record<string, string> = {
   catalogue: 'Catalogue',
   deadletters: 'Dead letters',
   devices: 'Devices',
+  registry: 'Registry',
   alerts: 'Alerts',
 }
 
@@ -62,6 +64,8 @@ function Route({ path, params }: { path: string; params: URLSearchParams }) {
       return seg.length === 3 ? <LetterPage partition={seg[1]} offset={seg[2]} /> : <DeadLetters params={params} />
     case 'devices':
       return seg.length === 3 ? <DevicePage tenant={seg[1]} device={seg[2]} /> : <Devices params={params} />
+    case 'registry':
+      return <Registry params={params} />
     case 'alerts':
       return <Alerts state={params.get('state') ?? ''} />
   }

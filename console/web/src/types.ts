@@ -190,6 +190,51 @@ export interface Device {
   firmware: string | null
   active_alerts: number
   updated_at: string
+  // The device's registry entry: status active, suspended, revoked or
+  // unregistered; null when the registry could not be read.
+  registry: RegistryInfo | null
+}
+
+export interface RegistryInfo {
+  status: string
+  type?: string
+  labels?: Record<string, string>
+}
+
+export interface RegistryDevice {
+  tenant: string
+  device_id: string
+  status: string
+  type: string
+  labels: Record<string, string>
+  alt_ids: Record<string, string>
+  offline_timeout_ms: number
+  secret: boolean
+  certificates: number
+  actor: string
+  created_at: string
+  updated_at: string
+  last_seen: string | null
+  online: boolean
+}
+
+export interface RegistryTenant {
+  id: string
+  ca: boolean
+  actor: string
+  created_at: string
+  updated_at: string
+  devices: Record<string, number>
+}
+
+export interface RegistryList {
+  topic: string
+  tenants: RegistryTenant[]
+  devices: RegistryDevice[]
+  total: number
+  by_status: Record<string, number>
+  unregistered: string[]
+  problems?: string[]
 }
 
 export interface AlertRow {
@@ -214,5 +259,6 @@ export interface DeviceDetail extends Device {
   last_fix: { ts: string; lat: number; lon: number } | null
   alerts: AlertRow[]
   dead_letters: LetterRow[]
+  registry_device: RegistryDevice | null
   problems?: string[]
 }

@@ -97,3 +97,17 @@ export function ErrorBox({ error }: { error: string }) {
 export function Empty({ children }: { children: ComponentChildren }) {
   return <p class="empty">{children}</p>
 }
+
+// RegStatus is a device's registry status as a badge: only an active
+// device may connect and publish.
+export function RegStatus({ status }: { status: string | null | undefined }) {
+  if (!status) return <span class="badge muted reg" data-reg="unknown" title="the device registry could not be read">?</span>
+  const cls = status === 'active' ? 'ok' : status === 'unregistered' ? 'muted' : 'bad'
+  return <span class={`badge reg ${cls}`} data-reg={status}>{status}</span>
+}
+
+export function Labels({ labels }: { labels?: Record<string, string> | null }) {
+  const e = Object.entries(labels ?? {}).sort()
+  if (!e.length) return <>–</>
+  return <>{e.map(([k, v]) => <span class="label">{k}={v}</span>)}</>
+}

@@ -6,5 +6,5 @@ ALTER TABLE sensor_readings SET (timescaledb.compress,
 ALTER TABLE gps_fixes SET (timescaledb.compress,
     timescaledb.compress_segmentby = 'tenant, device_id', timescaledb.compress_orderby = 'ts DESC');
 ALTER TABLE features SET (timescaledb.compress,
-    timescaledb.compress_segmentby = 'tenant, device_id, metric', timescaledb.compress_orderby = 'ts DESC');
+    timescaledb.compress_segmentby = 'tenant, device_id, metric', timescaledb.compress_orderby = 'ts DESC, feature_id');
 {{end}}

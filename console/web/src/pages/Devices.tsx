@@ -5,7 +5,7 @@ import uPlot from 'uplot'
 import 'uplot/dist/uPlot.min.css'
 import { useLive } from '../api'
 import type { Device, DeviceDetail } from '../types'
-import { num, ago, time, deviceHref, ErrorBox, Empty, Link, navigate } from '../util'
+import { num, ago, time, deviceHref, ErrorBox, Empty, Link, navigate, RegStatus, Labels } from '../util'
 import { AlertTable } from './Alerts'
 
 type Ring = [number, number][]
@@ -51,7 +51,7 @@ export function DeviceMap({ devices, focus }: { devices: Device[]; focus?: strin
       {placed.map((d) => {
         const id = `${d.tenant}/${d.device_id}`
         return (
-          <circle class={`marker ${d.online ? 'online' : 'offline'}${d.active_alerts ? ' alerting' : ''}${focus === id ? ' focus' : ''}`}
+          <circle class={`marker ${d.online ? 'online' : 'offline'}${d.active_alerts ? ' alerting' : ''}${d.registry && d.registry.status !== 'active' && d.registry.status !== 'unregistered' ? ' inactive' : ''}${focus === id ? ' focus' : ''}`}
             data-device={id} data-lat={d.lat!} data-lon={d.lon!} cx={x(d.lon!)} cy={y(d.lat!)} r={focus === id ? 8 : 5}
             onClick={() => navigate(deviceHref(d.tenant, d.device_id))}>
             <title>{id} · {d.lat!.toFixed(5)}, {d.lon!.toFixed(5)} · {ago(d.position_ts)}</title>
@@ -64,25 +64,31 @@ export function DeviceMap({ devices, focus }: { devices: Device[]; focus?: strin
 
 export function Devices({ params }: { params: URLSearchParams }) {
   const [q, setQ] = useState(params.get('q') ?? '')
-  const { data, error } = useLive<Device[]>('/api/devices', ['state.latest'])
-  const rows = (data ?? []).filter((d) => !q || `${d.tenant}/${d.device_id} ${d.firmware ?? ''}`.toLowerCase().includes(q.toLowerCase()))
+  const { data, error } = useLive<Device[]>('/api/devices', ['state.latest', 'devices.registry'])
+  const text = (d: Device) => `${d.tenant}/${d.device_id} ${d.firmware ?? ''} ${d.registry?.status ?? ''} ${d.registry?.type ?? ''} ` +
+    Object.entries(d.registry?.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(' ')
+  const rows = (data ?? []).filter((d) => !q || text(d).toLowerCase().includes(q.toLowerCase()))
+  const inactive = (data ?? []).filter((d) => d.registry && d.registry.status !== 'active' && d.registry.status !== 'unregistered').length
   return (
     <section>
       <h1>Devices</h1>
       <ErrorBox error={error} />
-      {data && <p class="meta">{data.length} devices · {data.filter((d) => d.online).length} online · {data.filter((d) => d.active_alerts).length} with active alerts</p>}
-      <div class="grid2">
+      {data && <p class="meta">{data.length} devices · {data.filter((d) => d.online).length} online · {data.filter((d) => d.active_alerts).length} with active alerts · {inactive} suspended or revoked · {data.filter((d) => d.registry?.status === 'unregistered').length} unregistered</p>}
+      <div class="grid2 devices">
         <div>
-          <input id="device-search" type="search" placeholder="search tenant/device or firmware" value={q}
+          <input id="device-search" type="search" placeholder="search device, firmware, status, type or label" value={q}
             onInput={(e) => { const v = (e.target as HTMLInputElement).value; setQ(v); navigate(v ? `/devices?q=${encodeURIComponent(v)}` : '/devices', true) }} />
           {!data ? !error && <Empty>Reading devices…</Empty> : (
             <table>
-              <thead><tr><th>device</th><th>last seen</th><th>online</th><th class="n">battery</th><th class="n">active alerts</th><th>firmware</th></tr></thead>
+              <thead><tr><th>device</th><th>registry</th><th>type</th><th>labels</th><th>last seen</th><th>online</th><th class="n">battery</th><th class="n">active alerts</th><th>firmware</th></tr></thead>
               <tbody>
                 {rows.map((d) => (
-                  <tr data-device={`${d.tenant}/${d.device_id}`} class={d.online ? '' : 'muted'}>
-                    <td><Link href={deviceHref(d.tenant, d.device_id)}>{d.tenant}/{d.device_id}</Link></td>
-                    <td title={time(d.last_seen)}>{ago(d.last_seen)}</td>
+                  <tr data-device={`${d.tenant}/${d.device_id}`} class={d.registry && d.registry.status !== 'active' && d.registry.status !== 'unregistered' ? 'bad' : d.online ? '' : 'muted'}>
+                    <td class="nowrap"><Link href={deviceHref(d.tenant, d.device_id)}>{d.tenant}/{d.device_id}</Link></td>
+                    <td><RegStatus status={d.registry?.status} /></td>
+                    <td>{d.registry?.type || '–'}</td>
+                    <td class="labels"><Labels labels={d.registry?.labels} /></td>
+                    <td class="nowrap" title={time(d.last_seen)}>{ago(d.last_seen)}</td>
                     <td>{d.online ? 'online' : 'offline'}</td>
                     <td class="n">{d.battery == null ? '–' : `${num(d.battery, 0)} %`}</td>
                     <td class="n">{d.active_alerts || ''}</td>
@@ -119,7 +125,7 @@ function Chart({ metric, points }: { metric: string; points: { t: string; v: num
 }
 
 export function DevicePage({ tenant, device }: { tenant: string; device: string }) {
-  const { data: d, error } = useLive<DeviceDetail>(`/api/devices/${encodeURIComponent(tenant)}/${encodeURIComponent(device)}`, ['state.latest', 'dlq.events', 'alerts.events'])
+  const { data: d, error } = useLive<DeviceDetail>(`/api/devices/${encodeURIComponent(tenant)}/${encodeURIComponent(device)}`, ['state.latest', 'dlq.events', 'alerts.events', 'devices.registry'])
   const id = `${tenant}/${device}`
   return (
     <section>
@@ -133,6 +139,14 @@ export function DevicePage({ tenant, device }: { tenant: string; device: string 
             <div>
               <h2>Shadow</h2>
               <dl class="facts" id="shadow">
+                <dt>registry</dt><dd id="registry-status"><RegStatus status={d.registry?.status} /></dd>
+                {d.registry_device && <>
+                  <dt>type</dt><dd>{d.registry_device.type || '–'}</dd>
+                  <dt>labels</dt><dd class="labels"><Labels labels={d.registry_device.labels} /></dd>
+                  {Object.keys(d.registry_device.alt_ids).length > 0 && <><dt>alternative ids</dt><dd class="labels"><Labels labels={d.registry_device.alt_ids} /></dd></>}
+                  <dt>credentials</dt><dd>{[d.registry_device.secret && 'secret', d.registry_device.certificates && `${d.registry_device.certificates} certificate(s)`].filter(Boolean).join(', ') || 'none'}</dd>
+                  <dt>registry change</dt><dd>{time(d.registry_device.updated_at)}{d.registry_device.actor ? ` by ${d.registry_device.actor}` : ''}</dd>
+                </>}
                 <dt>online</dt><dd>{d.online ? 'online' : 'offline'}</dd>
                 <dt>last seen</dt><dd>{time(d.last_seen)} ({ago(d.last_seen)})</dd>
                 <dt>position</dt><dd>{d.lat != null ? `${d.lat.toFixed(6)}, ${d.lon!.toFixed(6)} at ${time(d.position_ts)}` : '–'}</dd>

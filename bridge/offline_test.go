@@ -1,0 +1,183 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/paho"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/drover-iot/drover/control"
+	"github.com/drover-iot/drover/devstack/devtest"
+)
+
+// answering is an MQTT v5 device that subscribes to its commands on every
+// connection and replies "succeeded" to each (unless hold is set).
+type answering struct {
+	mu   sync.Mutex
+	got  []string // command ids, in arrival order
+	hold bool     // receive but do not reply
+	cm   *autopaho.ConnectionManager
+	stop func()
+}
+
+func connectDevice(t testing.TB, mqttURL, key string, clean bool, hold bool) *answering {
+	t.Helper()
+	u, _ := url.Parse(mqttURL)
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &answering{hold: hold}
+	var cm *autopaho.ConnectionManager
+	cm, err := autopaho.NewConnection(ctx, autopaho.ClientConfig{
+		ServerUrls: []*url.URL{u}, KeepAlive: 30, CleanStartOnInitialConnection: clean, SessionExpiryInterval: 3600,
+		ConnectTimeout: 10 * time.Second,
+		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
+			go cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "devices/" + key + "/commands/+", QoS: 1}}})
+		},
+		ClientConfig: paho.ClientConfig{ClientID: key, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
+			func(pr paho.PublishReceived) (bool, error) {
+				var m CommandMessage
+				if err := json.Unmarshal(pr.Packet.Payload, &m); err != nil {
+					return true, nil
+				}
+				d.mu.Lock()
+				d.got = append(d.got, m.CommandID)
+				hold := d.hold
+				d.mu.Unlock()
+				if !hold {
+					// pr.Client, not cm: cm is assigned when NewConnection
+					// returns, which may be after the first command arrived.
+					go pr.Client.Publish(ctx, &paho.Publish{Topic: pr.Packet.Properties.ResponseTopic, QoS: 1, Payload: []byte(`{"status":"succeeded"}`),
+						Properties: &paho.PublishProperties{CorrelationData: pr.Packet.Properties.CorrelationData}})
+				}
+				return true, nil
+			}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.cm = cm
+	d.stop = func() {
+		dctx, dc := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = cm.Disconnect(dctx)
+		dc()
+		cancel()
+		<-cm.Done()
+	}
+	t.Cleanup(d.stop)
+	actx, ac := context.WithTimeout(ctx, 30*time.Second)
+	defer ac()
+	if err := cm.AwaitConnection(actx); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func (d *answering) ids() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]string(nil), d.got...)
+}
+
+// TestIntegrationCommandsWaitForConnect: on the embedded broker, whose
+// hook announces connections, a command for a device that is not
+// connected waits in Kafka (queued) and is sent when the device connects;
+// one whose deadline passes first expires and is never sent; commands for
+// a connected device go at once.
+func TestIntegrationCommandsWaitForConnect(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	e := newEnv(t)
+	mqttURL := devtest.MQTT(t)
+	cfg := e.config(mqttURL, "presence-bridge")
+	cfg.Downlink = true
+	cfg.ExpiryTick = 100 * time.Millisecond
+	runBridge(t, cfg) // Presence defaults to events
+
+	pcl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...))
+	mustf(t, err, "client")
+	defer pcl.Close()
+	e.sendCommand(t, pcl, "farm1", "sleepy", "w-1", "ping", time.Minute)
+	e.sendCommand(t, pcl, "farm1", "sleepy", "w-short", "ping", 1500*time.Millisecond)
+	e.waitStatus(t, "w-1", control.Queued)
+	e.waitStatus(t, "w-short", control.Expired)
+	if c := e.commandsState(t)["w-short"]; !c.SentAt.IsZero() {
+		t.Fatalf("expired command was sent: %+v", c)
+	}
+
+	dev := connectDevice(t, mqttURL, "farm1/sleepy", true, false)
+	if c := e.waitStatus(t, "w-1", control.Succeeded); c.SentAt.Before(c.QueuedAt) || c.DeliveredAt.IsZero() {
+		t.Errorf("w-1 = %+v", c)
+	}
+	// Connected: the next command goes at once.
+	e.sendCommand(t, pcl, "farm1", "sleepy", "w-2", "ping", time.Minute)
+	e.waitStatus(t, "w-2", control.Succeeded)
+	if got := dev.ids(); strings.Join(got, ",") != "w-1,w-2" {
+		t.Errorf("device got %v, want w-1,w-2 (never the expired one)", got)
+	}
+
+	// Gone again (its session persists on the broker): the command waits
+	// in Kafka, not in the broker session.
+	dev.stop()
+	time.Sleep(300 * time.Millisecond) // the disconnect event reaches the bridge
+	e.sendCommand(t, pcl, "farm1", "sleepy", "w-3", "ping", time.Minute)
+	e.waitStatus(t, "w-3", control.Queued)
+	time.Sleep(500 * time.Millisecond)
+	if c := e.commandsState(t)["w-3"]; c.Status != control.Queued || !c.SentAt.IsZero() {
+		t.Fatalf("command for a disconnected device: %+v, want queued, not sent", c)
+	}
+	dev2 := connectDevice(t, mqttURL, "farm1/sleepy", false, false) // resumes its session
+	e.waitStatus(t, "w-3", control.Succeeded)
+	if got := dev2.ids(); strings.Join(got, ",") != "w-3" {
+		t.Errorf("reconnected device got %v, want w-3", got)
+	}
+}
+
+// TestIntegrationCommandBridgeKill9 kills the bridge (a subprocess) with
+// SIGKILL after the device received a command and before it replied; the
+// reply waits in the bridge's broker session and the restarted bridge
+// records it: no transition is lost.
+func TestIntegrationCommandBridgeKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	e := newEnv(t)
+	mqttURL := devtest.Mosquitto(t)
+	args := []string{
+		"--mqtt-url", mqttURL, "--kafka-brokers", strings.Join(e.brokers, ","), "--schema-registry-url", e.regURL,
+		"--mqtt-client-id", "kill9-bridge", "--admin-addr", "127.0.0.1:0", "--dev-env=", "--command-presence", "none", "--registry", "off",
+	}
+	dev := connectDevice(t, mqttURL, "farm1/cow-1", true, true)
+	time.Sleep(300 * time.Millisecond) // subscribed
+	first := startChild(t, args...)
+	pcl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...))
+	mustf(t, err, "client")
+	defer pcl.Close()
+	e.sendCommand(t, pcl, "farm1", "cow-1", "k-1", "ping", 2*time.Minute)
+	e.waitStatus(t, "k-1", control.Delivered)
+	waitFor(t, 30*time.Second, "device got k-1", func() bool { return len(dev.ids()) == 1 })
+	first.kill9(t)
+
+	// The device replies while no bridge runs: the broker keeps it in the
+	// bridge's session.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := dev.cm.Publish(ctx, &paho.Publish{Topic: control.ReplyTopic("farm1", "cow-1", "k-1"), QoS: 1,
+		Payload: []byte(`{"status":"succeeded","result":42}`), Properties: &paho.PublishProperties{CorrelationData: []byte("k-1")}}); err != nil {
+		t.Fatal(err)
+	}
+	startChild(t, args...)
+	c := e.waitStatus(t, "k-1", control.Succeeded)
+	if c.QueuedAt.IsZero() || c.SentAt.IsZero() || c.DeliveredAt.IsZero() || c.Result == nil || *c.Result != "42" {
+		t.Errorf("after the crash: %+v, want every transition and the result", c)
+	}
+	if got := dev.ids(); len(got) != 1 {
+		t.Errorf("device got %v: the delivered command was sent again", got)
+	}
+}

@@ -1,0 +1,59 @@
+package simulate
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+
+	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/paho"
+)
+
+// commandFilter is the subscription of a device that answers commands.
+func commandFilter(key string) string { return "devices/" + key + "/commands/+" }
+
+// command is what the simulator reads of a command the bridge published.
+type command struct {
+	ID         string          `json:"command_id"`
+	Name       string          `json:"name"`
+	Payload    json.RawMessage `json:"payload"`
+	ReplyTopic string          `json:"reply_topic"`
+}
+
+// answer replies to a command like a cooperative device: a command named
+// "fail" fails, every other succeeds with {"command": NAME, "params":
+// PAYLOAD}. MQTT v5: to the Response Topic with the Correlation Data; the
+// body's reply_topic otherwise. It runs on its own goroutine (publishing
+// from paho's handler would wait on paho's own reader).
+func answer(ctx context.Context, cm *autopaho.ConnectionManager, pub *paho.Publish, log *slog.Logger, m *metrics) {
+	var c command
+	if err := json.Unmarshal(pub.Payload, &c); err != nil || c.ID == "" {
+		log.Warn("simulate: command not understood", "topic", pub.Topic, "err", err)
+		return
+	}
+	topic, corr := c.ReplyTopic, []byte(c.ID)
+	if p := pub.Properties; p != nil && p.ResponseTopic != "" {
+		topic = p.ResponseTopic
+		if len(p.CorrelationData) > 0 {
+			corr = p.CorrelationData
+		}
+	}
+	if topic == "" {
+		log.Warn("simulate: command without a reply topic", "topic", pub.Topic)
+		return
+	}
+	params := c.Payload
+	if len(params) == 0 {
+		params = json.RawMessage("null")
+	}
+	body, _ := json.Marshal(map[string]any{"status": "succeeded", "result": map[string]any{"command": c.Name, "params": params}})
+	if c.Name == "fail" {
+		body, _ = json.Marshal(map[string]any{"status": "failed", "message": "simulated failure"})
+	}
+	if _, err := cm.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: body,
+		Properties: &paho.PublishProperties{CorrelationData: corr, ContentType: "application/json"}}); err != nil {
+		log.Warn("simulate: command reply not published", "command_id", c.ID, "err", err)
+		return
+	}
+	m.commands.Inc()
+}

@@ -1,0 +1,139 @@
+package httpapi
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+
+	"github.com/drover-iot/drover/ingest"
+	"github.com/drover-iot/drover/ingest/decode"
+)
+
+// NDJSON is the media type of a newline-delimited batch.
+const NDJSON = "application/x-ndjson"
+
+func isBatch(r *http.Request) bool {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return mt == NDJSON || r.URL.Query().Get("batch") == "true"
+}
+
+// read reads the body up to limit bytes, or answers 413 (or 400).
+func (s *Server) read(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		s.write(w, Answer{Status: http.StatusRequestEntityTooLarge, Outcome: ingest.Outcome{Kind: ingest.TooLarge,
+			Reason: string(decode.ReasonPayloadTooLarge), Stage: string(decode.StageDecode), Message: fmt.Sprintf("body is over the limit of %d bytes", limit)}})
+		return nil, false
+	case err != nil:
+		s.write(w, Answer{Status: http.StatusBadRequest, Outcome: ingest.Outcome{Kind: ingest.Refused,
+			Reason: "bad_request", Message: "reading the body: " + err.Error()}})
+		return nil, false
+	}
+	return body, true
+}
+
+// split returns a batch body's items: the elements of a JSON array, or the
+// non-empty lines of NDJSON.
+func split(body []byte, ndjson bool, maxItems int) ([][]byte, *ingest.Outcome) {
+	var items [][]byte
+	if ndjson {
+		sc := bufio.NewScanner(bytes.NewReader(body))
+		sc.Buffer(make([]byte, 0, 64<<10), len(body)+1)
+		for sc.Scan() {
+			if line := bytes.TrimSpace(sc.Bytes()); len(line) > 0 {
+				items = append(items, bytes.Clone(line))
+			}
+		}
+	} else {
+		var raw []json.RawMessage
+		if err := json.Unmarshal(body, &raw); err != nil {
+			return nil, &ingest.Outcome{Kind: ingest.Refused, Reason: string(decode.ReasonNotJSON), Stage: string(decode.StageDecode),
+				Message: "a batch is a JSON array of payloads (or NDJSON with Content-Type " + NDJSON + "): " + err.Error()}
+		}
+		for _, x := range raw {
+			items = append(items, []byte(x))
+		}
+	}
+	switch {
+	case len(items) == 0:
+		return nil, &ingest.Outcome{Kind: ingest.Refused, Reason: string(decode.ReasonNoRecords), Stage: string(decode.StageValidate), Message: "the batch is empty"}
+	case len(items) > maxItems:
+		return nil, &ingest.Outcome{Kind: ingest.TooLarge, Reason: string(decode.ReasonPayloadTooLarge), Stage: string(decode.StageDecode),
+			Message: fmt.Sprintf("the batch has %d items, limit %d", len(items), maxItems)}
+	}
+	return items, nil
+}
+
+// batch ingests every item of a batch request and answers item by item:
+// 202 when all were accepted, 503 (with Retry-After) when any must be
+// retried, 207 otherwise.
+func (s *Server) batch(w http.ResponseWriter, r *http.Request, tmpl ingest.Message) {
+	body, ok := s.read(w, r, s.cfg.MaxBatch)
+	if !ok {
+		return
+	}
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	items, bad := split(body, mt == NDJSON, s.cfg.MaxItems)
+	if bad != nil {
+		s.write(w, Answer{Status: statusOf[bad.Kind], Outcome: *bad})
+		return
+	}
+	now := s.cfg.Now()
+	answers := make([]Answer, len(items))
+	var msgs []ingest.Message
+	var idx []int
+	for i, it := range items {
+		if int64(len(it)) > s.cfg.MaxBody {
+			answers[i] = Answer{Status: http.StatusRequestEntityTooLarge, Outcome: ingest.Outcome{Kind: ingest.TooLarge,
+				Reason: string(decode.ReasonPayloadTooLarge), Stage: string(decode.StageDecode), Message: fmt.Sprintf("item is %d bytes, limit %d", len(it), s.cfg.MaxBody)}}
+			continue
+		}
+		m := tmpl
+		m.Payload, m.ReceivedAt = it, now
+		msgs, idx = append(msgs, m), append(idx, i)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
+	defer cancel()
+	for j, err := range s.ingestAll(ctx, msgs) {
+		answers[idx[j]] = s.outcome(err)
+	}
+	status := http.StatusAccepted
+	for _, a := range answers {
+		if a.Status == http.StatusServiceUnavailable {
+			status = http.StatusServiceUnavailable
+			break
+		}
+		if a.Status != http.StatusAccepted {
+			status = http.StatusMultiStatus
+		}
+	}
+	s.write(w, Answer{Status: status, Items: answers})
+}
+
+func (s *Server) ingestAll(ctx context.Context, msgs []ingest.Message) []error {
+	if bc, ok := s.core.(BatchCore); ok {
+		errs := bc.IngestBatch(ctx, msgs)
+		if len(errs) == len(msgs) {
+			return errs
+		}
+		err := fmt.Errorf("httpapi: the core answered %d results for %d items", len(errs), len(msgs))
+		errs = make([]error, len(msgs))
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
+	errs := make([]error, len(msgs))
+	for i, m := range msgs {
+		errs[i] = s.core.Ingest(ctx, m)
+	}
+	return errs
+}

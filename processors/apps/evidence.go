@@ -1,0 +1,131 @@
+package apps
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"strconv"
+	"time"
+
+	"github.com/lovoo/goka"
+
+	"github.com/drover-iot/drover/schemas"
+	"github.com/drover-iot/drover/topics"
+)
+
+// EvidenceDelay is how long after an hour ends (wall clock) a share app
+// writes that hour's evidence record: records shared later in the same
+// event-time hour (late data) update the evidence, which is written again
+// with the same event id and a higher version.
+const EvidenceDelay = time.Minute
+
+// evidenceKeep is how long an hour's evidence stays in the group table
+// after it was written (later records of that hour then start a new
+// count, written with the same event id).
+const evidenceKeep = 48 * time.Hour
+
+// Evidence is the payload of an EventEvidence record: what one app shared
+// under one agreement in one event-time hour.
+type Evidence struct {
+	Agreement       string    `json:"agreement"`
+	App             string    `json:"app"`
+	SourceTenant    string    `json:"source_tenant"`
+	ReceivingTenant string    `json:"receiving_tenant"`
+	Hour            time.Time `json:"hour"`
+	RecordsShared   int64     `json:"records_shared"`
+	FirstEventTime  time.Time `json:"first_event_time"`
+	LastEventTime   time.Time `json:"last_event_time"`
+	// Version counts the writes of this hour's evidence (1, then one more
+	// per re-write after late records).
+	Version int64 `json:"version"`
+}
+
+// evidenceState is one hour's evidence in the group table, under the key
+// evidenceKey(hour).
+type evidenceState struct {
+	Hour    int64 `json:"h"` // Unix ms of the hour's start
+	Records int64 `json:"n"`
+	First   int64 `json:"f"` // event time, Unix ms
+	Last    int64 `json:"l"`
+	Emitted bool  `json:"e,omitempty"`
+	Version int64 `json:"v,omitempty"`
+	// WrittenAt is the wall-clock time of the last write (Unix ms).
+	WrittenAt int64 `json:"w,omitempty"`
+}
+
+// shareMark is the loop message of one shared record: its event time.
+type shareMark struct {
+	TS int64 `json:"ts"`
+}
+
+// evidenceKey is the group-table key of an hour's evidence. It cannot be a
+// record key (those are TENANT/DEVICE).
+func evidenceKey(hour int64) string { return "evidence@" + strconv.FormatInt(hour, 10) }
+
+// EvidenceID is the deterministic event id of the evidence of app under
+// agreement for the hour starting at hour.
+func EvidenceID(app, agreement string, hour time.Time) string {
+	h := sha256.Sum256([]byte(EventEvidence + "\x00" + app + "\x00" + agreement + "\x00" + strconv.FormatInt(hour.UnixMilli(), 10)))
+	return hex.EncodeToString(h[:16])
+}
+
+// onShared counts one shared record in its hour (loop callback, on the
+// partition of the hour's key).
+func (p *Processor) onShared(ctx goka.Context, msg interface{}) {
+	m, ok := msg.(*shareMark)
+	if !ok {
+		return
+	}
+	st, _ := ctx.Value().(*evidenceState)
+	if st == nil {
+		st = &evidenceState{Hour: hourOf(m.TS), First: m.TS, Last: m.TS}
+	}
+	st.Records++
+	st.First, st.Last = min(st.First, m.TS), max(st.Last, m.TS)
+	if st.Emitted {
+		st.Emitted = false // late records: write the evidence again
+	}
+	ctx.SetValue(st)
+}
+
+// onTick writes the evidence of every hour that ended EvidenceDelay ago
+// and forgets hours written evidenceKeep ago.
+func (p *Processor) onTick(ctx goka.Context, msg interface{}) {
+	st, ok := ctx.Value().(*evidenceState)
+	if !ok || st == nil {
+		return
+	}
+	now := tickTime(msg, p.clock)
+	end := time.UnixMilli(st.Hour).Add(time.Hour)
+	switch {
+	case !st.Emitted && !now.Before(end.Add(EvidenceDelay)):
+		st.Emitted, st.Version, st.WrittenAt = true, st.Version+1, now.UnixMilli()
+		ctx.Emit(goka.Stream(topics.ThirdPartySharing), p.app.Share.Agreement, p.evidence(st, now))
+		ctx.SetValue(st)
+		p.m.evidence.Inc()
+	case st.Emitted && now.Sub(time.UnixMilli(st.WrittenAt)) > evidenceKeep:
+		ctx.Delete()
+	}
+}
+
+func (p *Processor) evidence(st *evidenceState, now time.Time) *schemas.Envelope {
+	a := p.app
+	hour := time.UnixMilli(st.Hour).UTC()
+	ev := Evidence{Agreement: a.Share.Agreement, App: a.Name, SourceTenant: a.Tenant, ReceivingTenant: a.Share.Tenant, Hour: hour,
+		RecordsShared: st.Records, FirstEventTime: time.UnixMilli(st.First).UTC(), LastEventTime: time.UnixMilli(st.Last).UTC(), Version: st.Version}
+	payload, _ := json.Marshal(ev) // plain struct: cannot fail
+	tenant, actor := a.Tenant, "app:"+a.Name
+	return &schemas.Envelope{EventID: EvidenceID(a.Name, a.Share.Agreement, hour), EventType: EventEvidence, TS: hour.Add(time.Hour),
+		IngestedAt: now.UTC().Truncate(time.Millisecond), Tenant: &tenant, Subject: &a.Share.Agreement, Actor: &actor, Payload: string(payload),
+		Attributes: map[string]string{"agreement": a.Share.Agreement, "app": a.Name, "receiving_tenant": a.Share.Tenant,
+			"version": strconv.FormatInt(st.Version, 10)}}
+}
+
+func hourOf(ms int64) int64 { return ms - ((ms%3600000)+3600000)%3600000 }
+
+func tickTime(msg interface{}, clock func() time.Time) time.Time {
+	if t, ok := msg.(time.Time); ok && !t.IsZero() {
+		return t
+	}
+	return clock()
+}
