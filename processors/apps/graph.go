@@ -75,8 +75,8 @@ func New(app *App, serde *schemas.Serde, cfg Config) *Processor {
 	p := &Processor{app: app, serde: serde, cfg: cfg, clock: cfg.Clock.Now, log: cfg.Log.With("app", app.Name),
 		m: metricsFor(cfg.Registerer, app.Name), Handle: groupkit.Handle{Name: app.Group()}}
 	if app.Window != nil {
-		// Checked by Parse; the defaults of the features group.
-		p.win, _ = features.NewWindows(app.Window.Size, features.DefaultLateness, features.DefaultIdleTimeout)
+		// Checked by Parse; the app's lateness, the features group's idle close.
+		p.win, _ = features.NewWindows(app.Window.Size, app.Lateness, features.DefaultIdleTimeout)
 		c := groupkit.NewCachedCodec[features.WindowState](features.WindowStateCodec())
 		p.table, p.rebalance = c, c.RebalanceOption()
 	}
