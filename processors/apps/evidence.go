@@ -51,11 +51,27 @@ type evidenceState struct {
 	Version int64 `json:"v,omitempty"`
 	// WrittenAt is the wall-clock time of the last write (Unix ms).
 	WrittenAt int64 `json:"w,omitempty"`
+	// Next is, per source partition ("topic/partition"), the offset after
+	// the last record counted: a record goka redelivers (processed, not
+	// committed, before a crash or a rebalance) loops back its mark again,
+	// and so does a redelivered loop message; both are recognised by an
+	// offset below Next and counted once. One partition's marks reach the
+	// hour's key in offset order (one producer, one loop partition).
+	Next map[string]int64 `json:"o,omitempty"`
 }
 
-// shareMark is the loop message of one shared record: its event time.
+// shareMark is the loop message of one shared record: its event time and
+// where it was read (Src "topic/partition", Offset).
 type shareMark struct {
-	TS int64 `json:"ts"`
+	TS     int64  `json:"ts"`
+	Src    string `json:"s,omitempty"`
+	Offset int64  `json:"o,omitempty"`
+}
+
+// markOf is the mark of a record shared at event time ts (Unix ms), read
+// from ctx's topic, partition and offset.
+func markOf(ctx goka.Context, ts int64) *shareMark {
+	return &shareMark{TS: ts, Src: string(ctx.Topic()) + "/" + strconv.Itoa(int(ctx.Partition())), Offset: ctx.Offset()}
 }
 
 // evidenceKey is the group-table key of an hour's evidence. It cannot be a
@@ -79,6 +95,16 @@ func (p *Processor) onShared(ctx goka.Context, msg interface{}) {
 	st, _ := ctx.Value().(*evidenceState)
 	if st == nil {
 		st = &evidenceState{Hour: hourOf(m.TS), First: m.TS, Last: m.TS}
+	}
+	if m.Src != "" {
+		if next, seen := st.Next[m.Src]; seen && m.Offset < next {
+			p.m.duplicates.Inc()
+			return
+		}
+		if st.Next == nil {
+			st.Next = map[string]int64{}
+		}
+		st.Next[m.Src] = m.Offset + 1
 	}
 	st.Records++
 	st.First, st.Last = min(st.First, m.TS), max(st.Last, m.TS)

@@ -165,7 +165,7 @@ func (p *Processor) process(ctx goka.Context, msg interface{}) {
 					return
 				}
 			}
-			ctx.Loopback(evidenceKey(hourOf(rec.TS.UnixMilli())), &shareMark{TS: rec.TS.UnixMilli()})
+			ctx.Loopback(evidenceKey(hourOf(rec.TS.UnixMilli())), markOf(ctx, rec.TS.UnixMilli()))
 		}
 		ctx.Emit(goka.Stream(p.app.Target), ctx.Key(), rec)
 		p.m.out.Inc()
@@ -265,7 +265,7 @@ type appMetrics struct {
 func metricsFor(reg prometheus.Registerer, app string) appMetrics {
 	vec := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "drover_app_records_total",
-		Help: "Records of stream apps, by app and outcome: in (read), out (written to the target), filtered (WHERE false or failed), skipped (other tenant or device), errors (query failed on a record), bad (undecodable), revoked (not shared: agreement revoked), evidence (evidence records written), too_late (behind a window's or join's allowed lateness), join_matched and join_unmatched (left records written with and without a right record within the tolerance), join_evicted (right records dropped from a full buffer), duplicates (redelivered records a window app had applied already).",
+		Help: "Records of stream apps, by app and outcome: in (read), out (written to the target), filtered (WHERE false or failed), skipped (other tenant or device), errors (query failed on a record), bad (undecodable), revoked (not shared: agreement revoked), evidence (evidence records written), too_late (behind a window's or join's allowed lateness), join_matched and join_unmatched (left records written with and without a right record within the tolerance), join_evicted (right records dropped from a full buffer), duplicates (redelivered records a window app had applied, or a share had counted in its evidence, already).",
 	}, []string{"app", "outcome"})
 	if reg != nil {
 		if err := reg.Register(vec); err != nil {
