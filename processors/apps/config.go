@@ -123,6 +123,7 @@ type appYAML struct {
 
 type joinYAML struct {
 	Right       string   `yaml:"right"`
+	Link        string   `yaml:"link"`
 	Tolerance   string   `yaml:"tolerance"`
 	Lateness    string   `yaml:"lateness"`
 	Interpolate []string `yaml:"interpolate"`
@@ -154,6 +155,8 @@ var (
 	topicRE  = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
 	tenantRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]*$`)
 	yamlLine = regexp.MustCompile(`^line (\d+): (.*)$`)
+	// labelKeyRE is the registry's label key alphabet.
+	labelKeyRE = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
 )
 
 // Parse checks the apps file data (named file in errors). Every problem
@@ -468,6 +471,11 @@ func windowOf(q *query.Select) (*Window, *posError) {
 // bracketing it, interpolated, for the Interpolate fields).
 type Join struct {
 	Left, Right string
+	// Link, when set, is the device registry label whose value the two
+	// sides meet by (devices with the same value of it are joined), instead
+	// of the record key. For a share the right side is the source tenant's
+	// records and the left side the receiving tenant's.
+	Link        string
 	Tolerance   time.Duration
 	Lateness    time.Duration
 	Interpolate []string
@@ -548,8 +556,13 @@ func joinOf(y appYAML, q *query.Select, jn *yaml.Node, at func(query.Pos) *yaml.
 			return nil, &joinError{field: "query", at: at(p), msg: "a join writes both records whole ({left, right, delta_ms, interpolated}): its query is SELECT * FROM * [WHERE ...]; filter with WHERE, and select fields from the target's payload downstream"}
 		}
 	}
-	if y.Share != nil {
-		return nil, bad("share", nil, "a join cannot be a share (yet)")
+	if y.Join.Link != "" && !labelKeyRE.MatchString(y.Join.Link) {
+		return nil, bad("join.link", child(jn, "link"), "%q is no registry label key (letters, digits, '.', '_', ':', '-')", y.Join.Link)
+	}
+	j.Link = y.Join.Link
+	if y.Share != nil && j.Link == "" {
+		// Two tenants' records never share a key (TENANT/DEVICE).
+		return nil, bad("join.link", nil, "a join that is a share meets two tenants' devices: name the registry label that links them (join.link)")
 	}
 	rs, _ := topicSchema(j.Right)
 	in := child(jn, "interpolate")
