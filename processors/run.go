@@ -199,6 +199,12 @@ func Run(ctx context.Context, k groupkit.Kafka, serde *schemas.Serde, o Options,
 			}
 			cfg.Revocations = revocations
 		}
+		if a.Join != nil && a.Join.Link != "" {
+			if o.Devices == nil {
+				return fmt.Errorf("processors: app %s: join.link %s needs the device registry, and %s does not exist (register devices first: drover devices)", a.Name, a.Join.Link, topics.DevicesRegistry)
+			}
+			cfg.Labels = o.Devices
+		}
 		p := apps.New(a, o.AppsSerde, cfg)
 		runners = append(runners, runner{a.Group(), func(ctx context.Context) error { return p.Run(ctx, k) }, p.Ready})
 	}

@@ -80,11 +80,16 @@ func (a *App) apply(src Source) (*schemas.AppRecord, outcome, error) {
 // record passes them.
 func (a *App) admit(src Source) (tenant, device string, out outcome, err error) {
 	tenant, device = identity(src)
-	if a.Tenant != "" && tenant != a.Tenant {
+	want, pattern := a.Tenant, a.Devices
+	if a.Join != nil && a.Share != nil && src.Topic == a.Join.Left {
+		// A join share's left side: the receiving tenant's own records.
+		want, pattern = a.Share.Tenant, ""
+	}
+	if want != "" && tenant != want {
 		return tenant, device, skipped, nil
 	}
-	if a.Devices != "" {
-		if ok, _ := path.Match(a.Devices, device); !ok {
+	if pattern != "" {
+		if ok, _ := path.Match(pattern, device); !ok {
 			return tenant, device, skipped, nil
 		}
 	}

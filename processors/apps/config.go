@@ -15,6 +15,7 @@ import (
 	"github.com/hamba/avro/v2"
 	"gopkg.in/yaml.v3"
 
+	"github.com/drover-iot/drover/processors/features"
 	"github.com/drover-iot/drover/query"
 	"github.com/drover-iot/drover/schemas"
 )
@@ -79,6 +80,9 @@ type App struct {
 	Window *Window
 	// Join is set for a time-series join of the two source topics.
 	Join *Join
+	// Lateness is the allowed lateness of a window or join app: how far
+	// behind its newest event time a record may arrive and still count.
+	Lateness time.Duration
 	// Line is where the app starts in its file.
 	Line int
 }
@@ -112,10 +116,14 @@ type appYAML struct {
 	Target string     `yaml:"target"`
 	Share  *shareYAML `yaml:"share"`
 	Join   *joinYAML  `yaml:"join"`
+	// Lateness is the allowed lateness of a window or join app (a
+	// duration; default DefaultWindowLateness or DefaultJoinLateness).
+	Lateness string `yaml:"lateness"`
 }
 
 type joinYAML struct {
 	Right       string   `yaml:"right"`
+	Link        string   `yaml:"link"`
 	Tolerance   string   `yaml:"tolerance"`
 	Lateness    string   `yaml:"lateness"`
 	Interpolate []string `yaml:"interpolate"`
@@ -147,6 +155,8 @@ var (
 	topicRE  = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
 	tenantRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]*$`)
 	yamlLine = regexp.MustCompile(`^line (\d+): (.*)$`)
+	// labelKeyRE is the registry's label key alphabet.
+	labelKeyRE = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
 )
 
 // Parse checks the apps file data (named file in errors). Every problem
@@ -325,16 +335,37 @@ func check(file string, src []string, n *yaml.Node, y appYAML) (*App, error) {
 			return nil, bad("query", at(err.pos), "%s", err.msg)
 		}
 		if y.Share != nil {
-			return nil, bad("share", child(n, "share"), "a share cannot have GROUP BY (share the records, window them on the receiving side)")
+			return nil, bad("share", child(n, "share"), "a share cannot have GROUP BY: share the records and window them in an app of the receiving tenant, or aggregate without a share")
 		}
 		a.Window = w
+		a.Lateness = DefaultWindowLateness
 	}
 	if y.Join != nil {
-		j, err := joinOf(y, q)
+		if len(q.GroupBy) > 0 {
+			return nil, bad("query", at(q.GroupBy[0].Pos), "a join cannot have GROUP BY: window the join's target in a second app, or drop join:")
+		}
+		j, err := joinOf(y, q, child(n, "join"), at)
 		if err != nil {
-			return nil, bad("join", child(n, "join"), "%v", err)
+			return nil, err.config(file, y.Name)
 		}
 		a.Join = j
+		a.Lateness = j.Lateness
+	}
+	if y.Lateness != "" {
+		ln := child(n, "lateness")
+		v, err := time.ParseDuration(y.Lateness)
+		switch {
+		case a.Window == nil && a.Join == nil:
+			return nil, bad("lateness", ln, "only a window (GROUP BY) or a join has an allowed lateness")
+		case err != nil || v < 0:
+			return nil, bad("lateness", ln, "%q: want a duration such as 30s", y.Lateness)
+		case y.Join != nil && y.Join.Lateness != "":
+			return nil, bad("lateness", ln, "set either lateness or join.lateness, not both")
+		}
+		a.Lateness = v
+		if a.Join != nil {
+			a.Join.Lateness = v
+		}
 	}
 	var exprs []*query.Expr
 	for _, it := range q.Items {
@@ -440,6 +471,11 @@ func windowOf(q *query.Select) (*Window, *posError) {
 // bracketing it, interpolated, for the Interpolate fields).
 type Join struct {
 	Left, Right string
+	// Link, when set, is the device registry label whose value the two
+	// sides meet by (devices with the same value of it are joined), instead
+	// of the record key. For a share the right side is the source tenant's
+	// records and the left side the receiving tenant's.
+	Link        string
 	Tolerance   time.Duration
 	Lateness    time.Duration
 	Interpolate []string
@@ -448,17 +484,40 @@ type Join struct {
 	Buffer int
 }
 
-// Join defaults.
+// Join defaults, and the windows' default allowed lateness (the features
+// group's).
 const (
-	DefaultJoinTolerance = 30 * time.Second
-	DefaultJoinLateness  = time.Minute
-	DefaultJoinBuffer    = 64
+	DefaultJoinTolerance  = 30 * time.Second
+	DefaultJoinLateness   = time.Minute
+	DefaultJoinBuffer     = 64
+	DefaultWindowLateness = features.DefaultLateness
 )
 
-func joinOf(y appYAML, q *query.Select) (*Join, error) {
+// joinError is a problem of a join: field and position for ConfigError.
+type joinError struct {
+	field string
+	at    *yaml.Node
+	msg   string
+}
+
+func (e *joinError) config(file, app string) *ConfigError {
+	ce := &ConfigError{File: file, App: app, Field: e.field, Msg: e.msg}
+	if e.at != nil {
+		ce.Line, ce.Column = e.at.Line, e.at.Column
+	}
+	return ce
+}
+
+func joinOf(y appYAML, q *query.Select, jn *yaml.Node, at func(query.Pos) *yaml.Node) (*Join, *joinError) {
 	j := &Join{Right: y.Join.Right, Tolerance: DefaultJoinTolerance, Lateness: DefaultJoinLateness, Buffer: DefaultJoinBuffer, Interpolate: y.Join.Interpolate}
+	bad := func(field string, n *yaml.Node, format string, args ...any) *joinError {
+		if n == nil {
+			n = jn
+		}
+		return &joinError{field: field, at: n, msg: fmt.Sprintf(format, args...)}
+	}
 	if len(y.Source.Topics) != 2 || !slices.Contains(y.Source.Topics, j.Right) || y.Source.Topics[0] == y.Source.Topics[1] {
-		return nil, fmt.Errorf("a join reads two source topics and names one of them as right (source.topics %v, right %q)", y.Source.Topics, j.Right)
+		return nil, bad("join", nil, "a join reads two source topics and names one of them as right (source.topics %v, right %q)", y.Source.Topics, j.Right)
 	}
 	for _, t := range y.Source.Topics {
 		if t != j.Right {
@@ -475,27 +534,46 @@ func joinOf(y appYAML, q *query.Select) (*Join, error) {
 		}
 		v, err := time.ParseDuration(d.text)
 		if err != nil || v < 0 {
-			return nil, fmt.Errorf("%s %q: want a duration such as 30s", d.name, d.text)
+			return nil, bad("join."+d.name, child(jn, d.name), "%s %q: want a duration such as 30s", d.name, d.text)
 		}
 		*d.dst = v
 	}
 	if y.Join.Buffer < 0 || y.Join.Buffer > 100000 {
-		return nil, fmt.Errorf("buffer %d: want 1..100000 records per key", y.Join.Buffer)
+		return nil, bad("join.buffer", child(jn, "buffer"), "buffer %d: want 1..100000 records per key", y.Join.Buffer)
 	}
 	if y.Join.Buffer > 0 {
 		j.Buffer = y.Join.Buffer
 	}
-	if len(q.Items) != 1 || !q.Items[0].Star || len(q.GroupBy) > 0 {
-		return nil, fmt.Errorf("a join writes both records: its query is SELECT * FROM * [WHERE ...]")
+	for _, it := range q.Items {
+		if !it.Star || len(q.Items) > 1 {
+			// The output is {left, right, delta_ms, interpolated}: whole
+			// records of two schemas, which a projection would have to
+			// name by side; point at the item.
+			p := it.Pos
+			if it.Star {
+				p = q.Items[1].Pos
+			}
+			return nil, &joinError{field: "query", at: at(p), msg: "a join writes both records whole ({left, right, delta_ms, interpolated}): its query is SELECT * FROM * [WHERE ...]; filter with WHERE, and select fields from the target's payload downstream"}
+		}
 	}
-	if y.Share != nil {
-		return nil, fmt.Errorf("a join cannot be a share (yet)")
+	if y.Join.Link != "" && !labelKeyRE.MatchString(y.Join.Link) {
+		return nil, bad("join.link", child(jn, "link"), "%q is no registry label key (letters, digits, '.', '_', ':', '-')", y.Join.Link)
+	}
+	j.Link = y.Join.Link
+	if y.Share != nil && j.Link == "" {
+		// Two tenants' records never share a key (TENANT/DEVICE).
+		return nil, bad("join.link", nil, "a join that is a share meets two tenants' devices: name the registry label that links them (join.link)")
 	}
 	rs, _ := topicSchema(j.Right)
-	for _, f := range j.Interpolate {
+	in := child(jn, "interpolate")
+	for i, f := range j.Interpolate {
 		next, _ := member(rs, f)
 		if next == nil || (next.Type() != avro.Double && next.Type() != avro.Float && next.Type() != avro.Long && next.Type() != avro.Int) {
-			return nil, fmt.Errorf("interpolate %s: %s has no numeric field %q", f, j.Right, f)
+			var n *yaml.Node
+			if in != nil && i < len(in.Content) {
+				n = in.Content[i]
+			}
+			return nil, bad("join.interpolate", n, "interpolate %s: %s has no numeric field %q", f, j.Right, f)
 		}
 	}
 	return j, nil

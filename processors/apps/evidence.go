@@ -2,8 +2,10 @@ package apps
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"time"
 
@@ -51,11 +53,54 @@ type evidenceState struct {
 	Version int64 `json:"v,omitempty"`
 	// WrittenAt is the wall-clock time of the last write (Unix ms).
 	WrittenAt int64 `json:"w,omitempty"`
+	// Next is, per source partition ("topic/partition"), the offset after
+	// the last record counted: a record goka redelivers (processed, not
+	// committed, before a crash or a rebalance) loops back its mark again,
+	// and so does a redelivered loop message; both are recognised by an
+	// offset below Next and counted once. One partition's marks reach the
+	// hour's key in offset order (one producer, one loop partition).
+	Next map[string]int64 `json:"o,omitempty"`
+	// IDs are the counted records of a join share (the first 8 bytes of
+	// their event ids, sorted): a join writes a record when the other
+	// side's time has passed, not in source offset order, so its marks
+	// are recognised by id. 8 bytes per record shared in the hour.
+	IDs []uint64 `json:"ids,omitempty"`
 }
 
-// shareMark is the loop message of one shared record: its event time.
+// shareMark is the loop message of one shared record: its event time and
+// where it was read (Src "topic/partition", Offset).
 type shareMark struct {
-	TS int64 `json:"ts"`
+	TS     int64  `json:"ts"`
+	Src    string `json:"s,omitempty"`
+	Offset int64  `json:"o,omitempty"`
+	// ID is set instead of Src for a join share's record (idKey of its
+	// event id).
+	ID uint64 `json:"id,omitempty"`
+	// Link, set instead of the rest, carries a record of a linked join to
+	// the state of its link key (the loop topic serves both).
+	Link *linkMsg `json:"j,omitempty"`
+}
+
+// linkMsg is one record of a linked join on its way to its link key.
+type linkMsg struct {
+	Topic string  `json:"t"`
+	Rec   joinRec `json:"r"`
+}
+
+// idKey is the evidence's 8-byte form of an event id (hex).
+func idKey(eventID string) uint64 {
+	b, err := hex.DecodeString(eventID)
+	if err != nil || len(b) < 8 {
+		h := sha256.Sum256([]byte(eventID))
+		b = h[:]
+	}
+	return binary.BigEndian.Uint64(b)
+}
+
+// markOf is the mark of a record shared at event time ts (Unix ms), read
+// from ctx's topic, partition and offset.
+func markOf(ctx goka.Context, ts int64) *shareMark {
+	return &shareMark{TS: ts, Src: string(ctx.Topic()) + "/" + strconv.Itoa(int(ctx.Partition())), Offset: ctx.Offset()}
 }
 
 // evidenceKey is the group-table key of an hour's evidence. It cannot be a
@@ -79,6 +124,23 @@ func (p *Processor) onShared(ctx goka.Context, msg interface{}) {
 	st, _ := ctx.Value().(*evidenceState)
 	if st == nil {
 		st = &evidenceState{Hour: hourOf(m.TS), First: m.TS, Last: m.TS}
+	}
+	if m.ID != 0 {
+		i, found := slices.BinarySearch(st.IDs, m.ID)
+		if found {
+			p.m.duplicates.Inc()
+			return
+		}
+		st.IDs = slices.Insert(st.IDs, i, m.ID)
+	} else if m.Src != "" {
+		if next, seen := st.Next[m.Src]; seen && m.Offset < next {
+			p.m.duplicates.Inc()
+			return
+		}
+		if st.Next == nil {
+			st.Next = map[string]int64{}
+		}
+		st.Next[m.Src] = m.Offset + 1
 	}
 	st.Records++
 	st.First, st.Last = min(st.First, m.TS), max(st.Last, m.TS)

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lovoo/goka"
+
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
 )
@@ -117,5 +119,55 @@ func TestShareEvidenceAndRevoke(t *testing.T) {
 	}
 	if got := counter(t, g.reg, "vet", "evidence"); got != 3 {
 		t.Fatalf("evidence = %v, want 3", got)
+	}
+}
+
+// TestShareEvidenceRedelivered: after a crash or a rebalance goka
+// redelivers records processed but not committed, and with them their
+// marks on the loop topic (or the loop message itself): the evidence counts
+// each shared record once, by its source partition and offset.
+func TestShareEvidenceRedelivered(t *testing.T) {
+	g := startGroup(t, shareApps, Config{})
+	hour := t0
+	for i := range 3 {
+		r := reading("demo", "cow-1", "temperature", 38, 0)
+		r.EventID, r.TS = "e"+string(rune('a'+i)), hour.Add(time.Duration(i+1)*time.Minute)
+		g.tt.Consume(topics.RawSensor, "demo/cow-1", r)
+	}
+	key := evidenceKey(hour.UnixMilli())
+	table := string(goka.GroupTable(goka.Group(g.p.app.Group())))
+	st, ok := g.tt.TableValue(goka.Table(table), key).(*evidenceState)
+	if !ok || st.Records != 3 || len(st.Next) != 1 {
+		t.Fatalf("evidence state %+v", st)
+	}
+	var src string
+	var next int64
+	for src, next = range st.Next {
+	}
+	loop := g.p.Graph().LoopStream().Topic()
+	// The first and the last mark again, as a redelivery sends them.
+	g.tt.Consume(loop, key, &shareMark{TS: hour.Add(time.Minute).UnixMilli(), Src: src, Offset: next - 3})
+	g.tt.Consume(loop, key, &shareMark{TS: hour.Add(3 * time.Minute).UnixMilli(), Src: src, Offset: next - 1})
+	// A new record of the hour counts.
+	r := reading("demo", "cow-1", "temperature", 38, 0)
+	r.EventID, r.TS = "ed", hour.Add(4*time.Minute)
+	g.tt.Consume(topics.RawSensor, "demo/cow-1", r)
+	g.tick(t, hour.Add(time.Hour+EvidenceDelay))
+	ev := evidences(t, g)
+	if len(ev) != 1 || ev[0].RecordsShared != 4 {
+		t.Fatalf("evidence %+v, want 4 records shared (2 redelivered marks counted once)", ev)
+	}
+	if n := counter(t, g.reg, "vet", "duplicates"); n != 2 {
+		t.Fatalf("duplicates = %v, want 2", n)
+	}
+	// The rows: each shared record's event id is the same on every
+	// delivery, so app_records (keyed by it) holds 4.
+	_, out := drain(t, g.out)
+	ids := map[string]bool{}
+	for _, o := range out {
+		ids[o.EventID] = true
+	}
+	if len(ids) != 4 {
+		t.Fatalf("%d distinct event ids in %d records, want 4", len(ids), len(out))
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/drover-iot/drover/processors/features"
 	"github.com/drover-iot/drover/processors/groupkit"
+	"github.com/drover-iot/drover/registry"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
 )
@@ -55,6 +56,17 @@ type Config struct {
 	// TableFlush is how often a join or window app writes its group
 	// table behind (default features.DefaultTableFlush).
 	TableFlush time.Duration
+	// Labels is the device registry a linked join (join.link) reads the
+	// devices' labels from; Run waits until it is ready. A linked join
+	// without it does not start.
+	Labels Labels
+}
+
+// Labels is the device registry as a linked join reads it
+// (*registry.View).
+type Labels interface {
+	Device(tenant, id string) (*registry.Device, bool)
+	WaitReady(ctx context.Context) error
 }
 
 // New returns the processor of app. serde must know the target topic's
@@ -75,8 +87,8 @@ func New(app *App, serde *schemas.Serde, cfg Config) *Processor {
 	p := &Processor{app: app, serde: serde, cfg: cfg, clock: cfg.Clock.Now, log: cfg.Log.With("app", app.Name),
 		m: metricsFor(cfg.Registerer, app.Name), Handle: groupkit.Handle{Name: app.Group()}}
 	if app.Window != nil {
-		// Checked by Parse; the defaults of the features group.
-		p.win, _ = features.NewWindows(app.Window.Size, features.DefaultLateness, features.DefaultIdleTimeout)
+		// Checked by Parse; the app's lateness, the features group's idle close.
+		p.win, _ = features.NewWindows(app.Window.Size, app.Lateness, features.DefaultIdleTimeout)
 		c := groupkit.NewCachedCodec[features.WindowState](features.WindowStateCodec())
 		p.table, p.rebalance = c, c.RebalanceOption()
 	}
@@ -104,28 +116,34 @@ func (p *Processor) Graph() *goka.GroupGraph {
 		edges = append(edges, goka.Input(goka.Stream(t), recordCodec{serde: p.serde, topic: t}, p.process))
 	}
 	edges = append(edges, goka.Output(goka.Stream(p.app.Target), groupkit.AvroCodec[schemas.AppRecord]{Serde: p.serde, Topic: p.app.Target}))
-	if p.app.Join != nil {
+	if p.app.Share != nil || (p.app.Join != nil && p.app.Join.Link != "") {
+		// The loop carries a share's marks (evidence per agreement and
+		// hour: each shared record is counted under its hour's key in the
+		// group table, and the wall-clock tick writes an hour's evidence
+		// once it is over) and a linked join's records to their link key.
+		edges = append(edges, goka.Loop(groupkit.JSONCodec[shareMark]{}, p.onLoop))
+	}
+	switch {
+	case p.app.Join != nil:
+		// A join share's evidence states share the join's table (joinCodec
+		// reads both); the tick visits both.
 		edges = append(edges,
 			goka.Persist(p.table),
 			goka.Visitor(groupkit.TickVisitor, p.onJoinTick),
 		)
-	}
-	if p.win != nil {
+	case p.win != nil:
 		edges = append(edges,
 			goka.Persist(p.table),
 			goka.Visitor(groupkit.TickVisitor, p.onWindowTick),
 		)
-	}
-	if p.app.Share != nil {
-		// Evidence per agreement and hour: each shared record is counted,
-		// through the loop topic, under its hour's key in the group table,
-		// and the wall-clock tick writes an hour's evidence once it is over.
+	case p.app.Share != nil:
 		edges = append(edges,
-			goka.Loop(groupkit.JSONCodec[shareMark]{}, p.onShared),
 			goka.Persist(groupkit.JSONCodec[evidenceState]{}),
 			goka.Visitor(groupkit.TickVisitor, p.onTick),
-			goka.Output(goka.Stream(topics.ThirdPartySharing), groupkit.AvroCodec[schemas.Envelope]{Serde: p.serde, Topic: topics.ThirdPartySharing}),
 		)
+	}
+	if p.app.Share != nil {
+		edges = append(edges, goka.Output(goka.Stream(topics.ThirdPartySharing), groupkit.AvroCodec[schemas.Envelope]{Serde: p.serde, Topic: topics.ThirdPartySharing}))
 	}
 	return goka.DefineGroup(goka.Group(p.app.Group()), edges...)
 }
@@ -165,7 +183,7 @@ func (p *Processor) process(ctx goka.Context, msg interface{}) {
 					return
 				}
 			}
-			ctx.Loopback(evidenceKey(hourOf(rec.TS.UnixMilli())), &shareMark{TS: rec.TS.UnixMilli()})
+			ctx.Loopback(evidenceKey(hourOf(rec.TS.UnixMilli())), markOf(ctx, rec.TS.UnixMilli()))
 		}
 		ctx.Emit(goka.Stream(p.app.Target), ctx.Key(), rec)
 		p.m.out.Inc()
@@ -192,6 +210,14 @@ func (p *Processor) Run(ctx context.Context, k groupkit.Kafka, extra ...goka.Pro
 	}
 	if r := p.cfg.Revocations; r != nil && p.app.Share != nil {
 		if err := r.Wait(ctx); err != nil {
+			return nil // stopped while waiting
+		}
+	}
+	if j := p.app.Join; j != nil && j.Link != "" {
+		if p.cfg.Labels == nil {
+			return fmt.Errorf("app %s: join.link %s needs the device registry (%s), which this process does not read", p.app.Name, j.Link, topics.DevicesRegistry)
+		}
+		if err := p.cfg.Labels.WaitReady(ctx); err != nil {
 			return nil // stopped while waiting
 		}
 	}
@@ -259,13 +285,13 @@ func (c recordCodec) Decode(b []byte) (interface{}, error) {
 
 type appMetrics struct {
 	in, out, filtered, skipped, errors, bad, revoked, evidence, tooLate prometheus.Counter
-	matched, unmatched, evicted, duplicates                             prometheus.Counter
+	matched, unmatched, evicted, duplicates, unlinked                   prometheus.Counter
 }
 
 func metricsFor(reg prometheus.Registerer, app string) appMetrics {
 	vec := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "drover_app_records_total",
-		Help: "Records of stream apps, by app and outcome: in (read), out (written to the target), filtered (WHERE false or failed), skipped (other tenant or device), errors (query failed on a record), bad (undecodable), revoked (not shared: agreement revoked), evidence (evidence records written), too_late (behind a window's or join's allowed lateness), join_matched and join_unmatched (left records written with and without a right record within the tolerance), join_evicted (right records dropped from a full buffer), duplicates (redelivered records a window app had applied already).",
+		Help: "Records of stream apps, by app and outcome: in (read), out (written to the target), filtered (WHERE false or failed), skipped (other tenant or device), errors (query failed on a record), bad (undecodable), revoked (not shared: agreement revoked), evidence (evidence records written), too_late (behind a window's or join's allowed lateness), join_matched and join_unmatched (left records written with and without a right record within the tolerance), join_evicted (right records dropped from a full buffer), join_unlinked (records of a linked join whose device has no such label), duplicates (redelivered records a window app had applied, or a share had counted in its evidence, already).",
 	}, []string{"app", "outcome"})
 	if reg != nil {
 		if err := reg.Register(vec); err != nil {
@@ -277,5 +303,5 @@ func metricsFor(reg prometheus.Registerer, app string) appMetrics {
 	l := func(o string) prometheus.Counter { return vec.WithLabelValues(app, o) }
 	return appMetrics{in: l("in"), out: l("out"), filtered: l("filtered"), skipped: l("skipped"), errors: l("errors"), bad: l("bad"),
 		revoked: l("revoked"), evidence: l("evidence"), tooLate: l("too_late"),
-		matched: l("join_matched"), unmatched: l("join_unmatched"), evicted: l("join_evicted"), duplicates: l("duplicates")}
+		matched: l("join_matched"), unmatched: l("join_unmatched"), evicted: l("join_evicted"), duplicates: l("duplicates"), unlinked: l("join_unlinked")}
 }

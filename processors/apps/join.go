@@ -18,6 +18,7 @@ import (
 // join's CPU time) and the numeric fields to interpolate.
 type joinRec struct {
 	ID string             `json:"id"`
+	K  string             `json:"k,omitempty"` // the record's key (TENANT/DEVICE), in a linked join's state
 	TS int64              `json:"ts"`
 	I  int64              `json:"i"`
 	F  json.RawMessage    `json:"f"`
@@ -129,10 +130,64 @@ func (p *Processor) joined(ctx goka.Context, src Source) {
 			}
 		}
 	}
+	if j.Link != "" {
+		// To the state of the link key, through the loop topic (so the
+		// two sides meet on one partition whatever their keys).
+		tenant, device := identity(src)
+		key, ok := p.linkKey(tenant, device)
+		if !ok {
+			p.m.unlinked.Inc()
+			return
+		}
+		rec.K = ctx.Key()
+		ctx.Loopback(key, &shareMark{Link: &linkMsg{Topic: src.Topic, Rec: rec}})
+		return
+	}
+	p.joinAdd(ctx, src.Topic, rec)
+}
+
+// linkKey is the state key of a linked join for a record of tenant's
+// device: its label's value (with the tenant outside a share, so two
+// tenants meet only under an agreement); false without the label.
+func (p *Processor) linkKey(tenant, device string) (string, bool) {
+	if p.cfg.Labels == nil {
+		return "", false
+	}
+	d, ok := p.cfg.Labels.Device(tenant, device)
+	if !ok {
+		return "", false
+	}
+	v := d.Labels[p.app.Join.Link]
+	if v == "" {
+		return "", false
+	}
+	if p.app.Share != nil {
+		return "link@" + p.app.Join.Link + "=" + v, true
+	}
+	return "link@" + tenant + "@" + p.app.Join.Link + "=" + v, true
+}
+
+// onLoop handles the loop topic: a linked join's record, or a share's mark.
+func (p *Processor) onLoop(ctx goka.Context, msg interface{}) {
+	m, ok := msg.(*shareMark)
+	if !ok {
+		return
+	}
+	if m.Link != nil {
+		p.joinAdd(ctx, m.Link.Topic, m.Link.Rec)
+		return
+	}
+	p.onShared(ctx, m)
+}
+
+// joinAdd adds one record of side topic to the state under ctx's key and
+// writes the left records whose match is final.
+func (p *Processor) joinAdd(ctx goka.Context, topic string, rec joinRec) {
+	j := p.app.Join
 	st := joinStateOf(ctx)
 	st.Wall = p.clock().UnixMilli()
 	late := j.Lateness.Milliseconds()
-	if src.Topic == j.Right {
+	if topic == j.Right {
 		if st.RightWM > 0 && rec.TS < st.RightWM-late {
 			p.m.tooLate.Inc()
 			return
@@ -195,6 +250,10 @@ func (p *Processor) flushJoin(ctx goka.Context, st *joinState, all bool) {
 // the tolerance plus the lateness (wall clock): the right side may never
 // catch up.
 func (p *Processor) onJoinTick(ctx goka.Context, msg interface{}) {
+	if _, ev := ctx.Value().(*evidenceState); ev {
+		p.onTick(ctx, msg) // a join share's evidence
+		return
+	}
 	st, ok := ctx.Value().(*joinState)
 	if !ok || st == nil || len(st.Left) == 0 {
 		return
@@ -268,13 +327,31 @@ func (p *Processor) emitJoin(ctx goka.Context, st *joinState, l joinRec) {
 		p.m.unmatched.Inc()
 	}
 	payload, _ := json.Marshal(pl)
-	tenant, device := identity(Source{Key: ctx.Key()})
+	key := ctx.Key()
+	if l.K != "" {
+		key = l.K // a linked join: the state key is the link
+	}
+	tenant, device := identity(Source{Key: key})
 	ingested := time.UnixMilli(l.I).UTC()
 	rec := &schemas.AppRecord{
 		EventID: EventID(p.app.Name, p.app.Join.Left, strings.Join(ids, "|")), App: p.app.Name, Tenant: tenant, SourceTenant: tenant,
 		DeviceID: device, TS: time.UnixMilli(l.TS).UTC(), IngestedAt: ingested, SourceTopic: p.app.Join.Left, SourceEventIDs: ids,
 		Payload: string(payload),
 	}
-	ctx.Emit(goka.Stream(p.app.Target), ctx.Key(), rec)
+	if sh := p.app.Share; sh != nil {
+		// A join share: the left record is the receiving tenant's, the
+		// right one the source tenant's, shared under the agreement.
+		if r := p.cfg.Revocations; r != nil {
+			if _, revoked := r.Revoked(sh.Agreement); revoked {
+				p.m.revoked.Inc()
+				return
+			}
+		}
+		rec.Tenant, rec.SourceTenant, rec.Agreement = sh.Tenant, p.app.Tenant, &sh.Agreement
+		if near != nil {
+			ctx.Loopback(evidenceKey(hourOf(l.TS)), &shareMark{TS: l.TS, ID: idKey(rec.EventID)})
+		}
+	}
+	ctx.Emit(goka.Stream(p.app.Target), key, rec)
 	p.m.out.Inc()
 }

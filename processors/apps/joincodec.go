@@ -2,6 +2,7 @@ package apps
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -12,13 +13,22 @@ import (
 // varints and length-prefixed bytes. The buffered records' fields are
 // stored as the JSON they were encoded to once; a JSON codec re-validated
 // and copied them on every state write, most of the join's CPU time.
+// Version 2 adds each record's key (a linked join's state key is not a
+// device). A join share keeps its evidence (evidenceState, JSON: it starts
+// with '{') in the same table, so the codec reads and writes those too.
 type joinCodec struct{}
 
-const joinCodecV1 = 1
+const (
+	joinCodecV1 = 1
+	joinCodecV2 = 2
+)
 
 var errJoinState = errors.New("join state: truncated or corrupt")
 
 func (joinCodec) Encode(v interface{}) ([]byte, error) {
+	if ev, isEv := v.(*evidenceState); isEv {
+		return json.Marshal(ev)
+	}
 	st, ok := v.(*joinState)
 	if !ok {
 		if s, isVal := v.(joinState); isVal {
@@ -29,10 +39,10 @@ func (joinCodec) Encode(v interface{}) ([]byte, error) {
 	}
 	size := 32
 	for _, r := range slices.Concat(st.Right, st.Left) {
-		size += len(r.ID) + len(r.F) + 32 + 16*len(r.N)
+		size += len(r.ID) + len(r.K) + len(r.F) + 32 + 16*len(r.N)
 	}
 	b := make([]byte, 0, size)
-	b = append(b, joinCodecV1)
+	b = append(b, joinCodecV2)
 	b = binary.AppendVarint(b, st.RightWM)
 	b = binary.AppendVarint(b, st.LeftWM)
 	b = binary.AppendVarint(b, st.Wall)
@@ -40,6 +50,7 @@ func (joinCodec) Encode(v interface{}) ([]byte, error) {
 		b = binary.AppendUvarint(b, uint64(len(recs)))
 		for _, r := range recs {
 			b = appendBytes(b, []byte(r.ID))
+			b = appendBytes(b, []byte(r.K))
 			b = binary.AppendVarint(b, r.TS)
 			b = binary.AppendVarint(b, r.I)
 			b = appendBytes(b, r.F)
@@ -104,9 +115,17 @@ func (r *byteReader) bytes() []byte {
 }
 
 func (joinCodec) Decode(data []byte) (interface{}, error) {
-	if len(data) == 0 || data[0] != joinCodecV1 {
+	if len(data) > 0 && data[0] == '{' {
+		ev := &evidenceState{}
+		if err := json.Unmarshal(data, ev); err != nil {
+			return nil, fmt.Errorf("evidence state: %w", err)
+		}
+		return ev, nil
+	}
+	if len(data) == 0 || (data[0] != joinCodecV1 && data[0] != joinCodecV2) {
 		return nil, fmt.Errorf("join state: unknown version")
 	}
+	v2 := data[0] == joinCodecV2
 	r := &byteReader{b: data[1:]}
 	st := &joinState{RightWM: r.varint(), LeftWM: r.varint(), Wall: r.varint()}
 	for _, dst := range []*[]joinRec{&st.Right, &st.Left} {
@@ -116,7 +135,11 @@ func (joinCodec) Decode(data []byte) (interface{}, error) {
 		}
 		recs := make([]joinRec, 0, n)
 		for range n {
-			rec := joinRec{ID: string(r.bytes()), TS: r.varint(), I: r.varint(), F: r.bytes()}
+			rec := joinRec{ID: string(r.bytes())}
+			if v2 {
+				rec.K = string(r.bytes())
+			}
+			rec.TS, rec.I, rec.F = r.varint(), r.varint(), r.bytes()
 			if k := r.uvarint(); k > 0 && k <= uint64(len(r.b)) {
 				rec.N = make(map[string]float64, k)
 				for range k {

@@ -126,3 +126,41 @@ apps:
 		t.Fatalf("duplicates = %v, want 2", n)
 	}
 }
+
+// TestWindowLateness: an app's lateness replaces the features group's 30 s
+// for its windows: with 5 s, a record 10 s behind the watermark (which the
+// default would still count) is too late.
+func TestWindowLateness(t *testing.T) {
+	g := startGroup(t, `
+apps:
+  - name: strict
+    source: {topics: [raw.sensor]}
+    query: SELECT device_id, value FROM raw.sensor GROUP BY device, TUMBLE(1m)
+    lateness: 5s
+    target: apps.strict
+`, Config{Clock: groupkit.ClockFunc(func() time.Time { return t0 })})
+	if l := g.p.app.Lateness; l != 5*time.Second {
+		t.Fatalf("lateness %v, want 5s", l)
+	}
+	send := func(at time.Duration, v float64) {
+		r := reading("farm", "cow-1", "temperature", v, 0)
+		r.EventID, r.TS = at.String(), t0.Add(at)
+		g.tt.Consume(topics.RawSensor, "farm/cow-1", r)
+	}
+	send(0, 1)
+	send(70*time.Second, 2)
+	send(58*time.Second, 100) // 12 s behind: within 30 s, not within 5 s
+	if n := counter(t, g.reg, "strict", "too_late"); n != 1 {
+		t.Fatalf("too_late = %v, want 1", n)
+	}
+	_, recs := drain(t, g.out)
+	for _, r := range recs {
+		var w WindowPayload
+		if err := json.Unmarshal([]byte(r.Payload), &w); err != nil {
+			t.Fatal(err)
+		}
+		if w.LateUpdates != 0 || *w.Max == 100 {
+			t.Fatalf("a record behind the app's lateness changed a window: %+v", w)
+		}
+	}
+}

@@ -38,6 +38,7 @@ func (f *flags) add(fs *pflag.FlagSet) {
 	d := DefaultLayout(PathPostgres)
 	fs.StringVar(&f.mode, "timescale", "auto", "schema path: auto (TimescaleDB when usable), on (require it) or off (plain PostgreSQL)")
 	fs.IntVar(&f.layout.RetentionDays, "retention-days", d.RetentionDays, "drop time-series data older than this many days (0 keeps everything)")
+	fs.IntVar(&f.layout.AppRecordsRetentionDays, "app-records-retention-days", d.AppRecordsRetentionDays, "delete app_records rows (stream apps' outputs) older than this many days (0 = --retention-days)")
 	fs.IntVar(&f.layout.CompressAfterDays, "compress-after-days", d.CompressAfterDays, "TimescaleDB: compress chunks older than this many days (0 = never)")
 	fs.IntVar(&f.layout.PartitionsAheadDays, "partitions-ahead-days", d.PartitionsAheadDays, "plain PostgreSQL: daily partitions kept created ahead of today")
 	fs.DurationVar(&f.layout.RefreshInterval, "refresh-interval", d.RefreshInterval, "how often the rollup views are refreshed")

@@ -76,6 +76,9 @@ type Layout struct {
 	// RetentionDays drops time-series data older than this many days
 	// (0 keeps everything). Default 365.
 	RetentionDays int
+	// AppRecordsRetentionDays deletes app_records rows whose event time
+	// is older than this many days (0 = RetentionDays). Default 0.
+	AppRecordsRetentionDays int
 	// CompressAfterDays compresses hypertable chunks older than this many
 	// days on TimescaleDB (0 disables the policy). Default 7.
 	CompressAfterDays int
@@ -108,6 +111,14 @@ func DefaultLayout(p Path) Layout {
 	}
 }
 
+// appRecordsDays is the retention of app_records in days (0 keeps them).
+func (l Layout) appRecordsDays() int {
+	if l.AppRecordsRetentionDays > 0 {
+		return l.AppRecordsRetentionDays
+	}
+	return l.RetentionDays
+}
+
 // Path returns the layout's path.
 func (l Layout) Path() Path {
 	if l.Timescale {
@@ -121,6 +132,8 @@ func (l Layout) validate() error {
 	switch {
 	case l.RetentionDays < 0:
 		return fmt.Errorf("--retention-days: %d is negative (0 keeps everything)", l.RetentionDays)
+	case l.AppRecordsRetentionDays < 0:
+		return fmt.Errorf("--app-records-retention-days: %d is negative (0 = --retention-days)", l.AppRecordsRetentionDays)
 	case l.CompressAfterDays < 0:
 		return fmt.Errorf("--compress-after-days: %d is negative (0 disables compression)", l.CompressAfterDays)
 	case l.PartitionsAheadDays < 1 || l.PartitionsAheadDays > 366:

@@ -16,6 +16,8 @@ type MaintainResult struct {
 	Dropped []string // partitions dropped by retention
 	// DeadLettersDeleted counts dead letters deleted by retention.
 	DeadLettersDeleted int64
+	// AppRecordsDeleted counts app_records rows deleted by retention.
+	AppRecordsDeleted int64
 }
 
 // Maintain keeps the plain PostgreSQL path's partitions in shape at time
@@ -23,7 +25,8 @@ type MaintainResult struct {
 // layout.PartitionsAheadDays days, and drops partitions that end before
 // now minus layout.RetentionDays (0 keeps everything). On the TimescaleDB
 // path chunks and their retention are TimescaleDB's. On both paths it
-// deletes dead letters received before the retention cutoff.
+// deletes dead letters received before the retention cutoff, and
+// app_records rows older than theirs (layout.AppRecordsRetentionDays).
 func Maintain(ctx context.Context, conn *pgx.Conn, layout Layout, now time.Time) (MaintainResult, error) {
 	var res MaintainResult
 	today := now.UTC().Truncate(24 * time.Hour)
@@ -34,6 +37,16 @@ func Maintain(ctx context.Context, conn *pgx.Conn, layout Layout, now time.Time)
 			return res, fmt.Errorf("deleting expired dead letters: %w", err)
 		}
 		res.DeadLettersDeleted = tag.RowsAffected()
+	}
+	if days := layout.appRecordsDays(); days > 0 {
+		// app_records is a plain table on both paths (small, filtered
+		// streams): delete by event time. A replay of older records
+		// writes them again until the next maintenance.
+		tag, err := conn.Exec(ctx, "DELETE FROM app_records WHERE ts < $1", today.AddDate(0, 0, -days))
+		if err != nil {
+			return res, fmt.Errorf("deleting expired app_records: %w", err)
+		}
+		res.AppRecordsDeleted = tag.RowsAffected()
 	}
 	if layout.Timescale {
 		return res, nil

@@ -889,9 +889,9 @@ func (s *Sink) maintainLoop(ctx context.Context, layout Layout) {
 		}
 		s.m.maintained.WithLabelValues("partition_created").Add(float64(len(res.Created)))
 		s.m.maintained.WithLabelValues("partition_dropped").Add(float64(len(res.Dropped)))
-		if len(res.Created) > 0 || len(res.Dropped) > 0 || res.DeadLettersDeleted > 0 {
+		if len(res.Created) > 0 || len(res.Dropped) > 0 || res.DeadLettersDeleted > 0 || res.AppRecordsDeleted > 0 {
 			s.log.Info("maintenance", "partitions_created", len(res.Created), "partitions_dropped", res.Dropped,
-				"dead_letters_deleted", res.DeadLettersDeleted)
+				"dead_letters_deleted", res.DeadLettersDeleted, "app_records_deleted", res.AppRecordsDeleted)
 		}
 		if len(res.Dropped) > 0 && s.writer != nil {
 			s.writer.forgetPartitions()

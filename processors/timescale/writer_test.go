@@ -211,10 +211,26 @@ func TestIntegrationMaintainPartitions(t *testing.T) {
 	}}); err != nil {
 		t.Fatal(err)
 	}
+	app := func(id string, ts time.Time) AppRecord {
+		return AppRecord{AppRecord: schemas.AppRecord{EventID: id, App: "a", Tenant: "t", SourceTenant: "t", DeviceID: "d", TS: ts, IngestedAt: ts,
+			SourceTopic: "raw.sensor", SourceEventIDs: []string{id}, Payload: "{}"}, KafkaTopic: "apps.a"}
+	}
+	if _, err := w.Write(ctx, &Batch{Apps: []AppRecord{app("app-old", now), app("app-new", now.AddDate(0, 0, 35))}}); err != nil {
+		t.Fatal(err)
+	}
 	later := now.AddDate(0, 0, 40)
 	res, err = Maintain(ctx, c, layout, later)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// app_records follow --retention-days unless they have their own.
+	if res.AppRecordsDeleted != 1 || count(t, c, "SELECT count(*) FROM app_records WHERE event_id = 'app-new'") != 1 {
+		t.Fatalf("app_records deleted: %d, want the 1 older than --retention-days", res.AppRecordsDeleted)
+	}
+	short := layout
+	short.AppRecordsRetentionDays = 3
+	if r, err := Maintain(ctx, c, short, later); err != nil || r.AppRecordsDeleted != 1 || count(t, c, "SELECT count(*) FROM app_records") != 0 {
+		t.Fatalf("app_records with 3 days of retention: %+v, %v; want the 5-day-old row deleted", r, err)
 	}
 	if res.DeadLettersDeleted != 1 || count(t, c, "SELECT count(*) FROM dead_letters WHERE id = 'new'") != 1 {
 		t.Fatalf("dead letters deleted: %d, want the 1 older than retention", res.DeadLettersDeleted)

@@ -309,19 +309,34 @@ func TestIntegrationChaos(t *testing.T) {
 	registrytest.RegisterDevices(t, strings.Split(ep.KafkaBrokers, ","), ep.SchemaRegistryURL, "chaos", ids...)
 
 	appsFile := filepath.Join(dir, "apps.yaml")
-	if err := os.WriteFile(appsFile, []byte(`apps:
+	// The join: each GPS fix of a load device meets the reading of that
+	// device nearest in event time (joinTolerance). Its output is exactly
+	// computable from what was sent when every reading of a device is in
+	// its buffer before any fix is written: the buffer holds them all, the
+	// lateness keeps the wall-clock idle flush (tolerance + lateness of
+	// silence) out of the run, and each fix is written once the device's
+	// final reading (a watermark, published after every load reading is
+	// in the database, so after them on the device's partition) is more
+	// than tolerance + lateness past it.
+	if err := os.WriteFile(appsFile, fmt.Appendf(nil, `apps:
   - name: chaos-filter
     source: {topics: [raw.sensor], tenant: chaos}
     query: SELECT device_id, value FROM raw.sensor WHERE metric = 'temperature'
     target: apps.chaos-filter
-`), 0o644); err != nil {
+  - name: chaos-join
+    source: {topics: [raw.gps, raw.sensor], tenant: chaos, devices: "%s-d*"}
+    query: SELECT * FROM *
+    join: {right: raw.sensor, tolerance: %s, lateness: %s, buffer: 5000}
+    target: apps.chaos-join
+`, run, joinTolerance, joinLateness), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	stages = []*stage{
 		{name: "bridge-a", args: []string{"bridge", "--dev-env", envFile, "--mqtt-client-id", "chaos-bridge-a"}},
 		{name: "bridge-b", args: []string{"bridge", "--dev-env", envFile, "--mqtt-client-id", "chaos-bridge-b"}},
-		// The process stage also runs a stream app, a filter of the run's
-		// readings into app_records (kills and restarts included).
+		// The process stage also runs two stream apps, a filter of the run's
+		// readings and a join of its GPS fixes with them, into app_records
+		// (kills and restarts included).
 		{name: "process", args: []string{"process", "--dev-env", envFile, "--apps", appsFile}},
 		// Refreshing the rollups every 2 s puts refreshes under the kills and
 		// restarts too; the hourly rollup is checked at the end.
@@ -361,6 +376,7 @@ func TestIntegrationChaos(t *testing.T) {
 		dev     string
 		ts      time.Time
 		value   float64
+		gps     bool
 	}
 	msgs := make([]msg, n)
 	feverK := 0
@@ -384,6 +400,24 @@ func TestIntegrationChaos(t *testing.T) {
 		msgs[i] = msg{topic: "devices/chaos/" + dev + "/sensor", valid: true, dev: dev, ts: ts, value: v,
 			payload: fmt.Appendf(nil, `{"ts":%d,"metric":"temperature","value":%g}`, ts.UnixMilli(), v)}
 	}
+	// The join's left side: a GPS fix of device d(i%devices) 3 ms after
+	// every 20th message's time (the readings of a device are 16 ms
+	// apart), published right after that message.
+	var fixes []msg
+	for i := 7; i < int(n); i += 20 {
+		dev := fmt.Sprintf("%s-d%02d", run, i%devices)
+		ts := base.Add(time.Duration(i+3) * time.Millisecond)
+		fixes = append(fixes, msg{topic: "devices/chaos/" + dev + "/gps", valid: true, gps: true, dev: dev, ts: ts,
+			payload: fmt.Appendf(nil, `{"ts":%d,"lat":47.5,"lon":8.7}`, ts.UnixMilli())})
+	}
+	withFixes := make([]msg, 0, len(msgs)+len(fixes))
+	for i, m := range msgs {
+		withFixes = append(withFixes, m)
+		if i%20 == 7 {
+			withFixes = append(withFixes, fixes[i/20])
+		}
+	}
+	msgs = withFixes
 
 	u, _ := url.Parse(env["DROVER_MQTT_URL"])
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
@@ -483,7 +517,7 @@ func TestIntegrationChaos(t *testing.T) {
 		}
 	}()
 
-	interval := time.Duration(secs) * time.Second / time.Duration(n)
+	interval := time.Duration(secs) * time.Second / time.Duration(len(msgs))
 	for i, m := range msgs {
 		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
 			time.Sleep(d)
@@ -515,6 +549,51 @@ func TestIntegrationChaos(t *testing.T) {
 		s.waitReady(t, 2*time.Minute)
 	}
 
+	// The join's watermarks: once the database holds every valid load
+	// reading (so Kafka does, ahead of anything published now on each
+	// device's partition), one final reading per load device, past the
+	// last fix by more than the join's tolerance and lateness.
+	loadReadings := 0
+	for _, m := range msgs {
+		if m.valid && !m.gps {
+			loadReadings++
+		}
+	}
+	db, err := pgx.Connect(ctx, env["DROVER_DATABASE_URL"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(context.Background())
+	devNames := make([]string, 0, devices+1)
+	for d := range devices {
+		devNames = append(devNames, fmt.Sprintf("%s-d%02d", run, d))
+	}
+	devNames = append(devNames, run+"-fever")
+	for wait := time.Now().Add(3 * time.Minute); ; time.Sleep(500 * time.Millisecond) {
+		var c int
+		if err := db.QueryRow(ctx, `SELECT count(*) FROM sensor_readings WHERE tenant = 'chaos' AND device_id = ANY($1)`, devNames).Scan(&c); err != nil {
+			t.Fatal(err)
+		}
+		if c >= loadReadings {
+			break
+		}
+		if time.Now().After(wait) {
+			t.Errorf("sensor_readings: %d of %d load readings 3 min after the load; publishing the join's watermarks anyway", c, loadReadings)
+			break
+		}
+	}
+	lastFix := fixes[len(fixes)-1].ts
+	for d := range devices {
+		dev := fmt.Sprintf("%s-d%02d", run, d)
+		ts := lastFix.Add(joinTolerance + joinLateness + time.Second)
+		m := msg{topic: "devices/chaos/" + dev + "/sensor", valid: true, dev: dev, ts: ts, value: 36.5,
+			payload: fmt.Appendf(nil, `{"ts":%d,"metric":"temperature","value":36.5}`, ts.UnixMilli())}
+		if _, err := cm.Publish(ctx, &paho.Publish{QoS: 1, Topic: m.topic, Payload: m.payload}); err != nil {
+			t.Fatalf("publish the join's watermark of %s: %v", dev, err)
+		}
+		msgs = append(msgs, m)
+	}
+
 	// Expected content.
 	type key struct {
 		dev string
@@ -523,8 +602,16 @@ func TestIntegrationChaos(t *testing.T) {
 	want := map[key]float64{}
 	var invalid []string
 	devs := map[string]bool{}
+	type joined struct {
+		delta int64 // right ts − left ts, ms
+		value float64
+	}
+	wantJoin := map[key]joined{} // per fix: the nearest reading (the earlier one on a tie)
 	for _, m := range msgs {
 		devs[m.dev] = true
+		if m.gps {
+			continue
+		}
 		if m.valid {
 			want[key{m.dev, m.ts.UnixMicro()}] = m.value
 		} else {
@@ -534,6 +621,25 @@ func TestIntegrationChaos(t *testing.T) {
 	devList := make([]string, 0, len(devs))
 	for d := range devs {
 		devList = append(devList, d)
+	}
+	for _, f := range fixes {
+		best, found := joined{}, false
+		for k, v := range want {
+			if k.dev != f.dev {
+				continue
+			}
+			d := time.UnixMicro(k.ts).Sub(f.ts).Milliseconds()
+			if d < -joinTolerance.Milliseconds() || d > joinTolerance.Milliseconds() {
+				continue
+			}
+			if !found || abs64(d) < abs64(best.delta) || (abs64(d) == abs64(best.delta) && d < best.delta) {
+				best, found = joined{d, v}, true
+			}
+		}
+		if !found {
+			t.Fatalf("fix %s at %v has no reading within %v: the load does not exercise the join", f.dev, f.ts, joinTolerance)
+		}
+		wantJoin[key{f.dev, f.ts.UnixMicro()}] = best
 	}
 	checksum := func(rows map[key]float64) string {
 		ks := make([]key, 0, len(rows))
@@ -553,18 +659,14 @@ func TestIntegrationChaos(t *testing.T) {
 		return hex.EncodeToString(h.Sum(nil))[:16]
 	}
 
-	db, err := pgx.Connect(ctx, env["DROVER_DATABASE_URL"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close(context.Background())
-
 	var got map[key]float64
 	var rowCount int
 	var dlq map[string]int
 	var feverAlerts int
 	var appGot map[key]float64 // the stream app's rows
 	var appRows int
+	var joinGot map[key]joined // the join's rows
+	var joinRows, joinUnmatched int
 	deadline := time.Now().Add(3 * time.Minute)
 	var caughtUp time.Duration
 	// When each part was first complete, to tell which stage was slow.
@@ -623,11 +725,36 @@ func TestIntegrationChaos(t *testing.T) {
 			appRows++
 		}
 		rows.Close()
+		joinGot, joinRows, joinUnmatched = map[key]joined{}, 0, 0
+		rows, err = db.Query(ctx, `SELECT device_id, ts, (payload->>'delta_ms')::int8, (payload->'right'->>'value')::float8
+			FROM app_records WHERE app = 'chaos-join' AND device_id = ANY($1)`, devList)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var d string
+			var ts time.Time
+			var delta *int64
+			var v *float64
+			if err := rows.Scan(&d, &ts, &delta, &v); err != nil {
+				t.Fatal(err)
+			}
+			joinRows++
+			if delta == nil || v == nil {
+				joinUnmatched++
+				joinGot[key{d, ts.UnixMicro()}] = joined{delta: math.MinInt64}
+				continue
+			}
+			joinGot[key{d, ts.UnixMicro()}] = joined{*delta, *v}
+		}
+		rows.Close()
+		mark("join records", joinRows >= len(wantJoin))
 		mark("app records", appRows >= len(want))
 		mark("readings", rowCount >= len(want))
 		mark("dead letters", len(dlq) >= len(invalid))
 		mark("fever alert", feverAlerts >= 1)
-		if (rowCount >= len(want) && len(dlq) >= len(invalid) && feverAlerts >= 1 && appRows >= len(want)) || time.Now().After(deadline) {
+		if (rowCount >= len(want) && len(dlq) >= len(invalid) && feverAlerts >= 1 && appRows >= len(want) && joinRows >= len(wantJoin)) ||
+			time.Now().After(deadline) {
 			caughtUp = time.Since(loadEnd).Round(100 * time.Millisecond)
 			break
 		}
@@ -710,6 +837,22 @@ func TestIntegrationChaos(t *testing.T) {
 	if appLost != 0 || appRows != len(want) || appWrong != 0 || checksum(appGot) != checksum(want) {
 		t.Errorf("stream app: lost %d, rows %d of %d, wrong values %d (seed %d)", appLost, appRows, len(want), appWrong, seed)
 	}
+	joinLost, joinWrong := 0, 0
+	var joinWrongKeys []string
+	for k, w := range wantJoin {
+		switch g, ok := joinGot[k]; {
+		case !ok:
+			joinLost++
+		case g != w:
+			joinWrong++
+			joinWrongKeys = append(joinWrongKeys, fmt.Sprintf("%s@%d: got Δ%d ms %g, want Δ%d ms %g", k.dev, k.ts, g.delta, g.value, w.delta, w.value))
+		}
+	}
+	t.Logf("stream app chaos-join: %d app_records rows for %d GPS fixes, lost %d, duplicates %d, unmatched %d, wrong matches %d %v",
+		joinRows, len(wantJoin), joinLost, joinRows-len(joinGot), joinUnmatched, joinWrong, joinWrongKeys[:min(5, len(joinWrongKeys))])
+	if joinLost != 0 || joinRows != len(wantJoin) || joinWrong != 0 {
+		t.Errorf("join app: lost %d, rows %d of %d, wrong matches %d (seed %d)", joinLost, joinRows, len(wantJoin), joinWrong, seed)
+	}
 	if topicLost != 0 {
 		t.Errorf("dlq.events: %d of %d invalid messages missing (seed %d)", topicLost, len(invalid), seed)
 	}
@@ -722,6 +865,19 @@ func TestIntegrationChaos(t *testing.T) {
 	if feverAlerts != 1 {
 		t.Errorf("fever alerts: %d rows, want exactly 1 (seed %d)", feverAlerts, seed)
 	}
+}
+
+// The chaos join's tolerance and allowed lateness (see the apps file).
+const (
+	joinTolerance = 30 * time.Second
+	joinLateness  = 5 * time.Minute
+)
+
+func abs64(v int64) int64 {
+	if v < 0 {
+		return -v
+	}
+	return v
 }
 
 // restart is one planned infrastructure restart, at offset at of the load.

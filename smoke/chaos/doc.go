@@ -9,9 +9,14 @@
 // checksum), the dead letters and dlq.events every invalid one, the hourly
 // rollup (refreshed every 2 s throughout) the count, minimum, maximum and sum
 // of every device's valid readings per hour, and the fever alert of the load
-// must have fired once. The processors also run a stream app (a filter of
-// the run's readings, its own goka group): app_records must hold every
-// valid reading exactly once, with its value.
+// must have fired once. The processors also run two stream apps, each its
+// own goka group: a filter of the run's readings (app_records must hold
+// every valid reading exactly once, with its value) and a join of the GPS
+// fixes the publisher also sends with those readings (app_records must
+// hold every fix exactly once, with the reading nearest in time, computed
+// from what was sent: the join's buffer holds every reading of a device,
+// and a final reading per device, published once the database holds the
+// load, moves its watermark past every fix).
 //
 // DROVER_CHAOS_N (default 3000) sizes the load, DROVER_CHAOS_SECONDS
 // (default 30) its duration, DROVER_CHAOS_SEED (default: the clock) replays
