@@ -334,15 +334,12 @@ func check(file string, src []string, n *yaml.Node, y appYAML) (*App, error) {
 		if err != nil {
 			return nil, bad("query", at(err.pos), "%s", err.msg)
 		}
-		if y.Share != nil {
-			return nil, bad("share", child(n, "share"), "a share cannot have GROUP BY: share the records and window them in an app of the receiving tenant, or aggregate without a share")
-		}
 		a.Window = w
 		a.Lateness = DefaultWindowLateness
 	}
 	if y.Join != nil {
 		if len(q.GroupBy) > 0 {
-			return nil, bad("query", at(q.GroupBy[0].Pos), "a join cannot have GROUP BY: window the join's target in a second app, or drop join:")
+			return nil, bad("query", at(q.GroupBy[0].Pos), "a join cannot have GROUP BY: it writes record pairs, not values to aggregate (window one side in an app of its own)")
 		}
 		j, err := joinOf(y, q, child(n, "join"), at)
 		if err != nil {

@@ -89,7 +89,11 @@ func New(app *App, serde *schemas.Serde, cfg Config) *Processor {
 	if app.Window != nil {
 		// Checked by Parse; the app's lateness, the features group's idle close.
 		p.win, _ = features.NewWindows(app.Window.Size, app.Lateness, features.DefaultIdleTimeout)
-		c := groupkit.NewCachedCodec[features.WindowState](features.WindowStateCodec())
+		var inner goka.Codec = features.WindowStateCodec()
+		if app.Share != nil {
+			inner = withEvidence{inner} // a window share's evidence shares the table
+		}
+		c := groupkit.NewCachedCodec[features.WindowState](inner)
 		p.table, p.rebalance = c, c.RebalanceOption()
 	}
 	if app.Join != nil {
@@ -132,6 +136,8 @@ func (p *Processor) Graph() *goka.GroupGraph {
 			goka.Visitor(groupkit.TickVisitor, p.onJoinTick),
 		)
 	case p.win != nil:
+		// A window share's evidence states share the windows' table
+		// (withEvidence); the tick visits both.
 		edges = append(edges,
 			goka.Persist(p.table),
 			goka.Visitor(groupkit.TickVisitor, p.onWindowTick),

@@ -315,6 +315,13 @@ func (p *Processor) match(st *joinState, l joinRec) (near *joinRec, interp map[s
 func abs(d int64) int64 { return int64(math.Abs(float64(d))) }
 
 func (p *Processor) emitJoin(ctx goka.Context, st *joinState, l joinRec) {
+	sh := p.app.Share
+	if sh != nil && p.cfg.Revocations != nil {
+		if _, revoked := p.cfg.Revocations.Revoked(sh.Agreement); revoked {
+			p.m.revoked.Inc() // a join share under a revoked agreement writes nothing
+			return
+		}
+	}
 	near, interp := p.match(st, l)
 	ids := []string{l.ID}
 	pl := JoinPayload{Left: l.F, Interpolated: interp}
@@ -338,15 +345,9 @@ func (p *Processor) emitJoin(ctx goka.Context, st *joinState, l joinRec) {
 		DeviceID: device, TS: time.UnixMilli(l.TS).UTC(), IngestedAt: ingested, SourceTopic: p.app.Join.Left, SourceEventIDs: ids,
 		Payload: string(payload),
 	}
-	if sh := p.app.Share; sh != nil {
+	if sh != nil {
 		// A join share: the left record is the receiving tenant's, the
 		// right one the source tenant's, shared under the agreement.
-		if r := p.cfg.Revocations; r != nil {
-			if _, revoked := r.Revoked(sh.Agreement); revoked {
-				p.m.revoked.Inc()
-				return
-			}
-		}
 		rec.Tenant, rec.SourceTenant, rec.Agreement = sh.Tenant, p.app.Tenant, &sh.Agreement
 		if near != nil {
 			ctx.Loopback(evidenceKey(hourOf(l.TS)), &shareMark{TS: l.TS, ID: idKey(rec.EventID)})

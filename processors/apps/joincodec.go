@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+
+	"github.com/lovoo/goka"
 )
 
 // joinCodec is the group-table codec of joinState: a version byte, then
@@ -161,4 +163,27 @@ func (joinCodec) Decode(data []byte) (interface{}, error) {
 		return nil, r.err
 	}
 	return st, nil
+}
+
+// withEvidence is a window share's group-table codec: the windows' codec,
+// and evidenceState as JSON (starting with '{', which no version byte of
+// the windows' codec is).
+type withEvidence struct{ goka.Codec }
+
+func (c withEvidence) Encode(v interface{}) ([]byte, error) {
+	if ev, ok := v.(*evidenceState); ok {
+		return json.Marshal(ev)
+	}
+	return c.Codec.Encode(v)
+}
+
+func (c withEvidence) Decode(b []byte) (interface{}, error) {
+	if len(b) > 0 && b[0] == '{' {
+		ev := &evidenceState{}
+		if err := json.Unmarshal(b, ev); err != nil {
+			return nil, fmt.Errorf("evidence state: %w", err)
+		}
+		return ev, nil
+	}
+	return c.Codec.Decode(b)
 }

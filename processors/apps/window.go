@@ -94,6 +94,10 @@ func (p *Processor) windowed(ctx goka.Context, src Source) {
 
 // onWindowTick closes windows by wall clock (idle devices).
 func (p *Processor) onWindowTick(ctx goka.Context, msg interface{}) {
+	if _, ev := ctx.Value().(*evidenceState); ev {
+		p.onTick(ctx, msg) // a window share's evidence
+		return
+	}
 	st, ok := ctx.Value().(*features.WindowState)
 	if !ok || st == nil {
 		return
@@ -105,6 +109,13 @@ func (p *Processor) onWindowTick(ctx goka.Context, msg interface{}) {
 }
 
 func (p *Processor) emitWindows(ctx goka.Context, topic string, fs []*schemas.Feature) {
+	sh := p.app.Share
+	if sh != nil && p.cfg.Revocations != nil {
+		if _, revoked := p.cfg.Revocations.Revoked(sh.Agreement); revoked {
+			p.m.revoked.Add(float64(len(fs)))
+			return
+		}
+	}
 	for _, f := range fs {
 		payload, _ := json.Marshal(WindowPayload{Name: f.Metric, WindowStart: f.WindowStart, WindowEnd: f.WindowEnd, Count: f.Count,
 			Min: f.Min, Max: f.Max, Mean: f.Mean, Stddev: f.Stddev, First: f.First, Last: f.Last, LateUpdates: f.LateUpdates})
@@ -114,6 +125,12 @@ func (p *Processor) emitWindows(ctx goka.Context, topic string, fs []*schemas.Fe
 			EventID: EventID(p.app.Name, "window", fmt.Sprintf("%s#%d", f.FeatureID, f.LateUpdates)), App: p.app.Name,
 			Tenant: p.app.OwnerTenant(f.Tenant), SourceTenant: f.Tenant, DeviceID: f.DeviceID, TS: f.WindowEnd, IngestedAt: f.IngestedAt,
 			SourceTopic: topic, SourceEventIDs: []string{}, Payload: string(payload),
+		}
+		if sh != nil {
+			// A window share: each window record written counts in the
+			// evidence of its window end's hour, once (by event id).
+			rec.Agreement = &sh.Agreement
+			ctx.Loopback(evidenceKey(hourOf(rec.TS.UnixMilli())), &shareMark{TS: rec.TS.UnixMilli(), ID: idKey(rec.EventID)})
 		}
 		ctx.Emit(goka.Stream(p.app.Target), ctx.Key(), rec)
 		p.m.out.Inc()

@@ -164,3 +164,56 @@ apps:
 		}
 	}
 }
+
+// TestWindowShare: a window app may be a share (aggregates rather than
+// records cross tenants): its windows belong to the receiving tenant under
+// the agreement, each window record counts once in the evidence of its
+// hour (also when written again by the idle tick's visitor), and after the
+// revocation no window is written.
+func TestWindowShare(t *testing.T) {
+	wall := t0
+	rv := NewRevocations(nil, nil, nil)
+	g := startGroup(t, `
+apps:
+  - name: vet
+    source: {topics: [raw.sensor], tenant: demo}
+    query: SELECT device_id, value AS celsius FROM raw.sensor WHERE metric = 'temperature' GROUP BY device, TUMBLE(1m)
+    target: apps.vet-means
+    share: {tenant: vet, agreement: AGR-7}
+`, Config{Revocations: rv, Clock: groupkit.ClockFunc(func() time.Time { return wall })})
+	send := func(tenant, dev string, at time.Duration, v float64) {
+		r := reading(tenant, dev, "temperature", v, 0)
+		r.EventID, r.TS = dev+at.String(), t0.Add(at)
+		g.tt.Consume(topics.RawSensor, tenant+"/"+dev, r)
+	}
+	send("demo", "cow-1", 0, 38)
+	send("demo", "cow-1", 30*time.Second, 40)
+	send("other", "cow-9", 30*time.Second, 40) // another tenant: not shared
+	send("demo", "cow-1", 61*time.Second, 39)  // closes [0, 1m)
+	send("demo", "cow-2", 5*time.Second, 37)
+	wall = t0.Add(10 * time.Minute)
+	g.tick(t, wall) // closes cow-1's [1m, 2m) and cow-2's [0, 1m) by wall clock
+	_, out := drain(t, g.out)
+	if len(out) != 3 {
+		t.Fatalf("%d window records, want 3", len(out))
+	}
+	for _, r := range out {
+		if r.Tenant != "vet" || r.SourceTenant != "demo" || r.Agreement == nil || *r.Agreement != "AGR-7" {
+			t.Fatalf("window record %+v", r)
+		}
+	}
+	g.tick(t, t0.Add(time.Hour+EvidenceDelay))
+	ev := evidences(t, g)
+	if len(ev) != 1 || ev[0].RecordsShared != 3 {
+		t.Fatalf("evidence %+v, want one hour with 3 window records", ev)
+	}
+	rv.add(Revocation{Agreement: "AGR-7", RevokedAt: wall})
+	send("demo", "cow-3", 0, 38)
+	send("demo", "cow-3", 2*time.Minute, 38) // would close [0, 1m)
+	if _, out := drain(t, g.out); len(out) != 0 {
+		t.Fatalf("windows after the revocation: %+v", out)
+	}
+	if n := counter(t, g.reg, "vet", "revoked"); n != 1 {
+		t.Fatalf("revoked = %v, want 1", n)
+	}
+}

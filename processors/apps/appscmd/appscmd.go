@@ -205,6 +205,9 @@ func describe(ctx context.Context, w io.Writer, adm *kadm.Client, a *apps.App, m
 		fmt.Fprintf(w, "  (shared with tenant %s, agreement %s)", a.Share.Tenant, a.Share.Agreement)
 	}
 	fmt.Fprintf(w, "\n\nquery:\n  %s\n\n", strings.ReplaceAll(strings.TrimSpace(a.QueryText), "\n", "\n  "))
+	for _, l := range shape(a) {
+		fmt.Fprintln(w, l)
+	}
 
 	lag, state := "not running yet (no group on the cluster)", ""
 	lags, err := adm.Lag(ctx, a.Group())
@@ -354,4 +357,24 @@ that share under the agreement.`,
 	cmd.Flags().StringVar(&actor, "actor", os.Getenv("USER"), "who revokes it (recorded; default $USER)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 15*time.Second, "give up on the cluster after this long")
 	return cmd
+}
+
+// shape describes a join's or a window's settings, defaults included.
+func shape(a *apps.App) []string {
+	var out []string
+	if j := a.Join; j != nil {
+		by := "the record key (TENANT/DEVICE)"
+		if j.Link != "" {
+			by = "registry label " + j.Link
+		}
+		out = append(out, fmt.Sprintf("join:         %s (left) with %s (right), by %s; tolerance %s, lateness %s, buffer %d per key",
+			j.Left, j.Right, by, j.Tolerance, j.Lateness, j.Buffer))
+		if len(j.Interpolate) > 0 {
+			out = append(out, "interpolate:  "+strings.Join(j.Interpolate, ", "))
+		}
+	}
+	if w := a.Window; w != nil {
+		out = append(out, fmt.Sprintf("window:       TUMBLE(%s) per device, lateness %s", w.Size, a.Lateness))
+	}
+	return out
 }

@@ -79,3 +79,31 @@ func TestIntegrationDescribe(t *testing.T) {
 		t.Errorf("describe without metrics:\n%s", out.String())
 	}
 }
+
+// TestShape: describe prints a join's and a window's settings, defaults
+// included.
+func TestShape(t *testing.T) {
+	as, err := apps.Parse("t.yaml", []byte(`
+apps:
+  - name: j
+    source: {topics: [raw.gps, raw.sensor]}
+    query: SELECT * FROM *
+    join: {right: raw.sensor, link: paddock, interpolate: [value]}
+    target: apps.j
+  - name: w
+    source: {topics: [raw.sensor]}
+    query: SELECT device_id, value FROM raw.sensor GROUP BY device, TUMBLE(1m)
+    lateness: 5s
+    target: apps.w
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(append(shape(as[0]), shape(as[1])...), "\n")
+	for _, want := range []string{"raw.gps (left) with raw.sensor (right), by registry label paddock; tolerance 30s, lateness 1m0s, buffer 64 per key",
+		"interpolate:  value", "TUMBLE(1m0s) per device, lateness 5s"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("describe lacks %q:\n%s", want, got)
+		}
+	}
+}
