@@ -42,7 +42,7 @@ func benchReadings(n int) []schemas.SensorReading {
 
 // migratedFresh migrates a fresh database and creates the partitions the
 // readings fall in (so neither side of the comparison pays for them).
-func migratedFresh(b *testing.B, rows []schemas.SensorReading) (string, Layout) {
+func migratedFresh(b testing.TB, rows []schemas.SensorReading) (string, Layout) {
 	url, layout := migratedDB(b)
 	if !layout.Timescale {
 		c := connect(b, url)

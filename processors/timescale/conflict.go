@@ -72,7 +72,7 @@ type tableSpec struct {
 	cols []string
 	tail string // SQL after "INSERT INTO t (cols) SELECT cols FROM stage_t"
 	// direct tries COPY straight into the table first (insert-only tables
-	// and features; see copyDirect): when it succeeds no key was stored, and
+	// and features; see writePart): when it succeeds no key was stored, and
 	// the batch's own collisions are all there is to judge.
 	direct bool
 	// reason is the dead-letter reason of a conflict; "" when a collision
@@ -93,8 +93,11 @@ type keyed[T any, K comparable] struct {
 	tableSpec
 	// seen recycles dedupe's maps (map[K]int): a batch of 5000 readings
 	// would otherwise allocate half a megabyte.
-	seen  sync.Pool
-	row   func(*T) []any
+	seen sync.Pool
+	row  func(*T) []any
+	// copy, when set, encodes a row for a binary COPY (copy.go), in cols
+	// order; row is then used only by the tests.
+	copy  func(*copyBuf, *T) error
 	key   func(*T) K
 	judge func(kept, later *T) verdict
 	ts    func(*T) time.Time
@@ -118,8 +121,11 @@ type writable interface {
 	spec() *tableSpec
 	dedupe()
 	count() int
-	row(j int) []any // the j-th row to write
-	stage(all bool) (n int, row func(j int) []any)
+	// copyKept copies the rows dedupe kept into table (cols); copyStaged
+	// copies every row (all) or the kept ones, each with its index in the
+	// batch as ord, into the staging table, and returns how many.
+	copyKept(ctx context.Context, tx pgx.Tx, table string, cols []string) error
+	copyStaged(ctx context.Context, tx pgx.Tx, table string, cols []string, all bool) (int, error)
 	bounds() (lo, hi time.Time)
 	resolve(stored map[int32]storedRow) []int32
 	result() (skipped int, conflicts []conflict)
@@ -149,19 +155,16 @@ func (p *part[T, K]) index(j int) int {
 	return j
 }
 
-func (p *part[T, K]) row(j int) []any { return p.def.row(&p.rows[p.index(j)]) }
+func (p *part[T, K]) copyKept(ctx context.Context, tx pgx.Tx, table string, cols []string) error {
+	return p.copyInto(ctx, tx, table, cols, p.count(), p.index, false)
+}
 
-// stage returns the rows to COPY into the staging table, each with its
-// index in the batch as ord: every row, or the ones dedupe kept.
-func (p *part[T, K]) stage(all bool) (int, func(j int) []any) {
+func (p *part[T, K]) copyStaged(ctx context.Context, tx pgx.Tx, table string, cols []string, all bool) (int, error) {
 	n, index := p.count(), p.index
 	if all {
 		n, index = len(p.rows), func(j int) int { return j }
 	}
-	return n, func(j int) []any {
-		i := index(j)
-		return append(p.def.row(&p.rows[i]), int32(i))
-	}
+	return n, p.copyInto(ctx, tx, table, cols, n, index, true)
 }
 
 func (p *part[T, K]) bounds() (lo, hi time.Time) {
@@ -405,7 +408,8 @@ var readingTable = keyed[schemas.SensorReading, readingKey]{
 			FROM stage_sensor_readings s
 			JOIN sensor_readings t ON t.tenant = s.tenant AND t.device_id = s.device_id AND t.metric = s.metric AND t.ts = s.ts
 			WHERE t.ts >= $1 AND t.ts <= $2`},
-	row: readingRow,
+	row:  readingRow,
+	copy: readingCopy,
 	key: func(r *schemas.SensorReading) readingKey {
 		return readingKey{r.Tenant, r.DeviceID, r.Metric, micros(r.TS)}
 	},
@@ -429,8 +433,9 @@ var fixTable = keyed[schemas.GPSFix, fixKey]{
 			FROM stage_gps_fixes s
 			JOIN gps_fixes t ON t.tenant = s.tenant AND t.device_id = s.device_id AND t.ts = s.ts
 			WHERE t.ts >= $1 AND t.ts <= $2`},
-	row: fixRow,
-	key: func(r *schemas.GPSFix) fixKey { return fixKey{r.Tenant, r.DeviceID, micros(r.TS)} },
+	row:  fixRow,
+	copy: fixCopy,
+	key:  func(r *schemas.GPSFix) fixKey { return fixKey{r.Tenant, r.DeviceID, micros(r.TS)} },
 	judge: func(a, b *schemas.GPSFix) verdict {
 		return sameOr(a.EventID == b.EventID, a.Lat == b.Lat && a.Lon == b.Lon && eqPtr(a.Alt, b.Alt) && eqPtr(a.HDOP, b.HDOP) &&
 			eqPtr(a.Speed, b.Speed) && eqPtr(a.Satellites, b.Satellites))

@@ -10,7 +10,7 @@
 // with INSERT ... SELECT ... ON CONFLICT on the tables' natural keys (DO
 // NOTHING for events, a guarded upsert for alerts and device_state); as a
 // fast path, insert-only tables first try a COPY straight into the table
-// inside a savepoint and fall back to staging when a key exists. A record
+// and, when a key exists, write the batch again with that table staged. A record
 // that meets its key holding other content becomes a dead letter in the
 // same transaction (conflict.go). Kafka
 // offsets are committed only after that transaction commits, so a crash

@@ -342,7 +342,42 @@ func (w *Writer) Write(ctx context.Context, b *Batch) (Result, error) {
 	if w.rollupSources(b) {
 		txOpts.BeginQuery = "BEGIN; " + rollupWriterLock
 	}
-	err = pgx.BeginTxFunc(ctx, conn, txOpts, func(tx pgx.Tx) error {
+	// Tables that skip the direct COPY in this batch (see writePart).
+	staged := map[string]bool{}
+	for t, n := range w.stagedFor {
+		if n > 0 {
+			staged[t] = true
+			w.stagedFor[t] = n - 1
+		}
+	}
+	for {
+		var paths [2]int64 // batches written direct, staged
+		res, err = w.writeTx(ctx, conn, txOpts, b, parts, staged, &paths)
+		var dc *directConflict
+		if errors.As(err, &dc) && !staged[dc.table] {
+			// A direct COPY met a stored key: the transaction is rolled
+			// back and written again with that table staged.
+			staged[dc.table] = true
+			w.stagedFor[dc.table] = stagedAfterConflict
+			continue
+		}
+		if err != nil {
+			if isNoPartition(err) {
+				clear(w.parts)
+			}
+			w.dropIfBroken()
+			return Result{}, err
+		}
+		w.Paths.Direct.Add(paths[0])
+		w.Paths.Staged.Add(paths[1])
+		return res, nil
+	}
+}
+
+// writeTx is one attempt of Write: b's parts in one transaction.
+func (w *Writer) writeTx(ctx context.Context, conn *pgx.Conn, txOpts pgx.TxOptions, b *Batch, parts []writable, staged map[string]bool, paths *[2]int64) (Result, error) {
+	res := Result{Written: Counts{}, Skipped: Counts{}, Conflicts: Counts{}}
+	err := pgx.BeginTxFunc(ctx, conn, txOpts, func(tx pgx.Tx) error {
 		if len(b.StateDeletes) > 0 {
 			if _, err := tx.Exec(ctx, "DELETE FROM device_state WHERE device_id = ANY($1) OR tenant || '/' || device_id = ANY($1)", b.StateDeletes); err != nil {
 				return fmt.Errorf("deleting the state of %d removed device(s): %w", len(b.StateDeletes), err)
@@ -357,7 +392,7 @@ func (w *Writer) Write(ctx context.Context, b *Batch) (Result, error) {
 		}
 		letters := b.DeadLetters[:len(b.DeadLetters):len(b.DeadLetters)] // appending copies: b stays as it is
 		for _, p := range parts {
-			if err := w.writePart(ctx, tx, p, &res); err != nil {
+			if err := writePart(ctx, tx, p, staged, paths, &res); err != nil {
 				return err
 			}
 			skipped, conflicts := p.result()
@@ -371,47 +406,60 @@ func (w *Writer) Write(ctx context.Context, b *Batch) (Result, error) {
 		if err := writeCommands(ctx, tx, b.Commands, &res); err != nil {
 			return err
 		}
-		return w.writePart(ctx, tx, &part[DeadLetter, struct{}]{def: &deadLetterTable, rows: letters}, &res)
+		return writePart(ctx, tx, &part[DeadLetter, struct{}]{def: &deadLetterTable, rows: letters}, staged, paths, &res)
 	})
-	if err != nil {
-		if isNoPartition(err) {
-			clear(w.parts)
-		}
-		w.dropIfBroken()
-		return Result{}, err
-	}
-	return res, nil
+	return res, err
 }
+
+// directConflict is the error of a direct COPY that met a stored key.
+type directConflict struct {
+	table string
+	err   error
+}
+
+func (e *directConflict) Error() string {
+	return fmt.Sprintf("copying into %s: a key is stored already: %v", e.table, e.err)
+}
+
+func (e *directConflict) Unwrap() error { return e.err }
 
 // writePart writes one table's rows and counts the rows written (the part
 // counts what it skipped and its conflicts). The fast path COPYs the rows
-// dedupe kept straight into the table; it fails as a whole if any key is
-// stored already. Then the rows go through the staging table: for a table
-// with conflicts, every row is staged, the table judges the ones whose key
-// it holds, resolve decides per key in batch order, and the rows that end
-// up holding their key are merged; other tables merge the rows dedupe kept
+// dedupe kept straight into the table: when no key is stored, that is all
+// there is to do. When one is, the COPY fails as a whole with
+// unique_violation, which aborts the transaction: writePart returns a
+// directConflict, and Write writes the batch again with the table staged
+// (for this batch and stagedAfterConflict more). Rolling the whole
+// transaction back costs a replay a little; a savepoint around every
+// direct COPY cost every batch two round trips and a subtransaction.
+//
+// Staged, the rows go through the staging table: for a table with
+// conflicts, every row is staged, the table judges the ones whose key it
+// holds, resolve decides per key in batch order, and the rows that end up
+// holding their key are merged; other tables merge the rows dedupe kept
 // through their guarded upsert.
-func (w *Writer) writePart(ctx context.Context, tx pgx.Tx, p writable, res *Result) error {
+func writePart(ctx context.Context, tx pgx.Tx, p writable, staged map[string]bool, paths *[2]int64, res *Result) error {
 	s := p.spec()
 	n := p.count()
 	if n == 0 {
 		return nil
 	}
 	if s.direct {
-		src := pgx.CopyFromSlice(n, func(j int) ([]any, error) { return p.row(j), nil })
-		ok, err := w.copyDirect(ctx, tx, s.name, s.cols, n, src)
-		if err != nil {
-			return err
-		}
-		if ok {
+		if !staged[s.name] {
+			if err := p.copyKept(ctx, tx, s.name, s.cols); err != nil {
+				var pe *pgconn.PgError
+				if errors.As(err, &pe) && pe.Code == "23505" {
+					return &directConflict{table: s.name, err: err}
+				}
+				return fmt.Errorf("copying %d rows into %s: %w", n, s.name, err)
+			}
 			res.Written[s.name] += int64(n)
-			w.Paths.Direct.Add(1)
+			paths[0]++
 			return nil
 		}
-		w.Paths.Staged.Add(1)
+		paths[1]++
 	}
 	all := s.verdicts != ""
-	n, row := p.stage(all)
 	// The staging table lives for this transaction only (each table is
 	// staged at most once per batch): behind a transaction-pooling PgBouncer
 	// the next transaction may run on another server connection, where a
@@ -420,8 +468,8 @@ func (w *Writer) writePart(ctx context.Context, tx pgx.Tx, p writable, res *Resu
 	if _, err := tx.Exec(ctx, fmt.Sprintf("CREATE TEMP TABLE stage_%s (LIKE %s INCLUDING DEFAULTS, ord integer) ON COMMIT DROP", s.name, s.name)); err != nil {
 		return fmt.Errorf("creating stage_%s: %w", s.name, err)
 	}
-	src := pgx.CopyFromSlice(n, func(j int) ([]any, error) { return row(j), nil })
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"stage_" + s.name}, append(slices.Clip(s.cols), "ord"), src); err != nil {
+	n, err := p.copyStaged(ctx, tx, "stage_"+s.name, s.cols, all)
+	if err != nil {
 		return fmt.Errorf("copying %d rows into stage_%s: %w", n, s.name, err)
 	}
 	q := mergeSQL(s.name, s.cols, s.tail)
@@ -458,37 +506,6 @@ func (w *Writer) rollupSources(b *Batch) bool {
 
 // doNothing is the merge tail of the insert-only tables.
 const doNothing = " ON CONFLICT DO NOTHING"
-
-// copyDirect is the fast path of an insert-only table: COPY straight into
-// it inside a savepoint. Any existing key (a duplicate) fails the COPY with
-// unique_violation, which rolls back to the savepoint and reports false, so
-// the caller takes the staging path; the outcome is the same either way,
-// because COPY is all or nothing. After a duplicate the table skips the fast
-// path for stagedAfterConflict batches. w.mu must be held.
-func (w *Writer) copyDirect(ctx context.Context, tx pgx.Tx, table string, cols []string, n int, src pgx.CopyFromSource) (bool, error) {
-	if w.stagedFor[table] > 0 {
-		w.stagedFor[table]--
-		return false, nil
-	}
-	if _, err := tx.Exec(ctx, "SAVEPOINT direct_copy"); err != nil {
-		return false, err
-	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{table}, cols, src); err != nil {
-		var pe *pgconn.PgError
-		if !errors.As(err, &pe) || pe.Code != "23505" {
-			return false, fmt.Errorf("copying %d rows into %s: %w", n, table, err)
-		}
-		if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT direct_copy"); err != nil {
-			return false, err
-		}
-		w.stagedFor[table] = stagedAfterConflict
-		return false, nil
-	}
-	if _, err := tx.Exec(ctx, "RELEASE SAVEPOINT direct_copy"); err != nil {
-		return false, err
-	}
-	return true, nil
-}
 
 // IsDataError reports whether err is the database rejecting the data itself
 // (SQLSTATE classes 22 data exception and 23 integrity violation), which a
