@@ -21,7 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/drover-iot/drover/control"
-	"github.com/drover-iot/drover/ingest/sparkplug"
+	"github.com/drover-iot/drover/ingest"
 )
 
 // Bridge moves MQTT messages into Kafka. Build it with New and start it
@@ -47,7 +47,7 @@ type Bridge struct {
 	tracker     *control.Tracker // commands known from commands.status; nil without the downlink
 	statusOK    atomic.Bool      // commands.status was read to its end (or no tracker)
 	presence    *presence        // who is connected; nil unless the downlink waits for connects
-	sparkplug   *sparkplug.Session
+	core        *ingest.Core     // decode → validate → route, the registry check, dead letters
 
 	testOnReceive func(*paho.Publish) // test hook, nil in production
 }
@@ -92,8 +92,13 @@ func New(cfg Config) (*Bridge, error) {
 		return nil, fmt.Errorf("kafka producer: %w", err)
 	}
 	b := &Bridge{cfg: c, log: c.Log, m: newMetrics(c.Metrics), kafka: cl, seed: maphash.MakeSeed(),
-		stopCh: make(chan struct{}), slots: make(chan struct{}, c.ReceiveMaximum), backoff: newBackoff(c.Reconnect, c.Now),
-		sparkplug: sparkplug.NewSession()}
+		stopCh: make(chan struct{}), slots: make(chan struct{}, c.ReceiveMaximum), backoff: newBackoff(c.Reconnect, c.Now)}
+	b.core, err = ingest.NewCore(ingest.Config{Kafka: cl, Serde: c.Serde, Routes: c.Routes, Admission: c.Admission,
+		Limits: c.Limits, DLQTopic: c.DLQTopic, Now: c.Now, Log: c.Log})
+	if err != nil {
+		cl.Close()
+		return nil, err
+	}
 	if c.Downlink {
 		b.tracker = control.NewTracker()
 		if c.Presence == PresenceEvents {

@@ -383,7 +383,7 @@ func (c *Config) routesOrDefault() *routes.Table {
 	if c.Routes != nil {
 		return c.Routes
 	}
-	return DefaultRoutes()
+	return routes.Default()
 }
 
 func (c *Config) dlqOrDefault() string {

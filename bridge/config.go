@@ -34,9 +34,6 @@ const (
 	DefaultCommandsGroup  = "drover-bridge-downlink"
 )
 
-// DefaultRoutes returns the bridge's default routing table, routes.Default().
-func DefaultRoutes() *routes.Table { return routes.Default() }
-
 // Config configures a Bridge. Zero fields take the documented defaults;
 // MQTTURL, KafkaOpts and Serde are required.
 type Config struct {
@@ -75,7 +72,7 @@ type Config struct {
 	// one worker, so per-device order holds. Default 2 × GOMAXPROCS.
 	Workers int
 
-	// Routes is the routing table; default DefaultRoutes().
+	// Routes is the routing table; default routes.Default().
 	Routes *routes.Table
 	// DefaultTenant is the tenant of routes without {tenant} (WildFi);
 	// default "default".
@@ -189,7 +186,7 @@ func (c *Config) withDefaults() (Config, error) {
 		cfg.Workers = 2 * runtime.GOMAXPROCS(0)
 	}
 	if cfg.Routes == nil {
-		cfg.Routes = DefaultRoutes()
+		cfg.Routes = routes.Default()
 	}
 	if len(cfg.Filters) == 0 {
 		cfg.Filters = cfg.Routes.Filters()

@@ -2,19 +2,15 @@ package bridge
 
 import (
 	"errors"
-	"fmt"
-	"runtime/debug"
 	"strconv"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/drover-iot/drover/identity"
 	"github.com/drover-iot/drover/ingest"
 	"github.com/drover-iot/drover/ingest/decode"
 	"github.com/drover-iot/drover/ingest/routes"
-	"github.com/drover-iot/drover/ingest/sparkplug"
 )
 
 // Kafka header names of the MQTT door, besides ingest's (drover.tenant,
@@ -28,12 +24,10 @@ const (
 // Door is the MQTT bridge's name in dead letters and metrics (drover.door).
 const Door = "mqtt"
 
-// worker decodes, validates and produces messages one at a time; its
-// Output is reused.
+// worker hands messages, one at a time, to the ingest core (registry
+// check, decoding, validation, encoding) and produces what it returns.
 type worker struct {
-	b   *Bridge
-	out decode.Output
-	buf []byte
+	b *Bridge
 }
 
 // recordBatch is the set of Kafka records of one message.
@@ -50,118 +44,39 @@ func (w *worker) process(m *message) {
 		b.finish(m)
 		return
 	}
-	_, flag, err := b.cfg.Admission.Check(&match)
-	if err != nil {
-		w.deadLetter(m, match, err)
-		return
-	}
 	if match.Route.Reply {
+		if _, err := b.core.Admit(&match); err != nil {
+			w.deadLetter(m, match, err)
+			return
+		}
 		w.reply(m, match)
 		return
 	}
-	in := decode.Input{
-		Tenant: match.Tenant, DeviceID: match.Device, Source: match.Source, Kind: match.Kind,
-		Payload: m.pub.Payload, ReceivedAt: m.received.UTC().Truncate(time.Millisecond),
-	}
-	if match.Route.Decoder.Name == decode.Sparkplug {
-		err = w.decodeSparkplug(m.pub.Topic, &in)
-	} else {
-		err = w.decode(match, &in)
-	}
-	if err != nil {
-		w.deadLetter(m, match, err)
-		return
-	}
-	if w.out.Len() == 0 { // a Sparkplug message without numbers (a stale death, say)
-		b.finish(m)
-		return
-	}
-	if err := b.waitSchema(match.Topic); err != nil {
-		b.abandon(m)
-		return
-	}
-	headers := recordHeaders(m.pub, match.Tenant)
-	if flag != "" {
-		headers = append(headers, kgo.RecordHeader{Key: ingest.HeaderRegistry, Value: []byte(flag)})
-	}
-	recs := make(recordBatch, 0, w.out.Len())
-	key := []byte(identity.Key(match.Tenant, match.Device))
-	add := func(v any) error {
-		buf, err := b.cfg.Serde.AppendEncode(b.prodCtx, nil, match.Topic, v)
+	r := ingest.Routed{Door: Door, Topic: m.pub.Topic, Match: match, Payload: m.pub.Payload, ReceivedAt: m.received,
+		Headers: recordHeaders(m.pub)}
+	for {
+		p, err := b.core.Prepare(b.prodCtx, &r)
+		if errors.Is(err, ingest.ErrUnavailable) {
+			// The schema registry cannot resolve the topic's schema: that
+			// is not the message's fault. Prepare checks that first, so the
+			// message is prepared again once the registry answers.
+			if err := b.waitSchema(r.Match.Topic); err != nil {
+				b.abandon(m)
+				return
+			}
+			continue
+		}
 		if err != nil {
-			return &decode.Error{Stage: decode.StageValidate, Reason: decode.ReasonSchemaInvalid, Message: err.Error()}
-		}
-		recs = append(recs, &kgo.Record{Topic: match.Topic, Key: key, Value: buf, Headers: headers})
-		return nil
-	}
-	for i := range w.out.Sensor {
-		if d := w.out.Sensor[i].DeviceID; d != match.Device {
-			// A Sparkplug death takes the devices behind an edge node
-			// offline: each reading is keyed by its own device.
-			key = []byte(identity.Key(match.Tenant, d))
-		}
-		if err := add(&w.out.Sensor[i]); err != nil {
-			w.deadLetter(m, match, err)
+			w.deadLetter(m, r.Match, err)
 			return
 		}
-	}
-	for i := range w.out.GPS {
-		if err := add(&w.out.GPS[i]); err != nil {
-			w.deadLetter(m, match, err)
+		if len(p.Records) == 0 { // a Sparkplug message without numbers (a stale death, say)
+			b.finish(m)
 			return
 		}
+		b.produce(m, r.Match, p.Records, false)
+		return
 	}
-	for i := range w.out.Media {
-		if err := add(&w.out.Media[i]); err != nil {
-			w.deadLetter(m, match, err)
-			return
-		}
-	}
-	b.produce(m, match, recs, false)
-}
-
-// decode runs the route's decoder; a panic (a bug) becomes an
-// internal_error dead letter instead of crashing the bridge, which would
-// only have the broker redeliver the message to the next replica.
-func (w *worker) decode(match routes.Match, in *decode.Input) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			w.b.log.Error("decoder panic", "decoder", match.Route.Decoder.Name, "panic", r, "stack", string(debug.Stack()))
-			err = &decode.Error{Stage: decode.StageDecode, Reason: decode.ReasonInternalError,
-				Message: fmt.Sprintf("decoder %s failed: %v (a bug; please report it)", match.Route.Decoder.Name, r)}
-		}
-	}()
-	return decode.Decode(match.Route.Decoder.Func, in, w.b.cfg.Limits, &w.out)
-}
-
-// decodeSparkplug reads a Sparkplug B message with the bridge's session:
-// its birth certificates resolve aliases, sequence gaps become readings,
-// deaths take devices offline, and a DATA message before its BIRTH is
-// refused (sparkplug.ReasonNoBirth). The records are checked as a
-// decoder's are (decode.Validate).
-func (w *worker) decodeSparkplug(topic string, in *decode.Input) error {
-	w.out.Reset()
-	if lim := w.b.cfg.Limits.MaxPayload; lim > 0 && len(in.Payload) > lim {
-		return &decode.Error{Stage: decode.StageDecode, Reason: decode.ReasonPayloadTooLarge, Message: fmt.Sprintf("payload is %d bytes, limit %d", len(in.Payload), lim)}
-	}
-	t, err := sparkplug.ParseTopic(topic)
-	if err != nil {
-		return err
-	}
-	sm, err := w.b.sparkplug.Handle(t, in.Payload)
-	if err != nil {
-		return err
-	}
-	if sm.Gap != nil {
-		w.b.log.Warn("sparkplug sequence gap", "topic", topic, "expected", sm.Gap.Expected, "got", sm.Gap.Got)
-	}
-	if err := sparkplug.Records(sm, in, &w.out); err != nil {
-		return err
-	}
-	if w.out.Len() == 0 {
-		return nil
-	}
-	return decode.Validate(in, w.b.cfg.Limits, &w.out)
 }
 
 // waitSchema makes sure topic's schema id is known, retrying while the
@@ -274,7 +189,7 @@ func (b *Bridge) deadLetterRecord(m *message, match routes.Match, de *decode.Err
 		Headers: map[string]string{}, ReceivedAt: m.received, MaxPayload: b.cfg.Limits.MaxPayload}
 	if m.client != nil { // an MQTT message (not a downlink command)
 		l.Door = Door
-		l.RecordHeaders = recordHeaders(m.pub, "")
+		l.RecordHeaders = recordHeaders(m.pub)
 		l.Headers["mqtt.qos"] = strconv.Itoa(int(m.pub.QoS))
 		if m.pub.Retain {
 			l.Headers["mqtt.retain"] = "true"
@@ -284,15 +199,19 @@ func (b *Bridge) deadLetterRecord(m *message, match routes.Match, de *decode.Err
 		l.ContentType = p.ContentType
 		addUserProperties(l.Headers, p.User)
 	}
-	return ingest.DeadLetterRecord(b.prodCtx, b.cfg.Serde, b.cfg.DLQTopic, l, de, b.cfg.Now())
+	return b.core.DeadLetter(b.prodCtx, l, de)
 }
 
-func recordHeaders(p *paho.Publish, tenant string) []kgo.RecordHeader {
-	h := make([]kgo.RecordHeader, 0, 4)
-	h = append(h, kgo.RecordHeader{Key: ingest.HeaderMQTTTopic, Value: []byte(p.Topic)})
-	if tenant != "" {
-		h = append(h, kgo.RecordHeader{Key: ingest.HeaderTenant, Value: []byte(tenant)})
+// recordHeaders are the MQTT message's Kafka headers: mqtt.topic, the
+// content type and user properties; with room for the ingest core's
+// drover.tenant, drover.door and drover.registry.
+func recordHeaders(p *paho.Publish) []kgo.RecordHeader {
+	n := 5
+	if p.Properties != nil {
+		n += 1 + len(p.Properties.User)
 	}
+	h := make([]kgo.RecordHeader, 0, n)
+	h = append(h, kgo.RecordHeader{Key: ingest.HeaderMQTTTopic, Value: []byte(p.Topic)})
 	if p.Properties != nil {
 		if p.Properties.ContentType != "" {
 			h = append(h, kgo.RecordHeader{Key: HeaderContentType, Value: []byte(p.Properties.ContentType)})

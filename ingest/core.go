@@ -16,20 +16,11 @@ import (
 	"github.com/drover-iot/drover/ingest/decode"
 	"github.com/drover-iot/drover/ingest/lorawan"
 	"github.com/drover-iot/drover/ingest/routes"
+	"github.com/drover-iot/drover/ingest/sparkplug"
 	"github.com/drover-iot/drover/registry"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
 )
-
-// Router routes the messages of a door: a *routes.Table. A device channel
-// routes as the topic DeviceTopic gives it (devices/{tenant}/{device}/{channel}
-// with the default table), as if it came over MQTT.
-type Router interface {
-	DeviceTopic(tenant, device, channel string) (topic string, ok bool)
-	Route(topic, defaultTenant string) (routes.Match, error)
-}
-
-var _ Router = (*routes.Table)(nil)
 
 // Registry is the registry check: Admit as registry.View has it, and the
 // DevEUI lookup of LoRaWAN webhooks.
@@ -42,10 +33,18 @@ type Registry interface {
 type Config struct {
 	Kafka *kgo.Client    // the producer (idempotent, acks=all)
 	Serde *schemas.Serde // Avro in the Confluent wire format
-	// Router routes device channels (required).
-	Router Router
-	// Registry checks every message's device; nil = no check.
+	// Routes is the routes table (required; routes.Default() is the
+	// embedded one). A device channel routes as the device topic
+	// DeviceTopic gives it (devices/{tenant}/{device}/{channel} with the
+	// default table), as if it came over MQTT.
+	Routes *routes.Table
+	// Registry checks every message's device (enforce) and resolves
+	// LoRaWAN DevEUIs; nil = no check.
 	Registry Registry
+	// Admission, when set, is the registry check of routed messages
+	// instead of Registry's: enforce or observe mode, and the tenant of
+	// topics that name none (the MQTT bridge's --registry).
+	Admission *Admission
 	// Limits are the decoders' checks (default decode.DefaultLimits()).
 	Limits decode.Limits
 	// DLQTopic, SensorTopic and GPSTopic default to dlq.events, raw.sensor
@@ -60,14 +59,15 @@ type Config struct {
 // it, and writes the dead letter of each one it refuses. It is safe for
 // concurrent use.
 type Core struct {
-	cfg  Config
-	pool sync.Pool // *decode.Output
+	cfg   Config
+	pool  sync.Pool          // *decode.Output
+	spark *sparkplug.Session // the Sparkplug B births, sequences and deaths seen
 }
 
 // NewCore returns a Core.
 func NewCore(cfg Config) (*Core, error) {
-	if cfg.Kafka == nil || cfg.Serde == nil || cfg.Router == nil {
-		return nil, errors.New("ingest: a core needs a Kafka client, a serde and a router")
+	if cfg.Kafka == nil || cfg.Serde == nil || cfg.Routes == nil {
+		return nil, errors.New("ingest: a core needs a Kafka client, a serde and a routes table")
 	}
 	if cfg.Limits == (decode.Limits{}) {
 		cfg.Limits = decode.DefaultLimits()
@@ -87,7 +87,7 @@ func NewCore(cfg Config) (*Core, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	c := &Core{cfg: cfg}
+	c := &Core{cfg: cfg, spark: sparkplug.NewSession()}
 	c.pool.New = func() any { return new(decode.Output) }
 	return c, nil
 }
@@ -152,43 +152,19 @@ func (p *pending) wait(ctx context.Context) error {
 func (c *Core) start(ctx context.Context, m *Message) *pending {
 	l := Letter{Source: c.source(m), Door: m.Door, Tenant: m.Tenant, Device: m.Device, Payload: m.Payload,
 		ReceivedAt: m.ReceivedAt, MaxPayload: c.cfg.Limits.MaxPayload}
-	out := c.pool.Get().(*decode.Output)
-	defer c.pool.Put(out)
-	topicOf, de := c.decode(m, &l, out)
+	var recs []*kgo.Record
+	var de *decode.Error
+	if m.Door == LoRaWAN {
+		recs, de = c.prepareLoRaWAN(ctx, m, &l)
+	} else {
+		var err error
+		recs, err = c.prepareChannel(ctx, m, &l)
+		if err != nil && !errors.As(err, &de) {
+			return &pending{err: err}
+		}
+	}
 	if de != nil {
 		return c.deadLetter(ctx, l, de)
-	}
-	if topicOf == nil { // an ignored route
-		return &pending{}
-	}
-	headers := []kgo.RecordHeader{{Key: HeaderTenant, Value: []byte(l.Tenant)}, {Key: HeaderDoor, Value: []byte(m.Door)}}
-	var recs []*kgo.Record
-	add := func(kind decode.Kind, v any) *decode.Error {
-		topic := topicOf(kind)
-		buf, err := c.cfg.Serde.AppendEncode(ctx, nil, topic, v)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return &decode.Error{Stage: decode.StageValidate, Reason: decode.ReasonSchemaInvalid, Message: err.Error()}
-		}
-		recs = append(recs, &kgo.Record{Topic: topic, Key: []byte(identity.Key(l.Tenant, l.Device)), Value: buf, Headers: headers})
-		return nil
-	}
-	for i := range out.Sensor {
-		if de := add(decode.KindSensor, &out.Sensor[i]); de != nil {
-			return c.deadLetter(ctx, l, de)
-		}
-	}
-	for i := range out.GPS {
-		if de := add(decode.KindGPS, &out.GPS[i]); de != nil {
-			return c.deadLetter(ctx, l, de)
-		}
-	}
-	for i := range out.Media {
-		if de := add(decode.KindMedia, &out.Media[i]); de != nil {
-			return c.deadLetter(ctx, l, de)
-		}
 	}
 	if ctx.Err() != nil {
 		return &pending{err: fmt.Errorf("%w: %w", ErrUnavailable, context.Cause(ctx))}
@@ -196,26 +172,15 @@ func (c *Core) start(ctx context.Context, m *Message) *pending {
 	return c.produce(ctx, &pending{c: c, m: m, letter: l}, recs)
 }
 
-// decode routes, checks identity and decodes m into out. It returns the
-// Kafka topic of each record kind (nil for an ignored route), or the
-// refusal.
-func (c *Core) decode(m *Message, l *Letter, out *decode.Output) (topicOf func(decode.Kind) string, de *decode.Error) {
-	defer func() {
-		if r := recover(); r != nil {
-			c.cfg.Log.Error("ingest: decoder panic", "door", m.Door, "channel", m.Channel, "panic", r, "stack", string(debug.Stack()))
-			topicOf, de = nil, &decode.Error{Stage: decode.StageDecode, Reason: decode.ReasonInternalError,
-				Message: fmt.Sprintf("decoding failed: %v (a bug; please report it)", r)}
-		}
-	}()
-	recv := m.ReceivedAt.UTC().Truncate(time.Millisecond)
-	if m.Door == LoRaWAN {
-		return c.decodeLoRaWAN(m, l, recv, out)
-	}
-	topic, ok := c.cfg.Router.DeviceTopic(m.Tenant, m.Device, m.Channel)
+// prepareChannel routes m's device channel as the device topic it stands
+// for and Prepares it: its records (none for an ignored route), its
+// refusal (a *decode.Error), or an error wrapping ErrUnavailable.
+func (c *Core) prepareChannel(ctx context.Context, m *Message, l *Letter) ([]*kgo.Record, error) {
+	topic, ok := c.cfg.Routes.DeviceTopic(m.Tenant, m.Device, m.Channel)
 	if !ok {
 		return nil, &decode.Error{Stage: decode.StageRoute, Reason: decode.ReasonUnknownChannel, Message: "no route names a tenant and a device"}
 	}
-	r, err := c.cfg.Router.Route(topic, "")
+	r, err := c.cfg.Routes.Route(topic, "")
 	if err != nil {
 		return nil, asDecodeErr(err, decode.StageRoute)
 	}
@@ -227,20 +192,33 @@ func (c *Core) decode(m *Message, l *Letter, out *decode.Output) (topicOf func(d
 		return nil, &decode.Error{Stage: decode.StageRoute, Reason: decode.ReasonUnknownChannel,
 			Message: fmt.Sprintf("channel %q: command replies are accepted over MQTT only", m.Channel)}
 	}
-	if de := c.admit(m.Tenant, m.Device); de != nil {
-		return nil, de
+	if err := identity.Validate(m.Tenant, m.Device); err != nil {
+		return nil, &decode.Error{Stage: decode.StageRoute, Reason: decode.ReasonBadIdentity, Message: err.Error()}
 	}
-	in := decode.Input{Tenant: m.Tenant, DeviceID: m.Device, Source: r.Source, Kind: r.Kind, Payload: m.Payload, ReceivedAt: recv}
-	if err := decode.Decode(r.Route.Decoder.Func, &in, c.cfg.Limits, out); err != nil {
-		return nil, asDecodeErr(err, decode.StageDecode)
+	rt := Routed{Door: m.Door, Topic: topic, Match: r, Payload: m.Payload, ReceivedAt: m.ReceivedAt}
+	p, err := c.Prepare(ctx, &rt)
+	l.Tenant = rt.Match.Tenant
+	if err != nil {
+		return nil, err
 	}
-	return func(decode.Kind) string { return r.Topic }, nil
+	return p.Records, nil
 }
 
 // LoRaWAN is the Message.Door of network servers' webhooks.
 const LoRaWAN = "lorawan"
 
-func (c *Core) decodeLoRaWAN(m *Message, l *Letter, recv time.Time, out *decode.Output) (func(decode.Kind) string, *decode.Error) {
+// prepareLoRaWAN reads a network server's webhook, resolves its DevEUI in
+// the registry and encodes its records (readings to raw.sensor, positions
+// to raw.gps); none for an event the pipeline ignores.
+func (c *Core) prepareLoRaWAN(ctx context.Context, m *Message, l *Letter) (recs []*kgo.Record, de *decode.Error) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.cfg.Log.Error("ingest: decoder panic", "door", m.Door, "channel", m.Channel, "panic", r, "stack", string(debug.Stack()))
+			recs, de = nil, &decode.Error{Stage: decode.StageDecode, Reason: decode.ReasonInternalError,
+				Message: fmt.Sprintf("decoding failed: %v (a bug; please report it)", r)}
+		}
+	}()
+	recv := m.ReceivedAt.UTC().Truncate(time.Millisecond)
 	var ev *lorawan.Event
 	var err error
 	switch {
@@ -266,6 +244,8 @@ func (c *Core) decodeLoRaWAN(m *Message, l *Letter, recv time.Time, out *decode.
 	}
 	m.Tenant, m.Device = d.Tenant, d.ID
 	l.Tenant, l.Device = d.Tenant, d.ID
+	out := c.pool.Get().(*decode.Output)
+	defer c.pool.Put(out)
 	// Through decode.Decode, so the records get MQTT's validation (ts
 	// window, finite values, printable metric names, one value per metric
 	// and time).
@@ -277,25 +257,8 @@ func (c *Core) decodeLoRaWAN(m *Message, l *Letter, recv time.Time, out *decode.
 	if err := decode.Decode(records, &in, c.cfg.Limits, out); err != nil {
 		return nil, asDecodeErr(err, decode.StageDecode)
 	}
-	return func(k decode.Kind) string {
-		if k == decode.KindGPS {
-			return c.cfg.GPSTopic
-		}
-		return c.cfg.SensorTopic
-	}, nil
-}
-
-func (c *Core) admit(tenant, device string) *decode.Error {
-	if err := identity.Validate(tenant, device); err != nil {
-		return &decode.Error{Stage: decode.StageRoute, Reason: decode.ReasonBadIdentity, Message: err.Error()}
-	}
-	if c.cfg.Registry == nil {
-		return nil
-	}
-	if _, err := c.cfg.Registry.Admit(tenant, device); err != nil {
-		return identityErr(err, identity.Key(tenant, device))
-	}
-	return nil
+	headers := []kgo.RecordHeader{{Key: HeaderTenant, Value: []byte(d.Tenant)}, {Key: HeaderDoor, Value: []byte(m.Door)}}
+	return c.encode(ctx, d.Tenant, d.ID, out, kindTopics{c.cfg.SensorTopic, c.cfg.GPSTopic, c.cfg.SensorTopic}, headers)
 }
 
 func identityErr(err error, who string) *decode.Error {
@@ -319,7 +282,7 @@ func (c *Core) source(m *Message) string {
 	if m.Door == LoRaWAN {
 		return m.Channel
 	}
-	if t, ok := c.cfg.Router.DeviceTopic(m.Tenant, m.Device, m.Channel); ok {
+	if t, ok := c.cfg.Routes.DeviceTopic(m.Tenant, m.Device, m.Channel); ok {
 		return t
 	}
 	return m.Tenant + "/" + m.Device + "/" + m.Channel

@@ -171,7 +171,7 @@ func TestIntegrationCoreKafkaDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer dead.Close()
-	core, err := ingest.NewCore(ingest.Config{Kafka: dead, Serde: e.Serde, Router: ingesttest.Routes(routes.Default()), Registry: e.View, Log: devtest.Logger()})
+	core, err := ingest.NewCore(ingest.Config{Kafka: dead, Serde: e.Serde, Routes: routes.Default(), Registry: e.View, Log: devtest.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/drover-iot/drover/bridge"
 	"github.com/drover-iot/drover/ingest/decode"
+	routestable "github.com/drover-iot/drover/ingest/routes"
 )
 
 // fakeClock is a settable Clock.
@@ -35,7 +35,7 @@ var epoch = time.Date(2026, 5, 1, 6, 0, 0, 0, time.UTC)
 
 // routes is the bridge's default routing table (MQTT topic → decoder →
 // Kafka topic).
-var routes = bridge.DefaultRoutes()
+var routes = routestable.Default()
 
 // route routes topic with the bridge's default table, WildFi collars
 // getting FixtureTenant. It returns the route-stage reason for topics no

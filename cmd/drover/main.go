@@ -18,8 +18,6 @@ import (
 	"github.com/drover-iot/drover/devstack"
 	"github.com/drover-iot/drover/doors/doorscmd"
 	"github.com/drover-iot/drover/doors/doorsdev"
-	"github.com/drover-iot/drover/ingest"
-	"github.com/drover-iot/drover/ingest/routes"
 	"github.com/drover-iot/drover/inspect"
 	"github.com/drover-iot/drover/processors"
 	"github.com/drover-iot/drover/processors/alerts"
@@ -50,14 +48,14 @@ func newRoot() *cli.Root {
 			simulate.DevStage(simulate.Config{}),
 			backfill.DevStage(backfill.NewNotifier(nil), ""),
 			consoledev.Stage(version),
-			doorsdev.HTTPStage(doorRoutes),
-			doorsdev.CoAPStage(doorRoutes),
+			doorsdev.HTTPStage(),
+			doorsdev.CoAPStage(),
 		),
 		consolecmd.Command(root.Conn, version),
 		topics.Command(root.Conn),
 		bridge.Command(root.Conn),
-		doorscmd.HTTPCommand(root.Conn, doorRoutes),
-		doorscmd.CoAPCommand(root.Conn, doorRoutes),
+		doorscmd.HTTPCommand(root.Conn),
+		doorscmd.CoAPCommand(root.Conn),
 		simulate.Command(root.Conn),
 		schemas.Command(root.Conn),
 		inspect.TailCommand(root.Conn),
@@ -79,13 +77,4 @@ func newRoot() *cli.Root {
 		smoke.Command(root.Conn),
 	)
 	return root
-}
-
-// doorRoutes gives the doors the routes table (--routes, as the MQTT
-// bridge's): a device channel routes as its device topic.
-func doorRoutes(file string) (ingest.Router, error) {
-	if file == "" {
-		return routes.Default(), nil
-	}
-	return routes.Load(file)
 }

@@ -18,14 +18,10 @@ import (
 	"github.com/drover-iot/drover/admin"
 	"github.com/drover-iot/drover/cli"
 	"github.com/drover-iot/drover/ingest"
+	"github.com/drover-iot/drover/ingest/routes"
 	"github.com/drover-iot/drover/registry"
 	"github.com/drover-iot/drover/schemas"
 )
-
-// Routes loads the routes table (file "" = the embedded default) as an
-// ingest.Router; `drover` wires the MQTT bridge's table in, so every door
-// routes a channel as MQTT routes devices/{tenant}/{device}/{channel}.
-type Routes func(file string) (ingest.Router, error)
 
 // core is an open ingest core and what it runs on.
 type core struct {
@@ -52,8 +48,11 @@ func (f *coreFlags) add(fs *pflag.FlagSet, adminAddr string) {
 //
 // stage (http, coap) names the door's kprom series on /metrics:
 // drover_<stage>_kafka_*{client="producer"|"registry"}.
-func (f *coreFlags) open(ctx context.Context, conn *cli.Conn, stage string, routes Routes) (*core, error) {
-	router, err := routes(f.routesFile)
+//
+// --routes ("" = routes.Default()) is the MQTT bridge's table: every door
+// routes a channel as MQTT routes devices/{tenant}/{device}/{channel}.
+func (f *coreFlags) open(ctx context.Context, conn *cli.Conn, stage string) (*core, error) {
+	table, err := loadRoutes(f.routesFile)
 	if err != nil {
 		return nil, cli.Usagef("--routes: %w", err)
 	}
@@ -78,7 +77,7 @@ func (f *coreFlags) open(ctx context.Context, conn *cli.Conn, stage string, rout
 	if c.producer, err = kgo.NewClient(append(slices.Clip(kopts), kgo.ProducerLinger(time.Millisecond), km("producer"))...); err != nil {
 		return nil, err
 	}
-	c.Core, err = ingest.NewCore(ingest.Config{Kafka: c.producer, Serde: serde, Router: router, Registry: c.view, Log: log})
+	c.Core, err = ingest.NewCore(ingest.Config{Kafka: c.producer, Serde: serde, Routes: table, Registry: c.view, Log: log})
 	if err != nil {
 		c.producer.Close()
 		return nil, err
@@ -143,4 +142,12 @@ func positiveDur(flag string, d time.Duration) error {
 		return cli.Usagef("--%s: %s, want a positive duration", flag, d)
 	}
 	return nil
+}
+
+// loadRoutes is the routes table of --routes ("" = routes.Default()).
+func loadRoutes(file string) (*routes.Table, error) {
+	if file == "" {
+		return routes.Default(), nil
+	}
+	return routes.Load(file)
 }

@@ -25,7 +25,7 @@ type coapFlags struct {
 }
 
 // CoAPCommand returns `drover coap`.
-func CoAPCommand(conn *cli.Conn, routes Routes) *cobra.Command {
+func CoAPCommand(conn *cli.Conn) *cobra.Command {
 	var f coapFlags
 	cmd := &cobra.Command{
 		Use:   "coap",
@@ -40,7 +40,7 @@ answers 2.04 only after Kafka acknowledged, 4.xx with the dead-letter reason,
 		Example: `  drover coap
   drover coap --dtls-addr :5684`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return f.run(cmd.Context(), conn, routes) },
+		RunE: func(cmd *cobra.Command, _ []string) error { return f.run(cmd.Context(), conn) },
 	}
 	fs := cmd.Flags()
 	conn.AddKafkaFlags(fs)
@@ -54,7 +54,7 @@ answers 2.04 only after Kafka acknowledged, 4.xx with the dead-letter reason,
 	return cmd
 }
 
-func (f *coapFlags) run(ctx context.Context, conn *cli.Conn, routes Routes) error {
+func (f *coapFlags) run(ctx context.Context, conn *cli.Conn) error {
 	if err := positive("max-body", int64(f.maxBody)); err != nil {
 		return err
 	}
@@ -66,7 +66,7 @@ func (f *coapFlags) run(ctx context.Context, conn *cli.Conn, routes Routes) erro
 	if f.udpAddr == "" && f.dtlsAddr == "" {
 		return cli.Usagef("--dtls-addr and --udp-addr: both empty, nothing to serve")
 	}
-	c, err := f.open(ctx, conn, "coap", routes)
+	c, err := f.open(ctx, conn, "coap")
 	if err != nil {
 		return err
 	}

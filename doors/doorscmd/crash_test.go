@@ -17,10 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/drover-iot/drover/bridge"
 	"github.com/drover-iot/drover/cli"
 	"github.com/drover-iot/drover/doors/doorscmd"
-	"github.com/drover-iot/drover/ingest"
 	"github.com/drover-iot/drover/ingest/ingesttest"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
@@ -34,8 +32,7 @@ const envChild = "DROVER_DOORS_TEST_CHILD"
 func TestMain(m *testing.M) {
 	if os.Getenv(envChild) == "1" {
 		root := cli.NewRoot("test")
-		routes := func(string) (ingest.Router, error) { return ingesttest.Routes(bridge.DefaultRoutes()), nil }
-		root.Cmd.AddCommand(doorscmd.HTTPCommand(root.Conn, routes), doorscmd.CoAPCommand(root.Conn, routes))
+		root.Cmd.AddCommand(doorscmd.HTTPCommand(root.Conn), doorscmd.CoAPCommand(root.Conn))
 		os.Exit(root.Execute(strings.Split(os.Getenv(envChild+"_ARGS"), "\n")))
 	}
 	os.Exit(m.Run())

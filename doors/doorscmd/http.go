@@ -32,7 +32,7 @@ type httpFlags struct {
 }
 
 // HTTPCommand returns `drover http`.
-func HTTPCommand(conn *cli.Conn, routes Routes) *cobra.Command {
+func HTTPCommand(conn *cli.Conn) *cobra.Command {
 	var f httpFlags
 	cmd := &cobra.Command{
 		Use:   "http",
@@ -57,7 +57,7 @@ doors/httpapi/README.md.`,
   curl -H "Authorization: Bearer $SECRET" -d '{"metric":"t","value":21.5}' \
     http://127.0.0.1:9484/v1/devices/farm1/cow-7/sensor`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return f.run(cmd.Context(), conn, routes) },
+		RunE: func(cmd *cobra.Command, _ []string) error { return f.run(cmd.Context(), conn) },
 	}
 	fs := cmd.Flags()
 	conn.AddKafkaFlags(fs)
@@ -126,12 +126,12 @@ func (f *httpFlags) config() (httpapi.Config, []httpapi.Option, error) {
 	return cfg, opts, nil
 }
 
-func (f *httpFlags) run(ctx context.Context, conn *cli.Conn, routes Routes) error {
+func (f *httpFlags) run(ctx context.Context, conn *cli.Conn) error {
 	cfg, opts, err := f.config()
 	if err != nil {
 		return err
 	}
-	c, err := f.open(ctx, conn, "http", routes)
+	c, err := f.open(ctx, conn, "http")
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/drover-iot/drover/doors/doorscmd"
 	"github.com/drover-iot/drover/doors/httpapi"
 	"github.com/drover-iot/drover/ingest"
+	"github.com/drover-iot/drover/ingest/routes"
 	"github.com/drover-iot/drover/registry"
 	"github.com/drover-iot/drover/schemas"
 )
@@ -56,11 +57,7 @@ func (s *stage) get() (string, error) {
 }
 
 // open starts the registry view and the core on the embedded stack.
-func (s *stage) open(ctx context.Context, ep devstage.Endpoints, log *slog.Logger, routes doorscmd.Routes) (*ingest.Core, *registry.View, func(), error) {
-	router, err := routes("")
-	if err != nil {
-		return nil, nil, nil, err
-	}
+func (s *stage) open(ctx context.Context, ep devstage.Endpoints, log *slog.Logger) (*ingest.Core, *registry.View, func(), error) {
 	reg, err := sr.NewClient(sr.URLs(ep.SchemaRegistryURL))
 	if err != nil {
 		return nil, nil, nil, err
@@ -81,7 +78,7 @@ func (s *stage) open(ctx context.Context, ep devstage.Endpoints, log *slog.Logge
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	core, err := ingest.NewCore(ingest.Config{Kafka: prod, Serde: serde, Router: router, Registry: view, Log: log})
+	core, err := ingest.NewCore(ingest.Config{Kafka: prod, Serde: serde, Routes: routes.Default(), Registry: view, Log: log})
 	if err != nil {
 		prod.Close()
 		return nil, nil, nil, err
@@ -100,7 +97,7 @@ func (s *stage) open(ctx context.Context, ep devstage.Endpoints, log *slog.Logge
 
 // HTTPStage is `drover http` in drover dev: on 127.0.0.1 (--http-port,
 // default 9484), its URL in the env file as DROVER_HTTP_URL.
-func HTTPStage(routes doorscmd.Routes) devstage.Stage {
+func HTTPStage() devstage.Stage {
 	var port int
 	s := &stage{ready: errors.New("http door not started")}
 	return devstage.Stage{
@@ -122,7 +119,7 @@ func HTTPStage(routes doorscmd.Routes) devstage.Stage {
 			return [][2]string{{"DROVER_HTTP_URL", u}}
 		},
 		Run: func(ctx context.Context, ep devstage.Endpoints, log *slog.Logger) error {
-			core, view, closeCore, err := s.open(ctx, ep, log, routes)
+			core, view, closeCore, err := s.open(ctx, ep, log)
 			if err != nil {
 				return fmt.Errorf("http: %w", err)
 			}
@@ -151,7 +148,7 @@ func HTTPStage(routes doorscmd.Routes) devstage.Stage {
 // (--coap-port, default 5683; no DTLS, so no device identity: the registry
 // still checks the path's device), its URL in the env file as
 // DROVER_COAP_URL.
-func CoAPStage(routes doorscmd.Routes) devstage.Stage {
+func CoAPStage() devstage.Stage {
 	var port int
 	s := &stage{ready: errors.New("coap door not started")}
 	return devstage.Stage{
@@ -173,7 +170,7 @@ func CoAPStage(routes doorscmd.Routes) devstage.Stage {
 			return [][2]string{{"DROVER_COAP_URL", u}}
 		},
 		Run: func(ctx context.Context, ep devstage.Endpoints, log *slog.Logger) error {
-			core, view, closeCore, err := s.open(ctx, ep, log, routes)
+			core, view, closeCore, err := s.open(ctx, ep, log)
 			if err != nil {
 				return fmt.Errorf("coap: %w", err)
 			}

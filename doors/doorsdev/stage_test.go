@@ -16,15 +16,11 @@ import (
 
 	"github.com/drover-iot/drover/devstack"
 	"github.com/drover-iot/drover/doors/doorsdev"
-	"github.com/drover-iot/drover/ingest"
 	"github.com/drover-iot/drover/ingest/ingesttest"
-	"github.com/drover-iot/drover/ingest/routes"
 	"github.com/drover-iot/drover/registry"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
 )
-
-func testRoutes(string) (ingest.Router, error) { return ingesttest.Routes(routes.Default()), nil }
 
 // TestIntegrationHTTPDevStage runs the HTTP door's `drover dev` stage on
 // the embedded stack: it gets ready, hands out its URL for the env file,
@@ -71,7 +67,7 @@ func TestIntegrationHTTPDevStage(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	stage := doorsdev.HTTPStage(testRoutes)
+	stage := doorsdev.HTTPStage()
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- stage.Run(runCtx, ep, slog.New(slog.DiscardHandler)) }()

@@ -51,16 +51,13 @@ func New(t testing.TB) *Env {
 	}
 	t.Cleanup(p.Close)
 	e.Producer = p
-	e.Core, err = ingest.NewCore(ingest.Config{Kafka: p, Serde: e.Serde, Router: routes.Default(),
+	e.Core, err = ingest.NewCore(ingest.Config{Kafka: p, Serde: e.Serde, Routes: routes.Default(),
 		Registry: e.View, Log: devtest.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return e
 }
-
-// Routes returns rs as the ingest.Router of a core.
-func Routes(rs *routes.Table) ingest.Router { return rs }
 
 // Consume returns the records on topic (from the start) until n arrived
 // or the deadline passed.
