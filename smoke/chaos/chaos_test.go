@@ -302,7 +302,7 @@ func TestIntegrationChaos(t *testing.T) {
 	// start, so their views hold them from the first message.
 	run := fmt.Sprintf("chaos-%d", seed%100000)
 	const devices = 16
-	ids := []string{run + "-fever"}
+	ids := []string{run + "-fever", run + "-j0", run + "-j1"}
 	for d := range devices {
 		ids = append(ids, fmt.Sprintf("%s-d%02d", run, d))
 	}
@@ -324,9 +324,9 @@ func TestIntegrationChaos(t *testing.T) {
     query: SELECT device_id, value FROM raw.sensor WHERE metric = 'temperature'
     target: apps.chaos-filter
   - name: chaos-join
-    source: {topics: [raw.gps, raw.sensor], tenant: chaos, devices: "%s-d*"}
+    source: {topics: [raw.gps, raw.sensor], tenant: chaos, devices: "%s-j*"}
     query: SELECT * FROM *
-    join: {right: raw.sensor, tolerance: %s, lateness: %s, buffer: 5000}
+    join: {right: raw.sensor, tolerance: %s, lateness: %s, buffer: 1000}
     target: apps.chaos-join
 `, run, joinTolerance, joinLateness), 0o644); err != nil {
 		t.Fatal(err)
@@ -367,7 +367,10 @@ func TestIntegrationChaos(t *testing.T) {
 
 	// The load: message i goes to device d(i%devices); every tenth is
 	// invalid (truncated JSON carrying its number). Device "fever" gets a
-	// reading every 30 s of event time, above 39.5 °C for 15 minutes.
+	// reading every 30 s of event time, above 39.5 °C for 15 minutes. The
+	// join's devices j0 and j1 get about joinReadings readings spread over
+	// the whole load, whatever its size (so the join's state stays small),
+	// and a GPS fix 3 ms after every fifth of them.
 	base := time.Now().Add(-50 * time.Minute).Truncate(time.Minute)
 	type msg struct {
 		topic   string
@@ -388,6 +391,9 @@ func TestIntegrationChaos(t *testing.T) {
 			msgs[i] = msg{topic: "devices/chaos/" + dev + "/sensor", payload: fmt.Appendf(nil, `{"seq":%d,"ts":`, i), dev: dev}
 			continue
 		}
+		if step := max(1, int(n)/joinReadings); i%step == step/2 && i%10 != 4 && i/step < joinReadings {
+			dev = fmt.Sprintf("%s-j%d", run, (i/step)%2)
+		}
 		if i%10 == 4 && feverK < 40 {
 			dev = run + "-fever"
 			ts = base.Add(time.Duration(feverK) * 30 * time.Second)
@@ -400,24 +406,29 @@ func TestIntegrationChaos(t *testing.T) {
 		msgs[i] = msg{topic: "devices/chaos/" + dev + "/sensor", valid: true, dev: dev, ts: ts, value: v,
 			payload: fmt.Appendf(nil, `{"ts":%d,"metric":"temperature","value":%g}`, ts.UnixMilli(), v)}
 	}
-	// The join's left side: a GPS fix of device d(i%devices) 3 ms after
-	// every 20th message's time (the readings of a device are 16 ms
-	// apart), published right after that message.
+	// The join's left side: a GPS fix 3 ms after every fifth reading of a
+	// join device, published right after it.
 	var fixes []msg
-	for i := 7; i < int(n); i += 20 {
-		dev := fmt.Sprintf("%s-d%02d", run, i%devices)
-		ts := base.Add(time.Duration(i+3) * time.Millisecond)
-		fixes = append(fixes, msg{topic: "devices/chaos/" + dev + "/gps", valid: true, gps: true, dev: dev, ts: ts,
-			payload: fmt.Appendf(nil, `{"ts":%d,"lat":47.5,"lon":8.7}`, ts.UnixMilli())})
-	}
-	withFixes := make([]msg, 0, len(msgs)+len(fixes))
-	for i, m := range msgs {
+	withFixes := make([]msg, 0, len(msgs)+joinReadings/5+1)
+	jk := 0
+	for _, m := range msgs {
 		withFixes = append(withFixes, m)
-		if i%20 == 7 {
-			withFixes = append(withFixes, fixes[i/20])
+		if !m.valid || !strings.HasPrefix(m.dev, run+"-j") {
+			continue
 		}
+		if jk%5 == 2 {
+			ts := m.ts.Add(3 * time.Millisecond)
+			f := msg{topic: "devices/chaos/" + m.dev + "/gps", valid: true, gps: true, dev: m.dev, ts: ts,
+				payload: fmt.Appendf(nil, `{"ts":%d,"lat":47.5,"lon":8.7}`, ts.UnixMilli())}
+			fixes = append(fixes, f)
+			withFixes = append(withFixes, f)
+		}
+		jk++
 	}
 	msgs = withFixes
+	if len(fixes) < 10 {
+		t.Fatalf("%d GPS fixes for the join: DROVER_CHAOS_N %d is too small", len(fixes), n)
+	}
 
 	u, _ := url.Parse(env["DROVER_MQTT_URL"])
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
@@ -564,11 +575,7 @@ func TestIntegrationChaos(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close(context.Background())
-	devNames := make([]string, 0, devices+1)
-	for d := range devices {
-		devNames = append(devNames, fmt.Sprintf("%s-d%02d", run, d))
-	}
-	devNames = append(devNames, run+"-fever")
+	devNames := slices.Clone(ids)
 	for wait := time.Now().Add(3 * time.Minute); ; time.Sleep(500 * time.Millisecond) {
 		var c int
 		if err := db.QueryRow(ctx, `SELECT count(*) FROM sensor_readings WHERE tenant = 'chaos' AND device_id = ANY($1)`, devNames).Scan(&c); err != nil {
@@ -583,8 +590,7 @@ func TestIntegrationChaos(t *testing.T) {
 		}
 	}
 	lastFix := fixes[len(fixes)-1].ts
-	for d := range devices {
-		dev := fmt.Sprintf("%s-d%02d", run, d)
+	for _, dev := range []string{run + "-j0", run + "-j1"} {
 		ts := lastFix.Add(joinTolerance + joinLateness + time.Second)
 		m := msg{topic: "devices/chaos/" + dev + "/sensor", valid: true, dev: dev, ts: ts, value: 36.5,
 			payload: fmt.Appendf(nil, `{"ts":%d,"metric":"temperature","value":36.5}`, ts.UnixMilli())}
@@ -867,10 +873,12 @@ func TestIntegrationChaos(t *testing.T) {
 	}
 }
 
-// The chaos join's tolerance and allowed lateness (see the apps file).
+// The chaos join's tolerance and allowed lateness (see the apps file), and
+// about how many readings its two devices get in a load of any size.
 const (
 	joinTolerance = 30 * time.Second
 	joinLateness  = 5 * time.Minute
+	joinReadings  = 240
 )
 
 func abs64(v int64) int64 {

@@ -11,12 +11,13 @@
 // of every device's valid readings per hour, and the fever alert of the load
 // must have fired once. The processors also run two stream apps, each its
 // own goka group: a filter of the run's readings (app_records must hold
-// every valid reading exactly once, with its value) and a join of the GPS
-// fixes the publisher also sends with those readings (app_records must
-// hold every fix exactly once, with the reading nearest in time, computed
-// from what was sent: the join's buffer holds every reading of a device,
-// and a final reading per device, published once the database holds the
-// load, moves its watermark past every fix).
+// every valid reading exactly once, with its value) and a join of GPS
+// fixes with readings of two devices that get about 240 readings spread
+// over the load, whatever its size, and a fix after every fifth
+// (app_records must hold every fix exactly once, with the reading nearest
+// in time, computed from what was sent: the join's buffer holds every
+// reading of a device, and a final reading per device, published once the
+// database holds the load, moves its watermark past every fix).
 //
 // DROVER_CHAOS_N (default 3000) sizes the load, DROVER_CHAOS_SECONDS
 // (default 30) its duration, DROVER_CHAOS_SEED (default: the clock) replays
