@@ -53,6 +53,13 @@ type Config struct {
 	// HTTPURL is the HTTP door (DROVER_HTTP_URL, optional): a reading is
 	// posted through it when set.
 	HTTPURL string
+	// CoAPURL is the CoAP door (DROVER_COAP_URL, coap://HOST:PORT,
+	// optional): a reading is posted through it when set.
+	CoAPURL string
+	// LoRaWANToken is the HTTP door's LoRaWAN webhook token (read from the
+	// file DROVER_DEV_LORAWAN_TOKEN_FILE, optional): a ChirpStack uplink is
+	// posted to its webhook when set, with HTTPURL.
+	LoRaWANToken string
 	// MQTTUser and MQTTPassword authenticate the run's MQTT client:
 	// drover dev's tooling principal (DROVER_DEV_MQTT_TOOLS_USERNAME and
 	// the file DROVER_DEV_MQTT_TOOLS_PASSWORD_FILE), "" for an open broker.
@@ -116,6 +123,14 @@ func FromEnv(src string, env map[string]string) (Config, error) {
 		S3SecretKey:       env["AWS_SECRET_ACCESS_KEY"],
 		DatabaseURL:       env["DROVER_DATABASE_URL"],
 		HTTPURL:           env["DROVER_HTTP_URL"],
+		CoAPURL:           env["DROVER_COAP_URL"],
+	}
+	if f := env["DROVER_DEV_LORAWAN_TOKEN_FILE"]; f != "" {
+		tok, err := os.ReadFile(f)
+		if err != nil {
+			return Config{}, &EnvError{File: src, Err: fmt.Errorf("DROVER_DEV_LORAWAN_TOKEN_FILE: %w", err)}
+		}
+		c.LoRaWANToken = strings.TrimSpace(string(tok))
 	}
 	if u, f := env["DROVER_DEV_MQTT_TOOLS_USERNAME"], env["DROVER_DEV_MQTT_TOOLS_PASSWORD_FILE"]; u != "" && f != "" {
 		pw, err := os.ReadFile(f)

@@ -40,6 +40,9 @@ type plan struct {
 	camera   string            // S3 object device
 	edge     string            // Sparkplug B edge node
 	http     string            // the HTTP door's device
+	coap     string            // the CoAP door's device
+	lora     string            // the LoRaWAN device (webhook of the HTTP door)
+	loraEUI  string            // its DevEUI
 	secrets  map[string]string // device → registry secret, when the run registered them
 	devices  []string
 	now      time.Time
@@ -66,7 +69,8 @@ func newPlan(c Config) *plan {
 	prefix := "smoke-" + c.RunID
 	p.dev, p.fever, p.offline, p.camera = prefix+"-dev", prefix+"-fever", prefix+"-offline", prefix+"-cam"
 	p.wildfi, p.edge, p.http = "wildfi-"+p.dev, prefix+"-edge", prefix+"-http"
-	p.devices = []string{p.dev, p.wildfi, p.fever, p.offline, p.camera, p.edge, p.http}
+	p.coap, p.lora, p.loraEUI = prefix+"-coap", prefix+"-lora", devEUI(c.Tenant, c.RunID)
+	p.devices = []string{p.dev, p.wildfi, p.fever, p.offline, p.camera, p.edge, p.http, p.coap, p.lora}
 	p.base = now.Truncate(time.Minute).Add(-30 * time.Minute)
 	p.fixtures = simulate.FixturesAt(now, c.Tenant, p.dev)
 	for _, f := range p.fixtures {
@@ -246,11 +250,14 @@ func run(ctx, parent context.Context, c Config, p *plan, cl *Checklist, log *slo
 	}
 	cl.Add(Result{Name: "s3: put s3://" + c.S3Bucket + "/" + p.objKey, Status: Pass})
 	postHTTP(ctx, c, p, cl)
+	postCoAP(ctx, c, p, cl)
+	postLoRaWAN(ctx, c, p, cl)
 	log.Info("smoke run published", "run", p.run, "messages", len(p.msgs))
 
 	w := &waiter{ctx: ctx, parent: parent, cl: cl}
 	checkKafka(w, c, p, col)
 	checkDoors(w, c, p, col)
+	checkLPWAN(w, c, p, col)
 	checkDatabase(w, p, col, db)
 	return nil
 }
@@ -377,7 +384,11 @@ func registerDevices(ctx context.Context, c Config, serde *schemas.Serde, p *pla
 		if d == p.wildfi {
 			typ = registry.TypeWildFi
 		}
-		nds = append(nds, registry.NewDevice{Tenant: p.tenant, ID: d, Type: typ})
+		nd := registry.NewDevice{Tenant: p.tenant, ID: d, Type: typ}
+		if d == p.lora {
+			nd.AltIDs = map[string]string{registry.AltDevEUI: p.loraEUI}
+		}
+		nds = append(nds, nd)
 	}
 	added, err := store.AddDevices(ctx, nds, false)
 	if err != nil {

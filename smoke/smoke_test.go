@@ -216,6 +216,8 @@ func TestIntegrationSmoke(t *testing.T) {
 		t.Fatalf("drover smoke without processors exited %d, want 3", code)
 	}
 	for _, want := range []string{"✓ raw: sensor/senml → raw.sensor", "✓ dlq: not_json/truncated → decode/not_json", "✓ sparkplug: NDATA of edge node", "✓ http: POST /v1/devices/", "✓ http: the reading posted as",
+		"✓ coap: POST /devices/", "✓ coap: the reading posted as", "✓ lorawan: POST /v1/lorawan/chirpstack?event=up",
+		"✓ lorawan: the uplink of DevEUI", "✓ lorawan: the uplink's RSSI",
 		"✗ alerts: fever fires", "✗ state.latest: ", "– alerts: offline fires", "✓ db: sensor_readings holds exactly",
 		"✓ db: dead_letters holds exactly", "✗ db: features holds exactly the run's rows", "no rows expected: the pipeline produced nothing", "failed"} {
 		if !strings.Contains(out, want) {

@@ -5,10 +5,14 @@ package doorsdev
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +29,7 @@ import (
 	"github.com/drover-iot/drover/doors/doorscmd"
 	"github.com/drover-iot/drover/doors/httpapi"
 	"github.com/drover-iot/drover/ingest"
+	"github.com/drover-iot/drover/ingest/lorawan"
 	"github.com/drover-iot/drover/ingest/routes"
 	"github.com/drover-iot/drover/registry"
 	"github.com/drover-iot/drover/schemas"
@@ -42,6 +47,7 @@ type stage struct {
 	adm   *admin.Server
 	url   string
 	ready error
+	token string // the HTTP stage's LoRaWAN webhook token file
 }
 
 func (s *stage) set(url string, err error) {
@@ -96,7 +102,10 @@ func (s *stage) open(ctx context.Context, ep devstage.Endpoints, log *slog.Logge
 }
 
 // HTTPStage is `drover http` in drover dev: on 127.0.0.1 (--http-port,
-// default 9484), its URL in the env file as DROVER_HTTP_URL.
+// default 9484), its URL in the env file as DROVER_HTTP_URL. It also
+// serves the LoRaWAN webhooks (/v1/lorawan/chirpstack and /v1/lorawan/tts)
+// with one generated token for both, in the file
+// DROVER_DEV_LORAWAN_TOKEN_FILE names (data directory, mode 0600).
 func HTTPStage() devstage.Stage {
 	var port int
 	s := &stage{ready: errors.New("http door not started")}
@@ -116,7 +125,13 @@ func HTTPStage() devstage.Stage {
 		Ready: func(context.Context) error { _, err := s.get(); return err },
 		Env: func() [][2]string {
 			u, _ := s.get()
-			return [][2]string{{"DROVER_HTTP_URL", u}}
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			env := [][2]string{{"DROVER_HTTP_URL", u}}
+			if s.token != "" {
+				env = append(env, [2]string{"DROVER_DEV_LORAWAN_TOKEN_FILE", s.token})
+			}
+			return env
 		},
 		Run: func(ctx context.Context, ep devstage.Endpoints, log *slog.Logger) error {
 			core, view, closeCore, err := s.open(ctx, ep, log)
@@ -129,11 +144,21 @@ func HTTPStage() devstage.Stage {
 			if err != nil {
 				return fmt.Errorf("http: %w", err)
 			}
-			srv, err := httpapi.New(httpapi.Config{Log: log, Registerer: s.adm.Registry}, view, core)
+			tokFile, tok, err := loraToken(ep.DataDir)
+			if err != nil {
+				l.Close()
+				return fmt.Errorf("http: %w", err)
+			}
+			lora := httpapi.WithLoRaWAN(httpapi.LoRaWAN{Tokens: map[lorawan.Network]string{lorawan.ChirpStack: tok, lorawan.TTS: tok},
+				Dedup: lorawan.NewDedup(10*time.Minute, 100_000)})
+			srv, err := httpapi.New(httpapi.Config{Log: log, Registerer: s.adm.Registry}, view, core, lora)
 			if err != nil {
 				l.Close()
 				return err
 			}
+			s.mu.Lock()
+			s.token = tokFile
+			s.mu.Unlock()
 			if err := view.WaitReady(ctx); err != nil {
 				l.Close()
 				return nil
@@ -218,4 +243,22 @@ func listenTCP(log *slog.Logger, port int) (net.Listener, error) {
 	}
 	log.Warn("port taken, using another", "service", "http", "wanted_port", port, "err", err)
 	return net.Listen("tcp", "127.0.0.1:0")
+}
+
+// loraToken returns the dev stack's LoRaWAN webhook token and its file in
+// dir (lorawan-token), generating it on first use.
+func loraToken(dir string) (file, token string, err error) {
+	file = filepath.Join(dir, "lorawan-token")
+	if b, err := os.ReadFile(file); err == nil && len(strings.TrimSpace(string(b))) >= 16 {
+		return file, strings.TrimSpace(string(b)), nil
+	}
+	var raw [24]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", "", err
+	}
+	token = hex.EncodeToString(raw[:])
+	if err := os.WriteFile(file, []byte(token+"\n"), 0o600); err != nil {
+		return "", "", fmt.Errorf("lorawan webhook token: %w", err)
+	}
+	return file, token, nil
 }

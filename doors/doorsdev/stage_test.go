@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -79,8 +80,27 @@ func TestIntegrationHTTPDevStage(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	env := stage.Env()
-	if len(env) != 1 || env[0][0] != "DROVER_HTTP_URL" || !strings.HasPrefix(env[0][1], "http://127.0.0.1:") {
-		t.Fatalf("env %v", env)
+	if len(env) != 2 || env[0][0] != "DROVER_HTTP_URL" || !strings.HasPrefix(env[0][1], "http://127.0.0.1:") ||
+		env[1][0] != "DROVER_DEV_LORAWAN_TOKEN_FILE" {
+		t.Fatalf("env %v, want DROVER_HTTP_URL and DROVER_DEV_LORAWAN_TOKEN_FILE", env)
+	}
+	// The LoRaWAN webhooks are served with the token of that file, kept
+	// private; a call without it is refused.
+	if fi, err := os.Stat(env[1][1]); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token file %s: %v (mode %v), want mode 0600", env[1][1], err, fi)
+	}
+	tok, _ := os.ReadFile(env[1][1])
+	for tk, want := range map[string]int{"wrong-token-0123456789": http.StatusUnauthorized, strings.TrimSpace(string(tok)): http.StatusOK} {
+		req, _ := http.NewRequest(http.MethodPost, env[0][1]+"/v1/lorawan/chirpstack?event=txack", strings.NewReader(`{}`))
+		req.Header.Set("Authorization", "Bearer "+tk)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("webhook with token %q: %d, want %d", tk, resp.StatusCode, want)
+		}
 	}
 	body := `{"metric":"temperature","value":38.6,"ts":` + strconv.FormatInt(time.Now().UnixMilli(), 10) + `}`
 	req, _ := http.NewRequest(http.MethodPost, env[0][1]+"/v1/devices/farm1/cow-7/sensor", strings.NewReader(body))

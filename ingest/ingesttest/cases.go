@@ -35,7 +35,8 @@ const (
 	Unknown    = "collar-ghost"
 )
 
-// BadInputs is the table of bad inputs every door is tested with.
+// BadInputs is the table of bad inputs every door is tested with (the
+// MQTT bridge included: bridge's TestIntegrationBridgeSharedBadInputs).
 // Payloads carry the current time, so only the fault named fails them.
 func BadInputs() []Case {
 	ts := strconv.FormatInt(time.Now().UnixMilli(), 10)
