@@ -3,12 +3,14 @@ package compose
 import (
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
 
@@ -329,5 +331,62 @@ func TestComposeEMQXKicks(t *testing.T) {
 		if _, _, err := emqx.ParseAPIKeyFile(b, flagOf(reg.Command, "emqx-api-key")); err != nil {
 			t.Errorf("%s: the example %s: %v", o.name, keySecret, err)
 		}
+	}
+}
+
+// TestMosquittoEntrypoint runs config/mosquitto/entrypoint.sh (paths
+// rewritten, the image's entrypoint replaced by echo): the rendered file is
+// installed on the first start and whenever it is newer than the broker's
+// copy (every `compose up` renders again), the broker's own copy is kept when
+// it is newer (Mosquitto alone restarted after live changes), and a missing
+// rendering stops the broker instead of starting it without devices.
+func TestMosquittoEntrypoint(t *testing.T) {
+	script, err := os.ReadFile(filepath.Join("config", "mosquitto", "entrypoint.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	rendered, live := filepath.Join(dir, "rendered.json"), filepath.Join(dir, "live.json")
+	s := strings.NewReplacer(
+		shellVar(t, string(script), "rendered"), rendered,
+		shellVar(t, string(script), "live"), live,
+		"exec /docker-entrypoint.sh", "exec echo started",
+	).Replace(string(script))
+	path := filepath.Join(dir, "entrypoint.sh")
+	if err := os.WriteFile(path, []byte(s), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run := func() (string, error) {
+		out, err := exec.Command("/bin/sh", path, "mosquitto").CombinedOutput()
+		return string(out), err
+	}
+	content := func() string { b, _ := os.ReadFile(live); return string(b) }
+	setTime := func(p string, ago time.Duration) {
+		if err := os.Chtimes(p, time.Now().Add(-ago), time.Now().Add(-ago)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	if out, err := run(); err == nil || strings.Contains(out, "started") {
+		t.Fatalf("no rendered file: %v %q, want a failure before the broker starts", err, out)
+	}
+	_ = os.WriteFile(rendered, []byte(`{"v":1}`), 0o600)
+	setTime(rendered, time.Hour)
+	if out, err := run(); err != nil || !strings.Contains(out, "started mosquitto") || content() != `{"v":1}` {
+		t.Fatalf("first start: %v %q, live %q", err, out, content())
+	}
+	if st, _ := os.Stat(live); st.Mode().Perm() != 0o600 {
+		t.Errorf("installed file mode %v, want 0600 (it holds password hashes)", st.Mode().Perm())
+	}
+	// The plugin rewrote its copy after a live change; Mosquitto restarts.
+	_ = os.WriteFile(live, []byte(`{"v":"live"}`), 0o600)
+	if _, err := run(); err != nil || content() != `{"v":"live"}` {
+		t.Fatalf("restart: live %q (%v), want the broker's newer copy kept", content(), err)
+	}
+	// compose up renders again.
+	setTime(live, time.Hour)
+	_ = os.WriteFile(rendered, []byte(`{"v":2}`), 0o600)
+	if _, err := run(); err != nil || content() != `{"v":2}` {
+		t.Fatalf("after a new rendering: live %q (%v), want it installed", content(), err)
 	}
 }
