@@ -4,11 +4,12 @@
 # (drover registry dynsec-config, in the read-only volume at
 # /run/drover/dynsec), then runs the image's own entrypoint with the command.
 #
-# The rendered file replaces the broker's copy only when it is newer: after
-# every `docker compose up` (mosquitto-dynsec renders again, so a broker
-# starts with every device the registry holds, even those added while it was
-# down), but not when Mosquitto alone restarts, whose copy the plugin
-# rewrote after the registry service's last change and is the newer one.
+# The rendered file replaces the broker's copy only when it is newer: when
+# mosquitto-dynsec rendered again before this start (a fresh `up`, or
+# `up --force-recreate mosquitto-dynsec mosquitto`), so the broker starts
+# with every device the registry holds, even those added while it was down;
+# but not when Mosquitto alone restarts, whose copy the plugin rewrote after
+# the registry service's last change and is the newer one.
 set -eu
 rendered=/run/drover/dynsec/dynamic-security.json
 live=/mosquitto/data/dynamic-security.json
