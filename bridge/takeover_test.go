@@ -24,6 +24,8 @@ import (
 
 	"github.com/drover-iot/drover/devstack"
 	"github.com/drover-iot/drover/devstack/devtest"
+	"github.com/drover-iot/drover/registry"
+	"github.com/drover-iot/drover/registry/dynsec"
 )
 
 // Issue 14, item 3: a client that reconnected as the bridge's client id for
@@ -274,10 +276,11 @@ func embeddedTakeoverBroker(t *testing.T) takeoverBroker {
 
 // shippedMosquitto starts a real mosquitto with the shipped staging
 // configuration, its paths and ports rewritten for the test: devices on one
-// listener (use_username_as_clientid), the bridge on the other (only the
-// bridge's password file). The rogue is a device with valid credentials: on
-// the device listener mosquitto gives it its own session (its user name),
-// on the bridge listener it is refused, as is a wrong bridge password.
+// listener (the dynamic security plugin, as the registry renders it;
+// use_username_as_clientid), the bridge on the other (only the bridge's
+// password file). The rogue is a device with valid credentials: on the
+// device listener mosquitto gives it its own session (its user name), on
+// the bridge listener it is refused, as is a wrong bridge password.
 func shippedMosquitto(t *testing.T) takeoverBroker {
 	dir, err := os.MkdirTemp("", "drover-takeover-")
 	if err != nil {
@@ -299,8 +302,27 @@ func shippedMosquitto(t *testing.T) takeoverBroker {
 		}
 		_ = os.Chmod(p, 0o644)
 	}
-	passwd("mosquitto_passwd", "cow-1", "cow-1-pw", "cow-2", "cow-2-pw")
 	passwd("mosquitto_bridge_passwd", devstack.BridgePrincipal, "bridge-pw")
+	// The devices' listener: dynamic security with two devices, each bound
+	// to its client id and allowed its own topics (registry/dynsec renders
+	// the same for registered devices).
+	var devices []dynsec.Service
+	for _, d := range []string{"cow-1", "cow-2"} {
+		key := "farm1/" + d
+		devices = append(devices, dynsec.Service{Username: key, Secret: d + "-pw-0123456789", ClientID: key, Role: "device:" + key,
+			ACLs: dynsec.RoleACLs(registry.ACL{Publish: []string{"devices/" + key + "/#"}}, false)})
+	}
+	dsConf, err := dynsec.RenderConfig(nil, devices)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "dynamic-security.json"), dsConf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	plugin, err := dynsec.PluginPath()
+	if err != nil {
+		t.Fatal(err)
+	}
 	shipped, err := os.ReadFile("../compose/config/mosquitto/mosquitto.tls.conf")
 	if err != nil {
 		t.Fatal(err)
@@ -313,6 +335,7 @@ func shippedMosquitto(t *testing.T) takeoverBroker {
 		"/run/secrets/ca.pem", certs.CA, "/run/secrets/mosquitto_cert.pem", certs.ServerCert,
 		"/run/secrets/mosquitto_key.pem", certs.ServerKey, "/run/secrets/", dir+"/",
 		"/mosquitto/config/acl.conf", acl, "/mosquitto/data/", dir+"/",
+		"/usr/lib/mosquitto_dynamic_security.so", plugin,
 		"log_dest stdout", "log_dest stderr",
 	).Replace(string(shipped))
 	devtest.MosquittoConf(t, conf, bridgePort)
@@ -331,12 +354,12 @@ func shippedMosquitto(t *testing.T) takeoverBroker {
 	pu, _ := url.Parse("mqtts://" + deviceAddr)
 	return takeoverBroker{
 		bridgeURL: "mqtts://" + bridgeAddr, bridgeTLS: tc, bridgeUser: devstack.BridgePrincipal, bridgePassword: "bridge-pw",
-		publisher: autopaho.ClientConfig{ServerUrls: []*url.URL{pu}, TlsCfg: tc, ConnectUsername: "cow-1",
-			ConnectPassword: []byte("cow-1-pw"), ClientConfig: paho.ClientConfig{ClientID: "cow-1"}},
+		publisher: autopaho.ClientConfig{ServerUrls: []*url.URL{pu}, TlsCfg: tc, ConnectUsername: "farm1/cow-1",
+			ConnectPassword: []byte("cow-1-pw-0123456789"), ClientConfig: paho.ClientConfig{ClientID: "farm1/cow-1"}},
 		deviceTopic: "devices/farm1/cow-1/sensor",
 		rogueAttempts: []rogueAttempt{
-			{dial: dialer(deviceAddr), username: "cow-2", password: "cow-2-pw"},
-			{dial: dialer(bridgeAddr), username: "cow-2", password: "cow-2-pw"},
+			{dial: dialer(deviceAddr), username: "farm1/cow-2", password: "cow-2-pw-0123456789"},
+			{dial: dialer(bridgeAddr), username: "farm1/cow-2", password: "cow-2-pw-0123456789"},
 			{dial: dialer(bridgeAddr), username: devstack.BridgePrincipal, password: "guess"},
 		},
 		rogueMayConnect: true,

@@ -125,52 +125,53 @@ func TestMosquittoConfigs(t *testing.T) {
 }
 
 // checkMosquittoListeners checks the staging broker's two listeners: both
-// TLS with passwords and ACLs; devices on 8883, where a client id is the
-// user name, so no device can present the bridge's client id; the bridge on
-// 8884 with a password file of its own (TestIntegrationBridgeSessionTakeoverRefused
-// runs this file in a real mosquitto).
+// TLS, no anonymous clients; devices on 8883 through the dynamic security
+// plugin (fed by the registry; TestComposeMosquittoDynsec checks the
+// wiring), where a client id is the user name, so no device can present the
+// bridge's client id; the bridge on 8884 with a password file of its own and
+// no plugin, so no device credential is valid there
+// (TestIntegrationBridgeSessionTakeoverRefused runs this file in a real
+// mosquitto).
 func checkMosquittoListeners(t *testing.T, conf string) {
 	t.Helper()
-	listeners := map[string]map[string]string{} // port -> option -> value
-	var cur map[string]string
-	for _, line := range strings.Split(conf, "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		k, v, _ := strings.Cut(line, " ")
-		switch {
-		case k == "per_listener_settings" && v != "true":
-			t.Errorf("per_listener_settings %s, want true (authentication differs per listener)", v)
-		case k == "listener":
-			cur = map[string]string{}
-			listeners[v] = cur
-		case cur != nil:
-			cur[k] = v
-		}
+	c := parseMosquittoConf(conf)
+	if v := c.global["per_listener_settings"]; !slices.Equal(v, []string{"true"}) {
+		t.Errorf("per_listener_settings %v, want true (authentication differs per listener)", v)
 	}
-	for port, l := range listeners {
-		for _, k := range []string{"password_file", "certfile", "keyfile", "cafile", "acl_file"} {
-			if l[k] == "" {
+	one := func(port, k string) string {
+		if v := c.listeners[port][k]; len(v) == 1 {
+			return v[0]
+		}
+		return ""
+	}
+	for port := range c.listeners {
+		for _, k := range []string{"certfile", "keyfile", "cafile"} {
+			if one(port, k) == "" {
 				t.Errorf("listener %s: %s missing", port, k)
 			}
 		}
-		if l["allow_anonymous"] != "false" {
-			t.Errorf("listener %s: allow_anonymous %q, want false", port, l["allow_anonymous"])
+		if one(port, "allow_anonymous") != "false" {
+			t.Errorf("listener %s: allow_anonymous %q, want false", port, one(port, "allow_anonymous"))
 		}
 	}
-	devices, bridge := listeners["8883"], listeners["8884"]
+	devices, bridge := c.listeners["8883"], c.listeners["8884"]
 	if devices == nil || bridge == nil {
-		t.Fatalf("listeners %v: want 8883 (devices) and 8884 (bridge)", slices.Sorted(maps.Keys(listeners)))
+		t.Fatalf("listeners %v: want 8883 (devices) and 8884 (bridge)", slices.Sorted(maps.Keys(c.listeners)))
 	}
-	if devices["use_username_as_clientid"] != "true" {
+	if one("8883", "plugin") != dynsecPluginPath {
+		t.Errorf("listener 8883 (devices): plugin %q, want the dynamic security plugin %s", one("8883", "plugin"), dynsecPluginPath)
+	}
+	if one("8883", "use_username_as_clientid") != "true" {
 		t.Error("listener 8883 (devices): use_username_as_clientid must be true, or a device can take the bridge's session over")
 	}
-	if bridge["use_username_as_clientid"] == "true" {
+	if one("8884", "use_username_as_clientid") == "true" {
 		t.Error("listener 8884 (bridge): use_username_as_clientid would give every replica the same client id")
 	}
-	if !strings.HasSuffix(bridge["password_file"], "/mosquitto_bridge_passwd") || bridge["password_file"] == devices["password_file"] {
-		t.Errorf("listener 8884 (bridge): password_file %q, want the bridge's own mosquitto_bridge_passwd", bridge["password_file"])
+	if one("8884", "plugin") != "" {
+		t.Error("listener 8884 (bridge): the dynamic security plugin would admit every device there, with any client id")
+	}
+	if !strings.HasSuffix(one("8884", "password_file"), "/mosquitto_bridge_passwd") || one("8884", "acl_file") == "" {
+		t.Errorf("listener 8884 (bridge): password_file %q, acl_file %q, want the bridge's own mosquitto_bridge_passwd and its ACL", one("8884", "password_file"), one("8884", "acl_file"))
 	}
 }
 

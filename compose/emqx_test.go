@@ -405,21 +405,25 @@ func TestEMQXACL(t *testing.T) {
 		t.Errorf("acl.conf rules:\n  %s\nwant:\n  %s", strings.Join(rules, "\n  "), strings.Join(want, "\n  "))
 	}
 
-	// The Mosquitto ACL grants the bridge the same topics (staging still runs it).
+	// The Mosquitto ACL (staging's bridge listener) grants the bridge the
+	// same topics and devices nothing: the dynamic security plugin, fed by
+	// the registry, decides for them on their own listener.
 	moz, err := os.ReadFile(filepath.Join("config", "mosquitto", "acl.conf"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines := []string{"topic write devices/+/+/commands/#", "pattern read devices/+/%c/commands/#"}
+	lines := []string{"user drover-bridge", "topic write devices/+/+/commands/#"}
 	for _, f := range rt.Filters() {
 		lines = append(lines, "topic read "+f)
-	}
-	for _, p := range rt.DevicePatterns() {
-		lines = append(lines, "pattern write "+strings.NewReplacer("%t", "+", "%d", "%c").Replace(p))
 	}
 	for _, line := range lines {
 		if !strings.Contains(string(moz), line+"\n") {
 			t.Errorf("config/mosquitto/acl.conf lost %q: keep the two ACLs equivalent", line)
+		}
+	}
+	for _, line := range strings.Split(string(moz), "\n") {
+		if strings.HasPrefix(line, "pattern ") || (strings.HasPrefix(line, "user ") && line != "user drover-bridge") {
+			t.Errorf("config/mosquitto/acl.conf: %q: the bridge's listener has no other principal; devices get their topics from the registry (dynamic security)", line)
 		}
 	}
 }
@@ -552,7 +556,12 @@ func checkRegistryTLS(t *testing.T, overlay string, p *types.Project) {
 		}
 	}
 	slices.Sort(clients)
-	if want := []string{"bridge", "console", "media", "process", "registry", "schedule", "schemas-register", "sink"}; !slices.Equal(clients, want) {
+	want := []string{"bridge", "console", "media", "process", "registry", "schedule", "schemas-register", "sink"}
+	if _, ok := p.Services["mosquitto-dynsec"]; ok {
+		want = append(want, "mosquitto-dynsec")
+		slices.Sort(want)
+	}
+	if !slices.Equal(clients, want) {
 		t.Errorf("%s: registry clients %v, want %v", overlay, clients, want)
 	}
 }

@@ -38,6 +38,7 @@ type flags struct {
 	passwordFile string
 	secretsFile  string
 	register     bool
+	registerOnly bool
 	adminAddr    string
 	seed         int64
 }
@@ -104,6 +105,7 @@ traffic. Exits 1 when some messages were never acknowledged.`,
 	fs.StringVar(&f.passwordFile, "mqtt-password-file", "", "file holding the MQTT password (a mounted secret)")
 	fs.StringVar(&f.secretsFile, "secrets-file", "", "CSV tenant,device_id,secret of the registered devices (drover dev writes one; DROVER_SECRETS_FILE): each device connects as itself, TENANT/DEVICE with its secret, as a broker that enforces the device registry requires")
 	fs.BoolVar(&c.AnswerCommands, "answer-commands", true, "with --secrets-file, every device subscribes to devices/TENANT/DEVICE/commands/+ and replies to each command (\"fail\" fails, anything else succeeds)")
+	fs.BoolVar(&f.registerOnly, "register-only", false, "register the herd as --register does, write --secrets-file and exit without publishing: for a broker that must know the devices before it starts (compose's Mosquitto renders its dynamic security file from the registry)")
 	fs.BoolVar(&f.register, "register", false, "first register the herd in the device registry (tenant, missing devices, a new secret for every device --secrets-file lacks) and write the secrets to --secrets-file; needs Kafka and the schema registry")
 	fs.StringVar(&c.TLS.CA, "mqtt-tls-ca", "", "PEM file of CAs to trust for ssl:// brokers (default system roots)")
 	fs.StringVar(&c.TLS.Cert, "mqtt-tls-cert", "", "PEM client certificate for MQTT mTLS")
@@ -168,7 +170,7 @@ func (f *flags) run(cmd *cobra.Command, conn *cli.Conn) error {
 	if err != nil {
 		return err
 	}
-	if f.register {
+	if f.register || f.registerOnly {
 		if f.secretsFile == "" {
 			return cli.Usagef("--register needs --secrets-file (where the new secrets go)")
 		}
@@ -182,6 +184,10 @@ func (f *flags) run(cmd *cobra.Command, conn *cli.Conn) error {
 		}
 		if cfg.Credentials, err = RegisterHerd(ctx, cfg, kopts, serde, f.secretsFile, log); err != nil {
 			return err
+		}
+		if f.registerOnly {
+			fmt.Fprintf(cmd.OutOrStdout(), "simulate: %d device(s) registered, secrets in %s\n", len(cfg.Credentials), f.secretsFile)
+			return nil
 		}
 	}
 	srv := admin.New(f.adminAddr, log)
@@ -277,7 +283,7 @@ func (f *flags) config(cmd *cobra.Command, conn *cli.Conn) (Config, error) {
 		}
 		creds, err := ReadSecrets(f.secretsFile, tenant)
 		switch {
-		case errors.Is(err, os.ErrNotExist) && f.register:
+		case errors.Is(err, os.ErrNotExist) && (f.register || f.registerOnly):
 			// --register writes it (RegisterHerd).
 		case err != nil:
 			return Config{}, cli.Usagef("--secrets-file: %w", err)

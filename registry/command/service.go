@@ -14,6 +14,7 @@ import (
 	"github.com/drover-iot/drover/registry"
 	"github.com/drover-iot/drover/registry/api"
 	"github.com/drover-iot/drover/registry/dynsec"
+	"github.com/drover-iot/drover/registry/emqx"
 	"github.com/drover-iot/drover/registry/service"
 	"github.com/drover-iot/drover/schemas"
 )
@@ -27,7 +28,7 @@ type serviceFlags struct {
 	apiTokenFile, apiReadTokenFile, caKeyDir string
 	emqx                                     bool
 	emqxTokenFile, emqxAPIURL, emqxAPIKey    string
-	emqxAPISecretFile                        string
+	emqxAPISecretFile, emqxAPIKeyFile        string
 	bridgeUser, bridgePassFile               string
 	dynsecURL, dynsecUser, dynsecPassFile    string
 	dynsecResync                             time.Duration
@@ -76,12 +77,12 @@ registry (and dynsec is in step, when enabled).`,
 	fs.StringVar(&f.emqxAPIURL, "emqx-api-url", "", "EMQX management API (http://emqx:18083) to kick suspended and revoked devices (empty = no kicks)")
 	fs.StringVar(&f.emqxAPIKey, "emqx-api-key", "", "EMQX API key")
 	fs.StringVar(&f.emqxAPISecretFile, "emqx-api-secret-file", "", "file holding the EMQX API key's secret")
+	fs.StringVar(&f.emqxAPIKeyFile, "emqx-api-key-file", "", "file holding the EMQX API key and its secret as KEY:SECRET, the format of EMQX's api_key.bootstrap_file, so the file that seeds EMQX's key serves here too (with --emqx-api-key, that key's line; instead of --emqx-api-secret-file)")
 	f.addPrincipals(fs)
 	fs.DurationVar(&f.dynsecResync, "dynsec-resync", 5*time.Minute, "interval of full reconciliations with Mosquitto")
 	fs.StringVar(&f.dynsecTLSCA, "dynsec-tls-ca", "", "PEM CAs to trust for an ssl:// --dynsec-url")
 	fs.StringVar(&f.dynsecTLSCert, "dynsec-tls-cert", "", "PEM client certificate for an ssl:// --dynsec-url")
 	fs.StringVar(&f.dynsecTLSKey, "dynsec-tls-key", "", "PEM client key for an ssl:// --dynsec-url")
-	fs.StringVar(&f.dynsecClientID, "dynsec-client-id", "drover-registry-dynsec", "MQTT client id of the dynsec connection")
 	cmd.AddCommand(dynsecConfigCommand(conn))
 	return cmd
 }
@@ -94,6 +95,7 @@ func (f *serviceFlags) addPrincipals(fs *pflag.FlagSet) {
 	fs.StringVar(&f.dynsecURL, "dynsec-url", "", "Mosquitto with the dynamic security plugin to keep in step (tcp:// or ssl://; empty = none)")
 	fs.StringVar(&f.dynsecUser, "dynsec-user", "drover-registry", "the dynsec administrator's username")
 	fs.StringVar(&f.dynsecPassFile, "dynsec-password-file", "", "file holding the dynsec administrator's password")
+	fs.StringVar(&f.dynsecClientID, "dynsec-client-id", "drover-registry-dynsec", "MQTT client id of the dynsec connection (dynsec-config binds the administrator to it)")
 }
 
 func (f *serviceFlags) config(conn *cli.Conn) (service.Config, error) {
@@ -147,12 +149,26 @@ func (f *serviceFlags) emqxConfig() (bool, string, *service.EMQXAPI, error) {
 	if f.emqxAPIURL == "" {
 		return f.emqx, tok, nil, nil
 	}
+	if f.emqxAPIKeyFile != "" {
+		if f.emqxAPISecretFile != "" {
+			return false, "", nil, cli.Usagef("--emqx-api-key-file: give it or --emqx-api-secret-file, not both")
+		}
+		data, err := cli.ReadSecretFile("emqx-api-key-file", f.emqxAPIKeyFile)
+		if err != nil {
+			return false, "", nil, err
+		}
+		key, secret, err := emqx.ParseAPIKeyFile([]byte(data), f.emqxAPIKey)
+		if err != nil {
+			return false, "", nil, cli.Usagef("--emqx-api-key-file %s: %w", f.emqxAPIKeyFile, err)
+		}
+		return f.emqx, tok, &service.EMQXAPI{URL: f.emqxAPIURL, Key: key, Secret: secret}, nil
+	}
 	secret, err := cli.ReadSecretFile("emqx-api-secret-file", f.emqxAPISecretFile)
 	if err != nil {
 		return false, "", nil, err
 	}
 	if f.emqxAPIKey == "" || secret == "" {
-		return false, "", nil, cli.Usagef("--emqx-api-url: needs --emqx-api-key and --emqx-api-secret-file")
+		return false, "", nil, cli.Usagef("--emqx-api-url: needs --emqx-api-key-file, or --emqx-api-key and --emqx-api-secret-file")
 	}
 	return f.emqx, tok, &service.EMQXAPI{URL: f.emqxAPIURL, Key: f.emqxAPIKey, Secret: secret}, nil
 }
@@ -275,7 +291,9 @@ func (f *serviceFlags) dynsecServices() ([]dynsec.Service, error) {
 	if admin == "" {
 		return nil, cli.Usagef("--dynsec-password-file: required (the registry service logs in with it)")
 	}
-	svcs := []dynsec.Service{{Username: f.dynsecUser, Secret: admin, Role: "drover-dynsec-admin", ACLs: dynsec.AdminACLs()}}
+	// The administrator is bound to its client id, as devices are to
+	// theirs: only the bridge's principal has ids of its choosing.
+	svcs := []dynsec.Service{{Username: f.dynsecUser, Secret: admin, ClientID: f.dynsecClientID, Role: "drover-dynsec-admin", ACLs: dynsec.AdminACLs()}}
 	bridge, err := cli.ReadSecretFile("bridge-password-file", f.bridgePassFile)
 	if err != nil {
 		return nil, err

@@ -240,3 +240,36 @@ func TestIntegrationEMQXKicker(t *testing.T) {
 		}
 	}
 }
+
+// TestParseAPIKeyFile reads EMQX's api_key.bootstrap_file format, the file
+// compose's prod overlay gives both EMQX and the registry.
+func TestParseAPIKeyFile(t *testing.T) {
+	for _, tc := range []struct {
+		name, data, key, wantKey, wantSecret, err string
+	}{
+		{name: "one key", data: "drover-registry:s3cret\n", wantKey: "drover-registry", wantSecret: "s3cret"},
+		{name: "with role", data: "drover-registry:s3cret:administrator", wantKey: "drover-registry", wantSecret: "s3cret"},
+		{name: "first of several", data: "\na:1\nb:2\n", wantKey: "a", wantSecret: "1"},
+		{name: "the named one", data: "a:1\nb:2\n", key: "b", wantKey: "b", wantSecret: "2"},
+		{name: "named key missing", data: "a:1\n", key: "b", err: `no line for API key "b"`},
+		{name: "no colon", data: "a:1\nlonely\n", key: "z", err: "line 2: want KEY:SECRET"},
+		{name: "empty secret", data: "a:\n", err: "line 1: want KEY:SECRET"},
+		{name: "empty", data: "\n\n", err: "no API key"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k, s, err := emqx.ParseAPIKeyFile([]byte(tc.data), tc.key)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err %v, want %q", err, tc.err)
+				}
+				if err != nil && strings.Contains(err.Error(), "s3cret") {
+					t.Fatalf("error names the secret: %v", err)
+				}
+				return
+			}
+			if err != nil || k != tc.wantKey || s != tc.wantSecret {
+				t.Fatalf("got %q %q %v, want %q %q", k, s, err, tc.wantKey, tc.wantSecret)
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package emqx
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -121,4 +122,31 @@ func (k *Kicker) Run(ctx context.Context, view *registry.View) error {
 			}
 		}
 	}
+}
+
+// ParseAPIKeyFile reads an API key and its secret from data in the format
+// of EMQX's api_key.bootstrap_file — one key a line, "KEY:SECRET" or
+// "KEY:SECRET:ROLE" (the role is EMQX Enterprise's) — so one secret file can
+// seed EMQX's key at start and give drover the same credentials. With key
+// empty the first key is taken, else the line of that key. Blank lines are
+// skipped; a malformed line is an error naming its number (never its
+// secret).
+func ParseAPIKeyFile(data []byte, key string) (string, string, error) {
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		parts := strings.Split(line, ":")
+		if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
+			return "", "", fmt.Errorf("line %d: want KEY:SECRET or KEY:SECRET:ROLE (EMQX's api_key.bootstrap_file format)", i+1)
+		}
+		if key == "" || parts[0] == key {
+			return parts[0], parts[1], nil
+		}
+	}
+	if key != "" {
+		return "", "", fmt.Errorf("no line for API key %q", key)
+	}
+	return "", "", errors.New("no API key (want a line KEY:SECRET)")
 }
