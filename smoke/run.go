@@ -40,6 +40,7 @@ type plan struct {
 	camera   string            // S3 object device
 	edge     string            // Sparkplug B edge node
 	http     string            // the HTTP door's device
+	ctl      string            // the control channel's device (a command, a shadow delta)
 	secrets  map[string]string // device → registry secret, when the run registered them
 	devices  []string
 	now      time.Time
@@ -65,8 +66,8 @@ func newPlan(c Config) *plan {
 	p := &plan{run: c.RunID, tenant: c.Tenant, now: now}
 	prefix := "smoke-" + c.RunID
 	p.dev, p.fever, p.offline, p.camera = prefix+"-dev", prefix+"-fever", prefix+"-offline", prefix+"-cam"
-	p.wildfi, p.edge, p.http = "wildfi-"+p.dev, prefix+"-edge", prefix+"-http"
-	p.devices = []string{p.dev, p.wildfi, p.fever, p.offline, p.camera, p.edge, p.http}
+	p.wildfi, p.edge, p.http, p.ctl = "wildfi-"+p.dev, prefix+"-edge", prefix+"-http", prefix+"-ctl"
+	p.devices = []string{p.dev, p.wildfi, p.fever, p.offline, p.camera, p.edge, p.http, p.ctl}
 	p.base = now.Truncate(time.Minute).Add(-30 * time.Minute)
 	p.fixtures = simulate.FixturesAt(now, c.Tenant, p.dev)
 	for _, f := range p.fixtures {
@@ -252,6 +253,7 @@ func run(ctx, parent context.Context, c Config, p *plan, cl *Checklist, log *slo
 	checkKafka(w, c, p, col)
 	checkDoors(w, c, p, col)
 	checkDatabase(w, p, col, db)
+	checkControl(w, c, p, serde, log)
 	return nil
 }
 
