@@ -31,6 +31,7 @@ type Bridge struct {
 	log         *slog.Logger
 	m           *metrics
 	kafka       *kgo.Client
+	status      *kgo.Client // commands.status and downlink dead letters: no linger (each is awaited); nil without the downlink
 	cm          atomic.Pointer[autopaho.ConnectionManager]
 	queues      []chan *message
 	seed        maphash.Seed
@@ -48,6 +49,8 @@ type Bridge struct {
 	statusOK    atomic.Bool      // commands.status was read to its end (or no tracker)
 	presence    *presence        // who is connected; nil unless the downlink waits for connects
 	core        *ingest.Core     // decode → validate → route, the registry check, dead letters
+	owner       *owner           // the devices this replica sends to; nil without the downlink
+	shadows     *shadows         // pending shadow deltas (state.latest); nil without the downlink
 
 	testOnReceive func(*paho.Publish) // test hook, nil in production
 }
@@ -100,7 +103,20 @@ func New(cfg Config) (*Bridge, error) {
 		return nil, err
 	}
 	if c.Downlink {
+		// The downlink waits for each lifecycle record before the next
+		// step; the raw producer's linger (batching for throughput) would
+		// add 5 ms to every one of them.
+		sopts := append([]kgo.Opt{}, c.KafkaOpts...)
+		sopts = append(sopts, kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0), kgo.UnknownTopicRetries(-1))
+		sopts = append(sopts, c.ProducerOpts...)
+		sopts = append(sopts, kgo.ProducerLinger(0))
+		if b.status, err = kgo.NewClient(sopts...); err != nil {
+			cl.Close()
+			return nil, fmt.Errorf("kafka status producer: %w", err)
+		}
 		b.tracker = control.NewTracker()
+		b.owner = newOwner(c.CommandsTopic)
+		b.shadows = newShadows()
 		if c.Presence == PresenceEvents {
 			b.presence = newPresence()
 		}
@@ -145,6 +161,9 @@ func (b *Bridge) Ready(ctx context.Context) error {
 // after a clean stop.
 func (b *Bridge) Run(ctx context.Context) error {
 	defer b.kafka.Close()
+	if b.status != nil {
+		defer b.status.Close()
+	}
 	prodCtx, cancelProd := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelProd()
 	b.prodCtx = prodCtx
@@ -231,6 +250,13 @@ func (b *Bridge) Run(ctx context.Context) error {
 			defer down.Done()
 			b.expireLoop(downCtx, b.cfg.ExpiryTick)
 		}()
+		if b.cfg.ShadowDeltas {
+			down.Add(1)
+			go func() {
+				defer down.Done()
+				b.followShadows(downCtx, cm)
+			}()
+		}
 		if b.presence != nil {
 			down.Add(1)
 			go func() {

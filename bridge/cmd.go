@@ -64,6 +64,7 @@ type flags struct {
 	downlink      bool
 	commandsGroup string
 	presence      string
+	shadowDeltas  bool
 
 	registryMode  string
 	registryTopic string
@@ -157,6 +158,7 @@ documented in bridge/README.md; --print-routes shows the default routes.`,
 	fs.StringVar(&f.registryTopic, "registry-topic", topics.DevicesRegistry, "the device registry's compacted topic")
 	fs.BoolVar(&f.downlink, "downlink", true, "publish commands from commands.devices to devices")
 	fs.StringVar(&f.commandsGroup, "commands-group", DefaultCommandsGroup, "Kafka consumer group of the downlink")
+	fs.BoolVar(&f.shadowDeltas, "shadow-deltas", true, "with the downlink: follow state.latest and publish each device's pending desired-state delta on devices/{tenant}/{device}/shadow/delta when it connects and when its desired state changes")
 	fs.StringVar(&f.presence, "command-presence", PresenceEvents, "when the downlink sends a command: events = once the broker's client-connected events ($SYS/brokers/+/clients/#: the embedded broker, EMQX) say the device is connected; none = at once (Mosquitto, which has no such events: the device's session holds it)")
 	admin.AddFlag(fs, &f.adminAddr, DefaultAdminAddr)
 	return cmd
@@ -181,6 +183,7 @@ func buildConfig(conn *cli.Conn, f *flags) (Config, error) {
 		Downlink:       f.downlink,
 		CommandsGroup:  f.commandsGroup,
 		Presence:       f.presence,
+		ShadowDeltas:   f.downlink && f.shadowDeltas,
 		DrainTimeout:   f.drainTimeout,
 		Log:            conn.Logger(),
 	}
@@ -431,12 +434,13 @@ func DevStage(interval time.Duration) devstage.Stage {
 				return fmt.Errorf("bridge: registry: %w", err)
 			}
 			cfg := Config{
-				MQTTURL:   ep.MQTTURL,
-				ClientID:  devstage.BridgePrincipal + "-dev",
-				Username:  ep.MQTTUsername,
-				KafkaOpts: []kgo.Opt{kgo.SeedBrokers(strings.Split(ep.KafkaBrokers, ",")...)},
-				Downlink:  true,
-				Log:       log,
+				MQTTURL:      ep.MQTTURL,
+				ClientID:     devstage.BridgePrincipal + "-dev",
+				Username:     ep.MQTTUsername,
+				KafkaOpts:    []kgo.Opt{kgo.SeedBrokers(strings.Split(ep.KafkaBrokers, ",")...)},
+				Downlink:     true,
+				ShadowDeltas: true,
+				Log:          log,
 			}
 			if ep.MQTTPasswordFile != "" {
 				if cfg.Password, err = readSecret(ep.MQTTPasswordFile); err != nil {

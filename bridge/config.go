@@ -110,6 +110,12 @@ type Config struct {
 	// default) once the broker's client-connected events say the device is
 	// connected, PresenceNone at once.
 	Presence string
+	// ShadowDeltas makes the downlink follow state.latest and publish each
+	// device's pending shadow delta on devices/{tenant}/{device}/shadow/delta
+	// when the device connects (with PresenceEvents) and when its desired
+	// state changes. Off by default in Config; `drover bridge` and drover
+	// dev turn it on (--shadow-deltas).
+	ShadowDeltas bool
 	// ExpiryTick is how often the downlink looks for commands whose
 	// deadline passed; default 1s.
 	ExpiryTick time.Duration

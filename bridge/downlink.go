@@ -57,10 +57,15 @@ func (b *Bridge) runDownlink(ctx context.Context, cm *autopaho.ConnectionManager
 		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 	)
+	opts = append(opts, b.ownerOpts()...)
 	opts = append(opts, b.cfg.DownlinkOpts...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("downlink consumer: %w", err)
+	}
+	if err := b.owner.learnParts(ctx, cl, b.cfg.CommandsTopic); err != nil {
+		cl.Close()
+		return nil // ctx ended
 	}
 	defer func() {
 		// Leave the group within a bound: Close alone waits for the leave,
@@ -119,6 +124,12 @@ func (b *Bridge) deliverCommand(ctx context.Context, cm *autopaho.ConnectionMana
 		}
 		b.m.commands.WithLabelValues("invalid").Inc()
 		return b.commandDeadLetter(ctx, r, nil, ReasonCommandInvalid, decode.StageDecode, fmt.Sprintf("command record at %s/%d@%d does not decode: %v", r.Topic, r.Partition, r.Offset, err))
+	}
+	if cmd.Name == control.DesiredCommand {
+		// Desired state: the state processor merges it into the shadow and
+		// the device gets the delta (shadow/delta), not a command.
+		b.m.commands.WithLabelValues("desired_state").Inc()
+		return nil
 	}
 	if err := identity.Validate(cmd.Tenant, cmd.DeviceID); err != nil {
 		// The ids would become the MQTT topic: one outside the alphabet
@@ -262,7 +273,7 @@ func (b *Bridge) commandDeadLetter(ctx context.Context, r *kgo.Record, cmd *sche
 	for attempt := 0; ; attempt++ {
 		rec, err := b.deadLetterRecord(m, match, de)
 		if err == nil {
-			err = b.kafka.ProduceSync(ctx, rec).FirstErr()
+			err = b.status.ProduceSync(ctx, rec).FirstErr()
 		}
 		if err == nil {
 			b.stats.DeadLetters.Add(1)

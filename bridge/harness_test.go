@@ -34,7 +34,7 @@ type env struct {
 
 func newEnv(t testing.TB, kopts ...kfake.Opt) *env {
 	t.Helper()
-	c := devtest.Kafka(t, append([]kfake.Opt{kfake.SeedTopics(4, append(rawTopics, topics.Commands, topics.CommandStatus)...)}, kopts...)...)
+	c := devtest.Kafka(t, append([]kfake.Opt{kfake.SeedTopics(4, append(rawTopics, topics.Commands, topics.CommandStatus, topics.StateLatest)...)}, kopts...)...)
 	_, regURL := devtest.Registry(t)
 	return &env{brokers: c.ListenAddrs(), kafka: c, serde: registerSchemas(t, regURL), regURL: regURL}
 }

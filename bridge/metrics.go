@@ -17,7 +17,8 @@ type metrics struct {
 	connections    prometheus.Counter
 	reconnects     prometheus.Counter
 	takeovers      prometheus.Counter
-	commands       *prometheus.CounterVec // result
+	commands       *prometheus.CounterVec
+	deltas         *prometheus.CounterVec // result
 	statuses       *prometheus.CounterVec // status
 	replies        *prometheus.CounterVec // result
 	blocked        prometheus.Counter
@@ -52,6 +53,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Times the broker disconnected the bridge because another client connected with its client id (MQTT 5 reason 0x8E): that client may receive the session's messages."}),
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "commands_total",
 			Help: "Downlink commands handled, per result (published, expired, invalid, duplicate)."}, []string{"result"}),
+		deltas: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "shadow_deltas_total",
+			Help: "Shadow deltas published to devices (devices/{tenant}/{device}/shadow/delta), per result (published, failed)."}, []string{"result"}),
 		statuses: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "command_status_total",
 			Help: "Command lifecycle records written to commands.status, per status."}, []string{"status"}),
 		replies: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "command_replies_total",
@@ -63,7 +66,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.received, m.produced, m.deadLetters, m.acked, m.inflight, m.produceLatency,
-			m.connected, m.subscribed, m.connections, m.reconnects, m.takeovers, m.commands, m.statuses, m.replies, m.blocked, m.connectErrors)
+			m.connected, m.subscribed, m.connections, m.reconnects, m.takeovers, m.commands, m.deltas, m.statuses, m.replies, m.blocked, m.connectErrors)
 	}
 	return m
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/eclipse/paho.golang/autopaho"
 
+	"github.com/drover-iot/drover/control"
 	"github.com/drover-iot/drover/identity"
 )
 
@@ -57,6 +58,19 @@ func (p *presence) online(key string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.seen[key].online()
+}
+
+// onlineKeys returns the keys of the devices that are online.
+func (p *presence) onlineKeys() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for k, s := range p.seen {
+		if s.online() {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // presenceEvent is the JSON body of EMQX's (and the embedded broker's)
@@ -162,18 +176,25 @@ func (b *Bridge) runFlusher(ctx context.Context, cm *autopaho.ConnectionManager)
 		case key = <-b.presence.kick:
 		}
 		tenant, device, err := identity.ParseKey(key)
-		if err != nil {
-			continue
+		if err != nil || !b.owns(key) {
+			continue // another replica sends to this device
 		}
 		now := b.cfg.Now()
 		open := b.tracker.Open(tenant, device)
 		b.log.Debug("downlink: device connected", "device", key, "waiting", len(open))
 		for _, c := range open {
-			if c.Overdue(now) {
-				continue // the expiry loop records it
+			if c.Overdue(now) || c.Name == control.DesiredCommand {
+				continue // the expiry loop records it; desired state goes as the delta
 			}
 			if err := b.send(ctx, cm, c, ""); err != nil {
 				return
+			}
+		}
+		if b.cfg.ShadowDeltas {
+			if d, ok := b.shadows.get(key); ok {
+				if err := b.sendDelta(ctx, cm, key, d); err != nil {
+					return
+				}
 			}
 		}
 	}

@@ -59,7 +59,7 @@ func (b *Bridge) produceStatus(ctx context.Context, recs ...*schemas.CommandStat
 		krs = append(krs, &kgo.Record{Topic: statusTopic, Key: []byte(identity.Key(r.Tenant, r.DeviceID)), Value: v})
 	}
 	for attempt := 0; ; attempt++ {
-		err := b.kafka.ProduceSync(ctx, krs...).FirstErr()
+		err := b.status.ProduceSync(ctx, krs...).FirstErr()
 		if err == nil {
 			break
 		}

@@ -284,6 +284,15 @@ func TestComposeTopology(t *testing.T) {
 			} else if got := emqxNodes(p); len(got) != 0 {
 				t.Errorf("%s runs EMQX nodes %v; only prod does", o.name, got)
 			}
+			// Commands for sleeping devices wait in Kafka where the broker
+			// announces connections (EMQX); Mosquitto announces none.
+			presence := "none"
+			if strings.HasPrefix(o.name, "prod") {
+				presence = "events"
+			}
+			if got := env(p, "bridge", "DROVER_COMMAND_PRESENCE"); got != presence {
+				t.Errorf("%s: bridge DROVER_COMMAND_PRESENCE = %q, want %q", o.name, got, presence)
+			}
 			if got := append(emqxNodes(p), func() []string {
 				if _, ok := p.Services["mosquitto"]; ok {
 					return []string{"mosquitto"}

@@ -260,6 +260,9 @@ func TestEMQXConfig(t *testing.T) {
 		{"zones.devices.mqtt.use_username_as_clientid", "true"},
 		{"listeners.ssl.bridge.enable", "true"},
 		{"listeners.ssl.bridge.bind", "0.0.0.0:8884"},
+		// the bridge's --command-presence events follows these
+		{"sys_topics.sys_event_messages.client_connected", "true"},
+		{"sys_topics.sys_event_messages.client_disconnected", "true"},
 	} {
 		if got, _ := conf[tc.key].(string); got != tc.want {
 			t.Errorf("%s = %q, want %q", tc.key, got, tc.want)
@@ -398,7 +401,7 @@ func TestEMQXACL(t *testing.T) {
 	}
 	want := []string{
 		`{allow,{username,"drover-bridge"},subscribe,[` + strings.Join(sub, ",") + `,"$SYS/brokers/+/clients/#"]}`,
-		`{allow,{username,"drover-bridge"},publish,["devices/+/+/commands/#"]}`,
+		`{allow,{username,"drover-bridge"},publish,["devices/+/+/commands/#","devices/+/+/shadow/#"]}`,
 		`{deny,all}`,
 	}
 	if !slices.Equal(rules, want) {
@@ -412,7 +415,7 @@ func TestEMQXACL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines := []string{"user drover-bridge", "topic write devices/+/+/commands/#"}
+	lines := []string{"user drover-bridge", "topic write devices/+/+/commands/#", "topic write devices/+/+/shadow/#"}
 	for _, f := range rt.Filters() {
 		lines = append(lines, "topic read "+f)
 	}

@@ -24,14 +24,32 @@ type Decoder interface {
 // (nil) or on an error; records that do not decode are skipped and
 // counted by bad (may be nil).
 func Follow(ctx context.Context, kopts []kgo.Opt, dec Decoder, fn func(*schemas.CommandStatus), caughtUp func(), bad func(error)) error {
+	return FollowTopic(ctx, kopts, topics.CommandStatus, func(r *kgo.Record) {
+		var st schemas.CommandStatus
+		if _, err := dec.Decode(ctx, r.Value, &st); err != nil {
+			if bad != nil {
+				bad(fmt.Errorf("%s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err))
+			}
+			return
+		}
+		fn(&st)
+	}, caughtUp, bad)
+}
+
+// FollowTopic reads topic from the start with a client built from kopts
+// (no consumer group) and calls fn for each record, in order per
+// partition. caughtUp (may be nil) is called once every partition was
+// read up to its end offset at the start. It returns when ctx ends (nil)
+// or on an error; fetch errors are passed to bad (may be nil).
+func FollowTopic(ctx context.Context, kopts []kgo.Opt, topic string, fn func(*kgo.Record), caughtUp func(), bad func(error)) error {
 	opts := append([]kgo.Opt{}, kopts...)
-	opts = append(opts, kgo.ConsumeTopics(topics.CommandStatus), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	opts = append(opts, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
-		return fmt.Errorf("commands.status consumer: %w", err)
+		return fmt.Errorf("%s consumer: %w", topic, err)
 	}
 	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topics.CommandStatus)
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
 	if err == nil {
 		err = ends.Error()
 	}
@@ -39,7 +57,7 @@ func Follow(ctx context.Context, kopts []kgo.Opt, dec Decoder, fn func(*schemas.
 		if ctx.Err() != nil {
 			return nil
 		}
-		return fmt.Errorf("end offsets of %s: %w", topics.CommandStatus, err)
+		return fmt.Errorf("end offsets of %s: %w", topic, err)
 	}
 	pending := map[int32]int64{}
 	ends.Each(func(o kadm.ListedOffset) {
@@ -69,14 +87,7 @@ func Follow(ctx context.Context, kopts []kgo.Opt, dec Decoder, fn func(*schemas.
 			bad(ferr)
 		}
 		fs.EachRecord(func(r *kgo.Record) {
-			var st schemas.CommandStatus
-			if _, err := dec.Decode(ctx, r.Value, &st); err != nil {
-				if bad != nil {
-					bad(fmt.Errorf("%s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err))
-				}
-			} else {
-				fn(&st)
-			}
+			fn(r)
 			if end, ok := pending[r.Partition]; ok && r.Offset+1 >= end {
 				delete(pending, r.Partition)
 			}

@@ -17,7 +17,7 @@ type ACL struct {
 // deviceSubscribeChannels are the channels under devices/{tenant}/{id}/ a
 // device may subscribe to (the downlink); a new downlink channel is one
 // entry here.
-var deviceSubscribeChannels = []string{"commands"}
+var deviceSubscribeChannels = []string{"commands", "shadow"}
 
 // DevicePrefix returns "devices/{tenant}/{id}/", the root of a device's own
 // topics (its device channels in the default routes table).
@@ -31,7 +31,8 @@ func DevicePrefix(tenant, id string) string {
 // (devices/{its tenant}/{its id}/# with the default table; the families
 // whose topics name no tenant, wildfi/{its id}/#, only for a device the
 // registry resolves there, a WildFi collar), subscribe only to its own
-// devices/{tenant}/{id}/commands/#. Every broker adapter derives its
+// devices/{tenant}/{id}/commands/# and .../shadow/# (the desired-state
+// delta). Every broker adapter derives its
 // configuration from this one function.
 func DeviceACL(d *Device) ACL {
 	var a ACL
@@ -51,10 +52,11 @@ func DeviceACL(d *Device) ACL {
 // BridgeACL is the bridge's principal: it reads every topic of the routes
 // table (plain or through a shared subscription: devices/#, spBv1.0/# and
 // wildfi/# with the default table) and the broker's client-connected events
-// ($SYS/brokers/+/clients/#), and publishes the downlink commands.
+// ($SYS/brokers/+/clients/#), and publishes the downlink: commands and
+// shadow deltas.
 func BridgeACL() ACL {
 	return ACL{
-		Publish:   []string{DevicePrefix("+", "+") + "commands/#"},
+		Publish:   []string{DevicePrefix("+", "+") + "commands/#", DevicePrefix("+", "+") + "shadow/#"},
 		Subscribe: append(routes.Default().Filters(), "$SYS/brokers/+/clients/#"),
 	}
 }

@@ -6,8 +6,9 @@
 // fever alert and close a features window, a heartbeat for the offline
 // rule, and an object into S3; then it checks within a deadline that Kafka
 // (raw.*, dlq.events, features.events, alerts.events, state.latest), the
-// schema registry and the database hold exactly what they must, and prints
-// a checklist (✓/✗/– per check).
+// schema registry and the database hold exactly what they must; then it
+// checks the control channel (one command round trip and one shadow delta,
+// with a device of its own) and prints a checklist (✓/✗/– per check).
 //
 // Run is the entry point; Command is `drover smoke`. A Run is safe to
 // repeat against the same stack: every run uses fresh device ids and only

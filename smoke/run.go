@@ -43,6 +43,7 @@ type plan struct {
 	coap     string            // the CoAP door's device
 	lora     string            // the LoRaWAN device (webhook of the HTTP door)
 	loraEUI  string            // its DevEUI
+	ctl      string            // the control channel's device (a command, a shadow delta)
 	secrets  map[string]string // device → registry secret, when the run registered them
 	devices  []string
 	now      time.Time
@@ -68,9 +69,9 @@ func newPlan(c Config) *plan {
 	p := &plan{run: c.RunID, tenant: c.Tenant, now: now}
 	prefix := "smoke-" + c.RunID
 	p.dev, p.fever, p.offline, p.camera = prefix+"-dev", prefix+"-fever", prefix+"-offline", prefix+"-cam"
-	p.wildfi, p.edge, p.http = "wildfi-"+p.dev, prefix+"-edge", prefix+"-http"
+	p.wildfi, p.edge, p.http, p.ctl = "wildfi-"+p.dev, prefix+"-edge", prefix+"-http", prefix+"-ctl"
 	p.coap, p.lora, p.loraEUI = prefix+"-coap", prefix+"-lora", devEUI(c.Tenant, c.RunID)
-	p.devices = []string{p.dev, p.wildfi, p.fever, p.offline, p.camera, p.edge, p.http, p.coap, p.lora}
+	p.devices = []string{p.dev, p.wildfi, p.fever, p.offline, p.camera, p.edge, p.http, p.coap, p.lora, p.ctl}
 	p.base = now.Truncate(time.Minute).Add(-30 * time.Minute)
 	p.fixtures = simulate.FixturesAt(now, c.Tenant, p.dev)
 	for _, f := range p.fixtures {
@@ -259,6 +260,7 @@ func run(ctx, parent context.Context, c Config, p *plan, cl *Checklist, log *slo
 	checkDoors(w, c, p, col)
 	checkLPWAN(w, c, p, col)
 	checkDatabase(w, p, col, db)
+	checkControl(w, c, p, serde, log)
 	return nil
 }
 

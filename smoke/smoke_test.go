@@ -236,6 +236,7 @@ func TestIntegrationSmoke(t *testing.T) {
 	for _, want := range []string{"✓ alerts: fever fires", "✓ alerts: fever resolves", "✓ alerts: offline fires",
 		"✓ db: sensor_readings holds exactly", "✓ registry: a schema for every topic", "✓ raw: events/tamper → raw.sensor",
 		"✓ dlq: event_invalid_severity/urgent → decode/event_invalid_severity", "✓ db: sensor_readings holds the event row of ",
+		"✓ commands: one round trip", "✓ shadow: desired state reaches the device as a delta and clears once reported",
 		"0 failed, 0 skipped"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q", want)

@@ -222,7 +222,7 @@ func TestIntegrationACLLeastPrivilege(t *testing.T) {
 	}
 	// One record in partition 0 of every topic read below.
 	seed := sc.client(t, "admin", kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	for _, topic := range []string{RawSensor, RawGPS, Commands, MediaEvents, DLQ, Alerts, "alerts-table", "state-table", DevicesRegistry} {
+	for _, topic := range []string{RawSensor, RawGPS, Commands, MediaEvents, DLQ, Alerts, "alerts-table", "state-table", DevicesRegistry, StateLatest} {
 		// Keyed: some of these are compacted.
 		if err := seed.ProduceSync(ctx, &kgo.Record{Topic: topic, Partition: 0, Key: []byte("seed/seed"), Value: []byte("seed")}).FirstErr(); err != nil {
 			t.Fatal(err)
@@ -240,7 +240,7 @@ func TestIntegrationACLLeastPrivilege(t *testing.T) {
 			{what: "produce", topic: DLQ},
 			{what: "produce", topic: Features, deny: topicDenied}, {what: "produce", topic: StateLatest, deny: topicDenied},
 			{what: "read", topic: Alerts, deny: topicDenied}, {what: "read", topic: RawSensor, deny: topicDenied},
-			{what: "group", topic: Commands, group: "drover-bridge-downlink"},
+			{what: "group", topic: Commands, group: "drover-bridge-downlink"}, {what: "read", topic: StateLatest},
 			{what: "group", topic: Commands, group: "drover-sink", deny: groupDenied},
 			{what: "create", topic: "raw.extra", deny: topicDenied},
 			// Its registry view reads the registry; it may not change it.
@@ -268,6 +268,8 @@ func TestIntegrationACLLeastPrivilege(t *testing.T) {
 		}},
 		{"drover-registry", []op{
 			{what: "produce", topic: DevicesRegistry}, {what: "read", topic: DevicesRegistry},
+			// the API's desired state and device shadows
+			{what: "produce", topic: Commands}, {what: "read", topic: StateLatest},
 			{what: "produce", topic: RawSensor, deny: topicDenied}, {what: "read", topic: DLQ, deny: topicDenied},
 			{what: "group", topic: DevicesRegistry, group: "drover-sink", deny: groupDenied},
 		}},

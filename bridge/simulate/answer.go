@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"math"
+	"strconv"
+	"time"
 
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
@@ -56,4 +59,47 @@ func answer(ctx context.Context, cm *autopaho.ConnectionManager, pub *paho.Publi
 		return
 	}
 	m.commands.Inc()
+}
+
+// shadowFilter is the subscription of a device that follows its shadow.
+func shadowFilter(key string) string { return "devices/" + key + "/shadow/delta" }
+
+// delta is what the simulator reads of a shadow delta the bridge published.
+type delta struct {
+	Version int64             `json:"version"`
+	State   map[string]string `json:"state"`
+}
+
+// follow applies a shadow delta like a cooperative device and reports it
+// back in one sensor message on devices/{key}/sensor: every key whose
+// desired value is a number as a measurement of that name, "firmware" as
+// the firmware attribute, and the delta's version as the measurement
+// shadow_version. The state processor compares exactly these (metrics by
+// name, firmware), so the delta clears; a key with a value that is neither
+// stays in the delta. It runs on its own goroutine.
+func follow(ctx context.Context, cm *autopaho.ConnectionManager, key string, pub *paho.Publish, log *slog.Logger, m *metrics) {
+	var d delta
+	if err := json.Unmarshal(pub.Payload, &d); err != nil || len(d.State) == 0 {
+		log.Warn("simulate: shadow delta not understood", "topic", pub.Topic, "err", err)
+		return
+	}
+	meas := map[string]float64{"shadow_version": float64(d.Version)}
+	attrs := map[string]string{}
+	for k, v := range d.State {
+		if f, err := strconv.ParseFloat(v, 64); err == nil && !math.IsInf(f, 0) && !math.IsNaN(f) {
+			meas[k] = f
+		} else if k == "firmware" {
+			attrs[k] = v
+		}
+	}
+	msg := map[string]any{"ts": time.Now().UnixMilli(), "measurements": meas}
+	if len(attrs) > 0 {
+		msg["attrs"] = attrs
+	}
+	body, _ := json.Marshal(msg)
+	if _, err := cm.Publish(ctx, &paho.Publish{Topic: "devices/" + key + "/sensor", QoS: 1, Payload: body}); err != nil {
+		log.Warn("simulate: shadow report not published", "device", key, "err", err)
+		return
+	}
+	m.deltas.Inc()
 }

@@ -104,6 +104,7 @@ traffic. Exits 1 when some messages were never acknowledged.`,
 	fs.StringVar(&c.MQTTUser, "mqtt-user", "", "MQTT user name")
 	fs.StringVar(&f.passwordFile, "mqtt-password-file", "", "file holding the MQTT password (a mounted secret)")
 	fs.StringVar(&f.secretsFile, "secrets-file", "", "CSV tenant,device_id,secret of the registered devices (drover dev writes one; DROVER_SECRETS_FILE): each device connects as itself, TENANT/DEVICE with its secret, as a broker that enforces the device registry requires")
+	fs.BoolVar(&c.FollowShadow, "follow-shadow", true, "with --secrets-file, every device subscribes to devices/TENANT/DEVICE/shadow/delta and reports the desired values back (numbers as measurements of that name, firmware as the firmware attribute), so the delta clears")
 	fs.BoolVar(&c.AnswerCommands, "answer-commands", true, "with --secrets-file, every device subscribes to devices/TENANT/DEVICE/commands/+ and replies to each command (\"fail\" fails, anything else succeeds)")
 	fs.BoolVar(&f.registerOnly, "register-only", false, "register the herd as --register does, write --secrets-file and exit without publishing: for a broker that must know the devices before it starts (compose's Mosquitto renders its dynamic security file from the registry)")
 	fs.BoolVar(&f.register, "register", false, "first register the herd in the device registry (tenant, missing devices, a new secret for every device --secrets-file lacks) and write the secrets to --secrets-file; needs Kafka and the schema registry")
@@ -387,6 +388,7 @@ func DevStage(cfg Config) devstage.Stage {
 			}
 			secretsPath.Store(&path)
 			c.AnswerCommands = true // `drover command send --wait` gets an answer on drover dev
+			c.FollowShadow = true   // and `drover state set` a device that follows
 			_, err = Run(ctx, c, log)
 			return err
 		},

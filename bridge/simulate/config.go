@@ -50,6 +50,11 @@ type Config struct {
 	// a connection of its own) subscribe to its commands and reply to each:
 	// "fail" fails, anything else succeeds.
 	AnswerCommands bool
+	// FollowShadow makes every device (with Credentials only) subscribe to
+	// its shadow delta (devices/TENANT/DEVICE/shadow/delta) and report the
+	// desired values back: numbers as measurements of the key's name,
+	// "firmware" as the firmware attribute, so the delta clears.
+	FollowShadow bool
 	// InFlight bounds the QoS 1 publishes awaiting PUBACK (default 32).
 	InFlight int
 	// ConnectTimeout bounds the wait for the first MQTT connection

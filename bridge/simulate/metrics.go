@@ -16,6 +16,7 @@ type metrics struct {
 	uploads   *prometheus.CounterVec
 	connected prometheus.Gauge
 	commands  prometheus.Counter
+	deltas    prometheus.Counter
 
 	// The labelled children, resolved once (not per message).
 	sentBy    map[string]prometheus.Counter
@@ -44,6 +45,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "drover_simulate_mqtt_connections",
 			Help: "MQTT connections of the simulator that are up.",
 		}),
+		deltas: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "drover_simulate_shadow_deltas_applied_total",
+			Help: "Shadow deltas the simulated devices applied and reported back (--follow-shadow).",
+		}),
 		commands: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "drover_simulate_commands_answered_total",
 			Help: "Downlink commands the simulated devices replied to (--answer-commands).",
@@ -60,7 +65,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.sent, m.invalid, m.pubErrs, m.uploads, m.connected, m.commands} {
+	for _, c := range []prometheus.Collector{m.sent, m.invalid, m.pubErrs, m.uploads, m.connected, m.commands, m.deltas} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -362,10 +363,23 @@ func dial(ctx, connCtx context.Context, cfg Config, herd []*device, log *slog.Lo
 		}
 		id := c.ClientID
 		answering := cfg.Credentials != nil && cfg.AnswerCommands
+		following := cfg.Credentials != nil && cfg.FollowShadow
 		var self atomic.Pointer[autopaho.ConnectionManager]
+		var subs []paho.SubscribeOptions
 		if answering {
+			subs = append(subs, paho.SubscribeOptions{Topic: commandFilter(id), QoS: 1})
+		}
+		if following {
+			subs = append(subs, paho.SubscribeOptions{Topic: shadowFilter(id), QoS: 1})
+		}
+		if len(subs) > 0 {
 			c.OnPublishReceived = []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-				if cm := self.Load(); cm != nil {
+				cm := self.Load()
+				switch {
+				case cm == nil:
+				case strings.HasSuffix(pr.Packet.Topic, "/shadow/delta"):
+					go follow(connCtx, cm, id, pr.Packet, log, m)
+				default:
 					go answer(connCtx, cm, pr.Packet, log, m)
 				}
 				return true, nil
@@ -373,12 +387,12 @@ func dial(ctx, connCtx context.Context, cfg Config, herd []*device, log *slog.Lo
 		}
 		c.OnConnectionUp = func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
 			self.Store(cm)
-			if answering {
+			if len(subs) > 0 {
 				go func() {
 					sctx, cancel := context.WithTimeout(connCtx, 10*time.Second)
 					defer cancel()
-					if _, err := cm.Subscribe(sctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: commandFilter(id), QoS: 1}}}); err != nil {
-						log.Warn("simulate: subscribing to commands failed", "client_id", id, "err", err)
+					if _, err := cm.Subscribe(sctx, &paho.Subscribe{Subscriptions: subs}); err != nil {
+						log.Warn("simulate: subscribing to commands and shadow failed", "client_id", id, "err", err)
 					}
 				}()
 			}

@@ -2,8 +2,6 @@ package state
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,9 +12,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/drover-iot/drover/cli"
+	"github.com/drover-iot/drover/control"
 	"github.com/drover-iot/drover/identity"
 	"github.com/drover-iot/drover/schemas"
-	"github.com/drover-iot/drover/topics"
 )
 
 // Command returns `drover state` with its `get` and `set` subcommands.
@@ -39,7 +37,9 @@ func setCommand(conn *cli.Conn) *cobra.Command {
 the state processor merges it into the shadow (desired, version) and
 'drover state get' shows the pending delta: the desired keys whose reported
 value (the metric of that name, or firmware) differs. KEY= removes a key.
-The bridge also delivers the command to the device like any other.`,
+The bridge sends the device that delta on devices/TENANT/DEVICE/shadow/delta
+when it connects and whenever its desired state changes (never the command
+itself).`,
 		Example: `  drover state set demo/collar-0001 interval=30 mode=eco`,
 		Args:    cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -61,10 +61,6 @@ The bridge also delivers the command to the device like any other.`,
 				}
 				d[k] = v
 			}
-			payload, err := json.Marshal(d)
-			if err != nil {
-				return err
-			}
 			kopts, err := conn.KafkaOpts()
 			if err != nil {
 				return err
@@ -80,19 +76,9 @@ The bridge also delivers the command to the device like any other.`,
 			defer cl.Close()
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			var b [8]byte
-			_, _ = rand.Read(b[:])
-			id := "d-" + hex.EncodeToString(b[:])
-			now := time.Now().UTC().Truncate(time.Millisecond)
-			exp := now.Add(timeout)
-			c := schemas.DeviceCommand{CommandID: id, Tenant: tenant, DeviceID: device, Name: DesiredCommand, Payload: string(payload),
-				CreatedAt: now, ExpiresAt: &exp, TS: now, IngestedAt: now}
-			v, err := serde.Encode(ctx, topics.Commands, &c)
+			id, err := control.SetDesired(ctx, cl, serde, tenant, device, d, timeout)
 			if err != nil {
 				return fmt.Errorf("state set: %w", err)
-			}
-			if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topics.Commands, Key: []byte(identity.Key(tenant, device)), Value: v}).FirstErr(); err != nil {
-				return fmt.Errorf("state set: producing to %s: %w", topics.Commands, err)
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), id)
 			return nil
@@ -100,7 +86,7 @@ The bridge also delivers the command to the device like any other.`,
 	}
 	conn.AddKafkaFlags(cmd.Flags())
 	conn.AddRegistryFlags(cmd.Flags())
-	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "give up after this long (and the bridge delivers the command to the device only until then)")
+	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "give up after this long (also the update's deadline on commands.devices)")
 	return cmd
 }
 

@@ -2,7 +2,6 @@ package state
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -12,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/drover-iot/drover/control"
 	"github.com/drover-iot/drover/identity"
 	"github.com/drover-iot/drover/ingest/decode"
 	"github.com/drover-iot/drover/processors/groupkit"
@@ -314,33 +314,8 @@ func (p *Processor) relayDesired(ctx goka.Context, msg interface{}) {
 	p.m.relayed.Inc()
 }
 
-// ParseDesired reads a desired-state payload: a JSON object whose string
-// values are taken as they are, null as "" (remove), and other values as
-// their JSON text.
-func ParseDesired(payload string) (map[string]string, error) {
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal([]byte(payload), &raw); err != nil {
-		return nil, fmt.Errorf("want a JSON object of key → value: %w", err)
-	}
-	if len(raw) == 0 {
-		return nil, errors.New("no keys")
-	}
-	d := make(map[string]string, len(raw))
-	for k, v := range raw {
-		if k == "" {
-			return nil, errors.New("empty key")
-		}
-		var s string
-		switch {
-		case string(v) == "null":
-		case json.Unmarshal(v, &s) == nil:
-		default:
-			s = string(v)
-		}
-		d[k] = s
-	}
-	return d, nil
-}
+// ParseDesired reads a desired-state payload (control.ParseDesired).
+func ParseDesired(payload string) (map[string]string, error) { return control.ParseDesired(payload) }
 
 func badErr(msg interface{}) error {
 	if b, ok := msg.(*groupkit.BadRecord); ok {

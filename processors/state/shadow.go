@@ -3,9 +3,9 @@ package state
 import (
 	"maps"
 	"slices"
-	"strconv"
 	"time"
 
+	"github.com/drover-iot/drover/control"
 	"github.com/drover-iot/drover/schemas"
 )
 
@@ -65,7 +65,7 @@ const noteDesired = "desired"
 // desired state: its payload is a JSON object of key → value (a value
 // that is not a JSON string is kept as its JSON text; "" or null removes
 // the key).
-const DesiredCommand = "desired"
+const DesiredCommand = control.DesiredCommand
 
 // Alert states on alerts.events (processors/alerts).
 const (
@@ -223,39 +223,11 @@ type View struct {
 
 // Reported returns the device's reported value of key: the metric of
 // that name (shortest decimal form), or for "firmware" the firmware.
-func Reported(ds *schemas.DeviceState, key string) (string, bool) {
-	if v, ok := ds.Metrics[key]; ok {
-		return strconv.FormatFloat(v, 'g', -1, 64), true
-	}
-	if key == "firmware" && ds.Firmware != nil {
-		return *ds.Firmware, true
-	}
-	return "", false
-}
+func Reported(ds *schemas.DeviceState, key string) (string, bool) { return control.Reported(ds, key) }
 
 // Delta returns the pending delta: the desired keys whose reported value
-// is missing or differs. Numbers compare by value (desired "30.0" matches
-// a reported 30).
-func Delta(ds *schemas.DeviceState) map[string]string {
-	d := map[string]string{}
-	for k, want := range ds.Desired {
-		got, ok := Reported(ds, k)
-		if ok && matches(want, got) {
-			continue
-		}
-		d[k] = want
-	}
-	return d
-}
-
-func matches(want, got string) bool {
-	if want == got {
-		return true
-	}
-	w, err1 := strconv.ParseFloat(want, 64)
-	g, err2 := strconv.ParseFloat(got, 64)
-	return err1 == nil && err2 == nil && w == g
-}
+// is missing or differs (control.Delta).
+func Delta(ds *schemas.DeviceState) map[string]string { return control.Delta(ds) }
 
 // ViewOf converts a state.latest record to its JSON form.
 func ViewOf(ds *schemas.DeviceState) View {

@@ -8,7 +8,7 @@
 // "..."} (plus "problems" for an import), with 400 (bad input), 401 (no or
 // unknown token), 403 (a read token writing), 404 (no such device or
 // tenant), 409 (exists, or not allowed in its state) and 503 (the registry
-// view is not ready).
+// view is not ready, or Kafka did not take a desired-state update).
 //
 //	GET    /v1/tenants                                  list tenants
 //	POST   /v1/tenants                                  {"tenant", "ca_cert_pem"?, "create_ca"?}
@@ -18,6 +18,8 @@
 //	GET    /v1/tenants/{tenant}/devices/{device}        one device
 //	POST   /v1/tenants/{tenant}/devices/{device}/{suspend|activate|revoke|rotate}
 //	DELETE /v1/tenants/{tenant}/devices/{device}        forget a revoked device
+//	GET    /v1/tenants/{tenant}/devices/{device}/state  the device shadow: desired, version, metrics, pending delta
+//	PUT    /v1/tenants/{tenant}/devices/{device}/desired  {"key": "value", ...}: set desired state (202, the update's id)
 package api
 
 import (
@@ -54,7 +56,10 @@ type Options struct {
 	// PushSecret hands a device's new secret to the brokers that need the
 	// plaintext (Mosquitto's dynsec) right after add or rotate; nil = none.
 	PushSecret func(ctx context.Context, key, secret string) error
-	Log        *slog.Logger
+	// Shadow serves devices' state and desired state (nil: those routes
+	// answer 501).
+	Shadow Shadow
+	Log    *slog.Logger
 }
 
 // API is the provisioning API handler.
@@ -105,6 +110,8 @@ func (a *API) routes() {
 	a.mux.HandleFunc("GET /v1/tenants/{tenant}/devices/{device}", a.getDevice)
 	a.mux.HandleFunc("POST /v1/tenants/{tenant}/devices/{device}/{action}", a.deviceAction)
 	a.mux.HandleFunc("DELETE /v1/tenants/{tenant}/devices/{device}", a.deleteDevice)
+	a.mux.HandleFunc("GET /v1/tenants/{tenant}/devices/{device}/state", a.getState)
+	a.mux.HandleFunc("PUT /v1/tenants/{tenant}/devices/{device}/desired", a.putDesired)
 }
 
 // ServeHTTP checks the token and the view, then routes.

@@ -94,7 +94,7 @@ func Run(ctx context.Context, cfg Config) error {
 		g.Go(func() error { return runDynsec(gctx, cfg, view, &sync) })
 	}
 	if len(cfg.APITokens) > 0 {
-		if err := mountAPI(cfg, store, &sync); err != nil {
+		if err := mountAPI(cfg, store, &sync, kafkaShadow{cl: producer, kopts: cfg.Kafka, serde: cfg.Serde}); err != nil {
 			return err
 		}
 	}
@@ -126,8 +126,8 @@ func Run(ctx context.Context, cfg Config) error {
 	return g.Wait()
 }
 
-func mountAPI(cfg Config, store *registry.Store, sync *atomic.Pointer[dynsec.Sync]) error {
-	opts := api.Options{Tokens: cfg.APITokens, Log: cfg.Log}
+func mountAPI(cfg Config, store *registry.Store, sync *atomic.Pointer[dynsec.Sync], shadow api.Shadow) error {
+	opts := api.Options{Tokens: cfg.APITokens, Log: cfg.Log, Shadow: shadow}
 	if cfg.CAKeyDir != "" {
 		opts.CAKeys = func(tenant string) ([]byte, error) {
 			if err := identity.ValidTenant(tenant); err != nil {
