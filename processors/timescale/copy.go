@@ -1,10 +1,10 @@
 package timescale
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"io"
 	"math"
 	"slices"
 	"strings"
@@ -27,12 +27,9 @@ import (
 // copyBuf builds one binary COPY stream.
 type copyBuf struct{ b []byte }
 
-// copyBufs recycles copy buffers (a batch of 5000 readings is about 700 KB).
+// copyBufs recycles copy buffers (a little over 64 KiB each: see
+// copyReader).
 var copyBufs = sync.Pool{New: func() any { return &copyBuf{} }}
-
-// maxPooledCopyBuf bounds the buffers kept for reuse (a batch of 5000
-// readings takes under 1 MiB; --batch-size allows a million).
-const maxPooledCopyBuf = 16 << 20
 
 // pgEpochMicros is 2000-01-01 UTC, PostgreSQL's timestamp epoch, in Unix
 // microseconds.
@@ -177,27 +174,12 @@ func (p *part[T, K]) copyInto(ctx context.Context, tx pgx.Tx, table string, cols
 		return err
 	}
 	c := copyBufs.Get().(*copyBuf)
-	defer func() {
-		if cap(c.b) <= maxPooledCopyBuf {
-			copyBufs.Put(c)
-		}
-	}()
+	defer copyBufs.Put(c)
 	c.reset()
-	fields := len(cols)
+	r := &copyReader[T]{c: c, n: n, fields: len(cols), index: index, ord: ord, rows: p.rows, enc: p.def.copy}
 	if ord {
-		fields++
+		r.fields++
 	}
-	for j := range n {
-		i := index(j)
-		c.tuple(fields)
-		if err := p.def.copy(c, &p.rows[i]); err != nil {
-			return err
-		}
-		if ord {
-			c.int4(int32(i))
-		}
-	}
-	c.end()
 	var sql strings.Builder
 	sql.WriteString("COPY ")
 	sql.WriteString(pgx.Identifier{table}.Sanitize())
@@ -212,6 +194,50 @@ func (p *part[T, K]) copyInto(ctx context.Context, tx pgx.Tx, table string, cols
 		sql.WriteString(`, "ord"`)
 	}
 	sql.WriteString(") FROM STDIN (FORMAT binary)")
-	_, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(c.b), sql.String())
+	_, err := tx.Conn().PgConn().CopyFrom(ctx, r, sql.String())
 	return err
+}
+
+// copyReader is a binary COPY stream that encodes its rows as it is read
+// (pgconn reads 64 KiB at a time), so the server works on the first rows
+// while the rest are encoded.
+type copyReader[T any] struct {
+	c       *copyBuf
+	off     int // bytes of c.b read already
+	next, n int // rows encoded, rows in all
+	fields  int
+	index   func(int) int // row of the stream → index in rows
+	ord     bool          // append the index as ord
+	rows    []T
+	enc     func(*copyBuf, *T) error
+	done    bool // the trailer is in c.b
+}
+
+func (r *copyReader[T]) Read(p []byte) (int, error) {
+	if r.off > 0 {
+		r.c.b = append(r.c.b[:0], r.c.b[r.off:]...)
+		r.off = 0
+	}
+	for len(r.c.b) < len(p) && !r.done {
+		if r.next == r.n {
+			r.c.end()
+			r.done = true
+			break
+		}
+		i := r.index(r.next)
+		r.next++
+		r.c.tuple(r.fields)
+		if err := r.enc(r.c, &r.rows[i]); err != nil {
+			return 0, err
+		}
+		if r.ord {
+			r.c.int4(int32(i))
+		}
+	}
+	k := copy(p, r.c.b)
+	r.off = k
+	if r.done && k == len(r.c.b) {
+		return k, io.EOF
+	}
+	return k, nil
 }

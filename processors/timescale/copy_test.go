@@ -1,7 +1,9 @@
 package timescale
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"math"
 	"strings"
 	"testing"
@@ -28,10 +30,11 @@ func TestBinaryCopyMatchesPgx(t *testing.T) {
 	values := []float64{0, -1.5, math.Pi, math.MaxFloat64, math.SmallestNonzeroFloat64, math.Inf(1), math.Inf(-1), math.NaN(), math.Copysign(0, -1)}
 	attrs := []map[string]string{nil, {}, {"k": "v"}, {"quote\"": "back\\slash", "ünï": "çødé 🐄", "nl": "a\nb\tc", "html": "<&>"}}
 	units := []*string{nil, ptr(""), ptr("Cel"), ptr("µS/cm")}
-	for i := range 40 {
+	const n = 3000 // over 64 KiB: several reads of the stream
+	for i := range n {
 		ts := odd[i%len(odd)].Add(time.Duration(i) * time.Second)
 		readings = append(readings, schemas.SensorReading{EventID: fmtID("e", i), Tenant: "farm", DeviceID: "dev-" + strings.Repeat("x", i%3),
-			TS: ts, IngestedAt: ts.Add(time.Millisecond), Metric: "m" + fmtID(i), Value: values[i%len(values)], Unit: units[i%len(units)],
+			TS: ts, IngestedAt: ts.Add(time.Millisecond), Metric: "m" + fmtID(i%7), Value: values[i%len(values)], Unit: units[i%len(units)],
 			Source: []string{"", "sensor", "replay"}[i%3], Replayed: i%2 == 0, Attrs: attrs[i%len(attrs)]})
 		f := schemas.GPSFix{EventID: fmtID("g", i), Tenant: "farm", DeviceID: "cow", TS: ts, IngestedAt: ts, Lat: -90 + float64(i), Lon: 180 - float64(i)*1.25,
 			Source: "gps", Replayed: i%3 == 0, Attrs: attrs[(i+1)%len(attrs)]}
@@ -64,7 +67,7 @@ func TestBinaryCopyMatchesPgx(t *testing.T) {
 			return s
 		}
 		a, b := dump("a_"+table), dump("b_"+table)
-		if a != b || strings.Count(a, "\n") != 39 {
+		if a != b || strings.Count(a, "\n") != n-1 {
 			t.Errorf("%s: the binary encoder stored\n%s\npgx stored\n%s", table, b, a)
 		}
 	}
@@ -86,4 +89,44 @@ func TestBinaryCopyMatchesPgx(t *testing.T) {
 		_, err := pf.copyStaged(ctx, tx, name, fixCols, true)
 		return err
 	})
+}
+
+// TestCopyReaderChunks reads the stream with buffers of several sizes and
+// compares it with the rows encoded in one go.
+func TestCopyReaderChunks(t *testing.T) {
+	rows := benchReadings(2000)
+	rows[3].Attrs = map[string]string{"a": "b"}
+	var want copyBuf
+	want.reset()
+	for i := range rows {
+		want.tuple(len(readingCols) + 1)
+		if err := readingCopy(&want, &rows[i]); err != nil {
+			t.Fatal(err)
+		}
+		want.int4(int32(i))
+	}
+	want.end()
+	for _, size := range []int{1, 7, 100, 4096, 65531, 1 << 20} {
+		r := &copyReader[schemas.SensorReading]{c: &copyBuf{}, n: len(rows), fields: len(readingCols) + 1, index: func(j int) int { return j },
+			ord: true, rows: rows, enc: readingCopy}
+		r.c.reset()
+		var got []byte
+		buf := make([]byte, size)
+		for {
+			k, err := r.Read(buf)
+			got = append(got, buf[:k]...)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k == 0 {
+				t.Fatalf("read size %d: no progress", size)
+			}
+		}
+		if !bytes.Equal(got, want.b) {
+			t.Errorf("read size %d: %d bytes differ from the %d encoded in one go", size, len(got), len(want.b))
+		}
+	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/drover-iot/drover/schemas"
+	"github.com/drover-iot/drover/topics"
 )
 
 // DefaultGroup is the consumer group of the sink.
@@ -564,12 +565,26 @@ func (s *Sink) consume(ctx context.Context) error {
 		if err != nil {
 			return s.stopErr(ctx, errors.Join(err, settle()))
 		}
-		if err := settle(); err != nil {
-			return s.stopErr(ctx, err)
+		// Wait for the write in flight; its offsets are committed once
+		// this batch's write has started, so the database is not idle
+		// during the commit round trip (its transaction has committed:
+		// committing them later changes nothing of what is committed when).
+		var written []*kgo.Record
+		if inflight != nil {
+			<-inflight.finished
+			w := inflight
+			inflight = nil
+			if w.err != nil {
+				return s.stopErr(ctx, w.err)
+			}
+			written = w.records
 		}
 		if s.cfg.Now().Sub(lastAllow) >= rebalanceEvery {
 			// Write this batch in the foreground, then let a waiting
 			// rebalance through with nothing in flight.
+			if written != nil {
+				s.commit(wctx, written)
+			}
 			if err := s.write(wctx, records, b, outcomes); err != nil {
 				return s.stopErr(ctx, err)
 			}
@@ -582,6 +597,9 @@ func (s *Sink) consume(ctx context.Context) error {
 			w.err = s.write(wctx, w.records, b, outcomes)
 			close(w.finished)
 		}(inflight)
+		if written != nil {
+			s.commit(wctx, written)
+		}
 	}
 }
 
@@ -624,7 +642,19 @@ func (s *Sink) flush(ctx context.Context, records []*kgo.Record) error {
 
 // decode turns records into a batch, retrying while the registry fails.
 func (s *Sink) decode(ctx context.Context, records []*kgo.Record) (*Batch, []outcome, error) {
-	b := &Batch{}
+	// The high-volume slices get their size up front: grown by append, a
+	// batch of 5000 readings was copied about twice over.
+	var readings, fixes int
+	for _, r := range records {
+		switch r.Topic {
+		case topics.RawSensor:
+			readings++
+		case topics.RawGPS:
+			fixes++
+		}
+	}
+	b := &Batch{Readings: make([]schemas.SensorReading, 0, readings), Fixes: make([]schemas.GPSFix, 0, fixes)}
+	b.src.readings, b.src.fixes = make([]*kgo.Record, 0, readings), make([]*kgo.Record, 0, fixes)
 	outcomes := make([]outcome, len(records))
 	err := s.retry(ctx, "decode", func(ctx context.Context) (bool, error) {
 		b.Reset()

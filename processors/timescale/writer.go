@@ -344,12 +344,6 @@ func (w *Writer) Write(ctx context.Context, b *Batch) (Result, error) {
 	}
 	// Tables that skip the direct COPY in this batch (see writePart).
 	staged := map[string]bool{}
-	for t, n := range w.stagedFor {
-		if n > 0 {
-			staged[t] = true
-			w.stagedFor[t] = n - 1
-		}
-	}
 	for {
 		var paths [2]int64 // batches written direct, staged
 		res, err = w.writeTx(ctx, conn, txOpts, b, parts, staged, &paths)
@@ -392,7 +386,7 @@ func (w *Writer) writeTx(ctx context.Context, conn *pgx.Conn, txOpts pgx.TxOptio
 		}
 		letters := b.DeadLetters[:len(b.DeadLetters):len(b.DeadLetters)] // appending copies: b stays as it is
 		for _, p := range parts {
-			if err := writePart(ctx, tx, p, staged, paths, &res); err != nil {
+			if err := w.writePart(ctx, tx, p, staged, paths, &res); err != nil {
 				return err
 			}
 			skipped, conflicts := p.result()
@@ -406,7 +400,7 @@ func (w *Writer) writeTx(ctx context.Context, conn *pgx.Conn, txOpts pgx.TxOptio
 		if err := writeCommands(ctx, tx, b.Commands, &res); err != nil {
 			return err
 		}
-		return writePart(ctx, tx, &part[DeadLetter, struct{}]{def: &deadLetterTable, rows: letters}, staged, paths, &res)
+		return w.writePart(ctx, tx, &part[DeadLetter, struct{}]{def: &deadLetterTable, rows: letters}, staged, paths, &res)
 	})
 	return res, err
 }
@@ -438,11 +432,19 @@ func (e *directConflict) Unwrap() error { return e.err }
 // holds, resolve decides per key in batch order, and the rows that end up
 // holding their key are merged; other tables merge the rows dedupe kept
 // through their guarded upsert.
-func writePart(ctx context.Context, tx pgx.Tx, p writable, staged map[string]bool, paths *[2]int64, res *Result) error {
+func (w *Writer) writePart(ctx context.Context, tx pgx.Tx, p writable, staged map[string]bool, paths *[2]int64, res *Result) error {
 	s := p.spec()
 	n := p.count()
 	if n == 0 {
 		return nil
+	}
+	if _, decided := staged[s.name]; !decided {
+		// The first attempt of this batch with rows for the table: counts
+		// down the batches it still goes staged after a conflict.
+		staged[s.name] = w.stagedFor[s.name] > 0
+		if staged[s.name] {
+			w.stagedFor[s.name]--
+		}
 	}
 	if s.direct {
 		if !staged[s.name] {

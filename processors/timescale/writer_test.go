@@ -300,3 +300,52 @@ func TestIntegrationWriterFeatureLateUpdates(t *testing.T) {
 		t.Errorf("features has %d rows, want 1 per window", n)
 	}
 }
+
+// TestIntegrationWriterStagedAfterConflict: a batch whose direct COPY meets
+// a stored key is written staged (nothing twice, nothing lost), and so are
+// the table's next stagedAfterConflict batches, counted in batches that
+// have rows for it; then the direct COPY is tried again.
+func TestIntegrationWriterStagedAfterConflict(t *testing.T) {
+	url, layout := migratedDB(t)
+	w := testWriter(t, url, layout)
+	ctx := context.Background()
+	rows := benchReadings(200)
+	write := func(b *Batch) Result {
+		t.Helper()
+		res, err := w.Write(ctx, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	write(&Batch{Readings: rows[:100]})
+	if d, s := w.Paths.Direct.Load(), w.Paths.Staged.Load(); d != 1 || s != 0 {
+		t.Fatalf("first batch: %d direct, %d staged; want 1, 0", d, s)
+	}
+	// Half stored already: the direct COPY fails, the batch goes staged.
+	res := write(&Batch{Readings: rows[50:150]})
+	if res.Written[TableSensorReadings] != 50 || res.Skipped[TableSensorReadings] != 50 {
+		t.Fatalf("overlapping batch: %+v", res)
+	}
+	if d, s := w.Paths.Direct.Load(), w.Paths.Staged.Load(); d != 1 || s != 1 {
+		t.Fatalf("after the conflict: %d direct, %d staged; want 1, 1", d, s)
+	}
+	// Batches without readings do not count.
+	for i := range 3 {
+		write(&Batch{Fixes: []schemas.GPSFix{{EventID: fmtID("f", i), Tenant: "farm", DeviceID: "cow", TS: at(1, i), IngestedAt: at(1, i), Source: "gps"}}})
+	}
+	for i := range stagedAfterConflict {
+		r := rows[150+i]
+		write(&Batch{Readings: []schemas.SensorReading{r}})
+	}
+	if d, s := w.Paths.Direct.Load()-3, w.Paths.Staged.Load(); d != 1 || s != 1+stagedAfterConflict {
+		t.Fatalf("readings batches after the conflict: %d direct, %d staged; want 1, %d", d, s, 1+stagedAfterConflict)
+	}
+	write(&Batch{Readings: rows[190:200]})
+	if d := w.Paths.Direct.Load() - 3; d != 2 {
+		t.Fatalf("after %d staged batches the direct COPY is not tried again (%d direct)", stagedAfterConflict, d)
+	}
+	if n := count(t, connect(t, url), "SELECT count(*) FROM sensor_readings"); n != 150+stagedAfterConflict+10 {
+		t.Fatalf("%d readings stored, want %d", n, 150+stagedAfterConflict+10)
+	}
+}
