@@ -105,9 +105,10 @@ func (c *Core) Ingest(ctx context.Context, m Message) error {
 // are produced, in order, before the first acknowledgement is awaited.
 func (c *Core) IngestBatch(ctx context.Context, ms []Message) []error {
 	ps := make([]*pending, len(ms))
-	var rt channelRoute // a batch's items share their device channel's route
+	room := make([]pending, len(ms)) // one allocation for the items produced
+	var rt channelRoute              // a batch's items share their device channel's route
 	for i := range ms {
-		ps[i] = c.start(ctx, &ms[i], &rt)
+		ps[i] = c.start(ctx, &ms[i], &rt, &room[i])
 	}
 	errs := make([]error, len(ms))
 	for i, p := range ps {
@@ -182,7 +183,9 @@ func (p *pending) wait(ctx context.Context) error {
 	}
 }
 
-func (c *Core) start(ctx context.Context, m *Message, rt *channelRoute) *pending {
+// start prepares m and produces its records in p (its dead letter, or
+// its result, in a pending of their own).
+func (c *Core) start(ctx context.Context, m *Message, rt *channelRoute, p *pending) *pending {
 	var cr *channelRoute
 	source := ""
 	if m.Door == LoRaWAN {
@@ -210,7 +213,8 @@ func (c *Core) start(ctx context.Context, m *Message, rt *channelRoute) *pending
 	if ctx.Err() != nil {
 		return &pending{err: fmt.Errorf("%w: %w", ErrUnavailable, context.Cause(ctx))}
 	}
-	return c.produce(ctx, &pending{c: c, m: m, letter: l}, recs)
+	p.c, p.m, p.letter = c, m, l
+	return c.produce(ctx, p, recs)
 }
 
 // prepareChannel routes m's device channel as the device topic it stands
