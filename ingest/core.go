@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -60,7 +61,7 @@ type Config struct {
 // concurrent use.
 type Core struct {
 	cfg   Config
-	pool  sync.Pool          // *decode.Output
+	pool  sync.Pool          // *scratch
 	spark *sparkplug.Session // the Sparkplug B births, sequences and deaths seen
 }
 
@@ -88,7 +89,7 @@ func NewCore(cfg Config) (*Core, error) {
 		cfg.Log = slog.Default()
 	}
 	c := &Core{cfg: cfg, spark: sparkplug.NewSession()}
-	c.pool.New = func() any { return new(decode.Output) }
+	c.pool.New = func() any { return new(scratch) }
 	return c, nil
 }
 
@@ -104,14 +105,43 @@ func (c *Core) Ingest(ctx context.Context, m Message) error {
 // are produced, in order, before the first acknowledgement is awaited.
 func (c *Core) IngestBatch(ctx context.Context, ms []Message) []error {
 	ps := make([]*pending, len(ms))
+	room := make([]pending, len(ms)) // one allocation for the items produced
+	var rt channelRoute              // a batch's items share their device channel's route
 	for i := range ms {
-		ps[i] = c.start(ctx, &ms[i])
+		ps[i] = c.start(ctx, &ms[i], &rt, &room[i])
 	}
 	errs := make([]error, len(ms))
 	for i, p := range ps {
 		errs[i] = p.wait(ctx)
 	}
 	return errs
+}
+
+// channelRoute is the route of a device channel (DeviceTopic, then
+// Route, then the identity check): the routes table does not change, so
+// the items of a batch, which share their device and channel, route once.
+type channelRoute struct {
+	valid                   bool
+	tenant, device, channel string
+	topic                   string
+	ok                      bool // DeviceTopic found a route naming a tenant and a device
+	match                   routes.Match
+	err                     error // Route's
+	idErr                   error // identity.Validate's
+}
+
+// of returns m's channel route, computing it unless it is r's already.
+func (r *channelRoute) of(t *routes.Table, m *Message) *channelRoute {
+	if r.valid && r.tenant == m.Tenant && r.device == m.Device && r.channel == m.Channel {
+		return r
+	}
+	*r = channelRoute{valid: true, tenant: m.Tenant, device: m.Device, channel: m.Channel}
+	r.topic, r.ok = t.DeviceTopic(m.Tenant, m.Device, m.Channel)
+	if r.ok {
+		r.match, r.err = t.Route(r.topic, "")
+		r.idErr = identity.Validate(m.Tenant, m.Device)
+	}
+	return r
 }
 
 // pending is one message in flight.
@@ -122,6 +152,10 @@ type pending struct {
 	refuse *decode.Error // the refusal whose dead letter is in flight
 	done   chan error    // the produce result (nil = acknowledged)
 	err    error         // decided without producing
+
+	left  atomic.Int32 // records not yet acknowledged
+	mu    sync.Mutex
+	first error // the first produce error
 }
 
 func (p *pending) wait(ctx context.Context) error {
@@ -149,8 +183,18 @@ func (p *pending) wait(ctx context.Context) error {
 	}
 }
 
-func (c *Core) start(ctx context.Context, m *Message) *pending {
-	l := Letter{Source: c.source(m), Door: m.Door, Tenant: m.Tenant, Device: m.Device, Payload: m.Payload,
+// start prepares m and produces its records in p (its dead letter, or
+// its result, in a pending of their own).
+func (c *Core) start(ctx context.Context, m *Message, rt *channelRoute, p *pending) *pending {
+	var cr *channelRoute
+	source := ""
+	if m.Door == LoRaWAN {
+		source = m.Channel
+	} else {
+		cr = rt.of(c.cfg.Routes, m)
+		source = cr.source()
+	}
+	l := Letter{Source: source, Door: m.Door, Tenant: m.Tenant, Device: m.Device, Payload: m.Payload,
 		ReceivedAt: m.ReceivedAt, MaxPayload: c.cfg.Limits.MaxPayload}
 	var recs []*kgo.Record
 	var de *decode.Error
@@ -158,7 +202,7 @@ func (c *Core) start(ctx context.Context, m *Message) *pending {
 		recs, de = c.prepareLoRaWAN(ctx, m, &l)
 	} else {
 		var err error
-		recs, err = c.prepareChannel(ctx, m, &l)
+		recs, err = c.prepareChannel(ctx, m, cr, &l)
 		if err != nil && !errors.As(err, &de) {
 			return &pending{err: err}
 		}
@@ -169,20 +213,20 @@ func (c *Core) start(ctx context.Context, m *Message) *pending {
 	if ctx.Err() != nil {
 		return &pending{err: fmt.Errorf("%w: %w", ErrUnavailable, context.Cause(ctx))}
 	}
-	return c.produce(ctx, &pending{c: c, m: m, letter: l}, recs)
+	p.c, p.m, p.letter = c, m, l
+	return c.produce(ctx, p, recs)
 }
 
 // prepareChannel routes m's device channel as the device topic it stands
 // for and Prepares it: its records (none for an ignored route), its
 // refusal (a *decode.Error), or an error wrapping ErrUnavailable.
-func (c *Core) prepareChannel(ctx context.Context, m *Message, l *Letter) ([]*kgo.Record, error) {
-	topic, ok := c.cfg.Routes.DeviceTopic(m.Tenant, m.Device, m.Channel)
-	if !ok {
+func (c *Core) prepareChannel(ctx context.Context, m *Message, cr *channelRoute, l *Letter) ([]*kgo.Record, error) {
+	topic, r := cr.topic, cr.match
+	if !cr.ok {
 		return nil, &decode.Error{Stage: decode.StageRoute, Reason: decode.ReasonUnknownChannel, Message: "no route names a tenant and a device"}
 	}
-	r, err := c.cfg.Routes.Route(topic, "")
-	if err != nil {
-		return nil, asDecodeErr(err, decode.StageRoute)
+	if cr.err != nil {
+		return nil, asDecodeErr(cr.err, decode.StageRoute)
 	}
 	if r.Route.Ignore {
 		return nil, nil
@@ -192,7 +236,7 @@ func (c *Core) prepareChannel(ctx context.Context, m *Message, l *Letter) ([]*kg
 		return nil, &decode.Error{Stage: decode.StageRoute, Reason: decode.ReasonUnknownChannel,
 			Message: fmt.Sprintf("channel %q: command replies are accepted over MQTT only", m.Channel)}
 	}
-	if err := identity.Validate(m.Tenant, m.Device); err != nil {
+	if err := cr.idErr; err != nil {
 		return nil, &decode.Error{Stage: decode.StageRoute, Reason: decode.ReasonBadIdentity, Message: err.Error()}
 	}
 	rt := Routed{Door: m.Door, Topic: topic, Match: r, Payload: m.Payload, ReceivedAt: m.ReceivedAt}
@@ -244,8 +288,9 @@ func (c *Core) prepareLoRaWAN(ctx context.Context, m *Message, l *Letter) (recs 
 	}
 	m.Tenant, m.Device = d.Tenant, d.ID
 	l.Tenant, l.Device = d.Tenant, d.ID
-	out := c.pool.Get().(*decode.Output)
-	defer c.pool.Put(out)
+	sc := c.pool.Get().(*scratch)
+	defer c.putScratch(sc)
+	out := &sc.out
 	// Through decode.Decode, so the records get MQTT's validation (ts
 	// window, finite values, printable metric names, one value per metric
 	// and time).
@@ -278,14 +323,11 @@ func asDecodeErr(err error, stage decode.Stage) *decode.Error {
 
 // source is what a dead letter names as its source: the device topic the
 // message stands for, so a re-drive routes it like an MQTT message.
-func (c *Core) source(m *Message) string {
-	if m.Door == LoRaWAN {
-		return m.Channel
+func (r *channelRoute) source() string {
+	if r.ok {
+		return r.topic
 	}
-	if t, ok := c.cfg.Routes.DeviceTopic(m.Tenant, m.Device, m.Channel); ok {
-		return t
-	}
-	return m.Tenant + "/" + m.Device + "/" + m.Channel
+	return r.tenant + "/" + r.device + "/" + r.channel
 }
 
 // deadLetter produces l's dead letter for de.
@@ -305,20 +347,27 @@ func (c *Core) produce(ctx context.Context, p *pending, recs []*kgo.Record) *pen
 		p.done <- nil
 		return p
 	}
-	var mu sync.Mutex
-	left := len(recs)
-	var first error
+	p.left.Store(int32(len(recs)))
+	acked := p.acked
 	for _, r := range recs {
-		c.cfg.Kafka.Produce(ctx, r, func(_ *kgo.Record, err error) {
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil && first == nil {
-				first = err
-			}
-			if left--; left == 0 {
-				p.done <- first
-			}
-		})
+		c.cfg.Kafka.Produce(ctx, r, acked)
 	}
 	return p
+}
+
+// acked is the produce callback of p's records.
+func (p *pending) acked(_ *kgo.Record, err error) {
+	if err != nil {
+		p.mu.Lock()
+		if p.first == nil {
+			p.first = err
+		}
+		p.mu.Unlock()
+	}
+	if p.left.Add(-1) == 0 {
+		p.mu.Lock()
+		first := p.first
+		p.mu.Unlock()
+		p.done <- first
+	}
 }

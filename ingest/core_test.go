@@ -189,3 +189,57 @@ func TestIntegrationCoreKafkaDown(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestIntegrationCoreBatch: in one IngestBatch, valid readings between the
+// bad inputs (other devices, other channels) are accepted, and every bad
+// input gets the reason and dead-letter source it gets alone: the batch's
+// shared routing follows each item's device and channel.
+func TestIntegrationCoreBatch(t *testing.T) {
+	e := ingesttest.New(t)
+	e.Devices(t)
+	now := time.Now().UnixMilli()
+	good := msg("", "sensor", `{"metric":"temperature","value":21.5,"ts":`+itoa(now)+`}`)
+	cases := ingesttest.BadInputs()
+	var ms []ingest.Message
+	for _, tc := range cases {
+		ms = append(ms, good, msg(tc.Device, tc.Channel, tc.Payload))
+	}
+	ms = append(ms, good)
+	errs := e.Core.IngestBatch(ctx(t), ms)
+	if len(errs) != len(ms) {
+		t.Fatalf("%d results for %d messages", len(errs), len(ms))
+	}
+	for i, err := range errs {
+		if i%2 == 0 {
+			if err != nil {
+				t.Errorf("item %d (valid, after %v): %v", i, ms[max(i-1, 0)].Channel, err)
+			}
+			continue
+		}
+		tc := cases[i/2]
+		var de *decode.Error
+		if !errors.As(err, &de) || de.Reason != tc.Reason {
+			t.Errorf("%s: %v, want reason %s", tc.Name, err, tc.Reason)
+		}
+	}
+	if recs := e.Consume(t, topics.RawSensor, len(cases)+1, 10*time.Second); len(recs) != len(cases)+1 {
+		t.Fatalf("raw.sensor has %d records, want %d", len(recs), len(cases)+1)
+	}
+	dls := e.DeadLetters(t, e.Consume(t, topics.DLQ, len(cases), 10*time.Second))
+	if len(dls) != len(cases) {
+		t.Fatalf("%d dead letters for %d refusals", len(dls), len(cases))
+	}
+	sources := map[string]string{} // reason → source (the DLQ's partitions do not keep the batch's order)
+	for _, dl := range dls {
+		sources[dl.Reason] = dl.Source
+	}
+	for _, tc := range cases {
+		dev := tc.Device
+		if dev == "" {
+			dev = ingesttest.Registered
+		}
+		if src, ok := sources[string(tc.Reason)]; !ok || src != "devices/farm/"+dev+"/"+tc.Channel {
+			t.Errorf("%s: dead letter of reason %s: source %q (found %v)", tc.Name, tc.Reason, src, ok)
+		}
+	}
+}

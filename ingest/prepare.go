@@ -66,21 +66,26 @@ func (c *Core) Prepare(ctx context.Context, r *Routed) (Prepared, error) {
 	if de != nil {
 		return Prepared{Flag: flag}, de
 	}
-	out := c.pool.Get().(*decode.Output)
-	defer c.pool.Put(out)
-	in := decode.Input{
+	sc := c.pool.Get().(*scratch)
+	defer c.putScratch(sc)
+	out := &sc.out
+	sc.in = decode.Input{
 		Tenant: r.Match.Tenant, DeviceID: r.Match.Device, Source: r.Match.Source, Kind: r.Match.Kind,
 		Payload: r.Payload, ReceivedAt: r.ReceivedAt.UTC().Truncate(time.Millisecond),
 	}
-	if err := c.decodeRoute(r, &in, out); err != nil {
+	if err := c.decodeRoute(r, &sc.in, out); err != nil {
 		return Prepared{Flag: flag}, asDecodeErr(err, decode.StageDecode)
 	}
 	if out.Len() == 0 {
 		return Prepared{Flag: flag}, nil
 	}
-	headers := append(r.Headers, kgo.RecordHeader{Key: HeaderTenant, Value: []byte(r.Match.Tenant)})
+	// One buffer for the values of drover.tenant and drover.door.
+	vals := make([]byte, 0, len(r.Match.Tenant)+len(r.Door))
+	vals = append(append(vals, r.Match.Tenant...), r.Door...)
+	tenant, door := vals[:len(r.Match.Tenant):len(r.Match.Tenant)], vals[len(r.Match.Tenant):]
+	headers := append(r.Headers, kgo.RecordHeader{Key: HeaderTenant, Value: tenant})
 	if r.Door != "" {
-		headers = append(headers, kgo.RecordHeader{Key: HeaderDoor, Value: []byte(r.Door)})
+		headers = append(headers, kgo.RecordHeader{Key: HeaderDoor, Value: door})
 	}
 	if flag != "" {
 		headers = append(headers, kgo.RecordHeader{Key: HeaderRegistry, Value: []byte(flag)})
@@ -91,6 +96,17 @@ func (c *Core) Prepare(ctx context.Context, r *Routed) (Prepared, error) {
 		return Prepared{Flag: flag}, de
 	}
 	return Prepared{Records: recs, Flag: flag}, nil
+}
+
+// scratch is a Prepare's decoder input and output, pooled.
+type scratch struct {
+	out decode.Output
+	in  decode.Input
+}
+
+func (c *Core) putScratch(sc *scratch) {
+	sc.in = decode.Input{} // do not pin the payload
+	c.pool.Put(sc)
 }
 
 // decodeRoute runs r's decoder into out.

@@ -1,6 +1,13 @@
 package httpapi
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"strconv"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/drover-iot/drover/ingest"
+)
 
 type metrics struct {
 	requests *prometheus.CounterVec
@@ -9,6 +16,32 @@ type metrics struct {
 	shed     prometheus.Counter
 	dups     prometheus.Counter
 	ignored  prometheus.Counter
+
+	// The children of requests and items already used: a series appears
+	// once counted, as with WithLabelValues, without hashing its label on
+	// every item.
+	byCode sync.Map // int → prometheus.Counter
+	byKind sync.Map // ingest.Kind → prometheus.Counter
+}
+
+func (m *metrics) request(code int) {
+	if c, ok := m.byCode.Load(code); ok {
+		c.(prometheus.Counter).Inc()
+		return
+	}
+	c := m.requests.WithLabelValues(strconv.Itoa(code))
+	m.byCode.Store(code, c)
+	c.Inc()
+}
+
+func (m *metrics) item(k ingest.Kind) {
+	if c, ok := m.byKind.Load(k); ok {
+		c.(prometheus.Counter).Inc()
+		return
+	}
+	c := m.items.WithLabelValues(kindName[k])
+	m.byKind.Store(k, c)
+	c.Inc()
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {

@@ -236,8 +236,41 @@ func (s *Server) write(w http.ResponseWriter, a Answer) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(a.Status)
-	_ = json.NewEncoder(w).Encode(a)
-	s.m.requests.WithLabelValues(strconv.Itoa(a.Status)).Inc()
+	if b, ok := appendPlain(make([]byte, 0, 32+16*len(a.Items)), a); ok {
+		_, _ = w.Write(b)
+	} else {
+		_ = json.NewEncoder(w).Encode(a)
+	}
+	s.m.request(a.Status)
+}
+
+// appendPlain appends a's JSON, as json.Encoder writes it, when a and its
+// items carry a status alone (an accepted batch), the common answer, without
+// reflection; ok is false for any other answer.
+func appendPlain(b []byte, a Answer) (_ []byte, ok bool) {
+	if a.Outcome != (ingest.Outcome{Kind: a.Kind}) {
+		return b, false
+	}
+	for _, it := range a.Items {
+		if it.Outcome != (ingest.Outcome{Kind: it.Kind}) || it.Items != nil {
+			return b, false
+		}
+	}
+	b = append(b, `{"status":`...)
+	b = strconv.AppendInt(b, int64(a.Status), 10)
+	if len(a.Items) > 0 {
+		b = append(b, `,"items":[`...)
+		for i, it := range a.Items {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"status":`...)
+			b = strconv.AppendInt(b, int64(it.Status), 10)
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	return append(b, "}\n"...), true
 }
 
 func (s *Server) outcome(err error) Answer {
@@ -245,7 +278,7 @@ func (s *Server) outcome(err error) Answer {
 	if o.Kind == ingest.Internal {
 		s.cfg.Log.Error("httpapi: ingest failed", "err", err)
 	}
-	s.m.items.WithLabelValues(kindName[o.Kind]).Inc()
+	s.m.item(o.Kind)
 	return Answer{Status: statusOf[o.Kind], Outcome: o}
 }
 

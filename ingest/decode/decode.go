@@ -277,7 +277,6 @@ func (in *Input) EventID(metric string, ts time.Time, index int) string {
 		in.digest = sha256.Sum256(in.Payload)
 		in.hashed = true
 	}
-	h := sha256.New()
 	var buf [128]byte
 	b := buf[:0]
 	for _, s := range [...]string{in.Tenant, in.DeviceID, in.Source, metric} {
@@ -287,9 +286,8 @@ func (in *Input) EventID(metric string, ts time.Time, index int) string {
 	b = binary.BigEndian.AppendUint64(b, uint64(ts.UnixMilli()))
 	b = binary.BigEndian.AppendUint32(b, uint32(index))
 	b = append(b, in.digest[:]...)
-	h.Write(b)
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(h.Sum(sum[:0])[:16])
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16])
 }
 
 // PayloadDigest returns the SHA-256 of the payload.

@@ -1,8 +1,8 @@
 package decode
 
 import (
+	"bytes"
 	"encoding/json"
-	"strings"
 	"unicode/utf8"
 )
 
@@ -21,6 +21,14 @@ import (
 // take the general path.
 var sensorFields = []string{"ts", "metric", "value", "unit", "measurements", "units", "device_id", "device", "attrs"}
 
+var sensorFieldBytes = func() [][]byte {
+	b := make([][]byte, len(sensorFields))
+	for i, f := range sensorFields {
+		b[i] = []byte(f)
+	}
+	return b
+}()
+
 func fastSensor(b []byte, p *sensorJSON) bool {
 	if !json.Valid(b) {
 		return false
@@ -35,7 +43,7 @@ func fastSensor(b []byte, p *sensorJSON) bool {
 		return true
 	}
 	for i < len(b) {
-		key, next, ok := plainString(b, i)
+		key, next, ok := plainBytes(b, i) // compared, never kept: no copy
 		if !ok {
 			return false
 		}
@@ -51,8 +59,8 @@ func fastSensor(b []byte, p *sensorJSON) bool {
 		val := b[i:end]
 		field := -1
 		for k, f := range sensorFields {
-			if strings.EqualFold(key, f) {
-				if key != f {
+			if bytes.EqualFold(key, sensorFieldBytes[k]) {
+				if string(key) != f {
 					return false
 				}
 				field = k
@@ -128,8 +136,17 @@ func skipWS(b []byte, i int) int {
 // plainString reads a JSON string at b[i] without escapes or control
 // characters and returns it and the index after its closing quote.
 func plainString(b []byte, i int) (string, int, bool) {
-	if i >= len(b) || b[i] != '"' {
+	s, next, ok := plainBytes(b, i)
+	if !ok {
 		return "", 0, false
+	}
+	return string(s), next, true
+}
+
+// plainBytes is plainString without the copy: the string's bytes in b.
+func plainBytes(b []byte, i int) ([]byte, int, bool) {
+	if i >= len(b) || b[i] != '"' {
+		return nil, 0, false
 	}
 	ascii := true
 	for j := i + 1; j < len(b); j++ {
@@ -137,16 +154,16 @@ func plainString(b []byte, i int) (string, int, bool) {
 		case c == '"':
 			s := b[i+1 : j]
 			if !ascii && !utf8.Valid(s) {
-				return "", 0, false // encoding/json would replace the bad bytes
+				return nil, 0, false // encoding/json would replace the bad bytes
 			}
-			return string(s), j + 1, true
+			return s, j + 1, true
 		case c == '\\' || c < 0x20:
-			return "", 0, false
+			return nil, 0, false
 		case c >= 0x80:
 			ascii = false
 		}
 	}
-	return "", 0, false
+	return nil, 0, false
 }
 
 // skipValue returns the index after the JSON value starting at b[i] (the
