@@ -24,29 +24,7 @@ import (
 func TestIntegrationAppOnKafka(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	brokers := devtest.KafkaBrokers(t)
-	_, url := devtest.Registry(t)
-	reg, err := sr.NewClient(sr.URLs(url))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := schemas.Register(ctx, reg, schemas.Topics()); err != nil {
-		t.Fatal(err)
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topics.RawSensor))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	cat, err := topics.Default()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat = cat.WithReplicationCap(1)
-	if _, err := adm.CreateTopic(ctx, 4, 1, nil, topics.RawSensor); err != nil {
-		t.Fatal(err)
-	}
+	brokers, reg, cl, adm, cat := kafkaEnv(ctx, t, 4, topics.RawSensor)
 	as, err := Example()
 	if err != nil {
 		t.Fatal(err)
@@ -129,4 +107,38 @@ func TestIntegrationAppOnKafka(t *testing.T) {
 	if len(got) != 2 || got[0] != 40.2 || got[1] != 41.0 {
 		t.Fatalf("celsius on %s: %v, want [40.2 41]", app.Target, got)
 	}
+}
+
+// kafkaEnv starts the embedded Kafka and schema registry of an integration
+// test, registers every schema, creates topics with the given partitions
+// and returns the brokers, a registry client, a Kafka client producing to
+// raw.sensor by default (closed with the test), its admin client and the
+// catalogue capped at one replica.
+func kafkaEnv(ctx context.Context, t *testing.T, partitions int32, create ...string) ([]string, *sr.Client, *kgo.Client, *kadm.Client, *topics.Catalogue) {
+	t.Helper()
+	brokers := devtest.KafkaBrokers(t)
+	_, url := devtest.Registry(t)
+	reg, err := sr.NewClient(sr.URLs(url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := schemas.Register(ctx, reg, schemas.Topics()); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topics.RawSensor))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	adm := kadm.NewClient(cl)
+	cat, err := topics.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tp := range create {
+		if _, err := adm.CreateTopic(ctx, partitions, 1, nil, tp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return brokers, reg, cl, adm, cat.WithReplicationCap(1)
 }

@@ -7,9 +7,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/drover-iot/drover/devstack/devtest"
 	"github.com/drover-iot/drover/processors/groupkit"
@@ -24,31 +22,7 @@ import (
 func TestIntegrationShareEvidenceRevoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	brokers := devtest.KafkaBrokers(t)
-	_, url := devtest.Registry(t)
-	reg, err := sr.NewClient(sr.URLs(url))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := schemas.Register(ctx, reg, schemas.Topics()); err != nil {
-		t.Fatal(err)
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	cat, err := topics.Default()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat = cat.WithReplicationCap(1)
-	for _, tp := range []string{topics.RawSensor, topics.ThirdPartySharing} {
-		if _, err := adm.CreateTopic(ctx, 3, 1, nil, tp); err != nil {
-			t.Fatal(err)
-		}
-	}
+	brokers, reg, cl, adm, cat := kafkaEnv(ctx, t, 3, topics.RawSensor, topics.ThirdPartySharing)
 	as, err := Example()
 	if err != nil {
 		t.Fatal(err)
