@@ -188,10 +188,19 @@ func BenchmarkCommandRate(b *testing.B) {
 	offered := time.Since(first)
 	select {
 	case <-readDone:
-	case <-time.After(3 * time.Minute):
+	case <-time.After(time.Duration(benchEnvInt("DROVER_BENCH_CMD_WAIT_S", 180)) * time.Second):
 	}
 	cancel()
 	<-readDone
+	mu.Lock()
+	for id := range sent {
+		if c := folded[id]; c != nil {
+			b.Logf("not done: %s status %s sends %d delivered %v", id, c.Status, c.Sends, !c.DeliveredAt.IsZero())
+		} else {
+			b.Logf("not done: %s: no status record", id)
+		}
+	}
+	mu.Unlock()
 	b.StopTimer()
 	mu.Lock()
 	defer mu.Unlock()

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eclipse/paho.golang/autopaho"
@@ -88,18 +90,7 @@ func (b *Bridge) runDownlink(ctx context.Context, cm *autopaho.ConnectionManager
 		fetches.EachError(func(t string, p int32, err error) {
 			b.log.Warn("downlink fetch error", "topic", t, "partition", p, "err", err)
 		})
-		var done []*kgo.Record
-		stopped := false
-		fetches.EachRecord(func(r *kgo.Record) {
-			if stopped {
-				return
-			}
-			if err := b.deliverCommand(ctx, cm, r); err != nil {
-				stopped = true // ctx cancelled: commit what was delivered
-				return
-			}
-			done = append(done, r)
-		})
+		done, stopped := b.deliverBatch(ctx, cm, fetches)
 		if len(done) > 0 {
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 			if err := cl.CommitRecords(cctx, done...); err != nil {
@@ -114,41 +105,183 @@ func (b *Bridge) runDownlink(ctx context.Context, cm *autopaho.ConnectionManager
 	}
 }
 
-// deliverCommand publishes one command (retrying until the broker
-// acknowledges it) or dead-letters it. It fails only when ctx ends.
-func (b *Bridge) deliverCommand(ctx context.Context, cm *autopaho.ConnectionManager, r *kgo.Record) error {
+// downlinkWindow bounds how many devices' commands the downlink handles at
+// once: one batch's devices go in parallel (each device's commands in
+// order, one at a time on MQTT), and the next poll waits for the batch.
+const downlinkWindow = 64
+
+// deliverBatch delivers one poll's records and returns those that may be
+// committed: per partition, the records before the first one not handled
+// (all of them unless ctx ended). Records are grouped by key (TENANT/DEVICE):
+// a device's commands go in offset order, one at a time; devices go in
+// parallel, at most downlinkWindow at once.
+func (b *Bridge) deliverBatch(ctx context.Context, cm *autopaho.ConnectionManager, fetches kgo.Fetches) ([]*kgo.Record, bool) {
+	var all []*kgo.Record
+	groups := map[string][]int{}
+	var order []string
+	fetches.EachRecord(func(r *kgo.Record) {
+		k := strconv.Itoa(int(r.Partition)) + "\x00" + string(r.Key)
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], len(all))
+		all = append(all, r)
+	})
+	ok := make([]bool, len(all))
+	sem := make(chan struct{}, downlinkWindow)
+	var wg sync.WaitGroup
+	for _, k := range order {
+		idx := groups[k]
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			recs := make([]*kgo.Record, len(idx))
+			for i, j := range idx {
+				recs[i] = all[j]
+			}
+			n := b.deliverDevice(ctx, cm, recs)
+			for _, j := range idx[:n] {
+				ok[j] = true
+			}
+		}()
+	}
+	wg.Wait()
+	var done []*kgo.Record
+	broken := map[int32]bool{}
+	stopped := false
+	for i, r := range all { // fetch order: each partition's records by offset
+		if !ok[i] {
+			broken[r.Partition], stopped = true, true
+		}
+		if !broken[r.Partition] {
+			done = append(done, r)
+		}
+	}
+	return done, stopped
+}
+
+// deliverDevice handles one device's records of a batch, in order, and
+// returns how many of them (a prefix) are done: fewer than all only when
+// ctx ended. The lifecycle records are batched: every queued and sent
+// record of the batch is written (and acknowledged by Kafka) before the
+// first publish, then the commands are published one by one, each awaited
+// until the broker's PUBACK, and the delivered records are written
+// together after the last PUBACK. A record is done once everything it
+// caused is durable.
+func (b *Bridge) deliverDevice(ctx context.Context, cm *autopaho.ConnectionManager, recs []*kgo.Record) int {
+	type pending struct {
+		c          control.Command
+		replyTopic string
+		at         int // index in recs
+	}
+	var (
+		statuses []*schemas.CommandStatus
+		sends    []pending
+		seen     = map[string]bool{}
+	)
+	// n is the prefix of recs that is done as soon as statuses are durable.
+	n := 0
+	for i, r := range recs {
+		p, st, err := b.prepareCommand(ctx, r, seen)
+		if err != nil {
+			break // ctx ended
+		}
+		statuses = append(statuses, st...)
+		if p != nil {
+			sends = append(sends, pending{c: p.c, replyTopic: p.replyTopic, at: i})
+		}
+		n = i + 1
+	}
+	if len(statuses) > 0 {
+		if err := b.produceStatus(ctx, statuses...); err != nil {
+			return 0
+		}
+	}
+	// Publish in order, each awaited until its PUBACK; the delivered
+	// records are written asynchronously and awaited at the end. Stop at
+	// the first command that cannot be published (ctx ended).
+	limit := n // records before this index are done once delivered is durable
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel() // written even when ctx ended (bounded): what the broker took is recorded
+	var (
+		wg     sync.WaitGroup
+		failed atomic.Bool
+	)
+	for _, s := range sends {
+		if s.at >= n {
+			break
+		}
+		rec, err := b.publishCommand(ctx, cm, s.c, s.replyTopic)
+		if err != nil {
+			limit = s.at
+			break
+		}
+		if rec != nil {
+			wg.Add(1)
+			b.produceStatusAsync(dctx, rec, func(err error) {
+				if err != nil {
+					failed.Store(true)
+				}
+				wg.Done()
+			})
+		}
+	}
+	wg.Wait()
+	if failed.Load() {
+		return min(limit, sends[0].at)
+	}
+	return limit
+}
+
+// preparedSend is a command to publish: its sent record is among the
+// statuses prepareCommand returned.
+type preparedSend struct {
+	c          control.Command
+	replyTopic string
+}
+
+// prepareCommand decodes and checks one command record: it returns the
+// status records to write (queued, sent or expired) and, when the command
+// is to be published now, the command. Invalid and expired commands are
+// dead-lettered here (synchronously). seen holds the command ids of the
+// batch already handled (a redelivered duplicate within one batch is sent
+// once). It fails only when ctx ends.
+func (b *Bridge) prepareCommand(ctx context.Context, r *kgo.Record, seen map[string]bool) (*preparedSend, []*schemas.CommandStatus, error) {
 	var cmd schemas.DeviceCommand
 	if _, err := b.cfg.Serde.Decode(ctx, r.Value, &cmd); err != nil {
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return nil, nil, ctx.Err()
 		}
 		b.m.commands.WithLabelValues("invalid").Inc()
-		return b.commandDeadLetter(ctx, r, nil, ReasonCommandInvalid, decode.StageDecode, fmt.Sprintf("command record at %s/%d@%d does not decode: %v", r.Topic, r.Partition, r.Offset, err))
+		return nil, nil, b.commandDeadLetter(ctx, r, nil, ReasonCommandInvalid, decode.StageDecode, fmt.Sprintf("command record at %s/%d@%d does not decode: %v", r.Topic, r.Partition, r.Offset, err))
 	}
 	if cmd.Name == control.DesiredCommand {
 		// Desired state: the state processor merges it into the shadow and
 		// the device gets the delta (shadow/delta), not a command.
 		b.m.commands.WithLabelValues("desired_state").Inc()
-		return nil
+		return nil, nil, nil
 	}
 	if err := identity.Validate(cmd.Tenant, cmd.DeviceID); err != nil {
 		// The ids would become the MQTT topic: one outside the alphabet
 		// could address another device ("a/b", "+") or carry control
 		// characters to it.
 		b.m.commands.WithLabelValues("invalid").Inc()
-		return b.commandDeadLetter(ctx, r, &cmd, decode.ReasonBadIdentity, decode.StageValidate, fmt.Sprintf("command %s: %v", strconv.Quote(cmd.CommandID), err))
+		return nil, nil, b.commandDeadLetter(ctx, r, &cmd, decode.ReasonBadIdentity, decode.StageValidate, fmt.Sprintf("command %s: %v", strconv.Quote(cmd.CommandID), err))
 	}
 	if err := control.ValidID(cmd.CommandID); err != nil {
 		b.m.commands.WithLabelValues("invalid").Inc()
-		return b.commandDeadLetter(ctx, r, &cmd, ReasonCommandInvalid, decode.StageValidate, err.Error())
+		return nil, nil, b.commandDeadLetter(ctx, r, &cmd, ReasonCommandInvalid, decode.StageValidate, err.Error())
 	}
 	now := b.cfg.Now()
 	c, known := b.tracker.Get(cmd.CommandID)
-	if known && (c.Status.Terminal() || c.Status == control.Delivered) {
-		// Delivered before a restart, whose offset was not committed yet.
+	if seen[cmd.CommandID] || (known && (c.Status.Terminal() || c.Status == control.Delivered)) {
+		// Delivered before a restart, whose offset was not committed yet
+		// (or earlier in this batch).
 		b.m.commands.WithLabelValues("duplicate").Inc()
-		return nil
+		return nil, nil, nil
 	}
+	seen[cmd.CommandID] = true
 	var recs []*schemas.CommandStatus
 	if !known {
 		c = *control.FromCommand(&cmd)
@@ -163,28 +296,23 @@ func (b *Bridge) deliverCommand(ctx context.Context, cm *autopaho.ConnectionMana
 			msg := "the deadline passed before the command could be sent"
 			e.Message = &msg
 			if err := b.produceStatus(ctx, append(recs, e)...); err != nil {
-				return ctx.Err()
+				return nil, nil, ctx.Err()
 			}
 		}
-		return b.commandDeadLetter(ctx, r, &cmd, ReasonCommandExpired, decode.StageValidate,
+		return nil, nil, b.commandDeadLetter(ctx, r, &cmd, ReasonCommandExpired, decode.StageValidate,
 			fmt.Sprintf("command %s (%s) expired at %s, before delivery", cmd.CommandID, cmd.Name, cmd.ExpiresAt.UTC().Format(time.RFC3339)))
-	}
-	if len(recs) > 0 {
-		if err := b.produceStatus(ctx, recs...); err != nil {
-			return ctx.Err()
-		}
 	}
 	if b.presence != nil && !b.presence.online(identity.Key(cmd.Tenant, cmd.DeviceID)) {
 		// The device is not connected: the command waits in Kafka
 		// (queued on commands.status) and is sent when it connects.
 		b.m.commands.WithLabelValues("waiting").Inc()
-		return nil
+		return nil, recs, nil
 	}
 	replyTopic := ""
 	if cmd.ReplyTopic != nil && control.ValidReplyTopic(cmd.Tenant, cmd.DeviceID, *cmd.ReplyTopic) {
 		replyTopic = *cmd.ReplyTopic
 	}
-	return b.send(ctx, cm, c, replyTopic)
+	return &preparedSend{c: c, replyTopic: replyTopic}, append(recs, c.Record(control.Sent, now)), nil
 }
 
 // send publishes command c to its device: sent is recorded before the
@@ -197,6 +325,24 @@ func (b *Bridge) deliverCommand(ctx context.Context, cm *autopaho.ConnectionMana
 // device next connects or subscribes. replyTopic "" means the default. It
 // fails only when ctx ends.
 func (b *Bridge) send(ctx context.Context, cm *autopaho.ConnectionManager, c control.Command, replyTopic string) error {
+	if err := b.produceStatus(ctx, c.Record(control.Sent, b.cfg.Now())); err != nil {
+		return ctx.Err()
+	}
+	rec, err := b.publishCommand(ctx, cm, c, replyTopic)
+	if err != nil || rec == nil {
+		return err
+	}
+	if err := b.produceStatus(ctx, rec); err != nil {
+		return ctx.Err()
+	}
+	return nil
+}
+
+// publishCommand publishes command c (whose sent record is durable) with
+// QoS 1, retrying until the broker acknowledges it, and returns its
+// delivered record to write (nil when nobody subscribed). It fails only
+// when ctx ends.
+func (b *Bridge) publishCommand(ctx context.Context, cm *autopaho.ConnectionManager, c control.Command, replyTopic string) (*schemas.CommandStatus, error) {
 	if replyTopic == "" {
 		replyTopic = control.ReplyTopic(c.Tenant, c.Device, c.ID)
 	}
@@ -222,9 +368,6 @@ func (b *Bridge) send(ctx context.Context, cm *autopaho.ConnectionManager, c con
 		props.MessageExpiry = &secs
 	}
 	pub := &paho.Publish{Topic: control.CommandTopic(c.Tenant, c.Device, c.ID), QoS: 1, Payload: body, Properties: props}
-	if err := b.produceStatus(ctx, c.Record(control.Sent, now)); err != nil {
-		return ctx.Err()
-	}
 	for attempt := 0; ; attempt++ {
 		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		resp, err := cm.Publish(pctx, pub)
@@ -233,28 +376,25 @@ func (b *Bridge) send(ctx context.Context, cm *autopaho.ConnectionManager, c con
 			// No matching subscribers: the device is not listening.
 			b.m.commands.WithLabelValues("no_subscriber").Inc()
 			b.log.Debug("downlink: nobody subscribed", "command_id", c.ID)
-			return nil
+			return nil, nil
 		}
 		if err == nil && (resp == nil || resp.ReasonCode < 0x80) {
 			b.stats.Commands.Add(1)
 			b.m.commands.WithLabelValues("published").Inc()
-			if err := b.produceStatus(ctx, c.Record(control.Delivered, b.cfg.Now())); err != nil {
-				return ctx.Err()
-			}
-			return nil
+			return c.Record(control.Delivered, b.cfg.Now()), nil
 		}
 		if err == nil {
 			err = fmt.Errorf("broker answered reason code 0x%02x", resp.ReasonCode)
 		}
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
 		if attempt%10 == 0 {
 			b.log.Warn("downlink publish failed; retrying", "topic", pub.Topic, "command_id", c.ID, "err", err)
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, ctx.Err()
 		case <-time.After(min(time.Duration(attempt+1)*200*time.Millisecond, 5*time.Second)):
 		}
 	}

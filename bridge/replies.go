@@ -152,6 +152,33 @@ func (w *worker) reply(m *message, match routes.Match) {
 	b.finish(m)
 }
 
+// produceStatusAsync writes one status record without waiting and calls
+// done once Kafka acknowledged it (nil) or ctx ended (the error); a record
+// Kafka refuses is retried as produceStatus does. The tracker folds it once
+// acknowledged.
+func (b *Bridge) produceStatusAsync(ctx context.Context, r *schemas.CommandStatus, done func(error)) {
+	v, err := b.cfg.Serde.Encode(ctx, statusTopic, r)
+	if err != nil {
+		go func() { done(b.produceStatus(ctx, r)) }()
+		return
+	}
+	kr := &kgo.Record{Topic: statusTopic, Key: []byte(identity.Key(r.Tenant, r.DeviceID)), Value: v}
+	b.status.Produce(ctx, kr, func(_ *kgo.Record, err error) {
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, kgo.ErrClientClosed) {
+				done(err)
+				return
+			}
+			go func() { done(b.produceStatus(ctx, r)) }()
+			return
+		}
+		b.tracker.Apply(r)
+		b.m.statuses.WithLabelValues(r.Status).Inc()
+		b.m.produced.WithLabelValues(statusTopic).Inc()
+		done(nil)
+	})
+}
+
 // followStatus keeps the tracker up to date with commands.status (records
 // written by other bridge replicas too) until ctx ends; caughtUp is called
 // once the topic was read to its end at the start.
