@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"strings"
 	"sync"
@@ -15,6 +16,9 @@ import (
 
 	"github.com/drover-iot/drover/control"
 	"github.com/drover-iot/drover/devstack/devtest"
+	"github.com/drover-iot/drover/identity"
+	"github.com/drover-iot/drover/schemas"
+	"github.com/drover-iot/drover/topics"
 )
 
 // answering is an MQTT v5 device that subscribes to its commands on every
@@ -179,5 +183,57 @@ func TestIntegrationCommandBridgeKill9(t *testing.T) {
 	}
 	if got := dev.ids(); len(got) != 1 {
 		t.Errorf("device got %v: the delivered command was sent again", got)
+	}
+}
+
+// TestIntegrationCommandsKeepOrderPerDevice produces many commands for two
+// connected devices in one batch, so one poll of the pipelined downlink
+// holds them all (devices in parallel): each device receives its own
+// commands in the order they were produced, and every one succeeds.
+func TestIntegrationCommandsKeepOrderPerDevice(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	e := newEnv(t)
+	mqttURL := devtest.MQTT(t)
+	cfg := e.config(mqttURL, "order-cmd-bridge")
+	cfg.Downlink = true
+	runBridge(t, cfg)
+	devs := map[string]*answering{
+		"farm1/ord-a": connectDevice(t, mqttURL, "farm1/ord-a", true, false),
+		"farm1/ord-b": connectDevice(t, mqttURL, "farm1/ord-b", true, false),
+	}
+	time.Sleep(500 * time.Millisecond) // the subscriptions reach the broker and its connect events the bridge
+
+	pcl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.ProducerLinger(50*time.Millisecond))
+	mustf(t, err, "client")
+	defer pcl.Close()
+	const n = 40
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	want := map[string][]string{}
+	var recs []*kgo.Record
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	exp := now.Add(time.Minute)
+	for i := range n {
+		for _, key := range []string{"farm1/ord-a", "farm1/ord-b"} {
+			dev := strings.TrimPrefix(key, "farm1/")
+			id := fmt.Sprintf("%s-%02d", dev, i)
+			want[key] = append(want[key], id)
+			c := schemas.DeviceCommand{CommandID: id, Tenant: "farm1", DeviceID: dev, Name: "step", Payload: `{"n":1}`,
+				CreatedAt: now, ExpiresAt: &exp, TS: now, IngestedAt: now}
+			v, err := e.serde.Encode(ctx, topics.Commands, &c)
+			mustf(t, err, "encode command")
+			recs = append(recs, &kgo.Record{Topic: topics.Commands, Key: []byte(identity.Key("farm1", dev)), Value: v})
+		}
+	}
+	mustf(t, pcl.ProduceSync(ctx, recs...).FirstErr(), "produce commands")
+	for key, ids := range want {
+		for _, id := range ids {
+			e.waitStatus(t, id, control.Succeeded)
+		}
+		if got := devs[key].ids(); strings.Join(got, ",") != strings.Join(ids, ",") {
+			t.Errorf("%s received %v, want %v (production order)", key, got, ids)
+		}
 	}
 }
