@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/drover-iot/drover/cli"
 	"github.com/drover-iot/drover/devstack/devtest"
@@ -40,19 +39,7 @@ func newStack(t testing.TB, topicNames ...string) *stack {
 	}
 	c := devtest.Kafka(t, kfake.SeedTopics(3, topicNames...))
 	_, url := devtest.Registry(t)
-	reg, err := sr.NewClient(sr.URLs(url))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, err := schemas.Register(ctx, reg, nil); err != nil {
-		t.Fatalf("register schemas: %v", err)
-	}
-	serde, err := schemas.NewSerde(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	serde, _ := devtest.Schemas(t, url)
 	prod, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0))
 	if err != nil {
 		t.Fatal(err)

@@ -11,7 +11,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/drover-iot/drover/devstack/devtest"
 	"github.com/drover-iot/drover/processors/features"
@@ -42,19 +41,9 @@ func TestIntegrationMirroredClusters(t *testing.T) {
 	mirrored := devtest.Mirror(t, edge.ListenAddrs(), core.ListenAddrs(), topics.RawSensor)
 
 	_, url := devtest.Registry(t) // one registry for both clusters
-	reg, err := sr.NewClient(sr.URLs(url))
-	if err != nil {
-		t.Fatal(err)
-	}
+	serde, _ := devtest.Schemas(t, url)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	if _, err := schemas.Register(ctx, reg, schemas.Topics()); err != nil {
-		t.Fatal(err)
-	}
-	serde, err := schemas.NewSerde(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	coreCl, err := kgo.NewClient(kgo.SeedBrokers(core.ListenAddrs()...))
 	if err != nil {
 		t.Fatal(err)

@@ -15,7 +15,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/drover-iot/drover/cli"
 	"github.com/drover-iot/drover/devstack"
@@ -118,19 +117,9 @@ func TestIntegrationProcess(t *testing.T) {
 		return nil, nil, false
 	})
 	_, url := devtest.Registry(t)
-	reg, err := sr.NewClient(sr.URLs(url))
-	if err != nil {
-		t.Fatal(err)
-	}
+	serde, _ := devtest.Schemas(t, url)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := schemas.Register(ctx, reg, schemas.Topics()); err != nil {
-		t.Fatal(err)
-	}
-	serde, err := schemas.NewSerde(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		t.Fatal(err)
@@ -220,15 +209,7 @@ func TestIntegrationProcessCommand(t *testing.T) {
 	}
 	kc := devtest.Kafka(t, kfake.SeedTopics(2, topics.RawSensor, topics.RawGPS, topics.Features, topics.StateLatest, topics.Alerts, topics.Commands))
 	_, url := devtest.Registry(t)
-	reg, err := sr.NewClient(sr.URLs(url))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := schemas.Register(ctx, reg, schemas.Topics()); err != nil {
-		t.Fatal(err)
-	}
+	devtest.Schemas(t, url)
 	addr := freeAddr(t)
 	cmd := Command(&cli.Conn{Log: devtest.Logger()})
 	cmd.SetArgs([]string{"--groups", "features,state", "--kafka-brokers", strings.Join(kc.ListenAddrs(), ","),
@@ -273,19 +254,9 @@ func TestIntegrationDevStage(t *testing.T) {
 	}
 	kc := devtest.Kafka(t, kfake.SeedTopics(2, topics.RawSensor, topics.RawGPS, topics.Features, topics.StateLatest, topics.Alerts, topics.DLQ, topics.Commands))
 	_, url := devtest.Registry(t)
-	reg, err := sr.NewClient(sr.URLs(url))
-	if err != nil {
-		t.Fatal(err)
-	}
+	serde, _ := devtest.Schemas(t, url)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if _, err := schemas.Register(ctx, reg, schemas.Topics()); err != nil {
-		t.Fatal(err)
-	}
-	serde, err := schemas.NewSerde(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	stage := DevStage(Options{}, "")
 	if stage.Name != "processors" {
 		t.Fatalf("stage name %q", stage.Name)

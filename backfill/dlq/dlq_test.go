@@ -11,7 +11,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/drover-iot/drover/devstack/devtest"
 	"github.com/drover-iot/drover/ingest"
@@ -25,19 +24,7 @@ func setup(t *testing.T) (*kgo.Client, *schemas.Serde) {
 	t.Helper()
 	c := devtest.Kafka(t, kfake.SeedTopics(2, topics.DLQ, topics.RawSensor, topics.RawGPS))
 	_, url := devtest.Registry(t)
-	reg, err := sr.NewClient(sr.URLs(url))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := schemas.Register(ctx, reg, nil); err != nil {
-		t.Fatal(err)
-	}
-	serde, err := schemas.NewSerde(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	serde, _ := devtest.Schemas(t, url)
 	kc, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
 	if err != nil {
 		t.Fatal(err)

@@ -53,15 +53,7 @@ func testRegistry(t testing.TB) *sr.Client {
 // testRegistryAt registers the group's schemas in the registry at url.
 func testRegistryAt(t testing.TB, url string) *sr.Client {
 	t.Helper()
-	cl, err := sr.NewClient(sr.URLs(url))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := schemas.Register(ctx, cl, []string{topics.RawSensor, topics.RawGPS, topics.Alerts, topics.DLQ}); err != nil {
-		t.Fatalf("register schemas: %v", err)
-	}
+	_, cl := devtest.Schemas(t, url, topics.RawSensor, topics.RawGPS, topics.Alerts, topics.DLQ)
 	return cl
 }
 

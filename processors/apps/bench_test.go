@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/drover-iot/drover/devstack/devtest"
 	"github.com/drover-iot/drover/processors/groupkit"
@@ -59,15 +58,9 @@ func benchEnv(b *testing.B, yaml string, extra ...string) ([]string, *App, *sche
 	}
 	kc := devtest.Kafka(b, kfake.SeedTopics(benchPartitions, append([]string{topics.RawSensor, topics.RawGPS, as[0].Target, "apps.bench-bare"}, extra...)...))
 	_, url := devtest.Registry(b)
-	reg, err := sr.NewClient(sr.URLs(url))
-	if err != nil {
-		b.Fatal(err)
-	}
+	_, reg := devtest.Schemas(b, url)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := schemas.Register(ctx, reg, schemas.Topics()); err != nil {
-		b.Fatal(err)
-	}
 	m := map[string]string{as[0].Target: schemas.AppRecordSchema(), "apps.bench-bare": schemas.AppRecordSchema()}
 	if _, err := schemas.Register(ctx, reg, []string{as[0].Target, "apps.bench-bare"}, schemas.WithSchemas(m)); err != nil {
 		b.Fatal(err)

@@ -118,13 +118,7 @@ func kafkaEnv(ctx context.Context, t *testing.T, partitions int32, create ...str
 	t.Helper()
 	brokers := devtest.KafkaBrokers(t)
 	_, url := devtest.Registry(t)
-	reg, err := sr.NewClient(sr.URLs(url))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := schemas.Register(ctx, reg, schemas.Topics()); err != nil {
-		t.Fatal(err)
-	}
+	_, reg := devtest.Schemas(t, url)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topics.RawSensor))
 	if err != nil {
 		t.Fatal(err)

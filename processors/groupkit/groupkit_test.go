@@ -55,19 +55,7 @@ func TestIntegrationKafkaHasherMatchesFranzGo(t *testing.T) {
 
 func TestAvroCodec(t *testing.T) {
 	_, url := devtest.Registry(t)
-	reg, err := sr.NewClient(sr.URLs(url))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := schemas.Register(ctx, reg, []string{topics.RawSensor}); err != nil {
-		t.Fatal(err)
-	}
-	serde, err := schemas.NewSerde(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	serde, _ := devtest.Schemas(t, url, topics.RawSensor)
 	c := AvroCodec[schemas.SensorReading]{Serde: serde, Topic: topics.RawSensor}
 	in := &schemas.SensorReading{EventID: "e", DeviceID: "d", TS: time.UnixMilli(1000).UTC(), IngestedAt: time.UnixMilli(2000).UTC(), Metric: "m", Value: 1.5, Attrs: map[string]string{}}
 	b, err := c.Encode(in)

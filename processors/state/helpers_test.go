@@ -31,20 +31,7 @@ func (c *fakeClock) Set(t time.Time) { c.mu.Lock(); c.now = t; c.mu.Unlock() }
 func newSerde(t testing.TB) (*schemas.Serde, *sr.Client) {
 	t.Helper()
 	_, url := devtest.Registry(t)
-	cl, err := sr.NewClient(sr.URLs(url))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := schemas.Register(ctx, cl, schemas.Topics()); err != nil {
-		t.Fatalf("register schemas: %v", err)
-	}
-	s, err := schemas.NewSerde(cl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s, cl
+	return devtest.Schemas(t, url)
 }
 
 // testGroup is the state graph and the alert relay running on goka's
@@ -170,18 +157,6 @@ func (nopLogger) Printf(string, ...interface{}) {}
 // registered.
 func serdeFor(t testing.TB, url string) *schemas.Serde {
 	t.Helper()
-	cl, err := sr.NewClient(sr.URLs(url))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := schemas.Register(ctx, cl, schemas.Topics()); err != nil {
-		t.Fatalf("register schemas: %v", err)
-	}
-	s, err := schemas.NewSerde(cl)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _ := devtest.Schemas(t, url)
 	return s
 }
