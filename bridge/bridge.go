@@ -491,9 +491,18 @@ func (b *Bridge) abandon(m *message) {
 // acknowledgements would cost one syscall each. Write appends to a buffer
 // that one flusher goroutine writes out, in order, as soon as it runs; a
 // write error is returned by the next Write and Close.
+//
+// It is a sync.Locker, which paho requires of a connection written from
+// several goroutines: paho writes each packet in several Writes (fixed
+// header, variable header, properties, payload) and holds the connection's
+// lock across them only when it has one. Without it, the downlink's
+// publishes (up to 64 devices at once) and paho's PUBACKs interleaved
+// fragments of different packets, and the broker read a corrupt stream.
 type bufConn struct {
 	net.Conn
 	r *bufio.Reader
+
+	sync.Mutex // held by paho across one packet's writes (packets.ControlPacket.WriteTo)
 
 	mu      sync.Mutex
 	pending []byte
