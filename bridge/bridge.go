@@ -22,6 +22,7 @@ import (
 
 	"github.com/drover-iot/drover/control"
 	"github.com/drover-iot/drover/ingest"
+	"github.com/drover-iot/drover/schemas"
 )
 
 // Bridge moves MQTT messages into Kafka. Build it with New and start it
@@ -51,8 +52,11 @@ type Bridge struct {
 	core        *ingest.Core     // decode → validate → route, the registry check, dead letters
 	owner       *owner           // the devices this replica sends to; nil without the downlink
 	shadows     *shadows         // pending shadow deltas (state.latest); nil without the downlink
+	replyWrites *replyWrites     // reply records being written; nil without the downlink
 
-	testOnReceive func(*paho.Publish) // test hook, nil in production
+	testOnReceive   func(*paho.Publish)            // test hook, nil in production
+	testPuback      func(commandID string)         // test hook: a command's PUBACK came, before its delivered record; nil in production
+	testStatusAcked func(r *schemas.CommandStatus) // test hook: Kafka acknowledged r, not yet folded (produceStatusAsync); nil in production
 }
 
 // Stats are running totals, for tests and the dev summary line.
@@ -117,6 +121,7 @@ func New(cfg Config) (*Bridge, error) {
 		b.tracker = control.NewTracker()
 		b.owner = newOwner(c.CommandsTopic)
 		b.shadows = newShadows()
+		b.replyWrites = newReplyWrites()
 		if c.Presence == PresenceEvents {
 			b.presence = newPresence()
 		}
