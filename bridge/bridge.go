@@ -22,6 +22,7 @@ import (
 
 	"github.com/drover-iot/drover/control"
 	"github.com/drover-iot/drover/ingest"
+	"github.com/drover-iot/drover/schemas"
 )
 
 // Bridge moves MQTT messages into Kafka. Build it with New and start it
@@ -51,8 +52,11 @@ type Bridge struct {
 	core        *ingest.Core     // decode → validate → route, the registry check, dead letters
 	owner       *owner           // the devices this replica sends to; nil without the downlink
 	shadows     *shadows         // pending shadow deltas (state.latest); nil without the downlink
+	replyWrites *replyWrites     // reply records being written; nil without the downlink
 
-	testOnReceive func(*paho.Publish) // test hook, nil in production
+	testOnReceive   func(*paho.Publish)            // test hook, nil in production
+	testPuback      func(commandID string)         // test hook: a command's PUBACK came, before its delivered record; nil in production
+	testStatusAcked func(r *schemas.CommandStatus) // test hook: Kafka acknowledged r, not yet folded (produceStatusAsync); nil in production
 }
 
 // Stats are running totals, for tests and the dev summary line.
@@ -117,6 +121,7 @@ func New(cfg Config) (*Bridge, error) {
 		b.tracker = control.NewTracker()
 		b.owner = newOwner(c.CommandsTopic)
 		b.shadows = newShadows()
+		b.replyWrites = newReplyWrites()
 		if c.Presence == PresenceEvents {
 			b.presence = newPresence()
 		}
@@ -491,9 +496,18 @@ func (b *Bridge) abandon(m *message) {
 // acknowledgements would cost one syscall each. Write appends to a buffer
 // that one flusher goroutine writes out, in order, as soon as it runs; a
 // write error is returned by the next Write and Close.
+//
+// It is a sync.Locker, which paho requires of a connection written from
+// several goroutines: paho writes each packet in several Writes (fixed
+// header, variable header, properties, payload) and holds the connection's
+// lock across them only when it has one. Without it, the downlink's
+// publishes (up to 64 devices at once) and paho's PUBACKs interleaved
+// fragments of different packets, and the broker read a corrupt stream.
 type bufConn struct {
 	net.Conn
 	r *bufio.Reader
+
+	sync.Mutex // held by paho across one packet's writes (packets.ControlPacket.WriteTo)
 
 	mu      sync.Mutex
 	pending []byte

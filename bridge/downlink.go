@@ -379,6 +379,9 @@ func (b *Bridge) publishCommand(ctx context.Context, cm *autopaho.ConnectionMana
 			return nil, nil
 		}
 		if err == nil && (resp == nil || resp.ReasonCode < 0x80) {
+			if b.testPuback != nil {
+				b.testPuback(c.ID)
+			}
 			b.stats.Commands.Add(1)
 			b.m.commands.WithLabelValues("published").Inc()
 			return c.Record(control.Delivered, b.cfg.Now()), nil

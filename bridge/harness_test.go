@@ -78,11 +78,18 @@ func runBridge(t testing.TB, cfg Config) (*Bridge, func()) {
 
 func runBridgeHook(t testing.TB, cfg Config, hook func(*paho.Publish)) (*Bridge, func()) {
 	t.Helper()
+	return runBridgeSetup(t, cfg, func(b *Bridge) { b.testOnReceive = hook })
+}
+
+// runBridgeSetup is runBridge with setup called (to set test hooks) before
+// the bridge runs.
+func runBridgeSetup(t testing.TB, cfg Config, setup func(*Bridge)) (*Bridge, func()) {
+	t.Helper()
 	b, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.testOnReceive = hook
+	setup(b)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- b.Run(ctx) }()

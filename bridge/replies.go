@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -83,10 +84,35 @@ func (b *Bridge) produceStatus(ctx context.Context, recs ...*schemas.CommandStat
 	return nil
 }
 
+// replyWrites are the commands whose reply record (succeeded or failed) is
+// being written and not yet acknowledged by Kafka, each with the duplicate
+// replies that came in meanwhile: those are acknowledged on MQTT only
+// together with the first one, once its record is durable, and left to the
+// broker with it when the write fails (shutdown). An entry is dropped when
+// the write ends either way, after the tracker folded a written record, so
+// a later reply finds the command ended (a duplicate) and a reply
+// redelivered after a failed write is handled anew. Safe for concurrent
+// use.
+type replyWrites struct {
+	mu sync.Mutex
+	m  map[string][]*message
+}
+
+func newReplyWrites() *replyWrites { return &replyWrites{m: map[string][]*message{}} }
+
+// busy reports whether a reply record of command id is being written.
+func (w *replyWrites) busy(id string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, ok := w.m[id]
+	return ok
+}
+
 // reply handles a device's reply to a command (a message on a reply
 // route): it records succeeded, failed or late_reply, ignores a duplicate,
 // or dead-letters what is not a reply to one of the device's commands.
-// The MQTT message is acknowledged after Kafka has the record.
+// The record is written without waiting (the worker goes on with the next
+// message); the MQTT message is acknowledged once Kafka has the record.
 func (w *worker) reply(m *message, match routes.Match) {
 	b := w.b
 	bad := func(reason decode.Reason, format string, args ...any) {
@@ -126,7 +152,19 @@ func (w *worker) reply(m *message, match routes.Match) {
 			identity.Key(match.Tenant, match.Device), strconv.Quote(id), identity.Key(c.Tenant, c.Device))
 		return
 	}
+	// Decide under the lock, from the tracker read again: the command's
+	// status cannot change from a reply of ours in between (the tracker
+	// folds a reply record before its entry is dropped).
+	rw := b.replyWrites
+	rw.mu.Lock()
+	if dups, ok := rw.m[id]; ok {
+		rw.m[id] = append(dups, m) // a duplicate of a reply being written
+		rw.mu.Unlock()
+		return
+	}
+	c, _ = b.tracker.Get(id)
 	if c.Status == control.Succeeded || c.Status == control.Failed {
+		rw.mu.Unlock()
 		b.m.replies.WithLabelValues("duplicate").Inc()
 		b.finish(m) // a duplicate changes nothing
 		return
@@ -136,7 +174,10 @@ func (w *worker) reply(m *message, match routes.Match) {
 	result := "applied"
 	if c.Status == control.Expired || (c.ExpiresAt != nil && !at.Before(*c.ExpiresAt)) {
 		rec.Status, result = string(control.LateReply), "late"
+	} else {
+		rw.m[id] = nil
 	}
+	rw.mu.Unlock()
 	if len(rep.Result) > 0 {
 		s := string(rep.Result)
 		rec.Result = &s
@@ -144,12 +185,30 @@ func (w *worker) reply(m *message, match routes.Match) {
 	if rep.Message != "" {
 		rec.Message = &rep.Message
 	}
-	if err := b.produceStatus(b.prodCtx, rec); err != nil {
-		b.abandon(m) // shutting down: the broker redelivers the reply
-		return
-	}
-	b.m.replies.WithLabelValues(result).Inc()
-	b.finish(m)
+	b.produceStatusAsync(b.prodCtx, rec, func(err error) {
+		var dups []*message
+		if result == "applied" {
+			rw.mu.Lock()
+			dups = rw.m[id]
+			delete(rw.m, id)
+			rw.mu.Unlock()
+		}
+		if err != nil {
+			// Shutting down: the broker redelivers the reply (and its
+			// duplicates) to the next session.
+			b.abandon(m)
+			for _, d := range dups {
+				b.abandon(d)
+			}
+			return
+		}
+		b.m.replies.WithLabelValues(result).Inc()
+		b.finish(m)
+		for _, d := range dups {
+			b.m.replies.WithLabelValues("duplicate").Inc()
+			b.finish(d)
+		}
+	})
 }
 
 // produceStatusAsync writes one status record without waiting and calls
@@ -171,6 +230,9 @@ func (b *Bridge) produceStatusAsync(ctx context.Context, r *schemas.CommandStatu
 			}
 			go func() { done(b.produceStatus(ctx, r)) }()
 			return
+		}
+		if b.testStatusAcked != nil {
+			b.testStatusAcked(r)
 		}
 		b.tracker.Apply(r)
 		b.m.statuses.WithLabelValues(r.Status).Inc()
@@ -201,6 +263,9 @@ func (b *Bridge) expireLoop(ctx context.Context, tick time.Duration) {
 		}
 		now := b.cfg.Now()
 		for _, c := range b.tracker.Overdue(now) {
+			if b.replyWrites.busy(c.ID) {
+				continue // a reply in time is being recorded: it ends the command
+			}
 			rec := c.Record(control.Expired, now)
 			msg := "the deadline passed before the device replied"
 			if c.Status == control.Queued {

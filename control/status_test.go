@@ -25,6 +25,7 @@ func TestFold(t *testing.T) {
 		{name: "in order", recs: []*schemas.CommandStatus{rec(Queued, 0), rec(Sent, 1), rec(Delivered, 1), rec(Succeeded, 3)}, want: Succeeded, rtt: 2 * time.Second, endedAt: 3},
 		{name: "first terminal wins", recs: []*schemas.CommandStatus{rec(Queued, 0), rec(Sent, 1), rec(Failed, 2), rec(Succeeded, 3), rec(Expired, 60)}, want: Failed, rtt: time.Second, endedAt: 2},
 		{name: "late reply is not applied", recs: []*schemas.CommandStatus{rec(Queued, 0), rec(Sent, 1), rec(Expired, 60), rec(LateReply, 61)}, want: Expired, late: true, endedAt: 60},
+		{name: "reply before its delivered", recs: []*schemas.CommandStatus{rec(Queued, 0), rec(Sent, 1), rec(Succeeded, 2), rec(Delivered, 1)}, want: Succeeded, rtt: time.Second, endedAt: 2},
 		{name: "earlier state after a later one", recs: []*schemas.CommandStatus{rec(Delivered, 1), rec(Sent, 1), rec(Queued, 0)}, want: Delivered},
 		{name: "resend keeps the first send", recs: []*schemas.CommandStatus{rec(Queued, 0), rec(Sent, 1), rec(Sent, 5), rec(Succeeded, 6)}, want: Succeeded, rtt: 5 * time.Second, endedAt: 6},
 		{name: "unknown status ignored", recs: []*schemas.CommandStatus{rec(Queued, 0), rec("bogus", 1)}, want: Queued},

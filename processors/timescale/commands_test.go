@@ -55,6 +55,8 @@ func TestIntegrationWriterCommands(t *testing.T) {
 			0, map[string]want{"c1": {status: "succeeded", rttMS: ptr(2000.0)}}},
 		{"out of order", []schemas.CommandStatus{rec("c2", control.Delivered, 2), rec("c2", control.Failed, 4), rec("c2", control.Sent, 1), rec("c2", control.Queued, 0)},
 			4, map[string]want{"c2": {status: "failed", rttMS: ptr(3000.0)}}},
+		{"reply before its delivered", []schemas.CommandStatus{rec("c4", control.Queued, 0), rec("c4", control.Sent, 1), rec("c4", control.Succeeded, 2), rec("c4", control.Delivered, 1)},
+			4, map[string]want{"c4": {status: "succeeded", rttMS: ptr(1000.0)}}},
 		{"late reply recorded, not applied", []schemas.CommandStatus{rec("c3", control.Queued, 0), rec("c3", control.Sent, 1), rec("c3", control.Expired, 60), rec("c3", control.LateReply, 70)},
 			4, map[string]want{"c3": {status: "expired", late: true}}},
 	}
