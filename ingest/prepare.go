@@ -197,13 +197,27 @@ func (c *Core) encode(ctx context.Context, tenant, device string, out *decode.Ou
 
 // encodeKeyed is encode with the key of device's records made.
 func (c *Core) encodeKeyed(ctx context.Context, tenant, device string, key []byte, out *decode.Output, t kindTopics, headers []kgo.RecordHeader) ([]*kgo.Record, *decode.Error) {
-	recs := make([]*kgo.Record, 0, out.Len())
+	// The records and the slice of them in as few allocations as may be:
+	// one for a message of one record (most), two otherwise.
+	var recs []*kgo.Record
+	var slab []kgo.Record
+	if n := out.Len(); n == 1 {
+		one := new(struct {
+			rec [1]kgo.Record
+			ptr [1]*kgo.Record
+		})
+		slab, recs = one.rec[:], one.ptr[:0]
+	} else {
+		slab, recs = make([]kgo.Record, n), make([]*kgo.Record, 0, n)
+	}
 	add := func(topic string, k []byte, v any) *decode.Error {
 		buf, err := c.cfg.Serde.AppendEncode(ctx, nil, topic, v)
 		if err != nil {
 			return &decode.Error{Stage: decode.StageValidate, Reason: decode.ReasonSchemaInvalid, Message: err.Error()}
 		}
-		recs = append(recs, &kgo.Record{Topic: topic, Key: k, Value: buf, Headers: headers})
+		r := &slab[len(recs)]
+		*r = kgo.Record{Topic: topic, Key: k, Value: buf, Headers: headers}
+		recs = append(recs, r)
 		return nil
 	}
 	for i := range out.Sensor {
