@@ -126,8 +126,9 @@ type channelRoute struct {
 	topic                   string
 	ok                      bool // DeviceTopic found a route naming a tenant and a device
 	match                   routes.Match
-	err                     error // Route's
-	idErr                   error // identity.Validate's
+	err                     error      // Route's
+	idErr                   error      // identity.Validate's
+	meta                    recordMeta // the headers and key of its records (Prepare's)
 }
 
 // of returns m's channel route, computing it unless it is r's already.
@@ -239,7 +240,7 @@ func (c *Core) prepareChannel(ctx context.Context, m *Message, cr *channelRoute,
 	if err := cr.idErr; err != nil {
 		return nil, &decode.Error{Stage: decode.StageRoute, Reason: decode.ReasonBadIdentity, Message: err.Error()}
 	}
-	rt := Routed{Door: m.Door, Topic: topic, Match: r, Payload: m.Payload, ReceivedAt: m.ReceivedAt}
+	rt := Routed{Door: m.Door, Topic: topic, Match: r, Payload: m.Payload, ReceivedAt: m.ReceivedAt, meta: &cr.meta}
 	p, err := c.Prepare(ctx, &rt)
 	l.Tenant = rt.Match.Tenant
 	if err != nil {

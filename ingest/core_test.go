@@ -3,6 +3,7 @@ package ingest_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -240,6 +241,65 @@ func TestIntegrationCoreBatch(t *testing.T) {
 		}
 		if src, ok := sources[string(tc.Reason)]; !ok || src != "devices/farm/"+dev+"/"+tc.Channel {
 			t.Errorf("%s: dead letter of reason %s: source %q (found %v)", tc.Name, tc.Reason, src, ok)
+		}
+	}
+}
+
+// TestIntegrationCoreBatchRecordsAsAlone: the records of a batch, whose
+// items share their device's Kafka headers and key, are byte for byte the
+// records each item makes alone (topic, value, key, headers), with the
+// items' devices and channels interleaved.
+func TestIntegrationCoreBatchRecordsAsAlone(t *testing.T) {
+	e := ingesttest.New(t)
+	e.Devices(t)
+	e.AddDevice(t, registry.NewDevice{Tenant: ingesttest.Tenant, ID: "collar-2"})
+	at := time.Now().Truncate(time.Millisecond)
+	now := at.UnixMilli()
+	var ms []ingest.Message
+	sensor, gps := 0, 0
+	for i := range 12 {
+		dev := []string{ingesttest.Registered, ingesttest.Registered, "collar-2"}[i%3]
+		m := msg(dev, "sensor", fmt.Sprintf(`{"metric":"m%d","value":%d,"ts":%d,"attrs":{"i":"%d"}}`, i, i, now-int64(i), i))
+		if i%4 == 3 {
+			m = msg(dev, "gps", fmt.Sprintf(`{"ts":%d,"lat":1.5,"lon":%d,"alt":3}`, now-int64(i), i))
+			gps++
+		} else {
+			sensor++
+		}
+		m.ReceivedAt = at
+		ms = append(ms, m)
+	}
+	for i, m := range ms {
+		if err := e.Core.Ingest(ctx(t), m); err != nil {
+			t.Fatalf("item %d alone: %v", i, err)
+		}
+	}
+	for i, err := range e.Core.IngestBatch(ctx(t), ms) {
+		if err != nil {
+			t.Fatalf("item %d in the batch: %v", i, err)
+		}
+	}
+	recs := append(e.Consume(t, topics.RawSensor, 2*sensor, 10*time.Second), e.Consume(t, topics.RawGPS, 2*gps, 10*time.Second)...)
+	if len(recs) != 2*len(ms) {
+		t.Fatalf("%d records, want %d", len(recs), 2*len(ms))
+	}
+	seen := map[string]int{}
+	for _, r := range recs {
+		var hs []string
+		for _, h := range r.Headers {
+			hs = append(hs, h.Key+"="+string(h.Value))
+		}
+		if string(r.Key) == "" || len(hs) < 2 {
+			t.Fatalf("record without key or headers: %+v", r)
+		}
+		seen[fmt.Sprintf("%s %x %q %q", r.Topic, r.Value, r.Key, hs)]++
+	}
+	if len(seen) != len(ms) {
+		t.Fatalf("%d distinct records, want %d (each alone and batched alike)", len(seen), len(ms))
+	}
+	for k, n := range seen {
+		if n != 2 {
+			t.Errorf("record made %d times, not once alone and once batched: %s", n, k)
 		}
 	}
 }

@@ -33,6 +33,48 @@ type Routed struct {
 	// drover.tenant, drover.door and, in observe mode, drover.registry,
 	// in Headers' spare capacity if it has some.
 	Headers []kgo.RecordHeader
+
+	// meta, when set, keeps the headers and key Prepare made for a
+	// message, for the next message of the same device with the same
+	// door, tenant and flag (the items of a door's batch).
+	meta *recordMeta
+}
+
+// recordMeta is the Kafka headers and key of a device's records.
+type recordMeta struct {
+	tenant, device, door string
+	flag                 decode.Reason
+	headers              []kgo.RecordHeader // full: an append copies
+	key                  []byte
+}
+
+// recordMeta returns the headers (r.Headers, then drover.tenant,
+// drover.door and drover.registry) and key (TENANT/DEVICE) of r's
+// records: r.meta's when it was made for the same device, door and flag
+// and r has no headers of its own, else made (and kept in r.meta).
+// Records share them: they are read, never changed.
+func (c *Core) recordMeta(r *Routed, flag decode.Reason) ([]kgo.RecordHeader, []byte) {
+	tenant, device := r.Match.Tenant, r.Match.Device
+	if m := r.meta; m != nil && m.headers != nil && len(r.Headers) == 0 &&
+		m.tenant == tenant && m.device == device && m.door == r.Door && m.flag == flag {
+		return m.headers, m.key
+	}
+	// One buffer for the values of drover.tenant and drover.door.
+	vals := make([]byte, 0, len(tenant)+len(r.Door))
+	vals = append(append(vals, tenant...), r.Door...)
+	tv, door := vals[:len(tenant):len(tenant)], vals[len(tenant):]
+	headers := append(r.Headers, kgo.RecordHeader{Key: HeaderTenant, Value: tv})
+	if r.Door != "" {
+		headers = append(headers, kgo.RecordHeader{Key: HeaderDoor, Value: door})
+	}
+	if flag != "" {
+		headers = append(headers, kgo.RecordHeader{Key: HeaderRegistry, Value: []byte(flag)})
+	}
+	key := []byte(identity.Key(tenant, device))
+	if r.meta != nil && len(r.Headers) == 0 {
+		*r.meta = recordMeta{tenant: tenant, device: device, door: r.Door, flag: flag, headers: headers[:len(headers):len(headers)], key: key}
+	}
+	return headers, key
 }
 
 // Prepared is what Prepare made of a message.
@@ -79,19 +121,9 @@ func (c *Core) Prepare(ctx context.Context, r *Routed) (Prepared, error) {
 	if out.Len() == 0 {
 		return Prepared{Flag: flag}, nil
 	}
-	// One buffer for the values of drover.tenant and drover.door.
-	vals := make([]byte, 0, len(r.Match.Tenant)+len(r.Door))
-	vals = append(append(vals, r.Match.Tenant...), r.Door...)
-	tenant, door := vals[:len(r.Match.Tenant):len(r.Match.Tenant)], vals[len(r.Match.Tenant):]
-	headers := append(r.Headers, kgo.RecordHeader{Key: HeaderTenant, Value: tenant})
-	if r.Door != "" {
-		headers = append(headers, kgo.RecordHeader{Key: HeaderDoor, Value: door})
-	}
-	if flag != "" {
-		headers = append(headers, kgo.RecordHeader{Key: HeaderRegistry, Value: []byte(flag)})
-	}
+	headers, key := c.recordMeta(r, flag)
 	t := r.Match.Topic
-	recs, de := c.encode(ctx, r.Match.Tenant, r.Match.Device, out, kindTopics{t, t, t}, headers)
+	recs, de := c.encodeKeyed(ctx, r.Match.Tenant, r.Match.Device, key, out, kindTopics{t, t, t}, headers)
 	if de != nil {
 		return Prepared{Flag: flag}, de
 	}
@@ -160,14 +192,32 @@ type kindTopics struct{ sensor, gps, media string }
 // device (a Sparkplug death takes the devices behind an edge node
 // offline: each reading is keyed by its device).
 func (c *Core) encode(ctx context.Context, tenant, device string, out *decode.Output, t kindTopics, headers []kgo.RecordHeader) ([]*kgo.Record, *decode.Error) {
-	recs := make([]*kgo.Record, 0, out.Len())
-	key := []byte(identity.Key(tenant, device))
+	return c.encodeKeyed(ctx, tenant, device, []byte(identity.Key(tenant, device)), out, t, headers)
+}
+
+// encodeKeyed is encode with the key of device's records made.
+func (c *Core) encodeKeyed(ctx context.Context, tenant, device string, key []byte, out *decode.Output, t kindTopics, headers []kgo.RecordHeader) ([]*kgo.Record, *decode.Error) {
+	// The records and the slice of them in as few allocations as may be:
+	// one for a message of one record (most), two otherwise.
+	var recs []*kgo.Record
+	var slab []kgo.Record
+	if n := out.Len(); n == 1 {
+		one := new(struct {
+			rec [1]kgo.Record
+			ptr [1]*kgo.Record
+		})
+		slab, recs = one.rec[:], one.ptr[:0]
+	} else {
+		slab, recs = make([]kgo.Record, n), make([]*kgo.Record, 0, n)
+	}
 	add := func(topic string, k []byte, v any) *decode.Error {
 		buf, err := c.cfg.Serde.AppendEncode(ctx, nil, topic, v)
 		if err != nil {
 			return &decode.Error{Stage: decode.StageValidate, Reason: decode.ReasonSchemaInvalid, Message: err.Error()}
 		}
-		recs = append(recs, &kgo.Record{Topic: topic, Key: k, Value: buf, Headers: headers})
+		r := &slab[len(recs)]
+		*r = kgo.Record{Topic: topic, Key: k, Value: buf, Headers: headers}
+		recs = append(recs, r)
 		return nil
 	}
 	for i := range out.Sensor {

@@ -107,6 +107,7 @@ type encoding struct {
 	id     int
 	header [HeaderSize]byte
 	schema avro.Schema
+	fast   fastKind // the hand-written encoder the schema allows (fastavro.go)
 }
 
 type resolvedKey struct {
@@ -195,6 +196,11 @@ func (s *Serde) AppendEncode(ctx context.Context, dst []byte, topic string, v an
 	if err != nil {
 		return dst, err
 	}
+	if e.fast != fastNone {
+		if out, ok := appendFast(dst, e.header[:], e.fast, v); ok {
+			return out, nil
+		}
+	}
 	w := s.writers.Get().(*avro.Writer)
 	w.Reset(nil)
 	w.Error = nil
@@ -241,7 +247,7 @@ func (s *Serde) encoding(ctx context.Context, topic string) (*encoding, error) {
 		}
 		id = res.ID
 	}
-	e := &encoding{id: id, schema: l.schema}
+	e := &encoding{id: id, schema: l.schema, fast: fastKindOf(l.schema)}
 	copy(e.header[:], Header(id))
 	s.byID.LoadOrStore(id, l.schema)
 	actual, _ := s.enc.LoadOrStore(topic, e)

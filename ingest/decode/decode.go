@@ -287,7 +287,9 @@ func (in *Input) EventID(metric string, ts time.Time, index int) string {
 	b = binary.BigEndian.AppendUint32(b, uint32(index))
 	b = append(b, in.digest[:]...)
 	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:16])
+	var id [32]byte
+	hex.Encode(id[:], sum[:16])
+	return string(id[:]) // the one allocation
 }
 
 // PayloadDigest returns the SHA-256 of the payload.

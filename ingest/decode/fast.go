@@ -15,6 +15,14 @@ import (
 // that the general path decides, with its error messages. A differential
 // fuzz test (FuzzSensorFastPath) checks that whenever it succeeds its result
 // equals encoding/json's.
+//
+// It checks the syntax of what it reads as it goes (keys and strings
+// without escapes, numbers by JSON's grammar, the literals, the flat attrs
+// object), so a payload made only of those is known valid JSON when the
+// scan ends; only one with another value (an escaped string, an object or
+// array under an unknown key) is handed to json.Valid as a whole, which the
+// scan used to do for every payload first. TestSensorFastPathSyntax holds
+// it to encoding/json over valid and malformed payloads.
 
 // sensorFields are sensorJSON's JSON names. encoding/json matches keys case
 // insensitively, so a key that folds to one of these without being it must
@@ -30,17 +38,15 @@ var sensorFieldBytes = func() [][]byte {
 }()
 
 func fastSensor(b []byte, p *sensorJSON) bool {
-	if !json.Valid(b) {
-		return false
-	}
 	i := skipWS(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return false
 	}
 	i = skipWS(b, i+1)
-	seen := 0 // bit per sensorFields index
+	seen := 0       // bit per sensorFields index
+	checked := true // every value read so far is known valid JSON
 	if i < len(b) && b[i] == '}' {
-		return true
+		return skipWS(b, i+1) == len(b)
 	}
 	for i < len(b) {
 		key, next, ok := plainBytes(b, i) // compared, never kept: no copy
@@ -57,13 +63,34 @@ func fastSensor(b []byte, p *sensorJSON) bool {
 			return false
 		}
 		val := b[i:end]
+		// The field a key names exactly (the names differ even folded, so
+		// no other can match it); failing that, a key that folds to one
+		// must take the general path.
 		field := -1
-		for k, f := range sensorFields {
-			if bytes.EqualFold(key, sensorFieldBytes[k]) {
-				if string(key) != f {
+		switch string(key) {
+		case "ts":
+			field = 0
+		case "metric":
+			field = 1
+		case "value":
+			field = 2
+		case "unit":
+			field = 3
+		case "measurements":
+			field = 4
+		case "units":
+			field = 5
+		case "device_id":
+			field = 6
+		case "device":
+			field = 7
+		case "attrs":
+			field = 8
+		default:
+			for k := range sensorFields {
+				if bytes.EqualFold(key, sensorFieldBytes[k]) {
 					return false
 				}
-				field = k
 			}
 		}
 		if field >= 0 {
@@ -79,8 +106,10 @@ func fastSensor(b []byte, p *sensorJSON) bool {
 					return false // might fold to a field name
 				}
 			}
+			checked = checked && validScalar(val)
 		case 0:
 			p.TS = json.RawMessage(val)
+			checked = checked && validScalar(val)
 		case 1, 3:
 			var sp **string = &p.Metric
 			if field == 3 {
@@ -97,10 +126,13 @@ func fastSensor(b []byte, p *sensorJSON) bool {
 			*sp = &s
 		case 2:
 			p.Value = json.RawMessage(val)
+			checked = checked && validScalar(val)
 		case 6:
 			p.DeviceID = json.RawMessage(val)
+			checked = checked && validScalar(val)
 		case 7:
 			p.Device = json.RawMessage(val)
+			checked = checked && validScalar(val)
 		case 8:
 			if string(val) == "null" {
 				break
@@ -119,11 +151,74 @@ func fastSensor(b []byte, p *sensorJSON) bool {
 			continue
 		}
 		if i < len(b) && b[i] == '}' {
-			return skipWS(b, i+1) == len(b)
+			if skipWS(b, i+1) != len(b) {
+				return false
+			}
+			return checked || json.Valid(b)
 		}
 		return false
 	}
 	return false
+}
+
+// validScalar reports whether val (a value skipValue delimited) is a
+// string without escapes or control characters, a JSON number or a
+// literal: valid JSON as it stands. false says only "not known".
+func validScalar(val []byte) bool {
+	if len(val) == 0 {
+		return false
+	}
+	switch c := val[0]; {
+	case c == '"':
+		for j := 1; j < len(val)-1; j++ {
+			if val[j] == '\\' || val[j] == '"' || val[j] < 0x20 {
+				return false
+			}
+		}
+		return len(val) >= 2 && val[len(val)-1] == '"'
+	case c == '-' || (c >= '0' && c <= '9'):
+		return validNumber(val)
+	}
+	s := string(val) // no allocation: compared only
+	return s == "null" || s == "true" || s == "false"
+}
+
+// validNumber reports whether b is exactly one number of JSON's grammar:
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func validNumber(b []byte) bool {
+	i := 0
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	digits := func() int {
+		j := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		return i - j
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case digits() == 0:
+		return false
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if digits() == 0 {
+			return false
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return false
+		}
+	}
+	return i == len(b)
 }
 
 func skipWS(b []byte, i int) int {
