@@ -65,6 +65,17 @@ type Core struct {
 	spark *sparkplug.Session // the Sparkplug B births, sequences and deaths seen
 }
 
+// ProducerLinger is how long the producer of a door built on the core
+// (Config.Kafka of `drover http`, `drover coap`, drover dev's doors) lets a
+// partition's batch wait for more records: not at all. Every Ingest caller
+// waits for Kafka's acknowledgement before it answers its client, so a
+// linger is pure latency on each request: with franz-go's default (10 ms),
+// or even 1 ms, one-reading HTTP requests from 16 clients completed a third
+// of what a handler calling ProduceSync (which unlingers the partitions it
+// waits for) did with the same client. Records still batch while a request
+// to their broker is in flight.
+const ProducerLinger time.Duration = 0
+
 // NewCore returns a Core.
 func NewCore(cfg Config) (*Core, error) {
 	if cfg.Kafka == nil || cfg.Serde == nil || cfg.Routes == nil {

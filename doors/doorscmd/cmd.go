@@ -74,7 +74,7 @@ func (f *coreFlags) open(ctx context.Context, conn *cli.Conn, stage string) (*co
 		return nil, err
 	}
 	c.admin.AddCheck("registry", c.view.Check)
-	if c.producer, err = kgo.NewClient(append(slices.Clip(kopts), kgo.ProducerLinger(time.Millisecond), km("producer"))...); err != nil {
+	if c.producer, err = kgo.NewClient(append(slices.Clip(kopts), kgo.ProducerLinger(ingest.ProducerLinger), km("producer"))...); err != nil {
 		return nil, err
 	}
 	c.Core, err = ingest.NewCore(ingest.Config{Kafka: c.producer, Serde: serde, Routes: table, Registry: c.view, Log: log})

@@ -80,7 +80,7 @@ func (s *stage) open(ctx context.Context, ep devstage.Endpoints, log *slog.Logge
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	prod, err := kgo.NewClient(append(kopts, kgo.ProducerLinger(time.Millisecond))...)
+	prod, err := kgo.NewClient(append(kopts, kgo.ProducerLinger(ingest.ProducerLinger))...)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -45,7 +45,7 @@ func New(t testing.TB) *Env {
 	if _, err := kadm.NewClient(e.Env.Producer).CreateTopics(ctx, 4, 1, nil, Topics...); err != nil {
 		t.Fatalf("ingesttest: create topics: %v", err)
 	}
-	p, err := kgo.NewClient(kgo.SeedBrokers(e.Brokers...), kgo.ProducerLinger(time.Millisecond))
+	p, err := kgo.NewClient(kgo.SeedBrokers(e.Brokers...), kgo.ProducerLinger(ingest.ProducerLinger)) // as the doors' producers
 	if err != nil {
 		t.Fatal(err)
 	}
