@@ -97,3 +97,32 @@ func BenchmarkCorePrepare(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkCoreIngestBatch measures Core.IngestBatch with 50 JSON readings
+// of one device (the HTTP door's NDJSON batch) on the embedded Kafka,
+// acknowledgements awaited: one op is one batch; allocs/op counts the
+// whole process's allocations (the producer's and Kafka's included).
+//
+//	go test -run '^$' -bench CoreIngestBatch -benchmem ./ingest/
+func BenchmarkCoreIngestBatch(b *testing.B) {
+	e := ingesttest.New(b)
+	e.Devices(b)
+	ctx := context.Background()
+	now := time.Now().Add(-time.Minute).UnixMilli()
+	ms := make([]ingest.Message, 50)
+	at := time.Now()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for j := range ms {
+			ms[j] = ingest.Message{Door: "bench", Tenant: ingesttest.Tenant, Device: ingesttest.Registered, Channel: "sensor",
+				Payload: fmt.Appendf(nil, `{"ts":%d,"metric":"temperature","value":%d.5}`, now+int64(i*len(ms)+j)%50000, j), ReceivedAt: at}
+		}
+		for j, err := range e.Core.IngestBatch(ctx, ms) {
+			if err != nil {
+				b.Fatalf("item %d: %v", j, err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(ms)), "ns/reading")
+}
