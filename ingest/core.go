@@ -168,7 +168,6 @@ type pending struct {
 	context.Context // the produce ctx; set by produce
 
 	c      *Core
-	m      *Message
 	letter Letter
 	refuse *decode.Error // the refusal whose dead letter is in flight
 	err    error         // decided without producing
@@ -180,7 +179,7 @@ type pending struct {
 
 	left  atomic.Int32 // records not yet acknowledged
 	mu    sync.Mutex
-	first error       // the first produce error; final once complete is set
+	first error       // the first produce error; final once fin is set
 	fin   atomic.Bool // every record is acknowledged or failed
 }
 
@@ -250,7 +249,7 @@ func (c *Core) start(ctx context.Context, m *Message, rt *channelRoute, p *pendi
 	if ctx.Err() != nil {
 		return &pending{err: fmt.Errorf("%w: %w", ErrUnavailable, context.Cause(ctx))}
 	}
-	p.c, p.m, p.letter = c, m, l
+	p.c, p.letter = c, l
 	return c.produce(ctx, p, recs)
 }
 
