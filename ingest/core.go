@@ -114,11 +114,15 @@ func (c *Core) Ingest(ctx context.Context, m Message) error {
 
 // IngestBatch handles several messages at once: every message's records
 // are produced, in order, before the first acknowledgement is awaited.
+// Each message gets its own result, as Ingest would give it; the batch
+// shares one channel that its messages signal as they complete.
 func (c *Core) IngestBatch(ctx context.Context, ms []Message) []error {
 	ps := make([]*pending, len(ms))
 	room := make([]pending, len(ms)) // one allocation for the items produced
-	var rt channelRoute              // a batch's items share their device channel's route
+	sig := make(chan struct{}, len(ms))
+	var rt channelRoute // a batch's items share their device channel's route
 	for i := range ms {
+		room[i].sig = sig
 		ps[i] = c.start(ctx, &ms[i], &rt, &room[i])
 	}
 	errs := make([]error, len(ms))
@@ -156,43 +160,60 @@ func (r *channelRoute) of(t *routes.Table, m *Message) *channelRoute {
 	return r
 }
 
-// pending is one message in flight.
+// pending is one message in flight. It is the context of its records
+// (the produce ctx, which franz-go would have given them, wrapped), so
+// one function, pendingAcked, is the promise of every record: no
+// closure per message.
 type pending struct {
+	context.Context // the produce ctx; set by produce
+
 	c      *Core
-	m      *Message
 	letter Letter
 	refuse *decode.Error // the refusal whose dead letter is in flight
-	done   chan error    // the produce result (nil = acknowledged)
 	err    error         // decided without producing
+	// sig gets a value each time a message sharing it completes (its
+	// capacity is the number of messages sharing it, so signalling never
+	// blocks): the messages of a batch share one.
+	sig      chan struct{}
+	produced bool // produce was called: wait for completion
 
 	left  atomic.Int32 // records not yet acknowledged
 	mu    sync.Mutex
-	first error // the first produce error
+	first error       // the first produce error; final once fin is set
+	fin   atomic.Bool // every record is acknowledged or failed
 }
 
 func (p *pending) wait(ctx context.Context) error {
-	if p.done == nil {
+	if !p.produced {
 		return p.err
 	}
-	select {
-	case err := <-p.done:
-		if err == nil {
-			if p.refuse != nil {
-				return p.refuse
-			}
-			return nil
+	// A signal is sent after fin is set, and there is one per completed
+	// message sharing sig: while p is not complete its own signal is yet
+	// to come, so the loop cannot block past p's completion.
+	for !p.fin.Load() {
+		select {
+		case <-p.sig:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", ErrUnavailable, context.Cause(ctx))
 		}
-		if p.refuse != nil || ctx.Err() != nil {
-			return fmt.Errorf("%w: %v", ErrUnavailable, err)
-		}
-		// Kafka refused a record for good (too large, say): the message
-		// becomes a dead letter of stage produce.
-		de := &decode.Error{Stage: decode.StageProduce, Reason: decode.ReasonProduceFailed, Message: err.Error()}
-		q := p.c.deadLetter(ctx, p.letter, de)
-		return q.wait(ctx)
-	case <-ctx.Done():
-		return fmt.Errorf("%w: %w", ErrUnavailable, context.Cause(ctx))
 	}
+	p.mu.Lock()
+	err := p.first
+	p.mu.Unlock()
+	if err == nil {
+		if p.refuse != nil {
+			return p.refuse
+		}
+		return nil
+	}
+	if p.refuse != nil || ctx.Err() != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	// Kafka refused a record for good (too large, say): the message
+	// becomes a dead letter of stage produce.
+	de := &decode.Error{Stage: decode.StageProduce, Reason: decode.ReasonProduceFailed, Message: err.Error()}
+	q := p.c.deadLetter(ctx, p.letter, de)
+	return q.wait(ctx)
 }
 
 // start prepares m and produces its records in p (its dead letter, or
@@ -215,8 +236,11 @@ func (c *Core) start(ctx context.Context, m *Message, rt *channelRoute, p *pendi
 	} else {
 		var err error
 		recs, err = c.prepareChannel(ctx, m, cr, &l)
-		if err != nil && !errors.As(err, &de) {
-			return &pending{err: err}
+		if err != nil {
+			var ok bool
+			if de, ok = asDecodeError(err); !ok {
+				return &pending{err: err}
+			}
 		}
 	}
 	if de != nil {
@@ -225,7 +249,7 @@ func (c *Core) start(ctx context.Context, m *Message, rt *channelRoute, p *pendi
 	if ctx.Err() != nil {
 		return &pending{err: fmt.Errorf("%w: %w", ErrUnavailable, context.Cause(ctx))}
 	}
-	p.c, p.m, p.letter = c, m, l
+	p.c, p.letter = c, l
 	return c.produce(ctx, p, recs)
 }
 
@@ -325,6 +349,14 @@ func identityErr(err error, who string) *decode.Error {
 	return &decode.Error{Stage: decode.StageRoute, Reason: ReasonUnknownDevice, Message: who + " is not in the device registry"}
 }
 
+// asDecodeError is errors.As(err, &de) for a *decode.Error; de is a
+// variable of its own so that a caller's does not escape to the heap
+// (one allocation per message otherwise, refused or not).
+func asDecodeError(err error) (de *decode.Error, ok bool) {
+	ok = errors.As(err, &de)
+	return de, ok
+}
+
 func asDecodeErr(err error, stage decode.Stage) *decode.Error {
 	var de *decode.Error
 	if errors.As(err, &de) {
@@ -351,24 +383,34 @@ func (c *Core) deadLetter(ctx context.Context, l Letter, de *decode.Error) *pend
 	return c.produce(ctx, &pending{c: c, letter: l, refuse: de}, []*kgo.Record{rec})
 }
 
-// produce sends recs; p.done gets the first error, or nil once all are
-// acknowledged.
+// produce sends recs in p; p completes with the first error, or nil
+// once all are acknowledged. A p without a sig gets one of its own.
 func (c *Core) produce(ctx context.Context, p *pending, recs []*kgo.Record) *pending {
-	p.done = make(chan error, 1)
+	p.produced = true
 	if len(recs) == 0 {
-		p.done <- nil
+		p.fin.Store(true) // wait looks at fin first: no signal needed
 		return p
 	}
+	if p.sig == nil {
+		p.sig = make(chan struct{}, 1)
+	}
+	p.Context = ctx
 	p.left.Store(int32(len(recs)))
-	acked := p.acked
 	for _, r := range recs {
-		c.cfg.Kafka.Produce(ctx, r, acked)
+		r.Context = p
+		c.cfg.Kafka.Produce(ctx, r, pendingAcked)
 	}
 	return p
 }
 
-// acked is the produce callback of p's records.
-func (p *pending) acked(_ *kgo.Record, err error) {
+// pendingAcked is the produce promise of every record produce sends: its
+// context is its message's pending.
+func pendingAcked(r *kgo.Record, err error) {
+	r.Context.(*pending).acked(err)
+}
+
+// acked counts one of p's records as acknowledged (err == nil) or failed.
+func (p *pending) acked(err error) {
 	if err != nil {
 		p.mu.Lock()
 		if p.first == nil {
@@ -377,9 +419,7 @@ func (p *pending) acked(_ *kgo.Record, err error) {
 		p.mu.Unlock()
 	}
 	if p.left.Add(-1) == 0 {
-		p.mu.Lock()
-		first := p.first
-		p.mu.Unlock()
-		p.done <- first
+		p.fin.Store(true)
+		p.sig <- struct{}{}
 	}
 }

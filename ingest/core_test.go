@@ -2,6 +2,8 @@ package ingest_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/drover-iot/drover/devstack/devtest"
@@ -300,6 +303,104 @@ func TestIntegrationCoreBatchRecordsAsAlone(t *testing.T) {
 	for k, n := range seen {
 		if n != 2 {
 			t.Errorf("record made %d times, not once alone and once batched: %s", n, k)
+		}
+	}
+}
+
+// TestIntegrationCoreBatchMixedOutcomes: the items of one IngestBatch,
+// which share one completion channel, each get the result they get alone —
+// accepted, refused (its dead letter written), refused by Kafka for good
+// (raw.gps with max.message.bytes 300: a produce/produce_failed dead
+// letter of its own), ignored (accepted, nothing produced) — and, with a
+// Kafka that does not answer, ErrUnavailable for every item that waits
+// for an acknowledgement when the deadline passes, while an ignored item
+// is still accepted.
+func TestIntegrationCoreBatchMixedOutcomes(t *testing.T) {
+	e := ingesttest.New(t)
+	e.Devices(t)
+	limit := "300"
+	adm := kadm.NewClient(e.Env.Producer)
+	if rs, err := adm.AlterTopicConfigs(ctx(t), []kadm.AlterConfig{{Name: "max.message.bytes", Value: &limit}}, topics.RawGPS); err != nil || rs[0].Err != nil {
+		t.Fatalf("max.message.bytes of %s: %v %v", topics.RawGPS, err, rs)
+	}
+	now := time.Now().UnixMilli()
+	noise := make([]byte, 1500) // incompressible, so the batch stays above the limit
+	if _, err := rand.Read(noise); err != nil {
+		t.Fatal(err)
+	}
+	big := fmt.Sprintf(`{"ts":%d,"lat":1,"lon":2,"attrs":{"note":"%s"}}`, now, base64.StdEncoding.EncodeToString(noise))
+	ms := []ingest.Message{
+		msg("", "sensor", `{"metric":"t","value":1,"ts":`+itoa(now)+`}`),
+		msg("", "sensor", `{nope`),
+		msg("", "gps", big),
+		msg("", "commands", `{"anything":1}`),
+		msg("", "sensor", `{"metric":"t","value":2,"ts":`+itoa(now)+`}`),
+		msg("", "replies/7", `{"status":"ok"}`),
+	}
+	errs := e.Core.IngestBatch(ctx(t), ms)
+	if len(errs) != len(ms) {
+		t.Fatalf("%d results for %d messages", len(errs), len(ms))
+	}
+	refusal := func(i int, stage decode.Stage, reason decode.Reason) {
+		t.Helper()
+		var de *decode.Error
+		if !errors.As(errs[i], &de) || de.Stage != stage || (reason != "" && de.Reason != reason) {
+			t.Errorf("item %d: %v, want a refusal of stage %s (reason %q)", i, errs[i], stage, reason)
+		}
+	}
+	for _, i := range []int{0, 3, 4} {
+		if errs[i] != nil {
+			t.Errorf("item %d: %v, want accepted", i, errs[i])
+		}
+	}
+	refusal(1, decode.StageDecode, "")
+	refusal(2, decode.StageProduce, decode.ReasonProduceFailed)
+	refusal(5, decode.StageRoute, decode.ReasonUnknownChannel)
+	if recs := e.Consume(t, topics.RawSensor, 2, 10*time.Second); len(recs) != 2 {
+		t.Fatalf("raw.sensor has %d records, want 2", len(recs))
+	}
+	dls := e.DeadLetters(t, e.Consume(t, topics.DLQ, 3, 10*time.Second))
+	if len(dls) != 3 {
+		t.Fatalf("%d dead letters, want 3", len(dls))
+	}
+	produceFailed := 0
+	for _, dl := range dls {
+		if dl.Reason == string(decode.ReasonProduceFailed) {
+			produceFailed++
+			if dl.Stage != string(decode.StageProduce) || string(dl.Payload) != big {
+				t.Errorf("produce_failed dead letter: stage %s, payload of %d bytes", dl.Stage, len(dl.Payload))
+			}
+		}
+	}
+	if produceFailed != 1 {
+		t.Errorf("%d produce_failed dead letters, want 1", produceFailed)
+	}
+
+	dead, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"), kgo.RecordDeliveryTimeout(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dead.Close()
+	core, err := ingest.NewCore(ingest.Config{Kafka: dead, Serde: e.Serde, Routes: routes.Default(), Registry: e.View, Log: devtest.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	errs = core.IngestBatch(c, ms[:4])
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the batch took %v past a 500ms deadline", took)
+	}
+	for i, err := range errs {
+		if i == 3 {
+			if err != nil {
+				t.Errorf("ignored item with Kafka down: %v, want accepted", err)
+			}
+			continue
+		}
+		if !errors.Is(err, ingest.ErrUnavailable) || ingest.Classify(err).Kind != ingest.Unavailable {
+			t.Errorf("item %d with Kafka down: %v, want ErrUnavailable", i, err)
 		}
 	}
 }

@@ -195,26 +195,38 @@ func (c *Core) encode(ctx context.Context, tenant, device string, out *decode.Ou
 	return c.encodeKeyed(ctx, tenant, device, []byte(identity.Key(tenant, device)), out, t, headers)
 }
 
+// oneValue is the room for its value that a message of one record gets
+// with the record: a reading's value (Confluent header, event id, tenant,
+// device, times, metric, value, source) is about 100 bytes without
+// attributes.
+const oneValue = 128
+
 // encodeKeyed is encode with the key of device's records made.
 func (c *Core) encodeKeyed(ctx context.Context, tenant, device string, key []byte, out *decode.Output, t kindTopics, headers []kgo.RecordHeader) ([]*kgo.Record, *decode.Error) {
 	// The records and the slice of them in as few allocations as may be:
-	// one for a message of one record (most), two otherwise.
+	// one for a message of one record (most) whose value fits in
+	// oneValue bytes (a reading's without attributes does), two
+	// otherwise.
 	var recs []*kgo.Record
 	var slab []kgo.Record
+	var dst []byte // where the first value is encoded
 	if n := out.Len(); n == 1 {
 		one := new(struct {
 			rec [1]kgo.Record
 			ptr [1]*kgo.Record
+			val [oneValue]byte
 		})
-		slab, recs = one.rec[:], one.ptr[:0]
+		slab, recs, dst = one.rec[:], one.ptr[:0], one.val[:0]
 	} else {
 		slab, recs = make([]kgo.Record, n), make([]*kgo.Record, 0, n)
 	}
 	add := func(topic string, k []byte, v any) *decode.Error {
-		buf, err := c.cfg.Serde.AppendEncode(ctx, nil, topic, v)
+		buf, err := c.cfg.Serde.AppendEncode(ctx, dst, topic, v)
 		if err != nil {
 			return &decode.Error{Stage: decode.StageValidate, Reason: decode.ReasonSchemaInvalid, Message: err.Error()}
 		}
+		dst = nil
+		buf = buf[:len(buf):len(buf)] // an append to the value copies it
 		r := &slab[len(recs)]
 		*r = kgo.Record{Topic: topic, Key: k, Value: buf, Headers: headers}
 		recs = append(recs, r)

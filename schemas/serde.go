@@ -10,6 +10,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/sr"
@@ -104,6 +105,7 @@ func (o *options) localSchemas() (map[string]localSchema, error) {
 
 // encoding is the cached state for encoding one topic.
 type encoding struct {
+	topic  string
 	id     int
 	header [HeaderSize]byte
 	schema avro.Schema
@@ -137,6 +139,9 @@ type Serde struct {
 	byID     sync.Map // schema id → avro.Schema (writer schema)
 	resolved sync.Map // resolvedKey → resolved
 	writers  sync.Pool
+	// last is the encoding last looked up: a run of records for one
+	// topic (a batch of readings) skips enc's hashing.
+	last atomic.Pointer[encoding]
 }
 
 // NewSerde returns a Serde that talks to the registry through client. It
@@ -223,8 +228,13 @@ func (s *Serde) AppendEncode(ctx context.Context, dst []byte, topic string, v an
 // encoding returns the cached id and schema of topic, looking them up in
 // the registry on first use.
 func (s *Serde) encoding(ctx context.Context, topic string) (*encoding, error) {
-	if e, ok := s.enc.Load(topic); ok {
-		return e.(*encoding), nil
+	if e := s.last.Load(); e != nil && e.topic == topic {
+		return e, nil
+	}
+	if v, ok := s.enc.Load(topic); ok {
+		e := v.(*encoding)
+		s.last.Store(e)
+		return e, nil
 	}
 	l, ok := s.local[topic]
 	if !ok {
@@ -247,10 +257,11 @@ func (s *Serde) encoding(ctx context.Context, topic string) (*encoding, error) {
 		}
 		id = res.ID
 	}
-	e := &encoding{id: id, schema: l.schema, fast: fastKindOf(l.schema)}
+	e := &encoding{topic: topic, id: id, schema: l.schema, fast: fastKindOf(l.schema)}
 	copy(e.header[:], Header(id))
 	s.byID.LoadOrStore(id, l.schema)
 	actual, _ := s.enc.LoadOrStore(topic, e)
+	s.last.Store(actual.(*encoding))
 	return actual.(*encoding), nil
 }
 

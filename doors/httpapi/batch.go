@@ -126,8 +126,22 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request, tmpl ingest.Messa
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
 	defer cancel()
+	// The items counted by kind, one counter update per kind a batch has
+	// rather than one per item.
+	var kinds [ingest.Internal + 1]int
 	for j, err := range s.ingestAll(ctx, msgs) {
-		answers[idx[j]] = s.outcome(err)
+		a := s.answer(err)
+		if a.Kind >= 0 && a.Kind < ingest.Kind(len(kinds)) {
+			kinds[a.Kind]++
+		} else {
+			s.m.item(a.Kind)
+		}
+		answers[idx[j]] = a
+	}
+	for k, n := range kinds {
+		if n > 0 {
+			s.m.itemsOf(ingest.Kind(k), n)
+		}
 	}
 	status := http.StatusAccepted
 	for _, a := range answers {

@@ -34,14 +34,17 @@ func (m *metrics) request(code int) {
 	c.Inc()
 }
 
-func (m *metrics) item(k ingest.Kind) {
+func (m *metrics) item(k ingest.Kind) { m.itemsOf(k, 1) }
+
+// itemsOf counts n items of kind k.
+func (m *metrics) itemsOf(k ingest.Kind, n int) {
 	if c, ok := m.byKind.Load(k); ok {
-		c.(prometheus.Counter).Inc()
+		c.(prometheus.Counter).Add(float64(n))
 		return
 	}
 	c := m.items.WithLabelValues(kindName[k])
 	m.byKind.Store(k, c)
-	c.Inc()
+	c.Add(float64(n))
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {

@@ -274,11 +274,18 @@ func appendPlain(b []byte, a Answer) (_ []byte, ok bool) {
 }
 
 func (s *Server) outcome(err error) Answer {
+	a := s.answer(err)
+	s.m.item(a.Kind)
+	return a
+}
+
+// answer is outcome without counting the item (a batch counts its items
+// by kind once they are all answered).
+func (s *Server) answer(err error) Answer {
 	o := ingest.Classify(err)
 	if o.Kind == ingest.Internal {
 		s.cfg.Log.Error("httpapi: ingest failed", "err", err)
 	}
-	s.m.item(o.Kind)
 	return Answer{Status: statusOf[o.Kind], Outcome: o}
 }
 

@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/drover-iot/drover/ingest"
 	"github.com/drover-iot/drover/ingest/decode"
 	"github.com/drover-iot/drover/ingest/lorawan"
@@ -235,7 +237,8 @@ func TestAckBoundAndDrain(t *testing.T) {
 
 func TestBatch(t *testing.T) {
 	var calls atomic.Int32
-	d := serve(t, Config{MaxBody: 32, MaxItems: 3}, devices(), coreFunc(func(ctx context.Context, m ingest.Message) error {
+	mreg := prometheus.NewRegistry()
+	d := serve(t, Config{MaxBody: 32, MaxItems: 3, Registerer: mreg}, devices(), coreFunc(func(ctx context.Context, m ingest.Message) error {
 		calls.Add(1)
 		return refuse(ctx, m)
 	}))
@@ -260,6 +263,28 @@ func TestBatch(t *testing.T) {
 	}
 	if n := calls.Load(); n != 4 {
 		t.Errorf("core calls %d, want 4", n)
+	}
+	// Items counted by outcome (a batch counts them per kind at its end):
+	// the array's two and the NDJSON's first accepted, its NaN refused.
+	items := map[string]float64{}
+	mfs, err := mreg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "drover_http_items_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "outcome" {
+					items[l.GetValue()] += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	if items["accepted"] != 3 || items["refused"] != 1 || len(items) != 2 {
+		t.Errorf("drover_http_items_total = %v, want accepted 3, refused 1", items)
 	}
 }
 

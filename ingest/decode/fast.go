@@ -38,6 +38,33 @@ var sensorFieldBytes = func() [][]byte {
 }()
 
 func fastSensor(b []byte, p *sensorJSON) bool {
+	var fs fastStrings
+	if !fastSensorInto(b, p, &fs) {
+		return false
+	}
+	if fs.hasMetric {
+		m := fs.metric
+		p.Metric = &m
+	}
+	if fs.hasUnit {
+		u := fs.unit
+		p.Unit = &u
+	}
+	return true
+}
+
+// fastStrings are the metric and unit fastSensorInto reads (has* false
+// for an absent or null one): decodeSensor reads the metric in place
+// instead of through a *string, which would be an allocation per reading
+// of its own.
+type fastStrings struct {
+	metric, unit       string
+	hasMetric, hasUnit bool
+}
+
+// fastSensorInto is fastSensor with the metric and unit in fs, p.Metric
+// and p.Unit left nil.
+func fastSensorInto(b []byte, p *sensorJSON, fs *fastStrings) bool {
 	i := skipWS(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return false
@@ -111,19 +138,19 @@ func fastSensor(b []byte, p *sensorJSON) bool {
 			p.TS = json.RawMessage(val)
 			checked = checked && validScalar(val)
 		case 1, 3:
-			var sp **string = &p.Metric
+			str, has := &fs.metric, &fs.hasMetric
 			if field == 3 {
-				sp = &p.Unit
+				str, has = &fs.unit, &fs.hasUnit
 			}
 			if string(val) == "null" {
-				*sp = nil
+				*str, *has = "", false
 				break
 			}
 			s, n, ok := plainString(val, 0)
 			if !ok || n != len(val) {
 				return false
 			}
-			*sp = &s
+			*str, *has = s, true
 		case 2:
 			p.Value = json.RawMessage(val)
 			checked = checked && validScalar(val)

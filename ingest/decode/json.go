@@ -298,8 +298,9 @@ func decodeSensor(in *Input, out *Output) error {
 	if b := bytes.TrimLeft(in.Payload, " \t\r\n"); len(b) > 0 && b[0] == '[' {
 		return decodeSenML(in, out)
 	}
-	var p sensorJSON // on the stack: only the general path's copy escapes
-	if !sensorFastPath || !fastSensor(in.Payload, &p) {
+	var p sensorJSON   // on the stack: only the general path's copy escapes
+	var fs fastStrings // the metric (and unit) as read, p.Metric and p.Unit nil
+	if !sensorFastPath || !fastSensorInto(in.Payload, &p, &fs) {
 		slow := new(sensorJSON)
 		if err := unmarshal(in.Payload, slow, "sensor"); err != nil {
 			return err
@@ -308,6 +309,13 @@ func decodeSensor(in *Input, out *Output) error {
 			return err
 		}
 		p = *slow
+		fs = fastStrings{}
+		if p.Metric != nil {
+			fs.metric, fs.hasMetric = *p.Metric, true
+		}
+	} else if fs.hasUnit {
+		u := fs.unit
+		p.Unit = &u
 	}
 	if err := checkDevice(in, p.DeviceID, p.Device); err != nil {
 		return err
@@ -317,7 +325,7 @@ func decodeSensor(in *Input, out *Output) error {
 		return err
 	}
 	if p.Measurements != nil {
-		if p.Metric != nil || len(p.Value) > 0 {
+		if fs.hasMetric || len(p.Value) > 0 {
 			return fail(StageDecode, ReasonWrongShape, "measurements", "give either metric and value or measurements, not both")
 		}
 		if len(p.Measurements) == 0 {
@@ -336,7 +344,7 @@ func decodeSensor(in *Input, out *Output) error {
 		}
 		return nil
 	}
-	if p.Metric == nil {
+	if !fs.hasMetric {
 		return fail(StageDecode, ReasonMissingField, "metric", "metric is missing (or give measurements)")
 	}
 	v, err := parseNumber(p.Value, "value")
@@ -347,7 +355,7 @@ func decodeSensor(in *Input, out *Output) error {
 	if unit != nil && *unit == "" {
 		unit = nil
 	}
-	out.addSensor(in, *p.Metric, v, unit, ts, 0, p.Attrs)
+	out.addSensor(in, fs.metric, v, unit, ts, 0, p.Attrs)
 	return nil
 }
 
