@@ -404,9 +404,14 @@ func (c *Core) produce(ctx context.Context, p *pending, recs []*kgo.Record) *pen
 }
 
 // pendingAcked is the produce promise of every record produce sends: its
-// context is its message's pending.
+// context is its message's pending. Were it anything else (a producer hook
+// replacing the context, which no hook of drover's does), the message would
+// not complete and its caller would answer unavailable at its deadline —
+// the client retries; nothing is lost and nothing panics.
 func pendingAcked(r *kgo.Record, err error) {
-	r.Context.(*pending).acked(err)
+	if p, ok := r.Context.(*pending); ok {
+		p.acked(err)
+	}
 }
 
 // acked counts one of p's records as acknowledged (err == nil) or failed.
