@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -61,7 +62,7 @@ func (r *rogue) run(ctx context.Context, clientID string, attempts []rogueAttemp
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
-		c := paho.NewClient(paho.ClientConfig{Conn: conn, ClientID: clientID,
+		c := paho.NewClient(paho.ClientConfig{Conn: packets.NewThreadSafeConn(conn), ClientID: clientID,
 			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(paho.PublishReceived) (bool, error) {
 				r.received.Add(1)
 				return true, nil

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/drover-iot/drover/devstack/devtest"
@@ -251,7 +252,7 @@ func tryConnect(addr string, tc *tls.Config, clientID, user, pass string) (*dyns
 		default:
 		}
 	}
-	dc.Client = paho.NewClient(paho.ClientConfig{Conn: conn,
+	dc.Client = paho.NewClient(paho.ClientConfig{Conn: packets.NewThreadSafeConn(conn),
 		OnServerDisconnect: func(*paho.Disconnect) { signal() },
 		OnClientError:      func(error) { signal() }})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

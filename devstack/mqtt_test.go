@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	pahopackets "github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/mochi-mqtt/server/v2/packets"
 
@@ -29,7 +30,7 @@ func v5Client(t *testing.T, url, id string) (*paho.Client, <-chan *paho.Publish)
 	msgs := make(chan *paho.Publish, 1000)
 	c := paho.NewClient(paho.ClientConfig{
 		ClientID: id,
-		Conn:     conn,
+		Conn:     pahopackets.NewThreadSafeConn(conn),
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){
 			func(pr paho.PublishReceived) (bool, error) { msgs <- pr.Packet; return true, nil },
 		},
@@ -279,7 +280,7 @@ func TestIntegrationMQTTReservedClientIDs(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer conn.Close()
-			c := paho.NewClient(paho.ClientConfig{ClientID: tc.id, Conn: conn})
+			c := paho.NewClient(paho.ClientConfig{ClientID: tc.id, Conn: pahopackets.NewThreadSafeConn(conn)})
 			cp := &paho.Connect{ClientID: tc.id, CleanStart: true, KeepAlive: 30}
 			if tc.user != "" {
 				cp.Username, cp.UsernameFlag, cp.Password, cp.PasswordFlag = tc.user, true, []byte(tc.pass), true

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 	mqtt "github.com/mochi-mqtt/server/v2"
 )
@@ -37,7 +38,7 @@ func sessionClient(t *testing.T, addr, id string, got *atomic.Int64) *paho.Clien
 	}
 	c := paho.NewClient(paho.ClientConfig{
 		ClientID: id,
-		Conn:     conn,
+		Conn:     packets.NewThreadSafeConn(conn),
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){
 			func(paho.PublishReceived) (bool, error) {
 				if got != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/drover-iot/drover/devstack/devtest"
@@ -80,7 +81,7 @@ func connect(t *testing.T, u, clientID, user, pass string) (*mqttClient, *paho.C
 		}
 	}
 	mc.Client = paho.NewClient(paho.ClientConfig{
-		Conn: conn,
+		Conn: packets.NewThreadSafeConn(conn),
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 			mc.msgs <- pr.Packet
 			return true, nil

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -149,7 +150,7 @@ func connect(t *testing.T, mqttURL, key, secret string, down chan struct{}) *pah
 		default:
 		}
 	}
-	c := paho.NewClient(paho.ClientConfig{Conn: conn, OnServerDisconnect: func(*paho.Disconnect) { signal() }, OnClientError: func(error) { signal() }})
+	c := paho.NewClient(paho.ClientConfig{Conn: packets.NewThreadSafeConn(conn), OnServerDisconnect: func(*paho.Disconnect) { signal() }, OnClientError: func(error) { signal() }})
 	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := c.Connect(cctx, &paho.Connect{ClientID: key, CleanStart: true, KeepAlive: 30, Username: key, UsernameFlag: true, Password: []byte(secret), PasswordFlag: true}); err != nil {
