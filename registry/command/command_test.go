@@ -36,6 +36,7 @@ func run(t *testing.T, e *registrytest.Env, build func(*cli.Conn) *cobra.Command
 	if err != nil {
 		errOut.WriteString(err.Error())
 	}
+	e.Sync(t) // what the command wrote is in the test's view
 	return out.String(), errOut.String(), cli.ExitCode(err)
 }
 

@@ -99,6 +99,25 @@ func (e *Env) StartView(t testing.TB, opts ...registry.ViewOption) *registry.Vie
 	return v
 }
 
+// Sync waits until the env's view has applied every record on the registry
+// topic now — what another writer (a CLI command under test, say) wrote —
+// so the test reads that writer's writes.
+func (e *Env) Sync(t testing.TB) {
+	t.Helper()
+	ctx := Ctx(t)
+	ends, err := kadm.NewClient(e.Producer).ListEndOffsets(ctx, topics.DevicesRegistry)
+	if err != nil {
+		t.Fatalf("registrytest: end offsets: %v", err)
+	}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err == nil && o.Offset > 0 {
+			if err := e.View.WaitFor(ctx, o.Partition, o.Offset-1); err != nil {
+				t.Fatalf("registrytest: %v", err)
+			}
+		}
+	})
+}
+
 // AddTenant registers a tenant without a CA, failing the test on error.
 func (e *Env) AddTenant(t testing.TB, id string) {
 	t.Helper()
