@@ -3,7 +3,6 @@ package ingest_test
 import (
 	"context"
 	"fmt"
-	"syscall"
 	"testing"
 	"time"
 
@@ -115,7 +114,7 @@ func BenchmarkCoreIngestBatch(b *testing.B) {
 	at := time.Now()
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := cpuTime(b)
+	cpu0 := ingesttest.CPUTime(b)
 	for i := 0; i < b.N; i++ {
 		for j := range ms {
 			ms[j] = ingest.Message{Door: "bench", Tenant: ingesttest.Tenant, Device: ingesttest.Registered, Channel: "sensor",
@@ -127,16 +126,7 @@ func BenchmarkCoreIngestBatch(b *testing.B) {
 			}
 		}
 	}
-	cpu := cpuTime(b) - cpu0
+	cpu := ingesttest.CPUTime(b) - cpu0
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(ms)), "ns/reading")
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*len(ms)), "cpu-ns/reading")
-}
-
-// cpuTime is the process's user + system CPU time so far.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

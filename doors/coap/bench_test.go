@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -48,45 +45,25 @@ func BenchmarkCoAPIngest(b *testing.B) {
 	}
 	path := "/devices/" + ingesttest.Tenant + "/" + ingesttest.Registered + "/sensor"
 	now := time.Now()
+	worker := func() (func(i int) error, func(), error) {
+		c, err := udp.Dial(addr.String())
+		if err != nil {
+			return nil, nil, err
+		}
+		return func(i int) error {
+			body := fmt.Appendf(nil, `{"ts":%d,"metric":"bench.coap","value":%d}`, now.Add(-time.Minute).UnixMilli()+int64(i), i)
+			rctx, rc := context.WithTimeout(ctx, time.Minute)
+			defer rc()
+			resp, err := c.Post(rctx, path, message.AppJSON, bytes.NewReader(body))
+			if err == nil && resp.Code() != codes.Changed {
+				answer, _ := resp.ReadBody()
+				err = fmt.Errorf("POST %s: %v %s", path, resp.Code(), answer)
+			}
+			return err
+		}, func() { _ = c.Close() }, nil
+	}
 	run := func(first, n int) (time.Duration, time.Duration) {
-		cpu0 := cpuTime(b)
-		start := time.Now()
-		var next atomic.Int64
-		next.Store(int64(first))
-		var wg sync.WaitGroup
-		errs := make(chan error, benchClients)
-		for range benchClients {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				c, err := udp.Dial(addr.String())
-				if err != nil {
-					errs <- err
-					return
-				}
-				defer c.Close()
-				for i := int(next.Add(1)); i <= first+n; i = int(next.Add(1)) {
-					body := fmt.Appendf(nil, `{"ts":%d,"metric":"bench.coap","value":%d}`, now.Add(-time.Minute).UnixMilli()+int64(i), i)
-					rctx, rc := context.WithTimeout(ctx, time.Minute)
-					resp, err := c.Post(rctx, path, message.AppJSON, bytes.NewReader(body))
-					rc()
-					if err == nil && resp.Code() != codes.Changed {
-						answer, _ := resp.ReadBody()
-						err = fmt.Errorf("POST %s: %v %s", path, resp.Code(), answer)
-					}
-					if err != nil {
-						errs <- err
-						return
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			b.Fatal(err)
-		}
-		return time.Since(start), cpuTime(b) - cpu0
+		return ingesttest.Load(b, benchClients, first, n, worker)
 	}
 	warm := max(1, b.N/10)
 	run(0, warm)
@@ -96,13 +73,4 @@ func BenchmarkCoAPIngest(b *testing.B) {
 	b.ReportMetric(float64(b.N)/wall.Seconds(), "coap-msg/s")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "coap-cpu-us/msg")
 	b.ReportMetric(0, "ns/op")
-}
-
-// cpuTime is the process's user + system CPU time so far.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -8,9 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -112,45 +109,25 @@ func benchHTTP(b *testing.B, batch int) {
 	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: benchClients}, Timeout: time.Minute}
 	run := func(url string, requests int) (time.Duration, time.Duration) {
-		cpu0 := cpuTime(b)
-		start := time.Now()
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		errs := make(chan error, benchClients)
-		for range benchClients {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := int(next.Add(1)); i <= requests; i = int(next.Add(1)) {
-					req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body(i)))
-					req.Header.Set("Authorization", "Bearer "+secret)
-					if batch > 1 {
-						req.Header.Set("Content-Type", httpapi.NDJSON)
-					}
-					resp, err := client.Do(req)
-					if err != nil {
-						errs <- err
-						return
-					}
-					var a httpapi.Answer
-					err = json.NewDecoder(resp.Body).Decode(&a)
-					resp.Body.Close()
-					if err == nil && !accepted(a, batch) {
-						err = fmt.Errorf("%s: %d %+v", url, resp.StatusCode, a)
-					}
-					if err != nil {
-						errs <- err
-						return
-					}
-				}
-			}()
+		post := func(i int) error {
+			req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body(i)))
+			req.Header.Set("Authorization", "Bearer "+secret)
+			if batch > 1 {
+				req.Header.Set("Content-Type", httpapi.NDJSON)
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				return err
+			}
+			var a httpapi.Answer
+			err = json.NewDecoder(resp.Body).Decode(&a)
+			resp.Body.Close()
+			if err == nil && !accepted(a, batch) {
+				err = fmt.Errorf("%s: %d %+v", url, resp.StatusCode, a)
+			}
+			return err
 		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			b.Fatal(err)
-		}
-		return time.Since(start), cpuTime(b) - cpu0
+		return ingesttest.Load(b, benchClients, 0, requests, func() (func(int) error, func(), error) { return post, nil, nil })
 	}
 	// Both warmed up (connections, the producer's batches), then each
 	// measured once, in the same run, on the same Kafka client.
@@ -199,15 +176,6 @@ func serveBench(b *testing.B, h http.Handler) string {
 	go func() { _ = srv.Serve(l) }()
 	b.Cleanup(func() { _ = srv.Close() })
 	return "http://" + l.Addr().String()
-}
-
-// cpuTime is the process's user + system CPU time so far.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,44 +41,23 @@ func BenchmarkLoRaWANWebhook(b *testing.B) {
 			now.Add(-time.Minute).Add(time.Duration(i)*time.Millisecond).Format(time.RFC3339Nano), eui, i, i%40)
 	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: benchClients}, Timeout: time.Minute}
+	post := func(i int) error {
+		req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(uplink(i)))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		var a httpapi.Answer
+		err = json.NewDecoder(resp.Body).Decode(&a)
+		resp.Body.Close()
+		if err == nil && resp.StatusCode != http.StatusAccepted {
+			err = fmt.Errorf("uplink %d: %d %+v", i, resp.StatusCode, a)
+		}
+		return err
+	}
 	run := func(first, n int) (time.Duration, time.Duration) {
-		cpu0 := cpuTime(b)
-		start := time.Now()
-		var next atomic.Int64
-		next.Store(int64(first))
-		var wg sync.WaitGroup
-		errs := make(chan error, benchClients)
-		for range benchClients {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := int(next.Add(1)); i <= first+n; i = int(next.Add(1)) {
-					req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(uplink(i)))
-					req.Header.Set("Authorization", "Bearer "+token)
-					resp, err := client.Do(req)
-					if err != nil {
-						errs <- err
-						return
-					}
-					var a httpapi.Answer
-					err = json.NewDecoder(resp.Body).Decode(&a)
-					resp.Body.Close()
-					if err == nil && resp.StatusCode != http.StatusAccepted {
-						err = fmt.Errorf("uplink %d: %d %+v", i, resp.StatusCode, a)
-					}
-					if err != nil {
-						errs <- err
-						return
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			b.Fatal(err)
-		}
-		return time.Since(start), cpuTime(b) - cpu0
+		return ingesttest.Load(b, benchClients, first, n, func() (func(int) error, func(), error) { return post, nil, nil })
 	}
 	warm := max(1, b.N/10)
 	run(0, warm)
