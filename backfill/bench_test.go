@@ -3,22 +3,16 @@ package backfill
 import (
 	"context"
 	"fmt"
-	"os"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/drover-iot/drover/devstack/devtest"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-func benchN(def int) int {
-	if v, err := strconv.Atoi(os.Getenv("DROVER_BENCH_N")); err == nil && v > 0 {
-		return v
-	}
-	return def
-}
+func benchN(def int) int { return devtest.EnvInt("DROVER_BENCH_N", def) }
 
 // BenchmarkBackfillMedia measures, per iteration, objects/s from listing to
 // records acknowledged by Kafka for DROVER_BENCH_N (default 100000)

@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"context"
-	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -17,14 +16,6 @@ import (
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
 )
-
-// benchEnvInt reads a positive integer from the environment, else def.
-func benchEnvInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
-		return v
-	}
-	return def
-}
 
 // pace sleeps until the i-th send is due (start + i × interval); a loop
 // that fell behind sends at once, so the offered rate holds on average.
@@ -60,8 +51,8 @@ func quantileMS(d []time.Duration, p float64) float64 {
 // below the offered rate, the downlink is the bottleneck and the
 // latencies are queueing). Run once: -benchtime 1x.
 func BenchmarkCommandRate(b *testing.B) {
-	rate := benchEnvInt("DROVER_BENCH_CMD_RATE", 1000)
-	secs := benchEnvInt("DROVER_BENCH_CMD_SECONDS", 5)
+	rate := devtest.EnvInt("DROVER_BENCH_CMD_RATE", 1000)
+	secs := devtest.EnvInt("DROVER_BENCH_CMD_SECONDS", 5)
 	n := rate * secs
 	interval := time.Second / time.Duration(rate)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -188,7 +179,7 @@ func BenchmarkCommandRate(b *testing.B) {
 	offered := time.Since(first)
 	select {
 	case <-readDone:
-	case <-time.After(time.Duration(benchEnvInt("DROVER_BENCH_CMD_WAIT_S", 180)) * time.Second):
+	case <-time.After(time.Duration(devtest.EnvInt("DROVER_BENCH_CMD_WAIT_S", 180)) * time.Second):
 	}
 	cancel()
 	<-readDone

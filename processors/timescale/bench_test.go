@@ -3,7 +3,6 @@ package timescale
 import (
 	"context"
 	"fmt"
-	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -16,16 +15,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/drover-iot/drover/devstack/devtest"
 	"github.com/drover-iot/drover/schemas"
 	"github.com/drover-iot/drover/topics"
 )
-
-func benchEnvInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
-		return v
-	}
-	return def
-}
 
 // benchReadings returns n readings of 50 devices spread over about three
 // days (so several partitions or chunks are written).
@@ -65,7 +58,7 @@ func migratedFresh(b testing.TB, rows []schemas.SensorReading) (string, Layout) 
 // CopyFrom of the same rows into an identical empty table (a fresh
 // sensor_readings), same run. DROVER_BENCH_N scales N (default 1,000,000).
 func BenchmarkSinkThroughput(b *testing.B) {
-	n := benchEnvInt("DROVER_BENCH_N", 1_000_000)
+	n := devtest.EnvInt("DROVER_BENCH_N", 1_000_000)
 	rows := benchReadings(n)
 	env := newKafkaEnv(b, 6)
 	start := time.Now()
@@ -92,7 +85,7 @@ func BenchmarkSinkThroughput(b *testing.B) {
 		b.StartTimer()
 		t1 := time.Now()
 		rs := startSink(b, env, sinkURL, func(c *Config) {
-			c.Group, c.Topics, c.BatchSize, c.FlushInterval = group, []string{topics.RawSensor}, benchEnvInt("DROVER_BENCH_BATCH", 5000), time.Second
+			c.Group, c.Topics, c.BatchSize, c.FlushInterval = group, []string{topics.RawSensor}, devtest.EnvInt("DROVER_BENCH_BATCH", 5000), time.Second
 		})
 		waitRows(b, rs, n)
 		waitFor(b, 60*time.Second, "offsets committed", func() (bool, string) { return groupCaughtUp(b, env, group) })
@@ -116,7 +109,7 @@ func BenchmarkSinkThroughput(b *testing.B) {
 		replayGroup := group + "-replay"
 		t2 := time.Now()
 		replay := startSink(b, env, sinkURL, func(c *Config) {
-			c.Group, c.Topics, c.BatchSize, c.FlushInterval = replayGroup, []string{topics.RawSensor}, benchEnvInt("DROVER_BENCH_BATCH", 5000), time.Second
+			c.Group, c.Topics, c.BatchSize, c.FlushInterval = replayGroup, []string{topics.RawSensor}, devtest.EnvInt("DROVER_BENCH_BATCH", 5000), time.Second
 		})
 		waitFor(b, 10*time.Minute, "replay caught up", func() (bool, string) { return groupCaughtUp(b, env, replayGroup) })
 		replayTook := time.Since(t2)
@@ -149,8 +142,8 @@ func BenchmarkSinkThroughput(b *testing.B) {
 // row being in the database, against the lag of a bare Kafka consumer (no
 // database) under the same load, same run.
 func BenchmarkSinkLag(b *testing.B) {
-	rate := benchEnvInt("DROVER_BENCH_RATE", 10_000)
-	secs := benchEnvInt("DROVER_BENCH_SECONDS", 20)
+	rate := devtest.EnvInt("DROVER_BENCH_RATE", 10_000)
+	secs := devtest.EnvInt("DROVER_BENCH_SECONDS", 20)
 	for iter := 0; iter < b.N; iter++ {
 		b.StopTimer()
 		env := newKafkaEnv(b, 6)
@@ -162,9 +155,9 @@ func BenchmarkSinkLag(b *testing.B) {
 
 		// Production defaults: batches of 5000 records or 1s
 		// (DROVER_BENCH_BATCH, DROVER_BENCH_FLUSH_MS).
-		flush := time.Duration(benchEnvInt("DROVER_BENCH_FLUSH_MS", 1000)) * time.Millisecond
+		flush := time.Duration(devtest.EnvInt("DROVER_BENCH_FLUSH_MS", 1000)) * time.Millisecond
 		rs := startSink(b, env, dbURL, func(c *Config) {
-			c.Topics, c.BatchSize, c.FlushInterval = []string{topics.RawSensor}, benchEnvInt("DROVER_BENCH_BATCH", 5000), flush
+			c.Topics, c.BatchSize, c.FlushInterval = []string{topics.RawSensor}, devtest.EnvInt("DROVER_BENCH_BATCH", 5000), flush
 		})
 		waitReady(b, rs)
 		n := steadyProduce(b, env, rate, secs, func(i int, now time.Time) *kgo.Record {
