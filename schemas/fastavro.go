@@ -73,24 +73,12 @@ func fastKindOf(s avro.Schema) fastKind {
 		shape[i] = f.Name() + " " + typeShape(f.Type())
 	}
 	switch {
-	case equalShape(shape, sensorShape):
+	case slices.Equal(shape, sensorShape):
 		return fastSensor
-	case equalShape(shape, gpsShape):
+	case slices.Equal(shape, gpsShape):
 		return fastGPS
 	}
 	return fastNone
-}
-
-func equalShape(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // typeShape describes s as the shapes above do ("?" for anything the
