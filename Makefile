@@ -38,7 +38,7 @@ fmt:
 	gofmt -l -w $$(git ls-files '*.go')
 
 ## bench: every stage benchmark and the end-to-end one, COUNT runs each; writes BENCHMARKS.md (medians, baselines, ratios, targets) and the raw output to .bench.out
-bench:
+bench: deps
 	$(GO) run ./bench/report -count $(COUNT) -benchtime $(BENCHTIME) -o BENCHMARKS.md -raw .bench.out $(BENCHARGS)
 
 ## smoke: fresh drover dev on free ports, the smoke suite against it, stop

@@ -237,3 +237,93 @@ func TestIntegrationCommandsKeepOrderPerDevice(t *testing.T) {
 		}
 	}
 }
+
+// TestIntegrationCommandsExpireOnce: two bridge replicas (one downlink
+// group) follow every command on commands.status, but a command is
+// expired by the replica that sends to its device alone. Replica a never
+// ticks (an hour), replica b every 50 ms: past their deadlines, b's
+// devices' commands are expired and a's stay queued (without the
+// ownership check b expired them all, and with both ticking each replica
+// could write its own expired record); once a stops, b owns every
+// partition and expires the rest. Every command ends with exactly one
+// expired record.
+func TestIntegrationCommandsExpireOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	e := newEnv(t)
+	mqttURL := devtest.MQTT(t)
+	start := func(id string, tick time.Duration) (*Bridge, func()) {
+		cfg := e.config(mqttURL, id)
+		cfg.Downlink = true
+		cfg.ExpiryTick = tick
+		return runBridge(t, cfg) // Presence defaults to events: the devices are offline
+	}
+	owned := func(b *Bridge) int {
+		b.owner.mu.Lock()
+		defer b.owner.mu.Unlock()
+		if b.owner.parts == 0 {
+			return 0
+		}
+		return len(b.owner.assigned)
+	}
+	a, stopA := start("expiry-a", time.Hour)
+	waitFor(t, 30*time.Second, "replica a owns every partition", func() bool { return owned(a) == 4 })
+	b, _ := start("expiry-b", 50*time.Millisecond)
+	waitFor(t, 30*time.Second, "the partitions shared", func() bool { na, nb := owned(a), owned(b); return na > 0 && nb > 0 && na+nb == 4 })
+
+	pcl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...))
+	mustf(t, err, "client")
+	defer pcl.Close()
+	const n = 24
+	ofA := map[string]bool{}
+	for i := range n {
+		dev := fmt.Sprintf("away-%d", i)
+		ofA[fmt.Sprintf("x-%d", i)] = a.owns(identity.Key("farm1", dev))
+		e.sendCommand(t, pcl, "farm1", dev, fmt.Sprintf("x-%d", i), "ping", 1500*time.Millisecond)
+	}
+	na := 0
+	for _, mine := range ofA {
+		if mine {
+			na++
+		}
+	}
+	if na == 0 || na == n {
+		t.Fatalf("replica a sends to %d of the %d devices; the test needs both replicas to own some", na, n)
+	}
+	for id, mine := range ofA {
+		if !mine {
+			e.waitStatus(t, id, control.Expired)
+		}
+	}
+	time.Sleep(time.Second) // twenty more ticks of b
+	st := e.commandsState(t)
+	for id, mine := range ofA {
+		if mine && st[id].Status != control.Queued {
+			t.Errorf("command %s (replica a's device) is %s, want queued: replica b expired a command it does not send", id, st[id].Status)
+		}
+	}
+
+	stopA()
+	for id := range ofA {
+		e.waitStatus(t, id, control.Expired)
+	}
+	time.Sleep(500 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	expired := map[string]int{}
+	caughtUp := false
+	err = control.Follow(ctx, []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, e.serde, func(r *schemas.CommandStatus) {
+		if r.Status == string(control.Expired) {
+			expired[r.CommandID]++
+		}
+	}, func() { caughtUp = true; cancel() }, nil)
+	if !caughtUp {
+		t.Fatalf("reading %s: %v", topics.CommandStatus, err)
+	}
+	for id := range ofA {
+		if expired[id] != 1 {
+			t.Errorf("command %s has %d expired records, want 1", id, expired[id])
+		}
+	}
+}

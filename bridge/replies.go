@@ -249,9 +249,11 @@ func (b *Bridge) followStatus(ctx context.Context, caughtUp func()) error {
 		caughtUp, func(err error) { b.log.Warn("commands.status: record skipped", "err", err) })
 }
 
-// expireLoop records expired for every open command whose deadline passed,
-// every tick, until ctx ends; it also forgets commands that ended more
-// than a day ago.
+// expireLoop records expired for every open command whose deadline passed
+// and whose device this replica sends to (every replica follows every
+// command on commands.status: without the ownership check each would
+// write its own expired record), every tick, until ctx ends; it also
+// forgets commands that ended more than a day ago.
 func (b *Bridge) expireLoop(ctx context.Context, tick time.Duration) {
 	t := time.NewTicker(tick)
 	defer t.Stop()
@@ -263,6 +265,9 @@ func (b *Bridge) expireLoop(ctx context.Context, tick time.Duration) {
 		}
 		now := b.cfg.Now()
 		for _, c := range b.tracker.Overdue(now) {
+			if !b.owns(identity.Key(c.Tenant, c.Device)) {
+				continue // another replica's device: it expires the command
+			}
 			if b.replyWrites.busy(c.ID) {
 				continue // a reply in time is being recorded: it ends the command
 			}

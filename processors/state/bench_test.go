@@ -107,7 +107,8 @@ func benchFill(b *testing.B, brokers []string, serde *schemas.Serde, n int) {
 	}
 	defer cl.Close()
 	ctx := context.Background()
-	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 4, 1, nil, topics.Alerts); err != nil {
+	// The state group also reads alerts and desired-state commands.
+	if _, err := kadm.NewClient(cl).CreateTopics(ctx, 4, 1, nil, topics.Alerts, topics.Commands); err != nil {
 		b.Fatal(err)
 	}
 	var failed atomic.Value
