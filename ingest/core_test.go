@@ -165,23 +165,30 @@ func TestIntegrationCoreLoRaWAN(t *testing.T) {
 	}
 }
 
+// deadKafkaCore is a core on e's registry whose Kafka never answers.
+func deadKafkaCore(t *testing.T, e *ingesttest.Env) *ingest.Core {
+	t.Helper()
+	dead, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"), kgo.RecordDeliveryTimeout(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dead.Close)
+	core, err := ingest.NewCore(ingest.Config{Kafka: dead, Serde: e.Serde, Routes: routes.Default(), Registry: e.View, Log: devtest.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return core
+}
+
 // A Kafka that does not answer makes Ingest return ErrUnavailable when the
 // caller's deadline passes: nothing was acknowledged, the client retries.
 func TestIntegrationCoreKafkaDown(t *testing.T) {
 	e := ingesttest.New(t)
 	e.Devices(t)
-	dead, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"), kgo.RecordDeliveryTimeout(time.Minute))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dead.Close()
-	core, err := ingest.NewCore(ingest.Config{Kafka: dead, Serde: e.Serde, Routes: routes.Default(), Registry: e.View, Log: devtest.Logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	core := deadKafkaCore(t, e)
 	c, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	err = core.Ingest(c, msg("", "sensor", `{"metric":"t","value":1}`))
+	err := core.Ingest(c, msg("", "sensor", `{"metric":"t","value":1}`))
 	if !errors.Is(err, ingest.ErrUnavailable) || ingest.Classify(err).Kind != ingest.Unavailable {
 		t.Fatalf("Kafka down: %v", err)
 	}
@@ -376,15 +383,7 @@ func TestIntegrationCoreBatchMixedOutcomes(t *testing.T) {
 		t.Errorf("%d produce_failed dead letters, want 1", produceFailed)
 	}
 
-	dead, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"), kgo.RecordDeliveryTimeout(time.Minute))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dead.Close()
-	core, err := ingest.NewCore(ingest.Config{Kafka: dead, Serde: e.Serde, Routes: routes.Default(), Registry: e.View, Log: devtest.Logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	core := deadKafkaCore(t, e)
 	c, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	start := time.Now()

@@ -1,12 +1,11 @@
 package schemas
 
 import (
-	"encoding/binary"
-	"math"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/drover-iot/drover/schemas/avrobin"
 	"github.com/hamba/avro/v2"
 )
 
@@ -146,71 +145,51 @@ func mapSize(m map[string]string) int {
 }
 
 func appendSensor(b []byte, r *SensorReading) []byte {
-	b = appendString(b, r.EventID)
-	b = appendString(b, r.Tenant)
-	b = appendString(b, r.DeviceID)
-	b = appendMillis(b, r.TS)
-	b = appendMillis(b, r.IngestedAt)
-	b = appendString(b, r.Metric)
-	b = appendDouble(b, r.Value)
+	b = appendHead(b, r.EventID, r.Tenant, r.DeviceID, r.TS, r.IngestedAt)
+	b = avrobin.AppendString(b, r.Metric)
+	b = avrobin.AppendDouble(b, r.Value)
 	if r.Unit == nil {
 		b = append(b, 0)
 	} else {
-		b = appendString(append(b, 2), *r.Unit)
+		b = avrobin.AppendString(append(b, 2), *r.Unit)
 	}
-	b = appendString(b, r.Source)
-	b = appendBool(b, r.Replayed)
+	b = avrobin.AppendString(b, r.Source)
+	b = avrobin.AppendBool(b, r.Replayed)
 	return appendStringMap(b, r.Attrs)
 }
 
 func appendGPS(b []byte, r *GPSFix) []byte {
-	b = appendString(b, r.EventID)
-	b = appendString(b, r.Tenant)
-	b = appendString(b, r.DeviceID)
-	b = appendMillis(b, r.TS)
-	b = appendMillis(b, r.IngestedAt)
-	b = appendDouble(b, r.Lat)
-	b = appendDouble(b, r.Lon)
+	b = appendHead(b, r.EventID, r.Tenant, r.DeviceID, r.TS, r.IngestedAt)
+	b = avrobin.AppendDouble(b, r.Lat)
+	b = avrobin.AppendDouble(b, r.Lon)
 	for _, p := range [...]*float64{r.Alt, r.HDOP, r.Speed} {
 		if p == nil {
 			b = append(b, 0)
 		} else {
-			b = appendDouble(append(b, 2), *p)
+			b = avrobin.AppendDouble(append(b, 2), *p)
 		}
 	}
 	if r.Satellites == nil {
 		b = append(b, 0)
 	} else {
-		b = appendLong(append(b, 2), int64(*r.Satellites))
+		b = avrobin.AppendLong(append(b, 2), int64(*r.Satellites))
 	}
-	b = appendString(b, r.Source)
-	b = appendBool(b, r.Replayed)
+	b = avrobin.AppendString(b, r.Source)
+	b = avrobin.AppendBool(b, r.Replayed)
 	return appendStringMap(b, r.Attrs)
 }
 
-// appendLong appends i zigzag-encoded as a varint (an int32 widened to
-// int64 encodes as Avro's int does).
-func appendLong(b []byte, i int64) []byte {
-	return binary.AppendUvarint(b, uint64(i<<1)^uint64(i>>63))
+// appendHead appends the fields both record types start with.
+func appendHead(b []byte, eventID, tenant, device string, ts, ingestedAt time.Time) []byte {
+	b = avrobin.AppendString(b, eventID)
+	b = avrobin.AppendString(b, tenant)
+	b = avrobin.AppendString(b, device)
+	b = appendMillis(b, ts)
+	return appendMillis(b, ingestedAt)
 }
 
 func appendMillis(b []byte, t time.Time) []byte {
-	return appendLong(b, t.Unix()*1e3+int64(t.Nanosecond()/1e6))
-}
-
-func appendDouble(b []byte, f float64) []byte {
-	return binary.LittleEndian.AppendUint64(b, math.Float64bits(f))
-}
-
-func appendBool(b []byte, v bool) []byte {
-	if v {
-		return append(b, 1)
-	}
-	return append(b, 0)
-}
-
-func appendString(b []byte, s string) []byte {
-	return append(appendLong(b, int64(len(s))), s...)
+	return avrobin.AppendLong(b, t.Unix()*1e3+int64(t.Nanosecond()/1e6))
 }
 
 // mapBlock is hamba/avro's default block length of maps.
@@ -225,8 +204,8 @@ func appendStringMap(b []byte, m map[string]string) []byte {
 	var block []byte // the current block's entries
 	n := 0
 	flush := func() {
-		b = appendLong(b, -int64(n))
-		b = appendLong(b, int64(len(block)))
+		b = avrobin.AppendLong(b, -int64(n))
+		b = avrobin.AppendLong(b, int64(len(block)))
 		b = append(b, block...)
 		block, n = block[:0], 0
 	}
@@ -236,15 +215,15 @@ func appendStringMap(b []byte, m map[string]string) []byte {
 		for k, v := range m {
 			size += varintLen(len(k)) + len(k) + varintLen(len(v)) + len(v)
 		}
-		b = appendLong(b, -int64(len(m)))
-		b = appendLong(b, int64(size))
+		b = avrobin.AppendLong(b, -int64(len(m)))
+		b = avrobin.AppendLong(b, int64(size))
 		for k, v := range m {
-			b = appendString(appendString(b, k), v)
+			b = avrobin.AppendString(avrobin.AppendString(b, k), v)
 		}
 		return append(b, 0)
 	}
 	for k, v := range m {
-		block = appendString(appendString(block, k), v)
+		block = avrobin.AppendString(avrobin.AppendString(block, k), v)
 		if n++; n == mapBlock {
 			flush()
 		}

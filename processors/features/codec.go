@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/drover-iot/drover/schemas/avrobin"
 )
 
 // stateSchemaV1 is the Avro schema of a device's entry in the group table
@@ -70,31 +72,31 @@ func (codec) Encode(v interface{}) ([]byte, error) {
 	}
 	b := make([]byte, 0, 32+len(d.Tenant)+len(d.Windows)*128)
 	b = append(b, stateVersion)
-	b = appendString(b, d.Tenant)
+	b = avrobin.AppendString(b, d.Tenant)
 	b = binary.AppendVarint(b, d.Watermark)
 	b = binary.AppendVarint(b, d.LastWall)
 	if n := len(d.Windows); n > 0 {
 		b = binary.AppendVarint(b, int64(n))
 		for _, w := range d.Windows {
-			b = appendString(b, w.Metric)
+			b = avrobin.AppendString(b, w.Metric)
 			b = binary.AppendVarint(b, w.Size)
 			b = binary.AppendVarint(b, w.Start)
 			b = binary.AppendVarint(b, w.Count)
-			b = appendDouble(b, w.Min)
-			b = appendDouble(b, w.Max)
-			b = appendDouble(b, w.Mean)
-			b = appendDouble(b, w.M2)
-			b = appendDouble(b, w.First)
+			b = avrobin.AppendDouble(b, w.Min)
+			b = avrobin.AppendDouble(b, w.Max)
+			b = avrobin.AppendDouble(b, w.Mean)
+			b = avrobin.AppendDouble(b, w.M2)
+			b = avrobin.AppendDouble(b, w.First)
 			b = binary.AppendVarint(b, w.FirstTS)
-			b = appendDouble(b, w.Last)
+			b = avrobin.AppendDouble(b, w.Last)
 			b = binary.AppendVarint(b, w.LastTS)
-			b = appendBool(b, w.Motion)
-			b = appendDouble(b, w.Dist)
-			b = appendDouble(b, w.MaxSpeed)
-			b = appendDouble(b, w.Moving)
-			b = appendDouble(b, w.Stationary)
+			b = avrobin.AppendBool(b, w.Motion)
+			b = avrobin.AppendDouble(b, w.Dist)
+			b = avrobin.AppendDouble(b, w.MaxSpeed)
+			b = avrobin.AppendDouble(b, w.Moving)
+			b = avrobin.AppendDouble(b, w.Stationary)
 			b = binary.AppendVarint(b, w.Late)
-			b = appendBool(b, w.Emitted)
+			b = avrobin.AppendBool(b, w.Emitted)
 		}
 	}
 	b = binary.AppendVarint(b, 0) // end of the array
@@ -103,8 +105,8 @@ func (codec) Encode(v interface{}) ([]byte, error) {
 	} else {
 		b = binary.AppendVarint(b, 1)
 		b = binary.AppendVarint(b, d.Fix.TS)
-		b = appendDouble(b, d.Fix.Lat)
-		b = appendDouble(b, d.Fix.Lon)
+		b = avrobin.AppendDouble(b, d.Fix.Lat)
+		b = avrobin.AppendDouble(b, d.Fix.Lon)
 	}
 	b = binary.AppendVarint(b, d.SensorNext)
 	b = binary.AppendVarint(b, d.GPSNext)
@@ -177,22 +179,6 @@ func (codec) Decode(b []byte) (interface{}, error) {
 		return nil, fmt.Errorf("features state codec: %w", r.err)
 	}
 	return d, nil
-}
-
-func appendString(b []byte, s string) []byte {
-	b = binary.AppendVarint(b, int64(len(s)))
-	return append(b, s...)
-}
-
-func appendDouble(b []byte, f float64) []byte {
-	return binary.LittleEndian.AppendUint64(b, math.Float64bits(f))
-}
-
-func appendBool(b []byte, v bool) []byte {
-	if v {
-		return append(b, 1)
-	}
-	return append(b, 0)
 }
 
 // reader decodes Avro binary; the first error sticks.
